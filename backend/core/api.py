@@ -1,0 +1,48 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.core.tasks import TRAIN_QUEUES
+from workers.engine.architectures import ARCHITECTURES
+
+from .models import WorkerHeartbeat
+
+
+class ArchitectureSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+
+
+class ArchitectureList(APIView):
+    """The network topologies a run can use."""
+
+    @extend_schema(responses=ArchitectureSerializer(many=True))
+    def get(self, request):
+        return Response([{"name": a.name, "title": a.title, "description": a.description} for a in ARCHITECTURES.values()])
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WorkerHeartbeat
+        fields = ["hostname", "queues", "cpu_count", "gpu_count", "gpu_names", "last_seen"]
+
+
+class ResourcesSerializer(serializers.Serializer):
+    cpu_available = serializers.BooleanField()
+    gpu_available = serializers.BooleanField()
+    workers = WorkerSerializer(many=True)
+
+
+class ResourceList(APIView):
+    """The compute resources online now: workers, their queues and GPUs."""
+
+    @extend_schema(responses=ResourcesSerializer)
+    def get(self, request):
+        workers = list(WorkerHeartbeat.online())
+        return Response({
+            "cpu_available": any(TRAIN_QUEUES["cpu"] in w.queues for w in workers),
+            "gpu_available": any(TRAIN_QUEUES["gpu"] in w.queues for w in workers),
+            "workers": WorkerSerializer(workers, many=True).data,
+        })

@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    """The unit of ownership: datasets, partitions and runs belong to a project."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def storage_dir(self):
+        return settings.STORAGE_ROOT / "projects" / str(self.pk)

@@ -1,0 +1,120 @@
+from django.http import FileResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from backend.core.errors import ServiceError
+from backend.core.fields import OwnedPrimaryKeyField
+from backend.datasets.services import partitions_for
+from workers.engine.architectures import ARCHITECTURES
+
+from .models import MetricPoint, TrainingRun
+from .services import launch_run, request_stop, runs_for
+
+
+def positive_learning_rate(value):
+    if not value > 0:
+        raise serializers.ValidationError("Learning rate must be greater than 0; typical values are 0.0001 to 0.01.")
+    if value > 10:
+        raise serializers.ValidationError("Learning rate must be at most 10; typical values are 0.0001 to 0.01.")
+
+
+class RunLaunchSerializer(serializers.Serializer):
+    partition = OwnedPrimaryKeyField(scope=partitions_for, model_name="partition")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    architecture = serializers.ChoiceField(choices=sorted(ARCHITECTURES), default="small_cnn")
+    epochs = serializers.IntegerField(default=10, min_value=1, max_value=1000)
+    learning_rate = serializers.FloatField(default=0.001, validators=[positive_learning_rate])
+    batch_size = serializers.IntegerField(default=32, min_value=1, max_value=4096)
+    device = serializers.ChoiceField(choices=["cpu", "gpu"], default="cpu")
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=2**31 - 1)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    eta_seconds = serializers.SerializerMethodField()
+    model_url = serializers.SerializerMethodField()
+    dataset = serializers.IntegerField(source="partition.dataset_id", read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
+            "device", "seed", "status", "message", "progress", "progress_message", "eta_seconds",
+            "epochs_completed", "test_accuracy", "test_loss", "model_url", "config", "worker",
+            "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_progress(self, run) -> float:
+        return run.progress_done / run.progress_total if run.progress_total else 0.0
+
+    def get_eta_seconds(self, run) -> float | None:
+        if run.is_finished or not run.started_at or not run.progress_done or not run.progress_total:
+            return None
+        elapsed = (timezone.now() - run.started_at).total_seconds()
+        return round(elapsed * (run.progress_total - run.progress_done) / run.progress_done, 1)
+
+    def get_model_url(self, run) -> str | None:
+        return f"/api/runs/{run.pk}/model.onnx" if run.is_finished and run.onnx_path.exists() else None
+
+
+class MetricPointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetricPoint
+        fields = ["id", "epoch", "subset", "name", "value"]
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Training runs: launched on a partition, trained by a worker, exported as ONNX."""
+
+    serializer_class = RunSerializer
+
+    def get_queryset(self):
+        queryset = runs_for(self.request.user).select_related("partition")
+        project = self.request.query_params.get("project")
+        return queryset.filter(project_id=project) if project and project.isdigit() else queryset
+
+    @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's runs.")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=RunLaunchSerializer, responses={202: RunSerializer})
+    def create(self, request):
+        launch = RunLaunchSerializer(data=request.data, context={"request": request})
+        launch.is_valid(raise_exception=True)
+        data = dict(launch.validated_data)
+        partition = data.pop("partition")
+        run = launch_run(partition.dataset.project, partition, data, request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop after the current batch; the metrics and the model so far are kept."""
+        return Response(RunSerializer(request_stop(self.get_object())).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses=MetricPointSerializer(many=True),
+        parameters=[OpenApiParameter("after", int, description="Only points with an id above this one (for polling).")],
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def metrics(self, request, pk=None):
+        """Metric points per epoch and subset, oldest first."""
+        points = self.get_object().metrics.all()
+        after = request.query_params.get("after", "")
+        if after.isdigit():
+            points = points.filter(id__gt=int(after))
+        return Response(MetricPointSerializer(points, many=True).data)
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path="model.onnx")
+    def model_onnx(self, request, pk=None):
+        """The trained model as ONNX: input "image" (N, C, H, W) floats in [0, 1], output "logits"."""
+        run = self.get_object()
+        if not run.is_finished or not run.onnx_path.exists():
+            raise ServiceError("The model is not ready: the run has not finished.", code="not_ready", status_code=409)
+        filename = f"run-{run.pk}-{run.architecture}.onnx"
+        return FileResponse(open(run.onnx_path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")

@@ -1,0 +1,79 @@
+from django.conf import settings
+from django.db import models
+
+from backend.datasets.models import Partition
+from backend.projects.models import Project
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        STOPPING = "stopping", "Stopping"
+        STOPPED = "stopped", "Stopped"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.STOPPED, Status.SUCCEEDED, Status.FAILED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    partition = models.ForeignKey(Partition, on_delete=models.PROTECT, related_name="runs")
+    name = models.CharField(max_length=200)
+    architecture = models.CharField(max_length=50)
+    epochs = models.PositiveIntegerField()
+    learning_rate = models.FloatField()
+    batch_size = models.PositiveIntegerField()
+    device = models.CharField(max_length=10)
+    seed = models.IntegerField(default=0)
+    config = models.JSONField(default=dict, help_text="Everything that produced the result.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    message = models.TextField(blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    stop_requested = models.BooleanField(default=False)
+    epochs_completed = models.PositiveIntegerField(default=0)
+    test_accuracy = models.FloatField(null=True, blank=True)
+    test_loss = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def storage_dir(self):
+        return self.project.storage_dir / "runs" / str(self.pk)
+
+    @property
+    def onnx_path(self):
+        return self.storage_dir / "model.onnx"
+
+    @property
+    def weights_path(self):
+        return self.storage_dir / "weights.pt"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class MetricPoint(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    epoch = models.PositiveIntegerField()
+    subset = models.CharField(max_length=20)
+    name = models.CharField(max_length=50)
+    value = models.FloatField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "epoch", "subset", "name"], name="one_value_per_epoch")
+        ]

@@ -1,0 +1,92 @@
+"""Training runs: launching, stopping, and the rules that decide whether a run can start."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from backend.core.errors import ServiceError
+from backend.core.models import WorkerHeartbeat
+from backend.core.tasks import TRAIN_QUEUES, send_after_commit
+from backend.datasets.models import Partition
+from backend.projects.services import projects_for
+
+from .models import TrainingRun
+
+
+def runs_for(user):
+    return TrainingRun.objects.filter(project__in=projects_for(user))
+
+
+def code_version() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(settings.BASE_DIR),
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_trainable(partition: Partition) -> None:
+    dataset = partition.dataset
+    labels = dataset.labels
+    if len(labels) < 2:
+        only = f" ('{labels[0]}')" if labels else ""
+        raise ServiceError(
+            f"The dataset '{dataset.name}' has only one class{only}; a classifier needs at least two. "
+            "Upload a dataset with images of at least two classes.",
+            field="partition",
+        )
+    train = partition.counts.get("train", {})
+    if sum(train.values()) == 0:
+        raise ServiceError("The partition's training subset is empty; create a partition with a larger training share.", field="partition")
+
+
+def check_device(device: str) -> None:
+    if device == "gpu" and not WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["gpu"]):
+        raise ServiceError(
+            "No GPU worker is online. Choose CPU, or ask your administrator to start a GPU worker.",
+            field="device",
+        )
+
+
+def launch_run(project, partition: Partition, settings_: dict, user) -> TrainingRun:
+    if partition.dataset.project_id != project.pk:
+        raise ServiceError("This partition belongs to another project.", field="partition")
+    check_trainable(partition)
+    check_device(settings_["device"])
+    config = {
+        **settings_,
+        "dataset": {"id": partition.dataset_id, "name": partition.dataset.name, "classes": partition.dataset.labels},
+        "partition": {
+            "id": partition.pk, "seed": partition.seed, "train_percent": partition.train_percent,
+            "validation_percent": partition.validation_percent, "test_percent": partition.test_percent,
+        },
+        "code_version": code_version(),
+    }
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project, partition=partition, created_by=user, config=config,
+            name=settings_.get("name") or f"{settings_['architecture']} on {partition.dataset.name}",
+            **{key: settings_[key] for key in ("architecture", "epochs", "learning_rate", "batch_size", "device", "seed")},
+        )
+        send_after_commit("workers.tasks.train_run", run.pk, TRAIN_QUEUES[run.device])
+    return run
+
+
+def request_stop(run: TrainingRun) -> TrainingRun:
+    """Queued runs stop at once; running ones after their current batch, keeping what was done."""
+    if run.is_finished:
+        raise ServiceError(f"This run has already {run.get_status_display().lower()}.", code="conflict", status_code=409)
+    if run.status == TrainingRun.Status.QUEUED:
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.STOPPED, stop_requested=True, message="Stopped before it started."
+        )
+    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        status=TrainingRun.Status.STOPPING, stop_requested=True
+    )
+    run.refresh_from_db()
+    return run

@@ -1,0 +1,347 @@
+/* The toolkit's pages: each page's script talks to the REST API, so the browser
+   and scripts share one set of rules and messages. No build step, no CDN. */
+"use strict";
+
+const POLL_MS = 1000;
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `The server answered ${status}.`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, url, body) {
+  const options = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") options.headers["X-CSRFToken"] = csrfToken();
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function el(tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/* Errors: each API error names its field; show it beside that field, or at the form's foot. */
+function clearErrors(form) {
+  form.querySelectorAll("[data-error-for]").forEach((node) => { node.textContent = ""; });
+}
+
+function showErrors(form, error) {
+  clearErrors(form);
+  const errors = (error.body && error.body.errors) || [{ message: error.message, field: null }];
+  for (const item of errors) {
+    const slot = form.querySelector(`[data-error-for="${item.field}"]`) || form.querySelector('[data-error-for="__all__"]');
+    slot.textContent = slot.textContent ? `${slot.textContent} ${item.message}` : item.message;
+  }
+}
+
+function formValues(form) {
+  const values = {};
+  for (const input of form.querySelectorAll("input, select, textarea")) {
+    if (!input.name || input.type === "file" || (input.type === "radio" && !input.checked)) continue;
+    values[input.name] = input.type === "number" && input.value !== "" ? Number(input.value) : input.value;
+  }
+  return values;
+}
+
+function setProgress(container, fraction, label) {
+  container.hidden = false;
+  const percent = Math.max(0, Math.min(1, fraction || 0)) * 100;
+  container.querySelector(".bar").style.width = `${percent.toFixed(1)}%`;
+  container.querySelector(".label").textContent = label || `${percent.toFixed(0)}%`;
+  container.setAttribute("role", "progressbar");
+  container.setAttribute("aria-valuenow", percent.toFixed(0));
+}
+
+function setStatus(node, status) {
+  node.className = `status status-${status}`;
+  node.textContent = status.charAt(0).toUpperCase() + status.slice(1);
+}
+
+function formatSeconds(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return minutes < 60 ? `${minutes} min ${Math.round(seconds % 60)} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function poll(step) {
+  /* Calls step() every POLL_MS until it returns true ("done"). */
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    let done = false;
+    try { done = await step(); } catch (error) { console.error(error); }
+    if (!done) setTimeout(tick, POLL_MS);
+  };
+  tick();
+  return () => { stopped = true; };
+}
+
+const CHART_LAYOUT = {
+  margin: { t: 40, r: 10, b: 45, l: 55 },
+  height: 320,
+  legend: { orientation: "h", y: -0.25 },
+  font: { family: "system-ui, sans-serif", size: 12 },
+};
+
+/* ---- pages ---- */
+
+const pages = {};
+
+pages.home = () => {
+  const form = document.getElementById("project-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const project = await api("POST", "/api/projects/", formValues(form));
+      window.location = `/projects/${project.id}/`;
+    } catch (error) { showErrors(form, error); }
+  });
+};
+
+pages.project = () => {
+  const form = document.getElementById("upload-form");
+  const bar = form.querySelector(".progress");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const file = form.querySelector('input[type="file"]').files[0];
+    if (!file) { showErrors(form, new ApiError(400, { errors: [{ message: "Choose a zip file to upload.", field: null }] })); return; }
+    const data = new FormData();
+    data.append("project", form.dataset.project);
+    data.append("name", form.querySelector('input[name="name"]').value);
+    data.append("archive", file);
+    const request = new XMLHttpRequest();
+    request.open("POST", "/api/datasets/");
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.setRequestHeader("Accept", "application/json");
+    request.upload.onprogress = (e) => {
+      if (e.lengthComputable) setProgress(bar, e.loaded / e.total, `Uploading: ${(e.loaded / 1e6).toFixed(1)} of ${(e.total / 1e6).toFixed(1)} MB`);
+    };
+    request.onload = () => {
+      let body = null;
+      try { body = JSON.parse(request.responseText); } catch (e) { body = null; }
+      if (request.status === 202) { window.location = `/datasets/${body.id}/`; return; }
+      bar.hidden = true;
+      showErrors(form, new ApiError(request.status, body));
+    };
+    request.onerror = () => { bar.hidden = true; showErrors(form, new ApiError(0, { message: "The upload failed: the server could not be reached." })); };
+    setProgress(bar, 0, "Uploading…");
+    request.send(data);
+  });
+};
+
+pages.dataset = () => {
+  const root = document.getElementById("dataset-root");
+  const id = root.dataset.dataset;
+  const statusNode = document.getElementById("dataset-status");
+  const progress = document.getElementById("ingest-progress");
+  const stopButton = document.getElementById("ingest-stop");
+  stopButton.addEventListener("click", async () => {
+    stopButton.disabled = true;
+    try { await api("POST", `/api/datasets/${id}/stop/`); } catch (error) { alert(error.message); }
+  });
+  poll(async () => {
+    const dataset = await api("GET", `/api/datasets/${id}/`);
+    setStatus(statusNode, dataset.status);
+    document.getElementById("dataset-message").textContent = dataset.message;
+    const active = dataset.status === "queued" || dataset.status === "ingesting";
+    stopButton.hidden = !active;
+    if (active) {
+      setProgress(progress, dataset.progress, `${Math.round(dataset.progress * 100)}% · ${dataset.progress_done} of ${dataset.progress_total} steps`);
+      return false;
+    }
+    progress.hidden = true;
+    await showReport(id);
+    if (dataset.status === "ready") showReadyDataset(dataset);
+    return true;
+  });
+};
+
+async function showReport(id) {
+  const report = await api("GET", `/api/datasets/${id}/report/?limit=500`);
+  if (!report.count) return;
+  document.getElementById("report").hidden = false;
+  document.getElementById("report-count").textContent = report.count;
+  const body = document.querySelector("#report tbody");
+  body.replaceChildren(...report.results.map((row) => el("tr", {}, [
+    el("td", { text: row.path }), el("td", { text: row.status }), el("td", { text: row.reason }),
+  ])));
+  if (report.count <= 20) document.getElementById("report").open = true;
+}
+
+function showReadyDataset(dataset) {
+  document.getElementById("ready-only").hidden = false;
+  const labels = Object.keys(dataset.class_counts);
+  const counts = labels.map((label) => dataset.class_counts[label]);
+  Plotly.newPlot("class-chart", [{ type: "bar", x: labels, y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
+    { ...CHART_LAYOUT, title: { text: `${dataset.num_samples} samples` }, yaxis: { title: { text: "samples" } } },
+    { displaylogo: false, responsive: true });
+  document.getElementById("dataset-shape").textContent =
+    `${dataset.width}×${dataset.height} pixels, ${dataset.channels === 1 ? "grayscale" : "colour"}`;
+  const filter = document.getElementById("label-filter");
+  for (const label of labels) filter.append(el("option", { value: label, text: label }));
+  setUpThumbnails(dataset.id, filter);
+  setUpPartitions(dataset);
+}
+
+function setUpThumbnails(id, filter) {
+  const pageSize = 48;
+  let offset = 0;
+  let total = 0;
+  const grid = document.getElementById("thumbnails");
+  const load = async () => {
+    const label = filter.value ? `&label=${encodeURIComponent(filter.value)}` : "";
+    const page = await api("GET", `/api/datasets/${id}/samples/?limit=${pageSize}&offset=${offset}${label}`);
+    total = page.count;
+    grid.replaceChildren(...page.results.map((sample) => el("figure", { class: "thumb" }, [
+      el("img", { src: sample.thumbnail_url, alt: `${sample.label}: ${sample.source_path}`, loading: "lazy", title: sample.source_path }),
+      el("figcaption", { text: sample.label }),
+    ])));
+    document.getElementById("page-info").textContent =
+      total ? `${offset + 1}–${Math.min(offset + pageSize, total)} of ${total}` : "no samples";
+    document.getElementById("page-prev").disabled = offset === 0;
+    document.getElementById("page-next").disabled = offset + pageSize >= total;
+  };
+  filter.addEventListener("change", () => { offset = 0; load(); });
+  document.getElementById("page-prev").addEventListener("click", () => { offset = Math.max(0, offset - pageSize); load(); });
+  document.getElementById("page-next").addEventListener("click", () => { offset += pageSize; load(); });
+  load();
+}
+
+function subsetSummary(counts) {
+  const entries = Object.entries(counts || {});
+  const total = entries.reduce((sum, [, n]) => sum + n, 0);
+  return `${total} (${entries.map(([label, n]) => `${label} ${n}`).join(", ")})`;
+}
+
+async function setUpPartitions(dataset) {
+  const root = document.getElementById("dataset-root");
+  const table = document.querySelector("#partition-table tbody");
+  const render = async () => {
+    const page = await api("GET", `/api/partitions/?dataset=${dataset.id}&limit=100`);
+    table.replaceChildren(...page.results.map((partition) => el("tr", { "data-partition": partition.id }, [
+      el("td", { text: `${partition.name}` }),
+      el("td", { text: subsetSummary(partition.counts.train) }),
+      el("td", { text: subsetSummary(partition.counts.validation) }),
+      el("td", { text: subsetSummary(partition.counts.test) }),
+      el("td", {}, [el("a", { href: `/projects/${root.dataset.project}/runs/new/?partition=${partition.id}`, class: "button", text: "Train a model" })]),
+    ])));
+  };
+  const form = document.getElementById("partition-form");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    try {
+      await api("POST", "/api/partitions/", { ...formValues(form), dataset: dataset.id });
+      await render();
+    } catch (error) { showErrors(form, error); }
+  });
+  await render();
+}
+
+pages["run-new"] = () => {
+  const form = document.getElementById("run-form");
+  const gpuInput = form.querySelector('input[value="gpu"]');
+  api("GET", "/api/resources/").then((resources) => {
+    const hint = document.getElementById("resources-hint");
+    const gpus = resources.workers.reduce((sum, worker) => sum + worker.gpu_count, 0);
+    gpuInput.disabled = !resources.gpu_available;
+    hint.textContent = resources.gpu_available
+      ? `${gpus} GPU(s) online.`
+      : (resources.cpu_available ? "No GPU worker is online; the run will use a CPU worker."
+        : "No worker is online right now; the run will wait in the queue until one starts.");
+  }).catch(() => {});
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    try {
+      const run = await api("POST", "/api/runs/", formValues(form));
+      window.location = `/runs/${run.id}/`;
+    } catch (error) { showErrors(form, error); }
+  });
+};
+
+pages.run = () => {
+  const id = document.getElementById("run-root").dataset.run;
+  const stopButton = document.getElementById("run-stop");
+  const series = {};
+  let lastPoint = 0;
+  stopButton.addEventListener("click", async () => {
+    stopButton.disabled = true;
+    try { await api("POST", `/api/runs/${id}/stop/`); } catch (error) { alert(error.message); }
+  });
+  const drawCharts = () => {
+    for (const metric of ["loss", "accuracy"]) {
+      const traces = ["train", "validation"].filter((subset) => series[`${subset}/${metric}`]).map((subset) => ({
+        x: series[`${subset}/${metric}`].x, y: series[`${subset}/${metric}`].y, name: subset,
+        mode: "lines+markers", line: { dash: subset === "train" ? "solid" : "dot" },
+      }));
+      Plotly.react(`${metric}-chart`, traces, {
+        ...CHART_LAYOUT, title: { text: metric },
+        xaxis: { title: { text: "epoch" }, dtick: 1 },
+        yaxis: metric === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : { rangemode: "tozero" },
+      }, { displaylogo: false, responsive: true });
+    }
+  };
+  const fetchMetrics = async () => {
+    const points = await api("GET", `/api/runs/${id}/metrics/?after=${lastPoint}`);
+    for (const point of points) {
+      const key = `${point.subset}/${point.name}`;
+      series[key] = series[key] || { x: [], y: [] };
+      series[key].x.push(point.epoch);
+      series[key].y.push(point.value);
+      lastPoint = Math.max(lastPoint, point.id);
+    }
+    if (points.length || !document.querySelector("#loss-chart .plot-container")) drawCharts();
+  };
+  poll(async () => {
+    const run = await api("GET", `/api/runs/${id}/`);
+    await fetchMetrics();
+    setStatus(document.getElementById("run-status"), run.status);
+    document.getElementById("run-message").textContent = run.message || run.progress_message;
+    setProgress(document.getElementById("run-progress"), run.progress,
+      `${Math.round(run.progress * 100)}%${run.progress_message ? " · " + run.progress_message : ""}`);
+    document.getElementById("run-eta").textContent = run.eta_seconds !== null ? `About ${formatSeconds(run.eta_seconds)} left` : "";
+    const finished = ["stopped", "succeeded", "failed"].includes(run.status);
+    stopButton.hidden = finished || run.status === "stopping";
+    if (finished) showResults(run);
+    return finished;
+  });
+};
+
+function showResults(run) {
+  const results = document.getElementById("results");
+  results.hidden = false;
+  document.getElementById("test-accuracy").textContent =
+    run.test_accuracy !== null ? `${(run.test_accuracy * 100).toFixed(1)}%` : "not measured";
+  document.getElementById("test-detail").textContent = run.test_loss !== null ? `(test loss ${run.test_loss.toFixed(4)})` : "";
+  const link = document.getElementById("model-download");
+  if (run.model_url) link.href = run.model_url; else link.hidden = true;
+  document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (pages[page]) pages[page]();
+});

@@ -1,0 +1,14 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("projects/<int:project_id>/", views.project_page, name="project"),
+    path("projects/<int:project_id>/runs/new/", views.run_new_page, name="run-new"),
+    path("datasets/<int:dataset_id>/", views.dataset_page, name="dataset"),
+    path("runs/<int:run_id>/", views.run_page, name="run"),
+]

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from backend.core.api import ArchitectureList, ResourceList
+from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
+from backend.projects.api import ProjectViewSet
+from backend.runs.api import RunViewSet
+
+router = DefaultRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("samples", SampleViewSet, basename="sample")
+router.register("partitions", PartitionViewSet, basename="partition")
+router.register("runs", RunViewSet, basename="run")
+
+api_urls = [
+    path("", include(router.urls)),
+    path("architectures/", ArchitectureList.as_view(), name="architectures"),
+    path("resources/", ResourceList.as_view(), name="resources"),
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+urlpatterns = [
+    path("api/", include(api_urls)),
+    path("admin/", admin.site.urls),
+    path("", include("frontend.urls")),
+]

@@ -1,0 +1,34 @@
+"""The one interface through which long engine work reports to its caller."""
+from typing import Protocol
+
+
+class JobObserver(Protocol):
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """Called as work advances; `done` of `total` units are finished."""
+
+    def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
+        """Called once per epoch and subset for each metric (loss, accuracy ...)."""
+
+    def should_stop(self) -> bool:
+        """Polled between units of work; True asks the engine to stop cleanly."""
+
+
+class JobStopped(Exception):
+    """Raised by engine work that was asked to stop and has nothing worth keeping."""
+
+
+class SilentObserver:
+    """An observer that records metrics in memory and never asks to stop."""
+
+    def __init__(self):
+        self.metrics: list[tuple[int, str, str, float]] = []
+        self.last_progress: tuple[int, int] = (0, 0)
+
+    def progress(self, done, total, message=""):
+        self.last_progress = (done, total)
+
+    def metric(self, epoch, subset, name, value):
+        self.metrics.append((epoch, subset, name, value))
+
+    def should_stop(self):
+        return False

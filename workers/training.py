@@ -1,0 +1,79 @@
+"""The training job: read a run's partition, train with the engine, store the results."""
+from __future__ import annotations
+
+import logging
+import socket
+
+import torch
+from django.db.models import F
+from django.utils import timezone
+
+from backend.datasets.models import PartitionMember
+from backend.runs.models import TrainingRun
+from workers.engine.data import CachedImages
+from workers.engine.export import export_onnx, max_abs_difference
+from workers.engine.training import TrainingConfig, evaluate, train_classifier
+
+from .observers import RunObserver
+
+log = logging.getLogger(__name__)
+Status = TrainingRun.Status
+
+
+def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedImages:
+    members = PartitionMember.objects.filter(partition=run.partition, subset=subset).order_by("sample__cache_index")
+    rows = list(members.values_list("sample__cache_index", "sample__label"))
+    return CachedImages(run.partition.dataset.cache_path, [i for i, _ in rows], [classes.index(label) for _, label in rows])
+
+
+def claim(run_id: int) -> TrainingRun | None:
+    """Mark a queued run as running; None when it was stopped, finished or is gone."""
+    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=timezone.now(), worker=socket.gethostname()
+    )
+    if not claimed:
+        return None
+    return TrainingRun.objects.select_related("partition__dataset__project").get(pk=run_id)
+
+
+def run_training(run_id: int) -> None:
+    run = claim(run_id)
+    if run is None:
+        return
+    try:
+        train_and_store(run)
+    except Exception as exc:
+        log.exception("training run %s failed", run_id)
+        TrainingRun.objects.filter(pk=run_id).update(
+            status=Status.FAILED, finished_at=timezone.now(),
+            message=f"Training failed: {exc}. The metrics recorded so far are kept.",
+        )
+
+
+def train_and_store(run: TrainingRun) -> None:
+    dataset = run.partition.dataset
+    classes = dataset.labels
+    train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))
+    config = TrainingConfig(
+        architecture=run.architecture, epochs=run.epochs, learning_rate=run.learning_rate,
+        batch_size=run.batch_size, device=run.device, seed=run.seed,
+    )
+    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), RunObserver(run))
+    model = outcome.model.cpu()
+    run.storage_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), run.weights_path)
+    results = {"classes": classes, "input_shape": [dataset.channels, dataset.height, dataset.width]}
+    test_loss = test_accuracy = None
+    if len(test_set):
+        test_loss, test_accuracy = evaluate(model, test_set, run.batch_size)
+    example = torch.stack([train_set[i][0] for i in range(min(2, len(train_set)))])
+    export_onnx(model, example, run.onnx_path)
+    results["onnx_max_abs_difference"] = max_abs_difference(model, run.onnx_path, example)
+    status = Status.STOPPED if outcome.stopped else Status.SUCCEEDED
+    message = (f"Stopped by the user after {outcome.epochs_completed} full epochs; the model as it was is kept."
+               if outcome.stopped else "Finished.")
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=status, message=message, finished_at=timezone.now(), epochs_completed=outcome.epochs_completed,
+        test_accuracy=test_accuracy, test_loss=test_loss, progress_done=F("progress_total") if not outcome.stopped else F("progress_done"),
+        config={**run.config, "results": results},
+    )
