@@ -151,8 +151,9 @@ else:
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
     }
-CELERY_TASK_ROUTES = {"workers.tasks.ingest_dataset": {"queue": "ingest"}}
-CELERY_TASK_DEFAULT_QUEUE = "ingest"
+# Every queue name starts with this; see backend/core/tasks.py.
+QUEUE_PREFIX = os.environ.get("TOOLKIT_QUEUE_PREFIX", "")
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_PREFIX + "ingest"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

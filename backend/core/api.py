@@ -42,7 +42,7 @@ class ResourceList(APIView):
     def get(self, request):
         workers = list(WorkerHeartbeat.online())
         return Response({
-            "cpu_available": any(TRAIN_QUEUES["cpu"] in w.queues for w in workers),
-            "gpu_available": any(TRAIN_QUEUES["gpu"] in w.queues for w in workers),
+            "cpu_available": WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["cpu"]),
+            "gpu_available": WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["gpu"]),
             "workers": WorkerSerializer(workers, many=True).data,
         })

@@ -24,5 +24,7 @@ class WorkerHeartbeat(models.Model):
         return cls.objects.filter(last_seen__gte=horizon)
 
     @classmethod
-    def queue_is_served(cls, queue: str) -> bool:
-        return any(queue in worker.queues for worker in cls.online())
+    def queue_is_served(cls, logical_queue: str) -> bool:
+        from .tasks import queue_name
+
+        return any(queue_name(logical_queue) in worker.queues for worker in cls.online())

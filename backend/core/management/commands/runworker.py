@@ -4,7 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from backend.core.tasks import INGEST_QUEUE, TRAIN_QUEUES
+from backend.core.tasks import INGEST_QUEUE, TRAIN_QUEUES, queue_name
 
 
 def default_queues() -> list[str]:
@@ -13,14 +13,14 @@ def default_queues() -> list[str]:
     queues = [INGEST_QUEUE, TRAIN_QUEUES["cpu"]]
     if torch.cuda.is_available():
         queues.append(TRAIN_QUEUES["gpu"])
-    return queues
+    return [queue_name(queue) for queue in queues]
 
 
 class Command(BaseCommand):
     help = "Start a Celery worker for this machine's resources."
 
     def add_arguments(self, parser):
-        parser.add_argument("--queues", help="Comma-separated queues (default: ingest,train-cpu, plus train-gpu when CUDA works).")
+        parser.add_argument("--queues", help="Comma-separated queues (default: ingest,train-cpu, plus train-gpu when CUDA works; TOOLKIT_QUEUE_PREFIX is prepended to the defaults).")
         parser.add_argument("--name", default="worker", help="Worker name; the host name is appended.")
         parser.add_argument("--loglevel", default="INFO")
 

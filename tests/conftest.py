@@ -1,0 +1,125 @@
+import io
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.db import connection
+from PIL import Image
+
+from workers.engine.demo import demo_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def demo_entries(per_class: int = 20, seed: int = 0, size: int = 64) -> dict[str, bytes]:
+    rng = np.random.default_rng(seed)
+    return {
+        f"{label}/{label}_{i:03d}.png": png_bytes(demo_image(rng, label == "lesion", size))
+        for label in ("lesion", "normal") for i in range(per_class)
+    }
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("mallory", password="mallory-password-1")
+
+
+@pytest.fixture
+def api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def project(user):
+    from backend.projects.models import Project
+
+    return Project.objects.create(owner=user, name="Chest")
+
+
+def database_url() -> str:
+    """The URL of the database the tests are using now (the test database, not the configured one)."""
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
+    return f"postgres://{auth}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+def worker_environment() -> dict:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "webapp.test_settings",
+        "DATABASE_URL": database_url(),
+        "TOOLKIT_VAR_DIR": str(settings.VAR_DIR),
+        "TOOLKIT_QUEUE_PREFIX": settings.QUEUE_PREFIX,
+        "PYTHONUNBUFFERED": "1",
+    })
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real `celery worker` process on the configured broker, using the test database."""
+    from backend.core.models import WorkerHeartbeat
+
+    log_path = tmp_path / "worker.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runworker", "--loglevel", "INFO"],
+        cwd=ROOT, env=worker_environment(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while not WorkerHeartbeat.objects.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("The Celery worker did not start:\n" + log_path.read_text()[-4000:])
+        time.sleep(0.3)
+    process.log_path = log_path
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def wait_for(predicate, timeout: float, message: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"Timed out after {timeout:.0f} s: {message}")

@@ -1,0 +1,90 @@
+"""Training on the demo data, stopping, and ONNX parity with PyTorch."""
+import numpy as np
+import pytest
+import torch
+
+from workers.engine import ingest, splits
+from workers.engine.data import CachedImages
+from workers.engine.demo import write_demo_zip
+from workers.engine.export import export_onnx, max_abs_difference, onnx_predict
+from workers.engine.observer import SilentObserver
+from workers.engine.training import TrainingConfig, evaluate, train_classifier
+
+
+@pytest.fixture(scope="module")
+def demo_subsets(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    result = ingest.ingest_archive(write_demo_zip(folder / "demo.zip", per_class=300), folder / "ds", SilentObserver())
+    labels = [o.label for o in result.accepted]
+    classes = sorted(set(labels))
+    assignment = splits.stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=42)
+
+    def subset(name):
+        chosen = [i for i, s in enumerate(assignment) if s == name]
+        return CachedImages(folder / "ds" / ingest.CACHE_FILE, [result.accepted[i].cache_index for i in chosen],
+                            [classes.index(labels[i]) for i in chosen])
+
+    return subset("train"), subset("validation"), subset("test")
+
+
+@pytest.fixture(scope="module")
+def trained(demo_subsets):
+    train, validation, _ = demo_subsets
+    observer = SilentObserver()
+    outcome = train_classifier(TrainingConfig(), train, validation, 1, 2, observer)
+    return outcome, observer
+
+
+def test_demo_run_with_default_settings_beats_90_percent_on_the_test_set(demo_subsets, trained):
+    outcome, observer = trained
+    _, accuracy = evaluate(outcome.model, demo_subsets[2], 64)
+    assert accuracy > 0.9
+    assert outcome.epochs_completed == TrainingConfig().epochs and not outcome.stopped
+    names = {(subset, name) for _, subset, name, _ in observer.metrics}
+    assert names == {("train", "loss"), ("train", "accuracy"), ("validation", "loss"), ("validation", "accuracy")}
+
+
+def test_onnx_export_matches_pytorch_on_the_test_images(tmp_path, demo_subsets, trained):
+    model = trained[0].model
+    test = demo_subsets[2]
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    path = export_onnx(model, images[:2], tmp_path / "model.onnx")
+    assert max_abs_difference(model, path, images) < 1e-4
+    # The batch axis is dynamic: one image at a time works too.
+    assert onnx_predict(path, images[:1].numpy()).shape == (1, 2)
+
+
+def test_stop_ends_training_after_the_current_batch(demo_subsets):
+    class StopAfterThreeBatches(SilentObserver):
+        def __init__(self):
+            super().__init__()
+            self.batches = 0
+
+        def progress(self, done, total, message=""):
+            super().progress(done, total, message)
+            self.batches = done
+
+        def should_stop(self):
+            return self.batches >= 3
+
+    observer = StopAfterThreeBatches()
+    outcome = train_classifier(TrainingConfig(epochs=5), demo_subsets[0], demo_subsets[1], 1, 2, observer)
+    assert outcome.stopped and outcome.epochs_completed == 0
+    assert observer.batches == 3
+    # The partial epoch's metrics are kept.
+    assert {(e, s, n) for e, s, n, _ in observer.metrics} >= {(1, "train", "loss"), (1, "validation", "accuracy")}
+
+
+def test_gpu_request_without_cuda_fails_clearly(demo_subsets):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="no usable GPU"):
+        train_classifier(TrainingConfig(device="gpu", epochs=1), demo_subsets[0], demo_subsets[1], 1, 2, SilentObserver())
+
+
+def test_training_is_reproducible_from_the_seed(demo_subsets):
+    config = TrainingConfig(epochs=1, seed=3)
+    first, second = SilentObserver(), SilentObserver()
+    train_classifier(config, demo_subsets[0], demo_subsets[1], 1, 2, first)
+    train_classifier(config, demo_subsets[0], demo_subsets[1], 1, 2, second)
+    assert np.allclose([m[3] for m in first.metrics], [m[3] for m in second.metrics])
