@@ -106,6 +106,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Everything users bring in, and everything derived from it, lives under here.
 STORAGE_ROOT = Path(os.environ.get("TOOLKIT_STORAGE_DIR", VAR_DIR / "storage"))

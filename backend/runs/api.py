@@ -58,7 +58,7 @@ class RunSerializer(serializers.ModelSerializer):
         return round(elapsed * (run.progress_total - run.progress_done) / run.progress_done, 1)
 
     def get_model_url(self, run) -> str | None:
-        return f"/api/runs/{run.pk}/model.onnx" if run.is_finished and run.onnx_path.exists() else None
+        return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None
 
 
 class MetricPointSerializer(serializers.ModelSerializer):

@@ -154,6 +154,13 @@ def entry_problem(info: zipfile.ZipInfo, root: str, limits: IngestLimits) -> tup
     return ACCEPTED, "", folders[0]
 
 
+SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def claimed_format(data: bytes) -> str:
+    return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), "")
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Decode image bytes to uint8 (H, W) grayscale or (H, W, 3) colour."""
     try:
@@ -163,6 +170,8 @@ def decode_image(data: bytes) -> np.ndarray:
             img.load()
             return to_uint8_array(img)
     except UnidentifiedImageError:
+        if claimed_format(data):
+            raise ValueError(f"corrupt or truncated image (starts like a {claimed_format(data)} file but cannot be decoded)")
         raise ValueError("not a recognised image file (PNG, JPEG, BMP, TIFF, PGM/PPM)")
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"corrupt or truncated image ({exc})")

@@ -1,0 +1,184 @@
+"""The REST API on the configured database: bad input gets a 400 with a reason, never a 500."""
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from backend.datasets.models import Dataset, Sample
+from backend.datasets.services import create_partition
+from tests.conftest import demo_entries, make_zip
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(api, project, data: bytes, name="set.zip"):
+    return api.post("/api/datasets/", {"project": project.pk, "name": "Set", "archive": SimpleUploadedFile(name, data)}, format="multipart")
+
+
+def assert_error(response, status, field, *words):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) >= {"code", "message", "field", "errors"}
+    assert body["field"] == field
+    for word in words:
+        assert word in body["message"], body["message"]
+
+
+def ready_dataset(project, labels=("lesion", "normal"), per_class=10):
+    dataset = Dataset.objects.create(project=project, name="Ready", status=Dataset.Status.READY,
+                                     class_counts={label: per_class for label in labels}, channels=1, height=64, width=64)
+    Sample.objects.bulk_create([
+        Sample(dataset=dataset, label=label, source_path=f"{label}/{i}.png", original="x", thumbnail="x",
+               cache_index=n * per_class + i, width=64, height=64, channels=1, sha256=f"{label}{i}")
+        for n, label in enumerate(labels) for i in range(per_class)
+    ])
+    return dataset
+
+
+def test_anonymous_requests_are_refused(client):
+    assert client.get("/api/projects/").status_code in (401, 403)
+
+
+def test_create_project_and_list_it(api):
+    response = api.post("/api/projects/", {"name": "Chest X-ray"}, format="json")
+    assert response.status_code == 201
+    assert [p["name"] for p in api.get("/api/projects/").json()["results"]] == ["Chest X-ray"]
+    assert_error(api.post("/api/projects/", {"name": ""}, format="json"), 400, "name", "name")
+
+
+def test_good_upload_is_accepted_and_queued(api, project):
+    response = upload(api, project, make_zip(demo_entries(per_class=3)))
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["warnings"] == []
+    dataset = Dataset.objects.get(pk=body["id"])
+    assert dataset.upload_path.exists()
+    assert str(dataset.upload_path).startswith(str(project.storage_dir))
+
+
+def test_not_a_zip_is_refused(api, project):
+    assert_error(upload(api, project, b"%PDF-1.4 not a zip", "scan.pdf"), 400, "archive", "not a zip archive")
+    assert not Dataset.objects.exists()
+
+
+def test_empty_zip_is_refused(api, project):
+    assert_error(upload(api, project, make_zip({})), 400, "archive", "empty")
+
+
+def test_zip_of_only_bad_files_is_refused_with_each_reason(api, project):
+    response = upload(api, project, make_zip({"lesion/broken.png": b"\x89PNG broken", "../../evil.png": b"x"}))
+    assert_error(response, 400, "archive", "lesion/broken.png", "../../evil.png", "leaves the archive")
+    assert not Dataset.objects.exists()
+    assert not list(project.storage_dir.glob("incoming/*")), "the rejected upload must not stay on disk"
+
+
+def test_partly_bad_zip_is_accepted_with_warnings(api, project):
+    entries = demo_entries(per_class=3)
+    entries["../escape.png"] = entries["lesion/lesion_000.png"]
+    entries["normal/corrupt.png"] = b"\x89PNG\r\n\x1a\nbroken"
+    response = upload(api, project, make_zip(entries))
+    assert response.status_code == 202
+    warned = {w["path"]: w["reason"] for w in response.json()["warnings"]}
+    assert "leaves the archive" in warned["../escape.png"]
+    assert "normal/corrupt.png" in warned
+
+
+def test_single_class_upload_warns(api, project):
+    entries = {k: v for k, v in demo_entries(per_class=3).items() if k.startswith("normal/")}
+    response = upload(api, project, make_zip(entries))
+    assert response.status_code == 202
+    assert any("Only one class" in w["reason"] for w in response.json()["warnings"])
+
+
+def test_upload_without_file_or_into_a_foreign_project(api, project, outsider):
+    assert_error(api.post("/api/datasets/", {"project": project.pk}, format="multipart"), 400, "archive", "Choose a zip")
+    from backend.projects.models import Project
+
+    foreign = Project.objects.create(owner=outsider, name="Theirs")
+    assert_error(upload(api, foreign, make_zip(demo_entries(2))), 400, "project", "No project with id")
+
+
+def test_partition_percentages_must_add_to_100(api, project):
+    dataset = ready_dataset(project)
+    bad = {"dataset": dataset.pk, "train_percent": 70, "validation_percent": 15, "test_percent": 10, "seed": 1}
+    assert_error(api.post("/api/partitions/", bad, format="json"), 400, "test_percent", "add up to 95", "100")
+    good = api.post("/api/partitions/", {**bad, "test_percent": 15}, format="json")
+    assert good.status_code == 201
+    counts = good.json()["counts"]
+    assert counts["train"] == {"lesion": 7, "normal": 7}
+    for label in ("lesion", "normal"):
+        assert counts["validation"][label] + counts["test"][label] == 3
+
+
+def test_partition_of_an_unready_dataset_is_refused(api, project):
+    dataset = Dataset.objects.create(project=project, name="Busy")
+    assert_error(api.post("/api/partitions/", {"dataset": dataset.pk}, format="json"), 400, "dataset", "not ready")
+
+
+def launch(api, partition, **overrides):
+    return api.post("/api/runs/", {"partition": partition.pk, "epochs": 2, **overrides}, format="json")
+
+
+def test_negative_learning_rate_is_refused(api, project):
+    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    assert_error(launch(api, partition, learning_rate=-1), 400, "learning_rate", "greater than 0")
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("epochs", 0, ["greater than or equal to 1"]),
+    ("batch_size", "many", ["valid integer"]),
+    ("architecture", "gpt", ["not a valid choice"]),
+    ("device", "tpu", ["not a valid choice"]),
+])
+def test_other_bad_run_settings_are_refused(api, project, field, value, words):
+    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    assert_error(launch(api, partition, **{field: value}), 400, field, *words)
+
+
+def test_launch_on_a_single_class_dataset_is_refused(api, project):
+    partition = create_partition(ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
+    assert_error(launch(api, partition), 400, "partition", "only one class", "'normal'", "at least two")
+
+
+def test_gpu_launch_without_a_gpu_worker_is_refused(api, project):
+    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    assert_error(launch(api, partition, device="gpu"), 400, "device", "No GPU worker is online")
+
+
+def test_good_launch_is_queued_with_its_full_configuration(api, project):
+    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    response = launch(api, partition)
+    assert response.status_code == 202, response.content
+    run = response.json()
+    assert run["status"] == "queued"
+    assert run["config"]["partition"]["seed"] == 1 and run["config"]["dataset"]["classes"] == ["lesion", "normal"]
+    assert run["config"]["learning_rate"] == 0.001 and run["model_url"] is None
+    stopped = api.post(f"/api/runs/{run['id']}/stop/")
+    assert stopped.status_code == 202 and stopped.json()["status"] == "stopped"
+    assert_error(api.post(f"/api/runs/{run['id']}/stop/"), 409, None, "already")
+    assert_error(api.get(f"/api/runs/{run['id']}/model.onnx/"), 409, None, "not ready")
+
+
+def test_outsiders_get_404_for_every_object(api, project, outsider):
+    from rest_framework.test import APIClient
+
+    dataset = ready_dataset(project)
+    partition = create_partition(dataset, "", 70, 15, 15, 1)
+    run_id = launch(api, partition).json()["id"]
+    sample = dataset.samples.first()
+    stranger = APIClient()
+    stranger.force_authenticate(outsider)
+    for url in (f"/api/projects/{project.pk}/", f"/api/datasets/{dataset.pk}/", f"/api/partitions/{partition.pk}/",
+                f"/api/runs/{run_id}/", f"/api/runs/{run_id}/metrics/", f"/api/samples/{sample.pk}/thumbnail/"):
+        assert stranger.get(url).status_code == 404, url
+    assert stranger.get("/api/datasets/").json()["count"] == 0
+
+
+def test_pages_answer_for_the_owner_and_hide_from_others(client, user, outsider, project):
+    dataset = ready_dataset(project)
+    client.force_login(user)
+    for url in ("/", f"/projects/{project.pk}/", f"/datasets/{dataset.pk}/", f"/projects/{project.pk}/runs/new/"):
+        assert client.get(url).status_code == 200, url
+    client.force_login(outsider)
+    assert client.get(f"/projects/{project.pk}/").status_code == 404
+    assert client.get(f"/datasets/{dataset.pk}/").status_code == 404
+    client.logout()
+    assert client.get("/").status_code == 302

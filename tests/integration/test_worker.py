@@ -1,0 +1,86 @@
+"""A real Celery worker process, on the configured broker (Redis in CI) and database
+(PostgreSQL in CI), ingests an upload and trains a model; metric points appear in the
+database while the run goes on, and Stop ends it after the current batch."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from backend.datasets.models import Dataset
+from backend.runs.models import MetricPoint, TrainingRun
+from tests.conftest import demo_entries, make_zip, wait_for
+from workers.engine.architectures import build_model
+from workers.engine.export import onnx_predict
+from workers.engine.training import evaluate
+from workers.training import subset_images
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def ingested_partition(api, project, per_class=60):
+    entries = demo_entries(per_class=per_class)
+    entries["normal/corrupt.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    response = api.post("/api/datasets/", {"project": project.pk, "name": "Demo",
+                                           "archive": SimpleUploadedFile("demo.zip", make_zip(entries))}, format="multipart")
+    assert response.status_code == 202, response.content
+    dataset_id = response.json()["id"]
+    dataset = wait_for(lambda: Dataset.objects.filter(pk=dataset_id).exclude(status__in=["queued", "ingesting"]).first(),
+                       120, "the ingest to finish")
+    assert dataset.status == "ready", dataset.message
+    assert dataset.class_counts == {"lesion": per_class, "normal": per_class}
+    report = api.get(f"/api/datasets/{dataset_id}/report/").json()["results"]
+    assert report[0]["path"] == "normal/corrupt.png" and "corrupt" in report[0]["reason"]
+    partition = api.post("/api/partitions/", {"dataset": dataset_id, "seed": 5}, format="json")
+    assert partition.status_code == 201, partition.content
+    return partition.json()["id"]
+
+
+def test_worker_ingests_trains_and_exports(api, project, celery_worker_process):
+    partition_id = ingested_partition(api, project)
+    response = api.post("/api/runs/", {"partition": partition_id, "epochs": 6}, format="json")
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+
+    # Points arrive in the database while the run is still going.
+    wait_for(lambda: MetricPoint.objects.filter(run_id=run_id).exists(), 120, "the first metric point")
+    seen_while_running = TrainingRun.objects.get(pk=run_id).status in ("running",)
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.FINISHED).first(), 300, "the run to finish")
+    assert run.status == "succeeded", run.message + celery_worker_process.log_path.read_text()[-3000:]
+    assert seen_while_running
+    assert MetricPoint.objects.filter(run=run).count() == 6 * 4
+    assert run.epochs_completed == 6
+    body = api.get(f"/api/runs/{run_id}/").json()
+    assert body["progress"] == 1.0 and body["model_url"]
+
+    # The downloaded ONNX model gives the trained PyTorch model's outputs on the test images.
+    download = api.get(body["model_url"])
+    assert download.status_code == 200 and download["Content-Disposition"].startswith("attachment")
+    onnx_file = io.BytesIO(b"".join(download.streaming_content))
+    model = build_model(run.architecture, 1, 2)
+    model.load_state_dict(torch.load(run.weights_path, weights_only=True))
+    model.eval()
+    test_set = subset_images(run, "test", ["lesion", "normal"])
+    images = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    path = run.storage_dir / "downloaded.onnx"
+    path.write_bytes(onnx_file.getvalue())
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert np.abs(onnx_predict(path, images.numpy()) - expected).max() < 1e-4
+    # The stored test accuracy is the stored model's accuracy on the test subset.
+    assert run.test_accuracy == pytest.approx(evaluate(model, test_set, 64)[1])
+
+
+def test_stop_ends_a_run_after_the_current_batch_and_keeps_its_work(api, project, celery_worker_process):
+    partition_id = ingested_partition(api, project, per_class=40)
+    run_id = api.post("/api/runs/", {"partition": partition_id, "epochs": 500, "batch_size": 8}, format="json").json()["id"]
+    wait_for(lambda: MetricPoint.objects.filter(run_id=run_id, epoch=2).exists(), 120, "two epochs")
+    response = api.post(f"/api/runs/{run_id}/stop/")
+    assert response.status_code == 202 and response.json()["status"] == "stopping"
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.FINISHED).first(), 60, "the run to stop")
+    assert run.status == "stopped", run.message
+    assert 2 <= run.epochs_completed < 500
+    assert MetricPoint.objects.filter(run=run, epoch__lte=run.epochs_completed).count() == 4 * run.epochs_completed
+    assert run.onnx_path.exists() and run.test_accuracy is not None
+    assert api.get(f"/api/runs/{run_id}/model.onnx/").status_code == 200
