@@ -37,7 +37,7 @@ def ingested_partition(api, project, per_class=60):
     return partition.json()["id"]
 
 
-def test_worker_ingests_trains_and_exports(api, project, celery_worker_process):
+def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, tmp_path):
     partition_id = ingested_partition(api, project)
     response = api.post("/api/runs/", {"partition": partition_id, "epochs": 6}, format="json")
     assert response.status_code == 202, response.content
@@ -63,7 +63,7 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process):
     model.eval()
     test_set = subset_images(run, "test", ["lesion", "normal"])
     images = torch.stack([test_set[i][0] for i in range(len(test_set))])
-    path = run.storage_dir / "downloaded.onnx"
+    path = tmp_path / "downloaded.onnx"  # away from the run's folder: the file must stand alone
     path.write_bytes(onnx_file.getvalue())
     with torch.no_grad():
         expected = model(images).numpy()

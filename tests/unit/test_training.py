@@ -49,6 +49,7 @@ def test_onnx_export_matches_pytorch_on_the_test_images(tmp_path, demo_subsets, 
     test = demo_subsets[2]
     images = torch.stack([test[i][0] for i in range(len(test))])
     path = export_onnx(model, images[:2], tmp_path / "model.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "the export must be one self-contained file"
     assert max_abs_difference(model, path, images) < 1e-4
     # The batch axis is dynamic: one image at a time works too.
     assert onnx_predict(path, images[:1].numpy()).shape == (1, 2)

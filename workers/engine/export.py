@@ -22,6 +22,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Pa
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (example.cpu(),), str(path), dynamo=True, verbose=False,
+            # One self-contained file: what the user downloads must load on its own.
+            external_data=False,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
