@@ -293,12 +293,13 @@ pages.run = () => {
   });
   const drawCharts = () => {
     for (const metric of ["loss", "accuracy"]) {
+      // Fresh arrays each time: Plotly.react redraws only data it sees as new.
       const traces = ["train", "validation"].filter((subset) => series[`${subset}/${metric}`]).map((subset) => ({
-        x: series[`${subset}/${metric}`].x, y: series[`${subset}/${metric}`].y, name: subset,
+        x: [...series[`${subset}/${metric}`].x], y: [...series[`${subset}/${metric}`].y], name: subset,
         mode: "lines+markers", line: { dash: subset === "train" ? "solid" : "dot" },
       }));
       Plotly.react(`${metric}-chart`, traces, {
-        ...CHART_LAYOUT, title: { text: metric },
+        ...CHART_LAYOUT, title: { text: metric }, datarevision: lastPoint,
         xaxis: { title: { text: "epoch" }, dtick: 1 },
         yaxis: metric === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : { rangemode: "tozero" },
       }, { displaylogo: false, responsive: true });
