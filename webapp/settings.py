@@ -134,6 +134,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "backend.datasets.models.Dataset.Status",
+        "RunStatusEnum": "backend.runs.models.TrainingRun.Status",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set, otherwise a broker on the local disk.

@@ -1,6 +1,9 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
     """A related id limited to the objects the requesting user may see.
 
