@@ -32,6 +32,7 @@ run: install
 test: install browser
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate docs/openapi.yaml after changing the API (a test fails until you do).

@@ -72,8 +72,11 @@ def train_and_store(run: TrainingRun) -> None:
     status = Status.STOPPED if outcome.stopped else Status.SUCCEEDED
     message = (f"Stopped by the user after {outcome.epochs_completed} full epochs; the model as it was is kept."
                if outcome.stopped else "Finished.")
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=status, message=message, finished_at=timezone.now(), epochs_completed=outcome.epochs_completed,
-        test_accuracy=test_accuracy, test_loss=test_loss, progress_done=F("progress_total") if not outcome.stopped else F("progress_done"),
-        config={**run.config, "results": results},
-    )
+    finished = {
+        "status": status, "message": message, "finished_at": timezone.now(),
+        "epochs_completed": outcome.epochs_completed, "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "config": {**run.config, "results": results},
+    }
+    if not outcome.stopped:
+        finished["progress_done"] = F("progress_total")
+    TrainingRun.objects.filter(pk=run.pk).update(**finished)

@@ -27,6 +27,7 @@ class WorkerSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkerHeartbeat
         fields = ["hostname", "queues", "cpu_count", "gpu_count", "gpu_names", "last_seen"]
+        read_only_fields = fields
 
 
 class ResourcesSerializer(serializers.Serializer):

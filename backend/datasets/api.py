@@ -1,5 +1,5 @@
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -56,6 +56,7 @@ class SampleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Sample
         fields = ["id", "label", "source_path", "width", "height", "channels", "thumbnail_url"]
+        read_only_fields = fields
 
     def get_thumbnail_url(self, sample) -> str:
         return f"/api/samples/{sample.pk}/thumbnail/"
@@ -65,6 +66,7 @@ class ReportEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = IngestReportEntry
         fields = ["path", "status", "reason"]
+        read_only_fields = fields
 
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):

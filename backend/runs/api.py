@@ -65,6 +65,7 @@ class MetricPointSerializer(serializers.ModelSerializer):
     class Meta:
         model = MetricPoint
         fields = ["id", "epoch", "subset", "name", "value"]
+        read_only_fields = fields
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -112,9 +112,11 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     base = live_server.url
     log_in(page, base)
     page.fill('#project-form input[name="name"]', "Lesion triage")
+    shot(page, "1-home")
     page.click("#project-form button[type=submit]")
     page.wait_for_url(re.compile(r"/projects/\d+/$"))
     project_url = page.url
+    shot(page, "2-project")
     upload_dataset(page, tmp_path)
     check_dataset_page(page)
     create_partition(page)
@@ -152,3 +154,21 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     expect(page.locator("#model-download")).to_be_visible()
     expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"\d+\.\d%"))
     shot(page, "7-run-stopped")
+
+
+def test_launch_on_a_single_class_dataset_explains_why_in_the_page(page, live_server, clinician):
+    from backend.datasets.services import create_partition as partition_dataset
+    from backend.projects.models import Project
+    from tests.integration.test_api import ready_dataset
+
+    project = Project.objects.create(owner=clinician, name="Normals only")
+    partition = partition_dataset(ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/runs/new/?partition={partition.pk}")
+    page.click("#run-form button[type=submit]")
+    message = page.locator('#run-form [data-error-for="partition"]')
+    expect(message).to_contain_text("only one class ('normal')")
+    expect(message).to_contain_text("at least two")
+    assert "/runs/new/" in page.url
+    shot(page, "5-run-form-one-class")
+

@@ -9,7 +9,14 @@ from PIL import Image
 
 from tests.conftest import demo_entries, make_zip, png_bytes
 from workers.engine.ingest import (
-    ACCEPTED, CACHE_FILE, REJECTED, SKIPPED, ArchiveError, IngestLimits, ingest_archive, inspect_archive,
+    ACCEPTED,
+    CACHE_FILE,
+    REJECTED,
+    SKIPPED,
+    ArchiveError,
+    IngestLimits,
+    ingest_archive,
+    inspect_archive,
 )
 from workers.engine.observer import JobStopped, SilentObserver
 
