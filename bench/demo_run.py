@@ -16,10 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from workers.engine import ingest, splits  # noqa: E402
 from workers.engine.architectures import build_model  # noqa: E402
-from workers.engine.data import CachedImages  # noqa: E402
-from workers.engine.demo import write_demo_zip  # noqa: E402
+from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.export import export_onnx, max_abs_difference  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
 from workers.engine.training import TrainingConfig, evaluate, make_loader, train_classifier  # noqa: E402
@@ -41,19 +39,8 @@ def bare_loop(config: TrainingConfig, train_set) -> float:
 def main():
     folder = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     start = time.perf_counter()
-    archive = write_demo_zip(folder / "demo.zip", per_class=300)
-    result = ingest.ingest_archive(archive, folder / "dataset", SilentObserver())
-    ingest_seconds = time.perf_counter() - start
-    labels = [o.label for o in result.accepted]
-    classes = sorted(set(labels))
-    assignment = splits.stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=42)
-
-    def subset(name):
-        chosen = [i for i, s in enumerate(assignment) if s == name]
-        return CachedImages(folder / "dataset" / ingest.CACHE_FILE, [result.accepted[i].cache_index for i in chosen],
-                            [classes.index(labels[i]) for i in chosen])
-
-    train_set, validation_set, test_set = subset("train"), subset("validation"), subset("test")
+    train_set, validation_set, test_set, classes = demo_subsets(folder)
+    prepare_seconds = time.perf_counter() - start
     config = TrainingConfig()
     train_start = time.perf_counter()
     outcome = train_classifier(config, train_set, validation_set, 1, len(classes), SilentObserver())
@@ -68,9 +55,9 @@ def main():
         "benchmark": "demo_run",
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "samples": len(labels),
+        "samples": len(train_set) + len(validation_set) + len(test_set),
         "epochs": config.epochs,
-        "ingest_seconds": round(ingest_seconds, 2),
+        "prepare_seconds": round(prepare_seconds, 2),
         "training_seconds": round(training_seconds, 2),
         "total_seconds": round(total_seconds, 2),
         "bare_loop_seconds": round(bare_seconds, 2),

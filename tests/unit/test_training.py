@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.engine import ingest, splits
-from workers.engine.data import CachedImages
-from workers.engine.demo import write_demo_zip
+from workers.engine.demo import demo_subsets as demo_data
 from workers.engine.export import export_onnx, max_abs_difference, onnx_predict
 from workers.engine.observer import SilentObserver
 from workers.engine.training import TrainingConfig, evaluate, train_classifier
@@ -13,18 +11,7 @@ from workers.engine.training import TrainingConfig, evaluate, train_classifier
 
 @pytest.fixture(scope="module")
 def demo_subsets(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    result = ingest.ingest_archive(write_demo_zip(folder / "demo.zip", per_class=300), folder / "ds", SilentObserver())
-    labels = [o.label for o in result.accepted]
-    classes = sorted(set(labels))
-    assignment = splits.stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=42)
-
-    def subset(name):
-        chosen = [i for i, s in enumerate(assignment) if s == name]
-        return CachedImages(folder / "ds" / ingest.CACHE_FILE, [result.accepted[i].cache_index for i in chosen],
-                            [classes.index(labels[i]) for i in chosen])
-
-    return subset("train"), subset("validation"), subset("test")
+    return demo_data(tmp_path_factory.mktemp("demo"))[:3]
 
 
 @pytest.fixture(scope="module")

@@ -33,3 +33,27 @@ def write_demo_zip(path: str | Path, per_class: int = 200, size: int = 64, seed:
                 Image.fromarray(demo_image(rng, label == "lesion", size), "L").save(buffer, format="PNG")
                 archive.writestr(f"demo/{label}/{label}_{number:04d}.png", buffer.getvalue())
     return path
+
+
+def demo_subsets(folder: str | Path, per_class: int = 300, seed: int = 42):
+    """The demo dataset ingested into `folder` and split 70/15/15: (train, validation, test, classes).
+
+    The same path a user's upload takes, without the database: for benchmarks and tests.
+    """
+    from .data import CachedImages
+    from .ingest import CACHE_FILE, ingest_archive
+    from .observer import SilentObserver
+    from .splits import stratified_split
+
+    folder = Path(folder)
+    result = ingest_archive(write_demo_zip(folder / "demo.zip", per_class=per_class), folder / "dataset", SilentObserver())
+    labels = [outcome.label for outcome in result.accepted]
+    classes = sorted(set(labels))
+    assignment = stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=seed)
+
+    def subset(name):
+        chosen = [i for i, s in enumerate(assignment) if s == name]
+        return CachedImages(folder / "dataset" / CACHE_FILE, [result.accepted[i].cache_index for i in chosen],
+                            [classes.index(labels[i]) for i in chosen])
+
+    return subset("train"), subset("validation"), subset("test"), classes
