@@ -9,7 +9,14 @@ from backend.core.fields import OwnedPrimaryKeyField
 from backend.projects.services import projects_for
 
 from .models import Dataset, IngestReportEntry, Partition, Sample
-from .services import create_dataset_from_upload, create_partition, datasets_for, partitions_for, request_ingest_stop
+from .services import (
+    create_dataset_from_upload,
+    create_partition,
+    datasets_for,
+    delete_dataset,
+    partitions_for,
+    request_ingest_stop,
+)
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -96,6 +103,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's datasets.")])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    def perform_destroy(self, dataset):
+        delete_dataset(dataset)
 
     @extend_schema(request=None, responses={202: DatasetSerializer})
     @action(detail=True, methods=["post"])

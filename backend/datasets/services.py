@@ -10,7 +10,7 @@ from django.db import transaction
 
 from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
-from backend.projects.services import projects_for
+from backend.projects.services import projects_for, remove_tree_after_commit
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_archive
 from workers.engine.splits import SUBSETS, stratified_split
 
@@ -123,3 +123,17 @@ def create_partition(dataset: Dataset, name: str, train: float, validation: floa
             batch_size=5000,
         )
     return partition
+
+
+def delete_dataset(dataset: Dataset) -> None:
+    if dataset.status in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
+        raise ServiceError("This dataset is still being ingested; stop the ingest first.", code="conflict", status_code=409)
+    used_by = sum(partition.runs.count() for partition in dataset.partitions.all())
+    if used_by:
+        raise ServiceError(
+            f"This dataset was used by {used_by} training run(s); it is kept so their results stay reproducible. "
+            "Delete those runs first.", code="conflict", status_code=409,
+        )
+    with transaction.atomic():
+        dataset.delete()
+        remove_tree_after_commit(dataset.storage_dir)

@@ -1,7 +1,7 @@
 from rest_framework import serializers, viewsets
 
 from .models import Project
-from .services import create_project, projects_for
+from .services import create_project, delete_project, projects_for
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -23,3 +23,6 @@ class ProjectViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.instance = create_project(self.request.user, **serializer.validated_data)
+
+    def perform_destroy(self, project):
+        delete_project(project)

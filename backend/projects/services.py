@@ -21,3 +21,22 @@ def create_project(user, name: str, description: str = "") -> Project:
     if not name:
         raise ServiceError("Give the project a name.", field="name")
     return Project.objects.create(owner=user, name=name, description=description)
+
+
+def remove_tree_after_commit(path) -> None:
+    """Delete a storage folder once the rows that pointed to it are gone for good."""
+    import shutil
+
+    from django.db import transaction
+
+    transaction.on_commit(lambda: shutil.rmtree(path, ignore_errors=True))
+
+
+def delete_project(project: Project) -> None:
+    """A project goes with everything in it: runs first (they protect their data), then the rest."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        project.runs.all().delete()
+        project.delete()
+        remove_tree_after_commit(project.storage_dir)

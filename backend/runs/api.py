@@ -11,7 +11,7 @@ from backend.datasets.services import partitions_for
 from workers.engine.architectures import ARCHITECTURES
 
 from .models import MetricPoint, TrainingRun
-from .services import launch_run, request_stop, runs_for
+from .services import delete_run, launch_run, request_stop, runs_for
 
 
 def positive_learning_rate(value):
@@ -68,7 +68,7 @@ class MetricPointSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Training runs: launched on a partition, trained by a worker, exported as ONNX."""
 
     serializer_class = RunSerializer
@@ -81,6 +81,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's runs.")])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+    def perform_destroy(self, run):
+        delete_run(run)
 
     @extend_schema(request=RunLaunchSerializer, responses={202: RunSerializer})
     def create(self, request):

@@ -11,7 +11,7 @@ from backend.core.errors import ServiceError
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, send_after_commit
 from backend.datasets.models import Partition
-from backend.projects.services import projects_for
+from backend.projects.services import projects_for, remove_tree_after_commit
 
 from .models import TrainingRun
 
@@ -90,3 +90,11 @@ def request_stop(run: TrainingRun) -> TrainingRun:
     )
     run.refresh_from_db()
     return run
+
+
+def delete_run(run: TrainingRun) -> None:
+    if not run.is_finished:
+        raise ServiceError("This run is still going; stop it before deleting it.", code="conflict", status_code=409)
+    with transaction.atomic():
+        run.delete()
+        remove_tree_after_commit(run.storage_dir)

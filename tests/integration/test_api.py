@@ -182,3 +182,33 @@ def test_pages_answer_for_the_owner_and_hide_from_others(client, user, outsider,
     assert client.get(f"/datasets/{dataset.pk}/").status_code == 404
     client.logout()
     assert client.get("/").status_code == 302
+
+
+def test_deleting_a_project_removes_its_rows_and_files(api, project):
+    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    launch(api, partition)
+    project.storage_dir.mkdir(parents=True, exist_ok=True)
+    (project.storage_dir / "marker").write_text("x")
+    response = api.delete(f"/api/projects/{project.pk}/")
+    assert response.status_code == 204, response.content
+    assert not Dataset.objects.exists()
+    assert not project.storage_dir.exists()
+
+
+def test_datasets_cannot_be_deleted_while_runs_use_them(api, project):
+    dataset = ready_dataset(project)
+    launch(api, create_partition(dataset, "", 70, 15, 15, 1))
+    assert_error(api.delete(f"/api/datasets/{dataset.pk}/"), 409, None, "training run")
+    assert Dataset.objects.filter(pk=dataset.pk).exists()
+
+
+def test_runs_are_deleted_only_when_finished_and_then_free_their_dataset(api, project):
+    dataset = ready_dataset(project)
+    run_id = launch(api, create_partition(dataset, "", 70, 15, 15, 1)).json()["id"]
+    from backend.runs.models import TrainingRun
+
+    TrainingRun.objects.filter(pk=run_id).update(status="running")
+    assert_error(api.delete(f"/api/runs/{run_id}/"), 409, None, "stop it")
+    TrainingRun.objects.filter(pk=run_id).update(status="succeeded")
+    assert api.delete(f"/api/runs/{run_id}/").status_code == 204
+    assert api.delete(f"/api/datasets/{dataset.pk}/").status_code == 204
