@@ -184,12 +184,13 @@ def test_pages_answer_for_the_owner_and_hide_from_others(client, user, outsider,
     assert client.get("/").status_code == 302
 
 
-def test_deleting_a_project_removes_its_rows_and_files(api, project):
+def test_deleting_a_project_removes_its_rows_and_files(api, project, django_capture_on_commit_callbacks):
     partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
     launch(api, partition)
     project.storage_dir.mkdir(parents=True, exist_ok=True)
     (project.storage_dir / "marker").write_text("x")
-    response = api.delete(f"/api/projects/{project.pk}/")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.delete(f"/api/projects/{project.pk}/")
     assert response.status_code == 204, response.content
     assert not Dataset.objects.exists()
     assert not project.storage_dir.exists()
