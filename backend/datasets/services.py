@@ -134,6 +134,7 @@ def delete_dataset(dataset: Dataset) -> None:
             f"This dataset was used by {used_by} training run(s); it is kept so their results stay reproducible. "
             "Delete those runs first.", code="conflict", status_code=409,
         )
+    folder = dataset.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
         dataset.delete()
-        remove_tree_after_commit(dataset.storage_dir)
+        remove_tree_after_commit(folder)

@@ -36,7 +36,8 @@ def delete_project(project: Project) -> None:
     """A project goes with everything in it: runs first (they protect their data), then the rest."""
     from django.db import transaction
 
+    folder = project.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
         project.runs.all().delete()
         project.delete()
-        remove_tree_after_commit(project.storage_dir)
+        remove_tree_after_commit(folder)

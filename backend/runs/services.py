@@ -95,6 +95,7 @@ def request_stop(run: TrainingRun) -> TrainingRun:
 def delete_run(run: TrainingRun) -> None:
     if not run.is_finished:
         raise ServiceError("This run is still going; stop it before deleting it.", code="conflict", status_code=409)
+    folder = run.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
         run.delete()
-        remove_tree_after_commit(run.storage_dir)
+        remove_tree_after_commit(folder)
