@@ -1,11 +1,13 @@
 """Pages. Each renders a template around one object; the page's script talks to the REST API,
 so the browser and scripts go through the same validation and the same messages."""
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
 from backend.datasets.models import Dataset
 from backend.datasets.services import datasets_for, partitions_for
-from backend.projects.services import get_project, projects_for
+from backend.projects.models import Role
+from backend.projects.services import get_project, projects_for, role_of
 from backend.runs.services import runs_for
 from workers.engine.architectures import ARCHITECTURES
 
@@ -19,7 +21,8 @@ def home(request):
 def project_page(request, project_id):
     project = get_project(request.user, project_id)
     return render(request, "frontend/project.html", {
-        "project": project,
+        "project": project, "can_change": role_of(request.user, project) == Role.OWNER,
+        "members": project.members.select_related("user"), "roles": Role.choices,
         "datasets": project.datasets.all(),
         "runs": project.runs.select_related("partition__dataset"),
     })
@@ -28,12 +31,15 @@ def project_page(request, project_id):
 @login_required
 def dataset_page(request, dataset_id):
     dataset = get_object_or_404(datasets_for(request.user).select_related("project"), pk=dataset_id)
-    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project})
+    can_change = role_of(request.user, dataset.project) == Role.OWNER
+    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change})
 
 
 @login_required
 def run_new_page(request, project_id):
     project = get_project(request.user, project_id)
+    if role_of(request.user, project) != Role.OWNER:
+        raise PermissionDenied("Only the project's owners can launch training runs.")
     partitions = partitions_for(request.user).filter(dataset__project=project, dataset__status=Dataset.Status.READY).select_related("dataset")
     selected = request.GET.get("partition", "")
     return render(request, "frontend/run_new.html", {
@@ -45,4 +51,5 @@ def run_new_page(request, project_id):
 @login_required
 def run_page(request, run_id):
     run = get_object_or_404(runs_for(request.user).select_related("project", "partition__dataset"), pk=run_id)
-    return render(request, "frontend/run.html", {"run": run, "project": run.project})
+    can_change = role_of(request.user, run.project) == Role.OWNER
+    return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": can_change})

@@ -39,6 +39,12 @@ def demo_entries(per_class: int = 20, seed: int = 0, size: int = 64) -> dict[str
     }
 
 
+@pytest.fixture(autouse=True)
+def private_storage(settings, tmp_path):
+    """Each test stores files in its own folder: ids are reused between tests, folders must not be."""
+    settings.STORAGE_ROOT = settings.MEDIA_ROOT = tmp_path / "storage"
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password-1")
@@ -80,6 +86,7 @@ def worker_environment() -> dict:
         "DJANGO_SETTINGS_MODULE": "webapp.test_settings",
         "DATABASE_URL": database_url(),
         "TOOLKIT_VAR_DIR": str(settings.VAR_DIR),
+        "TOOLKIT_STORAGE_DIR": str(settings.STORAGE_ROOT),
         "TOOLKIT_QUEUE_PREFIX": settings.QUEUE_PREFIX,
         "PYTHONUNBUFFERED": "1",
     })

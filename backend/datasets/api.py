@@ -105,13 +105,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         return super().list(request, *args, **kwargs)
 
     def perform_destroy(self, dataset):
-        delete_dataset(dataset)
+        delete_dataset(self.request.user, dataset)
 
     @extend_schema(request=None, responses={202: DatasetSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Stop an ingest in progress; nothing of it is kept."""
-        return Response(DatasetSerializer(request_ingest_stop(self.get_object())).data, status=status.HTTP_202_ACCEPTED)
+        return Response(DatasetSerializer(request_ingest_stop(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=SampleSerializer(many=True), parameters=[OpenApiParameter("label", str, description="Only samples with this label.")])
     @action(detail=True, methods=["get"])
@@ -175,5 +175,5 @@ class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = create_partition(
-            data["dataset"], data.get("name", ""), data["train_percent"], data["validation_percent"], data["test_percent"], data["seed"]
+            self.request.user, data["dataset"], data.get("name", ""), data["train_percent"], data["validation_percent"], data["test_percent"], data["seed"]
         )

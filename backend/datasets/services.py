@@ -10,7 +10,7 @@ from django.db import transaction
 
 from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
-from backend.projects.services import projects_for, remove_tree_after_commit
+from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_archive
 from workers.engine.splits import SUBSETS, stratified_split
 
@@ -50,9 +50,10 @@ def create_dataset_from_upload(project, name: str, upload, user) -> tuple[Datase
     The archive is refused (ServiceError) when nothing in it could become a sample;
     otherwise the bad entries are returned as warnings and listed in the ingest report.
     """
-    name = (name or "").strip() or Path(upload.name or "dataset").stem
+    require_owner(user, project)
     if upload is None:
         raise ServiceError("Choose a zip file to upload.", field="archive")
+    name = (name or "").strip() or Path(upload.name or "dataset").stem
     staging = save_upload(upload, project.storage_dir / "incoming")
     try:
         inspection = inspect_archive(staging, IngestLimits())
@@ -78,7 +79,8 @@ def create_dataset_from_upload(project, name: str, upload, user) -> tuple[Datase
     return dataset, warnings
 
 
-def request_ingest_stop(dataset: Dataset) -> Dataset:
+def request_ingest_stop(actor, dataset: Dataset) -> Dataset:
+    require_owner(actor, dataset.project)
     if dataset.status not in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
         raise ServiceError(f"This dataset is {dataset.get_status_display().lower()}; only an ingest in progress can be stopped.", code="conflict", status_code=409)
     Dataset.objects.filter(pk=dataset.pk).update(stop_requested=True)
@@ -100,7 +102,8 @@ def check_percentages(train: float, validation: float, test: float) -> None:
         raise ServiceError("The training subset needs a percentage above 0.", field="train_percent")
 
 
-def create_partition(dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+def create_partition(actor, dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+    require_owner(actor, dataset.project)
     if dataset.status != Dataset.Status.READY:
         raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
     check_percentages(train, validation, test)
@@ -125,7 +128,8 @@ def create_partition(dataset: Dataset, name: str, train: float, validation: floa
     return partition
 
 
-def delete_dataset(dataset: Dataset) -> None:
+def delete_dataset(actor, dataset: Dataset) -> None:
+    require_owner(actor, dataset.project)
     if dataset.status in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
         raise ServiceError("This dataset is still being ingested; stop the ingest first.", code="conflict", status_code=409)
     used_by = sum(partition.runs.count() for partition in dataset.partitions.all())

@@ -19,3 +19,21 @@ class Project(models.Model):
     @property
     def storage_dir(self):
         return settings.STORAGE_ROOT / "projects" / str(self.pk)
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer (read)"
+    OWNER = "owner", "Owner (read, change, delete, share)"
+
+
+class ProjectMember(models.Model):
+    """A user a project is shared with. The project's creator is always an owner, without a row."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["added_at"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_role_per_user")]

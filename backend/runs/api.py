@@ -83,7 +83,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         return super().list(request, *args, **kwargs)
 
     def perform_destroy(self, run):
-        delete_run(run)
+        delete_run(self.request.user, run)
 
     @extend_schema(request=RunLaunchSerializer, responses={202: RunSerializer})
     def create(self, request):
@@ -98,7 +98,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Stop after the current batch; the metrics and the model so far are kept."""
-        return Response(RunSerializer(request_stop(self.get_object())).data, status=status.HTTP_202_ACCEPTED)
+        return Response(RunSerializer(request_stop(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         responses=MetricPointSerializer(many=True),

@@ -11,7 +11,7 @@ from backend.core.errors import ServiceError
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, send_after_commit
 from backend.datasets.models import Partition
-from backend.projects.services import projects_for, remove_tree_after_commit
+from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 
 from .models import TrainingRun
 
@@ -54,6 +54,7 @@ def check_device(device: str) -> None:
 
 
 def launch_run(project, partition: Partition, settings_: dict, user) -> TrainingRun:
+    require_owner(user, project)
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
@@ -77,8 +78,9 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
     return run
 
 
-def request_stop(run: TrainingRun) -> TrainingRun:
+def request_stop(actor, run: TrainingRun) -> TrainingRun:
     """Queued runs stop at once; running ones after their current batch, keeping what was done."""
+    require_owner(actor, run.project)
     if run.is_finished:
         raise ServiceError(f"This run has already {run.get_status_display().lower()}.", code="conflict", status_code=409)
     if run.status == TrainingRun.Status.QUEUED:
@@ -92,7 +94,8 @@ def request_stop(run: TrainingRun) -> TrainingRun:
     return run
 
 
-def delete_run(run: TrainingRun) -> None:
+def delete_run(actor, run: TrainingRun) -> None:
+    require_owner(actor, run.project)
     if not run.is_finished:
         raise ServiceError("This run is still going; stop it before deleting it.", code="conflict", status_code=409)
     folder = run.storage_dir  # before delete(), which clears the primary key it is named by

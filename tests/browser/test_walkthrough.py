@@ -122,7 +122,7 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     create_partition(page)
 
     # A run watched live: points arrive on the chart while it runs, without reloading.
-    launch(page, epochs=10, batch_size=4)
+    launch(page, epochs=20, batch_size=4)
     page.wait_for_function("document.getElementById('run-status').textContent === 'Running'", timeout=60_000)
     page.wait_for_function("document.querySelectorAll('#loss-chart .scatterlayer .point').length >= 2", timeout=60_000)
     early = chart_points(page)
@@ -131,7 +131,7 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     shot(page, "6-run-live")
     expect(page.locator("#run-status")).to_have_text("Succeeded", timeout=180_000)
     assert page.evaluate("window.__sameDocument") is True
-    assert chart_points(page) == 10 * 2 > early
+    assert chart_points(page) == 20 * 2 > early
     expect(page.locator("#run-stop")).to_be_hidden()
     expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"\d+\.\d%"))
     shot(page, "7-run-finished")
@@ -162,7 +162,7 @@ def test_launch_on_a_single_class_dataset_explains_why_in_the_page(page, live_se
     from tests.integration.test_api import ready_dataset
 
     project = Project.objects.create(owner=clinician, name="Normals only")
-    partition = partition_dataset(ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
+    partition = partition_dataset(clinician, ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
     log_in(page, live_server.url)
     page.goto(f"{live_server.url}/projects/{project.pk}/runs/new/?partition={partition.pk}")
     page.click("#run-form button[type=submit]")

@@ -118,7 +118,7 @@ def launch(api, partition, **overrides):
 
 
 def test_negative_learning_rate_is_refused(api, project):
-    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
     assert_error(launch(api, partition, learning_rate=-1), 400, "learning_rate", "greater than 0")
 
 
@@ -129,22 +129,22 @@ def test_negative_learning_rate_is_refused(api, project):
     ("device", "tpu", ["not a valid choice"]),
 ])
 def test_other_bad_run_settings_are_refused(api, project, field, value, words):
-    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
     assert_error(launch(api, partition, **{field: value}), 400, field, *words)
 
 
 def test_launch_on_a_single_class_dataset_is_refused(api, project):
-    partition = create_partition(ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)
     assert_error(launch(api, partition), 400, "partition", "only one class", "'normal'", "at least two")
 
 
 def test_gpu_launch_without_a_gpu_worker_is_refused(api, project):
-    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
     assert_error(launch(api, partition, device="gpu"), 400, "device", "No GPU worker is online")
 
 
 def test_good_launch_is_queued_with_its_full_configuration(api, project):
-    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
     response = launch(api, partition)
     assert response.status_code == 202, response.content
     run = response.json()
@@ -161,7 +161,7 @@ def test_outsiders_get_404_for_every_object(api, project, outsider):
     from rest_framework.test import APIClient
 
     dataset = ready_dataset(project)
-    partition = create_partition(dataset, "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, dataset, "", 70, 15, 15, 1)
     run_id = launch(api, partition).json()["id"]
     sample = dataset.samples.first()
     stranger = APIClient()
@@ -185,7 +185,7 @@ def test_pages_answer_for_the_owner_and_hide_from_others(client, user, outsider,
 
 
 def test_deleting_a_project_removes_its_rows_and_files(api, project, django_capture_on_commit_callbacks):
-    partition = create_partition(ready_dataset(project), "", 70, 15, 15, 1)
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
     launch(api, partition)
     project.storage_dir.mkdir(parents=True, exist_ok=True)
     (project.storage_dir / "marker").write_text("x")
@@ -198,14 +198,14 @@ def test_deleting_a_project_removes_its_rows_and_files(api, project, django_capt
 
 def test_datasets_cannot_be_deleted_while_runs_use_them(api, project):
     dataset = ready_dataset(project)
-    launch(api, create_partition(dataset, "", 70, 15, 15, 1))
+    launch(api, create_partition(project.owner, dataset, "", 70, 15, 15, 1))
     assert_error(api.delete(f"/api/datasets/{dataset.pk}/"), 409, None, "training run")
     assert Dataset.objects.filter(pk=dataset.pk).exists()
 
 
 def test_runs_are_deleted_only_when_finished_and_then_free_their_dataset(api, project):
     dataset = ready_dataset(project)
-    run_id = launch(api, create_partition(dataset, "", 70, 15, 15, 1)).json()["id"]
+    run_id = launch(api, create_partition(project.owner, dataset, "", 70, 15, 15, 1)).json()["id"]
     from backend.runs.models import TrainingRun
 
     TrainingRun.objects.filter(pk=run_id).update(status="running")

@@ -39,7 +39,8 @@ def ingested_partition(api, project, per_class=60):
 
 def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, tmp_path):
     partition_id = ingested_partition(api, project)
-    response = api.post("/api/runs/", {"partition": partition_id, "epochs": 6}, format="json")
+    # Small batches make the run last long enough to be seen while it goes on.
+    response = api.post("/api/runs/", {"partition": partition_id, "epochs": 12, "batch_size": 4}, format="json")
     assert response.status_code == 202, response.content
     run_id = response.json()["id"]
 
@@ -49,8 +50,8 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.FINISHED).first(), 300, "the run to finish")
     assert run.status == "succeeded", run.message + celery_worker_process.log_path.read_text()[-3000:]
     assert seen_while_running
-    assert MetricPoint.objects.filter(run=run).count() == 6 * 4
-    assert run.epochs_completed == 6
+    assert MetricPoint.objects.filter(run=run).count() == 12 * 4
+    assert run.epochs_completed == 12
     body = api.get(f"/api/runs/{run_id}/").json()
     assert body["progress"] == 1.0 and body["model_url"]
 

@@ -119,8 +119,30 @@ pages.home = () => {
   });
 };
 
+function setUpSharing() {
+  const form = document.getElementById("share-form");
+  if (!form) return;
+  const project = form.dataset.project;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    try {
+      await api("POST", `/api/projects/${project}/members/`, formValues(form));
+      window.location.reload();
+    } catch (error) { showErrors(form, error); }
+  });
+  document.querySelectorAll("[data-unshare]").forEach((button) => button.addEventListener("click", async () => {
+    try {
+      await api("DELETE", `/api/projects/${project}/members/${button.dataset.unshare}/`);
+      window.location.reload();
+    } catch (error) { showErrors(form, error); }
+  }));
+}
+
 pages.project = () => {
+  setUpSharing();
   const form = document.getElementById("upload-form");
+  if (!form) return;
   const bar = form.querySelector(".progress");
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -156,7 +178,7 @@ pages.dataset = () => {
   const id = root.dataset.dataset;
   const statusNode = document.getElementById("dataset-status");
   const progress = document.getElementById("ingest-progress");
-  const stopButton = document.getElementById("ingest-stop");
+  const stopButton = document.getElementById("ingest-stop") || document.createElement("button");
   stopButton.addEventListener("click", async () => {
     stopButton.disabled = true;
     try { await api("POST", `/api/datasets/${id}/stop/`); } catch (error) { alert(error.message); }
@@ -245,11 +267,13 @@ async function setUpPartitions(dataset) {
       el("td", { text: subsetSummary(partition.counts.train) }),
       el("td", { text: subsetSummary(partition.counts.validation) }),
       el("td", { text: subsetSummary(partition.counts.test) }),
-      el("td", {}, [el("a", { href: `/projects/${root.dataset.project}/runs/new/?partition=${partition.id}`, class: "button", text: "Train a model" })]),
+      el("td", {}, root.dataset.canChange === "yes"
+        ? [el("a", { href: `/projects/${root.dataset.project}/runs/new/?partition=${partition.id}`, class: "button", text: "Train a model" })]
+        : []),
     ])));
   };
   const form = document.getElementById("partition-form");
-  form.addEventListener("submit", async (event) => {
+  if (form) form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
     try {
@@ -284,7 +308,7 @@ pages["run-new"] = () => {
 
 pages.run = () => {
   const id = document.getElementById("run-root").dataset.run;
-  const stopButton = document.getElementById("run-stop");
+  const stopButton = document.getElementById("run-stop") || document.createElement("button");
   const series = {};
   let lastPoint = 0;
   stopButton.addEventListener("click", async () => {

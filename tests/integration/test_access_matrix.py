@@ -1,0 +1,139 @@
+"""Every API endpoint, called as anonymous, as an outsider, as a viewer and as an owner.
+
+Outsiders get 404 for anything inside a project (names do not leak), viewers read but get
+403 on changes, anonymous callers get 401. A new endpoint without an entry here fails
+test_every_endpoint_has_an_entry.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from drf_spectacular.generators import EndpointEnumerator
+from rest_framework.test import APIClient
+
+from backend.datasets.models import Dataset
+from backend.datasets.services import create_partition
+from backend.projects.models import Project, ProjectMember, Role
+from backend.runs.models import MetricPoint, TrainingRun
+from tests.conftest import demo_entries, make_zip
+from tests.integration.test_api import ready_dataset
+
+ROLES = ("anonymous", "outsider", "viewer", "owner")
+PASSWORD = "matrix-password-1"
+
+
+@dataclass
+class Case:
+    expect: tuple[int, int, int, int]  # in the order of ROLES
+    ids: Callable = lambda world: {}
+    data: Callable = lambda world: None
+    multipart: bool = False
+    notes: str = field(default="")
+
+
+def project_id(w):
+    return {"pk": w["project"]}
+
+
+def dataset_id(w):
+    return {"pk": w["dataset"]}
+
+
+def run_id(w):
+    return {"pk": w["run"]}
+
+
+OPEN = (200, 200, 200, 200)
+LIST = (401, 200, 200, 200)
+READ = (401, 404, 200, 200)
+
+MATRIX = {
+    ("GET", "/api/architectures/"): Case(LIST),
+    ("GET", "/api/resources/"): Case(LIST),
+    ("POST", "/api/auth/token/"): Case(OPEN, data=lambda w: {"username": "owner", "password": PASSWORD}),
+    ("GET", "/api/schema/"): Case(OPEN, notes="the schema describes the API, not anyone's data"),
+    ("GET", "/api/docs/"): Case(OPEN),
+    ("GET", "/api/projects/"): Case(LIST),
+    ("POST", "/api/projects/"): Case((401, 201, 201, 201), data=lambda w: {"name": "Another"}),
+    ("GET", "/api/projects/{pk}/"): Case(READ, ids=project_id),
+    ("PUT", "/api/projects/{pk}/"): Case((401, 404, 403, 200), ids=project_id, data=lambda w: {"name": "Renamed"}),
+    ("PATCH", "/api/projects/{pk}/"): Case((401, 404, 403, 200), ids=project_id, data=lambda w: {"description": "x"}),
+    ("DELETE", "/api/projects/{pk}/"): Case((401, 404, 403, 204), ids=project_id),
+    ("GET", "/api/projects/{pk}/members/"): Case(READ, ids=project_id),
+    ("POST", "/api/projects/{pk}/members/"): Case(
+        (401, 404, 403, 201), ids=project_id, data=lambda w: {"username": "newcomer", "role": "viewer"}),
+    ("DELETE", "/api/projects/{pk}/members/{member_id}/"): Case(
+        (401, 404, 403, 204), ids=lambda w: {"pk": w["project"], "member_id": w["member"]}),
+    ("GET", "/api/datasets/"): Case(LIST),
+    ("POST", "/api/datasets/"): Case((401, 400, 403, 202), multipart=True, data=lambda w: {
+        "project": w["project"], "archive": SimpleUploadedFile("a.zip", make_zip(demo_entries(per_class=2)))}),
+    ("GET", "/api/datasets/{pk}/"): Case(READ, ids=dataset_id),
+    ("DELETE", "/api/datasets/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["unused_dataset"]}),
+    ("GET", "/api/datasets/{pk}/report/"): Case(READ, ids=dataset_id),
+    ("GET", "/api/datasets/{pk}/samples/"): Case(READ, ids=dataset_id),
+    ("POST", "/api/datasets/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["ingesting_dataset"]}),
+    ("GET", "/api/samples/{pk}/thumbnail/"): Case(READ, ids=lambda w: {"pk": w["sample"]}),
+    ("GET", "/api/partitions/"): Case(LIST),
+    ("POST", "/api/partitions/"): Case((401, 400, 403, 201), data=lambda w: {"dataset": w["dataset"]}),
+    ("GET", "/api/partitions/{pk}/"): Case(READ, ids=lambda w: {"pk": w["partition"]}),
+    ("GET", "/api/runs/"): Case(LIST),
+    ("POST", "/api/runs/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
+    ("GET", "/api/runs/{pk}/"): Case(READ, ids=run_id),
+    ("DELETE", "/api/runs/{pk}/"): Case((401, 404, 403, 204), ids=run_id),
+    ("GET", "/api/runs/{pk}/metrics/"): Case(READ, ids=run_id),
+    ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
+    ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),
+}
+
+
+def test_every_endpoint_has_an_entry():
+    endpoints = {(method, path) for path, _, method, _ in EndpointEnumerator().get_api_endpoints()}
+    assert endpoints - set(MATRIX) == set(), "add these endpoints to the access matrix"
+    assert set(MATRIX) - endpoints == set(), "these matrix entries no longer exist"
+
+
+@pytest.fixture
+def world(django_user_model):
+    users = {name: django_user_model.objects.create_user(name, password=PASSWORD) for name in ("owner", "viewer", "outsider", "newcomer")}
+    project = Project.objects.create(owner=users["owner"], name="Shared")
+    ProjectMember.objects.create(project=project, user=users["viewer"], role=Role.VIEWER)
+    member = ProjectMember.objects.create(project=project, user=users["newcomer"], role=Role.VIEWER)
+    dataset = ready_dataset(project)
+    sample = dataset.samples.first()
+    (dataset.storage_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
+    sample.thumbnail = "thumbnails/000000.png"
+    sample.save()
+    (dataset.storage_dir / sample.thumbnail).write_bytes(demo_entries(per_class=1)["lesion/lesion_000.png"])
+    partition = create_partition(users["owner"], dataset, "", 70, 15, 15, 1)
+    run = TrainingRun.objects.create(project=project, partition=partition, name="done", architecture="small_cnn", epochs=1,
+                                     learning_rate=0.001, batch_size=8, device="cpu", status="succeeded")
+    run.storage_dir.mkdir(parents=True, exist_ok=True)
+    run.onnx_path.write_bytes(b"onnx")
+    MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
+    queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", architecture="small_cnn", epochs=1,
+                                        learning_rate=0.001, batch_size=8, device="cpu")
+    unused = ready_dataset(project)
+    ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
+    return {
+        "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
+        "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "unused_dataset": unused.pk,
+        "ingesting_dataset": ingesting.pk,
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method, path", sorted(MATRIX))
+def test_access(world, method, path):
+    case = MATRIX[(method, path)]
+    url = path.format(**case.ids(world))
+    for role, expected in zip(ROLES, case.expect):
+        client = APIClient()
+        if role != "anonymous":
+            client.force_authenticate(world["users"][role])
+        data = case.data(world)
+        response = client.generic(method, url) if data is None and method in ("GET", "DELETE") else (
+            getattr(client, method.lower())(url, data, format="multipart" if case.multipart else "json"))
+        assert response.status_code == expected, f"{role} {method} {url}: {response.status_code} {getattr(response, 'data', '')}"
+        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
+            assert {"code", "message", "field"} <= set(response.json()), response.json()
