@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
+from backend.audit.services import Action, events_for, record
 from backend.datasets.models import Dataset
 from backend.datasets.services import datasets_for, partitions_for
 from backend.projects.models import Role
@@ -20,8 +21,10 @@ def home(request):
 @login_required
 def project_page(request, project_id):
     project = get_project(request.user, project_id)
+    can_change = role_of(request.user, project) == Role.OWNER
     return render(request, "frontend/project.html", {
-        "project": project, "can_change": role_of(request.user, project) == Role.OWNER,
+        "project": project, "can_change": can_change,
+        "events": events_for(request.user, project)[:20] if can_change else [],
         "members": project.members.select_related("user"), "roles": Role.choices,
         "datasets": project.datasets.all(),
         "runs": project.runs.select_related("partition__dataset"),
@@ -32,6 +35,7 @@ def project_page(request, project_id):
 def dataset_page(request, dataset_id):
     dataset = get_object_or_404(datasets_for(request.user).select_related("project"), pk=dataset_id)
     can_change = role_of(request.user, dataset.project) == Role.OWNER
+    record(request.user, dataset.project, Action.READ, dataset)
     return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change})
 
 
@@ -52,4 +56,5 @@ def run_new_page(request, project_id):
 def run_page(request, run_id):
     run = get_object_or_404(runs_for(request.user).select_related("project", "partition__dataset"), pk=run_id)
     can_change = role_of(request.user, run.project) == Role.OWNER
+    record(request.user, run.project, Action.READ, run)
     return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": can_change})

@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from backend.core.api import ArchitectureList, ResourceList
+from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
 from backend.projects.api import ProjectViewSet
 from backend.runs.api import RunViewSet
@@ -20,7 +20,7 @@ api_urls = [
     path("", include(router.urls)),
     path("architectures/", ArchitectureList.as_view(), name="architectures"),
     path("resources/", ResourceList.as_view(), name="resources"),
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenLogin.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

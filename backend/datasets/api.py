@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from backend.audit.services import Action, record
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.projects.services import projects_for
 
@@ -104,6 +105,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    def retrieve(self, request, *args, **kwargs):
+        dataset = self.get_object()
+        record(request.user, dataset.project, Action.READ, dataset)
+        return Response(self.get_serializer(dataset).data)
+
     def perform_destroy(self, dataset):
         delete_dataset(self.request.user, dataset)
 
@@ -117,7 +123,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     @action(detail=True, methods=["get"])
     def samples(self, request, pk=None):
         """The dataset's samples, paginated, optionally filtered by label."""
-        samples = self.get_object().samples.all()
+        dataset = self.get_object()
+        record(request.user, dataset.project, Action.READ, dataset)
+        samples = dataset.samples.all()
         label = request.query_params.get("label")
         if label:
             samples = samples.filter(label=label)

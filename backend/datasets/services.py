@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
@@ -72,6 +73,7 @@ def create_dataset_from_upload(project, name: str, upload, user) -> tuple[Datase
         dataset.storage_dir.mkdir(parents=True, exist_ok=True)
         shutil.move(staging, dataset.upload_path)
         send_after_commit("workers.tasks.ingest_dataset", dataset.pk, INGEST_QUEUE)
+        record(user, project, Action.CREATE, dataset)
     warnings = [{"path": p.path, "reason": p.reason} for p in inspection.problems]
     if len(inspection.labels) == 1:
         only = next(iter(inspection.labels))
@@ -84,6 +86,7 @@ def request_ingest_stop(actor, dataset: Dataset) -> Dataset:
     if dataset.status not in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
         raise ServiceError(f"This dataset is {dataset.get_status_display().lower()}; only an ingest in progress can be stopped.", code="conflict", status_code=409)
     Dataset.objects.filter(pk=dataset.pk).update(stop_requested=True)
+    record(actor, dataset.project, Action.CHANGE, dataset, name=f"{dataset.name}: ingest stopped")
     dataset.refresh_from_db()
     return dataset
 
@@ -125,6 +128,7 @@ def create_partition(actor, dataset: Dataset, name: str, train: float, validatio
             [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _), subset in zip(samples, assignment)],
             batch_size=5000,
         )
+        record(actor, dataset.project, Action.CREATE, partition, name=f"{dataset.name}: {partition.name}")
     return partition
 
 
@@ -140,5 +144,6 @@ def delete_dataset(actor, dataset: Dataset) -> None:
         )
     folder = dataset.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
+        record(actor, dataset.project, Action.DELETE, dataset)
         dataset.delete()
         remove_tree_after_commit(folder)

@@ -4,6 +4,9 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from backend.audit.models import AuditEvent
+from backend.audit.services import events_for
+
 from .models import Project, ProjectMember, Role
 from .services import create_project, delete_project, projects_for, role_of, share_project, unshare_project, update_project
 
@@ -29,6 +32,13 @@ class MemberSerializer(serializers.ModelSerializer):
         model = ProjectMember
         fields = ["id", "username", "role", "added_at"]
         read_only_fields = ["id", "added_at"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "username", "action", "object_type", "object_id", "object_name"]
+        read_only_fields = fields
 
 
 class ProjectViewSet(viewsets.ModelViewSet):
@@ -70,3 +80,10 @@ class ProjectViewSet(viewsets.ModelViewSet):
         project = self.get_object()
         unshare_project(request.user, project, get_object_or_404(project.members, pk=member_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=AuditEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def audit(self, request, pk=None):
+        """Who read, downloaded, changed or deleted what in this project, newest first (owners only)."""
+        page = self.paginate_queryset(events_for(request.user, self.get_object()))
+        return self.get_paginated_response(AuditEventSerializer(page, many=True).data)

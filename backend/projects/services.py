@@ -63,12 +63,21 @@ def share_project(actor, project: Project, username: str, role: str) -> ProjectM
     if user.pk == project.owner_id:
         raise ServiceError(f"'{username}' created this project and is always an owner.", field="username")
     member, _ = ProjectMember.objects.update_or_create(project=project, user=user, defaults={"role": role})
+    audit(actor, project, "share", name=f"{username} as {role}")
     return member
 
 
 def unshare_project(actor, project: Project, member: ProjectMember) -> None:
     require_owner(actor, project)
+    audit(actor, project, "share", name=f"{member.user.username} removed")
     member.delete()
+
+
+def audit(actor, project, action: str, name: str = "") -> None:
+    # Imported here: the audit app builds on projects, not the other way round.
+    from backend.audit.services import record
+
+    record(actor, project, action, name=name)
 
 
 def remove_tree_after_commit(path) -> None:
@@ -81,6 +90,7 @@ def update_project(actor, project: Project, **fields) -> Project:
     for name, value in fields.items():
         setattr(project, name, value)
     project.save()
+    audit(actor, project, "change")
     return project
 
 
@@ -89,6 +99,7 @@ def delete_project(actor, project: Project) -> None:
     require_owner(actor, project)
     folder = project.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
+        audit(actor, project, "delete")
         project.runs.all().delete()
         project.delete()
         remove_tree_after_commit(folder)

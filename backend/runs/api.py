@@ -5,6 +5,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
@@ -82,6 +83,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    def retrieve(self, request, *args, **kwargs):
+        run = self.get_object()
+        record(request.user, run.project, Action.READ, run)
+        return Response(self.get_serializer(run).data)
+
     def perform_destroy(self, run):
         delete_run(self.request.user, run)
 
@@ -121,4 +127,5 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         if not run.is_finished or not run.onnx_path.exists():
             raise ServiceError("The model is not ready: the run has not finished.", code="not_ready", status_code=409)
         filename = f"run-{run.pk}-{run.architecture}.onnx"
+        record(request.user, run.project, Action.DOWNLOAD, run, name=f"{run.name}: {filename}")
         return FileResponse(open(run.onnx_path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")

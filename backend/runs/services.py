@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, send_after_commit
@@ -75,6 +76,7 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
             **{key: settings_[key] for key in ("architecture", "epochs", "learning_rate", "batch_size", "device", "seed")},
         )
         send_after_commit("workers.tasks.train_run", run.pk, TRAIN_QUEUES[run.device])
+        record(user, project, Action.CREATE, run)
     return run
 
 
@@ -90,6 +92,7 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
     TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
         status=TrainingRun.Status.STOPPING, stop_requested=True
     )
+    record(actor, run.project, Action.CHANGE, run, name=f"{run.name}: stop requested")
     run.refresh_from_db()
     return run
 
@@ -100,5 +103,6 @@ def delete_run(actor, run: TrainingRun) -> None:
         raise ServiceError("This run is still going; stop it before deleting it.", code="conflict", status_code=409)
     folder = run.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
+        record(actor, run.project, Action.DELETE, run)
         run.delete()
         remove_tree_after_commit(folder)

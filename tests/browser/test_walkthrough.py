@@ -155,6 +155,12 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"\d+\.\d%"))
     shot(page, "7-run-stopped")
 
+    # The owner sees what happened in the project.
+    page.goto(project_url)
+    expect(page.locator("#activity")).to_contain_text("Downloaded")
+    expect(page.locator("#activity")).to_contain_text("clinician")
+    shot(page, "8-project-activity")
+
 
 def test_launch_on_a_single_class_dataset_explains_why_in_the_page(page, live_server, clinician):
     from backend.datasets.services import create_partition as partition_dataset

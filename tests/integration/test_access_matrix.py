@@ -61,6 +61,7 @@ MATRIX = {
     ("PATCH", "/api/projects/{pk}/"): Case((401, 404, 403, 200), ids=project_id, data=lambda w: {"description": "x"}),
     ("DELETE", "/api/projects/{pk}/"): Case((401, 404, 403, 204), ids=project_id),
     ("GET", "/api/projects/{pk}/members/"): Case(READ, ids=project_id),
+    ("GET", "/api/projects/{pk}/audit/"): Case((401, 404, 403, 200), ids=project_id),
     ("POST", "/api/projects/{pk}/members/"): Case(
         (401, 404, 403, 201), ids=project_id, data=lambda w: {"username": "newcomer", "role": "viewer"}),
     ("DELETE", "/api/projects/{pk}/members/{member_id}/"): Case(
@@ -137,3 +138,25 @@ def test_access(world, method, path):
         assert response.status_code == expected, f"{role} {method} {url}: {response.status_code} {getattr(response, 'data', '')}"
         if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
             assert {"code", "message", "field"} <= set(response.json()), response.json()
+
+
+@pytest.mark.django_db
+def test_audit_log_records_reads_downloads_changes_and_deletions(world):
+    from backend.audit.models import AuditEvent
+
+    viewer, owner = APIClient(), APIClient()
+    viewer.force_authenticate(world["users"]["viewer"])
+    owner.force_authenticate(world["users"]["owner"])
+    for _ in range(3):  # polling: one read event per user and object
+        viewer.get(f"/api/datasets/{world['dataset']}/")
+    viewer.get(f"/api/runs/{world['run']}/model.onnx/")
+    owner.delete(f"/api/datasets/{world['unused_dataset']}/")
+    owner.post("/api/projects/{}/members/".format(world["project"]), {"username": "outsider", "role": "viewer"}, format="json")
+    log = owner.get(f"/api/projects/{world['project']}/audit/").json()["results"]
+    seen = [(e["username"], e["action"], e["object_type"]) for e in log]
+    assert ("viewer", "read", "dataset") in seen and seen.count(("viewer", "read", "dataset")) == 1
+    assert ("viewer", "download", "run") in seen
+    assert ("owner", "delete", "dataset") in seen
+    assert ("owner", "share", "project") in seen
+    assert AuditEvent.objects.filter(object_id=world["unused_dataset"], action="delete").exists()
+    assert viewer.get(f"/api/projects/{world['project']}/audit/").status_code == 403
