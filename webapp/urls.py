@@ -1,9 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from backend.core.api import ArchitectureList, ResourceList
+from backend.core.api import ArchitectureList, ResourceList, api_not_found
 from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
 from backend.projects.api import ProjectViewSet
@@ -23,6 +23,8 @@ api_urls = [
     path("auth/token/", TokenLogin.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Anything else under /api/ answers in the API's error shape, not with an HTML page.
+    re_path(r"^[\s\S]*$", api_not_found),
 ]
 
 urlpatterns = [

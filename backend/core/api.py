@@ -1,3 +1,5 @@
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -6,6 +8,7 @@ from rest_framework.views import APIView
 from backend.core.tasks import TRAIN_QUEUES
 from workers.engine.architectures import ARCHITECTURES
 
+from .errors import error_body
 from .models import WorkerHeartbeat
 
 
@@ -47,3 +50,10 @@ class ResourceList(APIView):
             "gpu_available": WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["gpu"]),
             "workers": WorkerSerializer(workers, many=True).data,
         })
+
+
+@csrf_exempt  # it changes nothing; without this, unknown POST paths would answer an HTML 403
+def api_not_found(request, *args, **kwargs):
+    """No API operation has this path (ids are whole numbers; paths end with a slash)."""
+    message = f"No API operation at {request.path}. See /api/docs/ for the list."
+    return JsonResponse(error_body([{"code": "not_found", "message": message, "field": None}]), status=404)

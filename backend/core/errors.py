@@ -57,3 +57,13 @@ def api_exception_handler(exc, context):
 
 def error_response(message: str, field: str | None = None, code: str = "invalid", status_code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response(error_body([{"code": code, "message": message, "field": field}]), status=status_code)
+
+
+def int_query_param(request, name: str) -> int | None:
+    """An optional whole-number query parameter; anything else is a 400, not silently ignored."""
+    raw = request.query_params.getlist(name)
+    if not raw:
+        return None
+    if len(raw) > 1 or not raw[0].isdigit():
+        raise ServiceError(f"'{name}' must be given once, as a whole number (an id).", field=name)
+    return int(raw[0])

@@ -6,6 +6,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
+from backend.core.errors import int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.projects.services import projects_for
 
@@ -85,8 +86,8 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
 
     def get_queryset(self):
         queryset = datasets_for(self.request.user)
-        project = self.request.query_params.get("project")
-        return queryset.filter(project_id=project) if project and project.isdigit() else queryset
+        project = int_query_param(self.request, "project") if self.action == "list" else None
+        return queryset if project is None else queryset.filter(project_id=project)
 
     @extend_schema(
         request=UploadSerializer, responses={202: UploadResponseSerializer},
@@ -177,8 +178,12 @@ class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 
     def get_queryset(self):
         queryset = partitions_for(self.request.user)
-        dataset = self.request.query_params.get("dataset")
-        return queryset.filter(dataset_id=dataset) if dataset and dataset.isdigit() else queryset
+        dataset = int_query_param(self.request, "dataset") if self.action == "list" else None
+        return queryset if dataset is None else queryset.filter(dataset_id=dataset)
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", int, description="Only this dataset's partitions.")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         data = serializer.validated_data

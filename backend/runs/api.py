@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
-from backend.core.errors import ServiceError
+from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
 from workers.engine.architectures import ARCHITECTURES
@@ -76,8 +76,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
 
     def get_queryset(self):
         queryset = runs_for(self.request.user).select_related("partition")
-        project = self.request.query_params.get("project")
-        return queryset.filter(project_id=project) if project and project.isdigit() else queryset
+        project = int_query_param(self.request, "project") if self.action == "list" else None
+        return queryset if project is None else queryset.filter(project_id=project)
 
     @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's runs.")])
     def list(self, request, *args, **kwargs):
@@ -114,9 +114,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     def metrics(self, request, pk=None):
         """Metric points per epoch and subset, oldest first."""
         points = self.get_object().metrics.all()
-        after = request.query_params.get("after", "")
-        if after.isdigit():
-            points = points.filter(id__gt=int(after))
+        after = int_query_param(request, "after")
+        if after is not None:
+            points = points.filter(id__gt=after)
         return Response(MetricPointSerializer(points, many=True).data)
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})

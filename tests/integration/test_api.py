@@ -213,3 +213,9 @@ def test_runs_are_deleted_only_when_finished_and_then_free_their_dataset(api, pr
     TrainingRun.objects.filter(pk=run_id).update(status="succeeded")
     assert api.delete(f"/api/runs/{run_id}/").status_code == 204
     assert api.delete(f"/api/datasets/{dataset.pk}/").status_code == 204
+
+
+def test_absurd_paging_values_give_a_page_not_a_crash(api, project):
+    response = api.get("/api/projects/?offset=-2432902008176640000&limit=13117494131405097009152")
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+    assert api.get("/api/projects/?offset=99999999999999999999999").json()["results"] == []

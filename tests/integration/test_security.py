@@ -55,6 +55,7 @@ def test_responses_forbid_sniffing_and_framing(api, project):
 def test_production_settings_pass_the_deploy_check():
     env = {**os.environ, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 60 + "-deploy-check-key-with-enough-variety-0123456789",
            "DJANGO_SETTINGS_MODULE": "webapp.settings", "DJANGO_ALLOWED_HOSTS": "toolkit.example.org"}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' process only
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
