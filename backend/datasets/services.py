@@ -6,6 +6,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from backend.audit.services import Action, record
@@ -54,6 +55,11 @@ def create_dataset_from_upload(project, name: str, upload, user) -> tuple[Datase
     require_owner(user, project)
     if upload is None:
         raise ServiceError("Choose a zip file to upload.", field="archive")
+    if upload.size and upload.size > settings.UPLOAD_MAX_BYTES:
+        raise ServiceError(
+            f"The file is {upload.size / 1024**3:.1f} GB; uploads are limited to {settings.UPLOAD_MAX_BYTES / 1024**3:.1f} GB. "
+            "Split it into several archives.", field="archive", code="too_large", status_code=413,
+        )
     name = (name or "").strip() or Path(upload.name or "dataset").stem
     staging = save_upload(upload, project.storage_dir / "incoming")
     try:

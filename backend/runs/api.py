@@ -12,7 +12,7 @@ from backend.datasets.services import partitions_for
 from workers.engine.architectures import ARCHITECTURES
 
 from .models import MetricPoint, TrainingRun
-from .services import delete_run, launch_run, request_stop, runs_for
+from .services import delete_run, launch_run, request_stop, runs_for, set_public
 
 
 def positive_learning_rate(value):
@@ -44,7 +44,7 @@ class RunSerializer(serializers.ModelSerializer):
         fields = [
             "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
             "device", "seed", "status", "message", "progress", "progress_message", "eta_seconds",
-            "epochs_completed", "test_accuracy", "test_loss", "model_url", "config", "worker",
+            "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "worker",
             "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
@@ -60,6 +60,10 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_model_url(self, run) -> str | None:
         return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None
+
+
+class VisibilitySerializer(serializers.Serializer):
+    public = serializers.BooleanField(help_text="True: every user of the server may read the run and download its model.")
 
 
 class MetricPointSerializer(serializers.ModelSerializer):
@@ -99,6 +103,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         partition = data.pop("partition")
         run = launch_run(partition.dataset.project, partition, data, request.user)
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=VisibilitySerializer, responses={200: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def visibility(self, request, pk=None):
+        """Make the run and its model public (every user may read and download them) or private again; owners only."""
+        body = VisibilitySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(RunSerializer(set_public(request.user, self.get_object(), body.validated_data["public"])).data)
 
     @extend_schema(request=None, responses={202: RunSerializer})
     @action(detail=True, methods=["post"])

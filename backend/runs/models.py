@@ -36,6 +36,9 @@ class TrainingRun(models.Model):
     test_accuracy = models.FloatField(null=True, blank=True)
     test_loss = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True)
+    public = models.BooleanField(
+        default=False, help_text="Shared with every user of the server: they may read it and download its model."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
@@ -18,7 +19,18 @@ from .models import TrainingRun
 
 
 def runs_for(user):
-    return TrainingRun.objects.filter(project__in=projects_for(user))
+    """Runs in the user's projects, and runs their owners made public (explicitly, one by one)."""
+    if not user.is_authenticated:
+        return TrainingRun.objects.none()
+    return TrainingRun.objects.filter(Q(project__in=projects_for(user)) | Q(public=True))
+
+
+def set_public(actor, run: TrainingRun, public: bool) -> TrainingRun:
+    require_owner(actor, run.project)
+    TrainingRun.objects.filter(pk=run.pk).update(public=public)
+    record(actor, run.project, Action.SHARE, run, name=f"{run.name}: {'public' if public else 'private'}")
+    run.refresh_from_db()
+    return run
 
 
 def code_version() -> str:

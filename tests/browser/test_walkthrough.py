@@ -134,6 +134,9 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     assert chart_points(page) == 20 * 2 > early
     expect(page.locator("#run-stop")).to_be_hidden()
     expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"\d+\.\d%"))
+    page.click("#run-public")
+    expect(page.locator("#public-state")).to_contain_text("Public: every user")
+    expect(page.locator("#run-public")).to_have_text("Make private")
     shot(page, "7-run-finished")
     with page.expect_download() as download_info:
         page.click("#model-download")

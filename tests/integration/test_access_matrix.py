@@ -84,6 +84,7 @@ MATRIX = {
     ("DELETE", "/api/runs/{pk}/"): Case((401, 404, 403, 204), ids=run_id),
     ("GET", "/api/runs/{pk}/metrics/"): Case(READ, ids=run_id),
     ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
+    ("POST", "/api/runs/{pk}/visibility/"): Case((401, 404, 403, 200), ids=run_id, data=lambda w: {"public": True}),
     ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),
 }
 
@@ -160,3 +161,21 @@ def test_audit_log_records_reads_downloads_changes_and_deletions(world):
     assert ("owner", "share", "project") in seen
     assert AuditEvent.objects.filter(object_id=world["unused_dataset"], action="delete").exists()
     assert viewer.get(f"/api/projects/{world['project']}/audit/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_public_run_is_readable_by_everyone_and_changeable_by_its_owners_only(world):
+    owner, outsider = APIClient(), APIClient()
+    owner.force_authenticate(world["users"]["owner"])
+    outsider.force_authenticate(world["users"]["outsider"])
+    run = f"/api/runs/{world['run']}/"
+    assert outsider.get(run).status_code == 404
+    assert owner.post(run + "visibility/", {"public": True}, format="json").json()["public"] is True
+    assert outsider.get(run).status_code == 200
+    assert outsider.get(run + "model.onnx/").status_code == 200
+    assert [r["id"] for r in outsider.get("/api/runs/").json()["results"]] == [world["run"]]
+    assert outsider.delete(run).status_code == 404
+    assert outsider.post(run + "visibility/", {"public": False}, format="json").status_code == 404
+    assert outsider.get(f"/api/projects/{world['project']}/").status_code == 404, "the project stays private"
+    owner.post(run + "visibility/", {"public": False}, format="json")
+    assert outsider.get(run).status_code == 404

@@ -219,3 +219,20 @@ def test_absurd_paging_values_give_a_page_not_a_crash(api, project):
     response = api.get("/api/projects/?offset=-2432902008176640000&limit=13117494131405097009152")
     assert response.status_code == 200 and len(response.json()["results"]) == 1
     assert api.get("/api/projects/?offset=99999999999999999999999").json()["results"] == []
+
+
+def test_uploads_over_the_size_limit_are_refused(api, project, settings):
+    settings.UPLOAD_MAX_BYTES = 1000
+    assert_error(upload(api, project, make_zip(demo_entries(per_class=2))), 413, "archive", "limited to")
+
+
+def test_thumbnails_are_served_as_png_that_browsers_may_not_sniff(api, project, settings):
+    dataset = ready_dataset(project)
+    sample = dataset.samples.first()
+    path = dataset.storage_dir / "thumbnails" / "x.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(demo_entries(per_class=1)["lesion/lesion_000.png"])
+    sample.thumbnail = "thumbnails/x.png"
+    sample.save()
+    response = api.get(f"/api/samples/{sample.pk}/thumbnail/")
+    assert response["Content-Type"] == "image/png" and response["X-Content-Type-Options"] == "nosniff"

@@ -350,6 +350,8 @@ pages.run = () => {
     document.getElementById("run-eta").textContent = run.eta_seconds !== null ? `About ${formatSeconds(run.eta_seconds)} left` : "";
     const finished = ["stopped", "succeeded", "failed"].includes(run.status);
     stopButton.hidden = finished || run.status === "stopping";
+    const hint = document.getElementById("run-stop-hint");
+    if (hint) hint.hidden = finished;
     if (finished) showResults(run);
     return finished;
   });
@@ -364,6 +366,26 @@ function showResults(run) {
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;
   document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
+  setUpPublicToggle(run);
+}
+
+function setUpPublicToggle(run) {
+  const state = document.getElementById("public-state");
+  const button = document.getElementById("run-public");
+  const show = (isPublic) => {
+    state.textContent = isPublic ? "Public: every user of this server can see this run and download its model."
+      : "Private to the project's members.";
+    if (button) button.textContent = isPublic ? "Make private" : "Share with everyone";
+  };
+  show(run.public);
+  if (!button || button.dataset.bound) return;
+  button.dataset.bound = "yes";
+  button.addEventListener("click", async () => {
+    try {
+      const updated = await api("POST", `/api/runs/${run.id}/visibility/`, { public: button.textContent !== "Make private" });
+      show(updated.public);
+    } catch (error) { state.textContent = error.message; }
+  });
 }
 
 window.addEventListener("DOMContentLoaded", () => {
