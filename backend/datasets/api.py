@@ -6,7 +6,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
-from backend.core.errors import int_query_param
+from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.projects.services import projects_for
 
@@ -152,7 +152,11 @@ class SampleViewSet(viewsets.GenericViewSet):
     def thumbnail(self, request, pk=None):
         """A PNG thumbnail (at most 128 px) of the sample."""
         sample = self.get_object()
-        response = FileResponse(open(sample.dataset.storage_dir / sample.thumbnail, "rb"), content_type="image/png")
+        path = sample.dataset.storage_dir / sample.thumbnail
+        if not path.is_file():
+            raise ServiceError("The thumbnail file is missing from storage; ingest the dataset again to rebuild it.",
+                               code="file_missing", status_code=404)
+        response = FileResponse(open(path, "rb"), content_type="image/png")
         response["Cache-Control"] = "private, max-age=86400"
         return response
 

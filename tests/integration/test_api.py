@@ -236,3 +236,23 @@ def test_thumbnails_are_served_as_png_that_browsers_may_not_sniff(api, project, 
     sample.save()
     response = api.get(f"/api/samples/{sample.pk}/thumbnail/")
     assert response["Content-Type"] == "image/png" and response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_viewers_see_pages_without_the_controls_that_change_things(client, user, outsider, project):
+    from backend.projects.models import ProjectMember, Role
+
+    dataset = ready_dataset(project)
+    ProjectMember.objects.create(project=project, user=outsider, role=Role.VIEWER)
+    client.force_login(outsider)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert 'id="upload-form"' not in page and 'id="share-form"' not in page and 'id="activity"' not in page
+    assert 'id="partition-form"' not in client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert client.get(f"/projects/{project.pk}/runs/new/").status_code == 403
+    client.force_login(user)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert 'id="upload-form"' in page and 'id="share-form"' in page and 'id="activity"' in page
+
+
+def test_a_missing_thumbnail_file_is_a_404_with_a_reason(api, project):
+    sample = ready_dataset(project).samples.first()
+    assert_error(api.get(f"/api/samples/{sample.pk}/thumbnail/"), 404, None, "missing from storage")
