@@ -115,8 +115,13 @@ MEDIA_ROOT = STORAGE_ROOT
 # Uploads above this size are streamed to a temporary file, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_TEMP_DIR = None
-UPLOAD_MAX_BYTES = int(os.environ.get("TOOLKIT_UPLOAD_MAX_BYTES", 4 * 1024**3))
+# Uploads stream to temporary files beside the storage, so keeping one is a rename, not a copy.
+FILE_UPLOAD_TEMP_DIR = str(STORAGE_ROOT / "incoming")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# A folder of DICOM slices is thousands of files in one request.
+DATA_UPLOAD_MAX_NUMBER_FILES = 50_000
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 60_000
+UPLOAD_MAX_BYTES = int(os.environ.get("TOOLKIT_UPLOAD_MAX_BYTES", 32 * 1024**3))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -153,13 +158,15 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 24 * 3600}
 else:
-    for folder in ("queue", "processed"):
+    for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu's default is ./control, which would litter whatever folder the process runs in.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 # Every queue name starts with this; see backend/core/tasks.py.
@@ -173,6 +180,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Heartbeats older than this mark a worker as gone in the resources list.
 WORKER_HEARTBEAT_SECONDS = 10
+# An ingest whose worker has written nothing for this long is taken to be dead and is resumed.
+INGEST_STALE_SECONDS = int(os.environ.get("TOOLKIT_INGEST_STALE_SECONDS", "180"))
 
 LOGGING = {
     "version": 1,

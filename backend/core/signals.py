@@ -37,10 +37,21 @@ def beat(hostname: str, queues: list[str], gpus: list[str]) -> None:
     )
 
 
+def recover(hostname: str, queues: list[str], starting: bool) -> None:
+    from backend.core.tasks import INGEST_QUEUE, queue_name
+    from workers.ingest import recover_interrupted_ingests
+
+    if queue_name(INGEST_QUEUE) in queues:
+        recover_interrupted_ingests(hostname, starting)
+
+
 def heartbeat_loop(hostname, queues, gpus):
+    starting = True
     while not _stop.is_set():
         try:
             beat(hostname, queues, gpus)
+            recover(hostname, queues, starting)
+            starting = False
         except Exception:
             log.exception("heartbeat failed")
         _stop.wait(settings.WORKER_HEARTBEAT_SECONDS)

@@ -1,21 +1,26 @@
-from django.http import FileResponse
+import math
+
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.projects.services import projects_for
+from workers.engine.splits import SUBSETS
 
+from . import tables, viewer
 from .models import Dataset, IngestReportEntry, Partition, Sample
 from .services import (
     create_dataset_from_upload,
     create_partition,
     datasets_for,
     delete_dataset,
+    merge_datasets,
     partitions_for,
     request_ingest_stop,
 )
@@ -24,13 +29,14 @@ from .services import (
 class DatasetSerializer(serializers.ModelSerializer):
     num_samples = serializers.IntegerField(read_only=True)
     progress = serializers.SerializerMethodField()
+    merged_from = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
         model = Dataset
         fields = [
-            "id", "project", "name", "status", "message", "upload_name", "progress", "progress_done",
-            "progress_total", "num_samples", "class_counts", "channels", "height", "width",
-            "created_at", "finished_at",
+            "id", "project", "name", "status", "message", "upload_name", "labels_from", "task", "modalities",
+            "progress", "progress_done", "progress_total", "num_samples", "patient_count", "size_bytes",
+            "class_counts", "channels", "height", "width", "merged_from", "label_mapping", "created_at", "finished_at",
         ]
         read_only_fields = fields
 
@@ -43,8 +49,16 @@ class DatasetSerializer(serializers.ModelSerializer):
 class UploadSerializer(serializers.Serializer):
     project = OwnedPrimaryKeyField(scope=projects_for, model_name="project")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    archive = serializers.FileField(help_text="A .zip with one folder per class holding the images.",
-                                    error_messages={"required": "Choose a zip file to upload.", "empty": "The uploaded file is empty."})
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), allow_empty=False,
+        help_text="One or more files: DICOM, NIfTI (.nii, .nii.gz), PNG, JPEG, BMP, PGM/PPM, TIFF, or zip archives of them.",
+        error_messages={"required": "Choose files, a folder or a zip archive to upload.", "empty": "Choose files, a folder or a zip archive to upload."},
+    )
+    paths = serializers.ListField(
+        child=serializers.CharField(max_length=1024), required=False,
+        help_text="Relative path of each file (same order as files), e.g. 'NORMAL/img1.png': folder names can be labels.",
+    )
+    labels_from = serializers.ChoiceField(choices=Dataset.LabelsFrom.choices, default=Dataset.LabelsFrom.FOLDERS)
 
 
 class WarningSerializer(serializers.Serializer):
@@ -59,48 +73,131 @@ class UploadResponseSerializer(DatasetSerializer):
         fields = DatasetSerializer.Meta.fields + ["warnings"]
 
 
+class MergeSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    datasets = serializers.ListField(child=OwnedPrimaryKeyField(scope=datasets_for, model_name="dataset"), min_length=2,
+                                     error_messages={"min_length": "Choose at least two datasets to merge."})
+    label_mapping = serializers.DictField(child=serializers.CharField(max_length=100, allow_blank=True), required=False,
+                                          help_text='Rename labels on the way in, e.g. {"PNEUMONIA": "pneumonia"}.')
+
+
 class SampleSerializer(serializers.ModelSerializer):
     thumbnail_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Sample
-        fields = ["id", "label", "source_path", "width", "height", "channels", "thumbnail_url"]
+        fields = ["id", "label", "kind", "modality", "patient", "source_dataset", "source_path", "depth", "height", "width",
+                  "channels", "has_mask", "thumbnail_url"]
         read_only_fields = fields
+
+    has_mask = serializers.SerializerMethodField()
 
     def get_thumbnail_url(self, sample) -> str:
         return f"/api/samples/{sample.pk}/thumbnail/"
+
+    def get_has_mask(self, sample) -> bool:
+        return bool(sample.mask)
+
+
+class SampleDetailSerializer(SampleSerializer):
+    dataset = serializers.IntegerField(source="dataset_id", read_only=True)
+    display = serializers.SerializerMethodField(help_text="Planes per axis, frames, and the default window.")
+
+    class Meta(SampleSerializer.Meta):
+        fields = SampleSerializer.Meta.fields + ["dataset", "study_uid", "series_uid", "files", "dtype", "spacing", "meta", "display"]
+        read_only_fields = fields
+
+    def get_display(self, sample) -> dict:
+        return viewer.display_facts(sample)
+
+
+class TagSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    name = serializers.CharField()
+    value = serializers.CharField()
 
 
 class ReportEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = IngestReportEntry
-        fields = ["path", "status", "reason"]
+        fields = ["index", "path", "status", "reason"]
         read_only_fields = fields
 
 
+class TableJoinSerializer(serializers.Serializer):
+    table = serializers.FileField(help_text="A .csv or .xlsx file with a header row.")
+    column = serializers.CharField(help_text="The table column that points at samples.")
+    image_key = serializers.ChoiceField(choices=list(tables.IMAGE_KEYS.items()), help_text="What that column holds.")
+    label_column = serializers.CharField(required=False, allow_blank=True, default="")
+    identifier_columns = serializers.ListField(child=serializers.CharField(), required=False, default=list,
+                                               help_text="Columns to pseudonymise like the images' patient IDs.")
+
+    def join(self) -> tables.TableJoin:
+        data = self.validated_data
+        return tables.TableJoin(data["column"], data["image_key"], data["label_column"], data["identifier_columns"])
+
+
+class TablePreviewSerializer(serializers.Serializer):
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = serializers.IntegerField()
+    samples = serializers.IntegerField()
+    matched_samples = serializers.IntegerField()
+    unmatched_samples = serializers.IntegerField()
+    unmatched_sample_examples = serializers.ListField(child=serializers.CharField())
+    unmatched_rows = serializers.IntegerField()
+    unmatched_row_examples = serializers.ListField(child=serializers.CharField())
+    label_counts = serializers.DictField(child=serializers.IntegerField())
+    conflicts = serializers.IntegerField(help_text="Samples whose matching rows give different labels (left as they were).")
+    head = serializers.ListField(child=serializers.DictField())
+
+
+class TableApplySerializer(serializers.Serializer):
+    matched_samples = serializers.IntegerField()
+    labelled_samples = serializers.IntegerField()
+    label_counts = serializers.DictField(child=serializers.IntegerField())
+
+
+SAMPLE_FILTERS = [
+    OpenApiParameter("label", str, description="Only samples with this label ('' for unlabelled)."),
+    OpenApiParameter("patient", str, description="Only this patient's samples (pseudonym)."),
+    OpenApiParameter("source", int, description="Only samples that came from this dataset (merged datasets)."),
+    OpenApiParameter("partition", int, description="With subset: only the samples of one subset of this partition."),
+    OpenApiParameter("subset", str, enum=["train", "validation", "test"]),
+    OpenApiParameter("kind", str, enum=["image", "volume"]),
+]
+
+
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """Datasets are created by uploading a zip; a worker ingests it in the background."""
+    """Datasets come from uploads (files, folders, zips) ingested by a worker, or from merging others."""
 
     serializer_class = DatasetSerializer
     parser_classes = [MultiPartParser, FormParser]
 
     def get_queryset(self):
-        queryset = datasets_for(self.request.user)
+        queryset = datasets_for(self.request.user).prefetch_related("merged_from")
         project = int_query_param(self.request, "project") if self.action == "list" else None
         return queryset if project is None else queryset.filter(project_id=project)
 
-    @extend_schema(
-        request=UploadSerializer, responses={202: UploadResponseSerializer},
-        parameters=[OpenApiParameter("project", int, description="Only this project's datasets.")],
-    )
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: UploadResponseSerializer})
     def create(self, request):
         upload = UploadSerializer(data=request.data, context={"request": request})
         upload.is_valid(raise_exception=True)
         data = upload.validated_data
-        dataset, warnings = create_dataset_from_upload(data["project"], data.get("name", ""), data["archive"], request.user)
+        dataset, warnings = create_dataset_from_upload(
+            data["project"], data.get("name", ""), data["files"], request.user, paths=data.get("paths", []), labels_from=data["labels_from"])
         body = DatasetSerializer(dataset).data
         body["warnings"] = warnings
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=MergeSerializer, responses={202: DatasetSerializer})
+    @action(detail=False, methods=["post"], parser_classes=[JSONParser])
+    def merge(self, request):
+        """A new dataset indexing the samples of two or more compatible datasets (no copying), labels mapped."""
+        merge = MergeSerializer(data=request.data, context={"request": request})
+        merge.is_valid(raise_exception=True)
+        data = merge.validated_data
+        merged = merge_datasets(request.user, data.get("name", ""), data["datasets"], data.get("label_mapping", {}))
+        return Response(DatasetSerializer(merged).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's datasets.")])
     def list(self, request, *args, **kwargs):
@@ -117,48 +214,131 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     @extend_schema(request=None, responses={202: DatasetSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        """Stop an ingest in progress; nothing of it is kept."""
+        """Stop an ingest or merge in progress; nothing of it is kept."""
         return Response(DatasetSerializer(request_ingest_stop(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses=SampleSerializer(many=True), parameters=[OpenApiParameter("label", str, description="Only samples with this label.")])
+    @extend_schema(responses=SampleSerializer(many=True), parameters=SAMPLE_FILTERS)
     @action(detail=True, methods=["get"])
     def samples(self, request, pk=None):
-        """The dataset's samples, paginated, optionally filtered by label."""
+        """The dataset's samples, paginated, filtered by label, patient, source, subset or kind."""
         dataset = self.get_object()
         record(request.user, dataset.project, Action.READ, dataset)
-        samples = dataset.samples.all()
-        label = request.query_params.get("label")
-        if label:
-            samples = samples.filter(label=label)
-        page = self.paginate_queryset(samples)
+        page = self.paginate_queryset(filter_samples(dataset, request))
         return self.get_paginated_response(SampleSerializer(page, many=True).data)
 
-    @extend_schema(responses=ReportEntrySerializer(many=True))
+    @extend_schema(responses=ReportEntrySerializer(many=True), parameters=[
+        OpenApiParameter("status", str, enum=[c for c, _ in IngestReportEntry.Outcome.choices], description="Only files with this outcome.")])
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
-        """Every file of the upload that was rejected, skipped or changed, with the reason."""
-        page = self.paginate_queryset(self.get_object().report.all())
+        """Every file of the upload with its outcome (accepted, rejected, skipped, quarantined) and the reason."""
+        entries = self.get_object().report.all()
+        outcome = request.query_params.get("status")
+        if outcome:
+            if outcome not in IngestReportEntry.Outcome.values:
+                raise ServiceError(f"status must be one of {', '.join(IngestReportEntry.Outcome.values)}.", field="status")
+            entries = entries.filter(status=outcome)
+        page = self.paginate_queryset(entries)
         return self.get_paginated_response(ReportEntrySerializer(page, many=True).data)
 
+    @extend_schema(request={"multipart/form-data": TableJoinSerializer}, responses=TablePreviewSerializer)
+    @action(detail=True, methods=["post"], url_path="table/preview")
+    def table_preview(self, request, pk=None):
+        """Join a table to the samples and say what would happen (matched, unmatched both ways, labels). Writes nothing."""
+        join = TableJoinSerializer(data=request.data)
+        join.is_valid(raise_exception=True)
+        return Response(tables.preview(request.user, self.get_object(), join.validated_data["table"], join.join()))
 
-class SampleViewSet(viewsets.GenericViewSet):
-    queryset = Sample.objects.none()
+    @extend_schema(request={"multipart/form-data": TableJoinSerializer}, responses=TableApplySerializer)
+    @action(detail=True, methods=["post"], url_path="table/apply")
+    def table_apply(self, request, pk=None):
+        """Join a table to the samples and take their labels from it."""
+        join = TableJoinSerializer(data=request.data)
+        join.is_valid(raise_exception=True)
+        return Response(tables.apply(request.user, self.get_object(), join.validated_data["table"], join.join()))
+
+
+def filter_samples(dataset: Dataset, request):
+    samples = dataset.samples.all()
+    params = request.query_params
+    if "label" in params:
+        samples = samples.filter(label=params["label"])
+    if params.get("patient"):
+        samples = samples.filter(patient=params["patient"])
+    if params.get("kind"):
+        if params["kind"] not in Sample.Kind.values:
+            raise ServiceError("kind must be image or volume.", field="kind")
+        samples = samples.filter(kind=params["kind"])
+    source = int_query_param(request, "source")
+    if source is not None:
+        samples = samples.filter(source_dataset_id=source)
+    partition = int_query_param(request, "partition")
+    if partition is not None or params.get("subset"):
+        if partition is None or params.get("subset") not in SUBSETS:
+            raise ServiceError(f"Give partition (an id) and subset ({', '.join(SUBSETS)}) together.", field="subset")
+        if not dataset.partitions.filter(pk=partition).exists():
+            raise ServiceError(f"This dataset has no partition {partition}.", field="partition")
+        samples = samples.filter(partitionmember__partition_id=partition, partitionmember__subset=params["subset"])
+    return samples
+
+
+class SampleViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SampleDetailSerializer
 
     def get_queryset(self):
         return Sample.objects.filter(dataset__in=datasets_for(self.request.user)).select_related("dataset__project")
 
+    def retrieve(self, request, *args, **kwargs):
+        sample = self.get_object()
+        record(request.user, sample.dataset.project, Action.READ, sample.dataset)
+        return Response(self.get_serializer(sample).data)
+
     @extend_schema(responses={(200, "image/png"): bytes})
     @action(detail=True, methods=["get"])
     def thumbnail(self, request, pk=None):
-        """A PNG thumbnail (at most 128 px) of the sample."""
-        sample = self.get_object()
-        path = sample.dataset.storage_dir / sample.thumbnail
-        if not path.is_file():
-            raise ServiceError("The thumbnail file is missing from storage; ingest the dataset again to rebuild it.",
-                               code="file_missing", status_code=404)
-        response = FileResponse(open(path, "rb"), content_type="image/png")
+        """A PNG thumbnail (at most 128 px) of the sample; the middle slice of a volume."""
+        response = FileResponse(open(viewer.thumbnail(self.get_object()), "rb"), content_type="image/png")
         response["Cache-Control"] = "private, max-age=86400"
         return response
+
+    @extend_schema(responses={(200, "image/png"): bytes}, parameters=[
+        OpenApiParameter("axis", str, enum=["axial", "coronal", "sagittal"], description="Plane (2D images: axial only)."),
+        OpenApiParameter("index", int, description="Plane number along the axis (default: the middle)."),
+        OpenApiParameter("center", float, description="Window center in modality units (HU for CT)."),
+        OpenApiParameter("width", float, description="Window width; give both or neither."),
+        OpenApiParameter("frame", int, description="Frame of a 4D volume (default 0)."),
+        OpenApiParameter("mask", bool, description="Overlay the segmentation mask."),
+    ])
+    @action(detail=True, methods=["get"], url_path="slice")
+    def slice_png(self, request, pk=None):
+        """One plane of the sample as PNG, with window/level and the mask overlaid."""
+        params = request.query_params
+        png, used, count = viewer.render(
+            self.get_object(), axis=params.get("axis", "axial"), index=int_query_param(request, "index"),
+            center=float_query_param(request, "center"), width=float_query_param(request, "width"),
+            frame=int_query_param(request, "frame") or 0, with_mask=params.get("mask") in ("1", "true", "yes"),
+        )
+        response = HttpResponse(png, content_type="image/png")
+        response["X-Plane-Index"], response["X-Plane-Count"] = str(used), str(count)
+        return response
+
+    @extend_schema(responses=TagSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def tags(self, request, pk=None):
+        """The stored header of the sample, after de-identification."""
+        return Response(viewer.tags(self.get_object()))
+
+
+def float_query_param(request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ServiceError(f"'{name}' must be a number.", field=name)
+    if not math.isfinite(value):
+        raise ServiceError(f"'{name}' must be a finite number.", field=name)
+    return value
 
 
 class PartitionSerializer(serializers.ModelSerializer):

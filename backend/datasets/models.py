@@ -12,18 +12,37 @@ class Dataset(models.Model):
         FAILED = "failed", "Failed"
         STOPPED = "stopped", "Stopped"
 
+    class Task(models.TextChoices):
+        CLASSIFICATION = "classification", "Classification"
+        SEGMENTATION = "segmentation", "Segmentation"
+
+    class LabelsFrom(models.TextChoices):
+        FOLDERS = "folders", "Folder names"
+        NONE = "none", "None yet (add them from a table)"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     message = models.TextField(blank=True)
     upload_name = models.CharField(max_length=255, blank=True)
+    labels_from = models.CharField(max_length=20, choices=LabelsFrom.choices, default=LabelsFrom.FOLDERS)
+    task = models.CharField(max_length=20, choices=Task.choices, default=Task.CLASSIFICATION)
+    modalities = models.CharField(max_length=200, blank=True, help_text="Modalities and formats of the samples, e.g. 'CT, MR'.")
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     stop_requested = models.BooleanField(default=False)
+    # Which worker runs the ingest and when it last said so: a dead worker's ingest is resumed.
+    claimed_by = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     channels = models.PositiveSmallIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     width = models.PositiveIntegerField(default=0)
     class_counts = models.JSONField(default=dict)
+    sample_count = models.PositiveIntegerField(default=0)
+    patient_count = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    merged_from = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="merged_into")
+    label_mapping = models.JSONField(default=dict, blank=True, help_text="{source label: label in this dataset} for merges.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -39,8 +58,8 @@ class Dataset(models.Model):
         return self.project.storage_dir / "datasets" / str(self.pk)
 
     @property
-    def upload_path(self):
-        return self.storage_dir / "upload.zip"
+    def upload_dir(self):
+        return self.storage_dir / "upload"
 
     @property
     def cache_path(self):
@@ -50,40 +69,91 @@ class Dataset(models.Model):
 
     @property
     def num_samples(self) -> int:
-        return sum(self.class_counts.values())
+        return self.sample_count
 
     @property
     def labels(self) -> list[str]:
         return sorted(self.class_counts)
 
+    @property
+    def is_merge(self) -> bool:
+        return bool(self.label_mapping) or self.merged_from.exists()
+
 
 class Sample(models.Model):
+    """One image or volume. File paths are relative to the project's folder, so merges share files."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "2D image"
+        VOLUME = "volume", "3D volume"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="samples")
-    label = models.CharField(max_length=100, db_index=True)
-    source_path = models.CharField(max_length=1024, help_text="Path inside the uploaded archive.")
-    original = models.CharField(max_length=512)
-    thumbnail = models.CharField(max_length=512)
-    cache_index = models.PositiveIntegerField()
-    width = models.PositiveIntegerField()
+    # The dataset whose upload brought the sample in (itself, unless this one is a merge).
+    # RESTRICT: a dataset deletes its own samples, but not while a merge still indexes them.
+    source_dataset = models.ForeignKey(Dataset, on_delete=models.RESTRICT, related_name="ingested_samples")
+    label = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.IMAGE)
+    modality = models.CharField(max_length=20, blank=True)
+    patient = models.CharField(max_length=64, blank=True, help_text="Pseudonym when the project de-identifies.")
+    study_uid = models.CharField(max_length=64, blank=True)
+    series_uid = models.CharField(max_length=64, blank=True)
+    source_path = models.CharField(max_length=1024, help_text="Path of the file (or series folder) in the upload.")
+    files = models.JSONField(default=list, help_text="Upload paths of every file of the sample (slices of a series).")
+    array = models.CharField(max_length=512, help_text="Decoded pixels (.npy).")
+    original = models.CharField(max_length=512, blank=True, help_text="The de-identified original file, when one is kept.")
+    mask = models.CharField(max_length=512, blank=True)
+    cache_index = models.PositiveIntegerField(null=True, blank=True)
+    depth = models.PositiveIntegerField(default=1)
     height = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
     channels = models.PositiveSmallIntegerField()
+    dtype = models.CharField(max_length=16, blank=True)
+    spacing = models.JSONField(default=list, help_text="Pixel (row, column) or voxel (slice, row, column) spacing in mm.")
+    meta = models.JSONField(default=dict, help_text="Rescale, window, orientation and other display facts.")
     sha256 = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["cache_index"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "cache_index"], name="unique_cache_index")]
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "cache_index"], name="unique_cache_index",
+                                    condition=models.Q(cache_index__isnull=False)),
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "id"]),
+            models.Index(fields=["dataset", "label", "id"]),
+            models.Index(fields=["dataset", "patient", "id"]),
+        ]
+
+    @property
+    def project_dir(self):
+        return self.dataset.project.storage_dir
+
+    @property
+    def thumbnail_path(self):
+        """Made on first request; shared by every dataset that indexes this sample."""
+        return self.project_dir / "datasets" / str(self.source_dataset_id) / "thumbnails" / f"{self.sha256[:24]}.png"
 
 
 class IngestReportEntry(models.Model):
-    """One file of an upload that was not taken as is: rejected, skipped or changed."""
+    """The outcome of one file of an upload. Also the ingest's journal: a resumed ingest skips these."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        SKIPPED = "skipped", "Skipped"
+        QUARANTINED = "quarantined", "Quarantined"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="report")
+    index = models.PositiveIntegerField(help_text="Position of the file in the upload's stable order.")
     path = models.CharField(max_length=1024)
-    status = models.CharField(max_length=20)
-    reason = models.TextField()
+    status = models.CharField(max_length=20, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    detail = models.JSONField(default=dict)
 
     class Meta:
-        ordering = ["id"]
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="one_outcome_per_file")]
+        indexes = [models.Index(fields=["dataset", "status", "index"])]
 
 
 class Partition(models.Model):

@@ -13,7 +13,7 @@ from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
-from workers.engine.ingest import ArchiveError, IngestLimits, inspect_archive
+from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
 from workers.engine.splits import SUBSETS, stratified_split
 
 from .models import Dataset, Partition, PartitionMember
@@ -29,14 +29,24 @@ def partitions_for(user):
     return Partition.objects.filter(dataset__project__in=projects_for(user))
 
 
-def save_upload(upload, directory: Path) -> Path:
-    """Stream an uploaded file to disk in chunks; memory stays flat whatever its size."""
-    directory.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix="upload-", suffix=".part", delete=False)
-    with handle:
+def safe_relative_path(raw: str) -> Path:
+    """A path the browser or a script sent for a file, checked to stay inside the upload folder."""
+    parts = [p for p in str(raw).replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or "\x00" in p or len(p) > 255 for p in parts) or str(raw).startswith("/"):
+        raise ServiceError(f"The path '{raw}' is not a relative path inside the upload; send paths like 'NORMAL/image1.png'.",
+                           field="paths")
+    return Path(*parts)
+
+
+def save_upload(upload, target: Path) -> None:
+    """Move (Django already streamed it to a temporary file) or copy in chunks: memory stays flat."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(upload, "temporary_file_path"):
+        shutil.move(upload.temporary_file_path(), target)
+        return
+    with open(target, "wb") as handle:
         for chunk in upload.chunks(1024 * 1024):
             handle.write(chunk)
-    return Path(handle.name)
 
 
 def describe(problems) -> str:
@@ -46,44 +56,79 @@ def describe(problems) -> str:
     return "; ".join(lines)
 
 
-def create_dataset_from_upload(project, name: str, upload, user) -> tuple[Dataset, list[dict]]:
-    """Check the archive, keep it, and queue its ingest. Returns the dataset and warnings.
+def check_upload_size(files) -> None:
+    total = sum(f.size or 0 for f in files)
+    if total > settings.UPLOAD_MAX_BYTES:
+        raise ServiceError(
+            f"The upload is {total / 1024**3:.1f} GB; uploads are limited to {settings.UPLOAD_MAX_BYTES / 1024**3:.1f} GB. "
+            "Split it into several uploads and merge the datasets.", field="files", code="too_large", status_code=413,
+        )
 
-    The archive is refused (ServiceError) when nothing in it could become a sample;
-    otherwise the bad entries are returned as warnings and listed in the ingest report.
+
+def stage_files(project, files, paths: list[str]) -> Path:
+    if paths and len(paths) != len(files):
+        raise ServiceError(f"{len(paths)} paths were sent for {len(files)} files; send one path per file, or none.", field="paths")
+    relatives = [safe_relative_path(p) for p in paths] if paths else [safe_relative_path(Path(f.name or "file").name) for f in files]
+    if len(set(relatives)) != len(relatives):
+        twice = next(r for r in relatives if relatives.count(r) > 1)
+        raise ServiceError(f"Two files have the same path '{twice}'; each file needs its own path.", field="paths")
+    staging = Path(tempfile.mkdtemp(dir=ensure(project.storage_dir / "incoming"), prefix="upload-"))
+    try:
+        for upload, relative in zip(files, relatives):
+            save_upload(upload, staging / relative)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def default_name(files, paths) -> str:
+    first = (paths[0] if paths else files[0].name) or "dataset"
+    top = str(first).replace("\\", "/").strip("/").split("/")[0]
+    return Path(top).name.removesuffix(".gz").rsplit(".", 1)[0] if "." in top else top
+
+
+def create_dataset_from_upload(project, name: str, files, user, paths=(), labels_from=Dataset.LabelsFrom.FOLDERS) -> tuple[Dataset, list[dict]]:
+    """Check the upload, keep it, and queue its ingest. Returns the dataset and warnings.
+
+    The upload is refused (ServiceError) when nothing in it could become a sample;
+    otherwise the bad files are returned as warnings and listed in the ingest report.
     """
     require_owner(user, project)
-    if upload is None:
-        raise ServiceError("Choose a zip file to upload.", field="archive")
-    if upload.size and upload.size > settings.UPLOAD_MAX_BYTES:
-        raise ServiceError(
-            f"The file is {upload.size / 1024**3:.1f} GB; uploads are limited to {settings.UPLOAD_MAX_BYTES / 1024**3:.1f} GB. "
-            "Split it into several archives.", field="archive", code="too_large", status_code=413,
-        )
-    name = (name or "").strip() or Path(upload.name or "dataset").stem
-    staging = save_upload(upload, project.storage_dir / "incoming")
+    if not files:
+        raise ServiceError("Choose files, a folder or a zip archive to upload.", field="files")
+    check_upload_size(files)
+    staging = stage_files(project, files, list(paths))
     try:
-        inspection = inspect_archive(staging, IngestLimits())
+        inspection = inspect_upload(staging, labels_from, IngestLimits())
     except ArchiveError as exc:
-        staging.unlink(missing_ok=True)
-        raise ServiceError(str(exc), field="archive")
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ServiceError(str(exc), field="files")
     if inspection.inspected_all and inspection.images_ok == 0:
-        staging.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise ServiceError(
-            "No file in this archive can be used as an image: " + describe(inspection.problems)
-            + ". Fix these files and upload again.",
-            field="archive",
+            "No file in this upload can be used as an image: " + describe(inspection.problems) + ". Fix these files and upload again.",
+            field="files",
         )
     with transaction.atomic():
-        dataset = Dataset.objects.create(project=project, name=name, upload_name=upload.name or "", created_by=user)
+        dataset = Dataset.objects.create(
+            project=project, name=(name or "").strip() or default_name(files, paths), labels_from=labels_from,
+            upload_name=", ".join(f.name or "" for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else ""),
+            created_by=user,
+        )
         dataset.storage_dir.mkdir(parents=True, exist_ok=True)
-        shutil.move(staging, dataset.upload_path)
+        shutil.move(staging, dataset.upload_dir)
         send_after_commit("workers.tasks.ingest_dataset", dataset.pk, INGEST_QUEUE)
         record(user, project, Action.CREATE, dataset)
     warnings = [{"path": p.path, "reason": p.reason} for p in inspection.problems]
-    if len(inspection.labels) == 1:
-        only = next(iter(inspection.labels))
-        warnings.append({"path": "", "reason": f"Only one class ('{only}') was found; training needs at least two."})
+    labels = [label for label in inspection.labels if label]
+    if labels_from == Dataset.LabelsFrom.FOLDERS and len(labels) == 1:
+        warnings.append({"path": "", "reason": f"Only one class ('{labels[0]}') was found; training needs at least two."})
     return dataset, warnings
 
 
@@ -116,7 +161,7 @@ def create_partition(actor, dataset: Dataset, name: str, train: float, validatio
     if dataset.status != Dataset.Status.READY:
         raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
     check_percentages(train, validation, test)
-    samples = list(dataset.samples.order_by("cache_index").values_list("pk", "label"))
+    samples = list(dataset.samples.order_by("id").values_list("pk", "label"))
     if not samples:
         raise ServiceError("This dataset has no samples to partition.", field="dataset")
     percentages = {"train": train, "validation": validation, "test": test}
@@ -142,6 +187,12 @@ def delete_dataset(actor, dataset: Dataset) -> None:
     require_owner(actor, dataset.project)
     if dataset.status in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
         raise ServiceError("This dataset is still being ingested; stop the ingest first.", code="conflict", status_code=409)
+    merges = list(dataset.merged_into.values_list("name", flat=True))
+    if merges:
+        raise ServiceError(
+            f"The merged dataset(s) {', '.join(repr(m) for m in merges)} index this dataset's samples; delete them first.",
+            code="conflict", status_code=409,
+        )
     used_by = sum(partition.runs.count() for partition in dataset.partitions.all())
     if used_by:
         raise ServiceError(
@@ -153,3 +204,62 @@ def delete_dataset(actor, dataset: Dataset) -> None:
         record(actor, dataset.project, Action.DELETE, dataset)
         dataset.delete()
         remove_tree_after_commit(folder)
+
+
+def sample_kinds(dataset: Dataset) -> set[str]:
+    return set(dataset.samples.values_list("kind", flat=True).distinct())
+
+
+def check_mergeable(datasets: list[Dataset]) -> None:
+    """Merging only makes sense for one task, one kind of sample and one colour depth; say which differ."""
+    if len(datasets) < 2:
+        raise ServiceError("Choose at least two datasets to merge.", field="datasets")
+    if len({d.project_id for d in datasets}) > 1:
+        raise ServiceError("The datasets belong to different projects; merge datasets of one project.", field="datasets")
+    for dataset in datasets:
+        if dataset.status != Dataset.Status.READY:
+            raise ServiceError(f"'{dataset.name}' is {dataset.get_status_display().lower()}; only ready datasets can be merged.", field="datasets")
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.task != first.task:
+            raise ServiceError(f"'{first.name}' is for {first.task} and '{other.name}' for {other.task}; "
+                               "merged datasets need one task.", field="datasets")
+        if sample_kinds(other) != sample_kinds(first):
+            raise ServiceError(f"'{first.name}' holds {' and '.join(sorted(sample_kinds(first)))}s and '{other.name}' "
+                               f"{' and '.join(sorted(sample_kinds(other)))}s; 2D images and 3D volumes cannot be mixed.", field="datasets")
+        if first.channels and other.channels and other.channels != first.channels:
+            describe_channels = {1: "grayscale (1 channel)", 3: "colour (3 channels)"}
+            raise ServiceError(f"'{first.name}' is {describe_channels.get(first.channels)} and '{other.name}' "
+                               f"{describe_channels.get(other.channels)}; convert one of them with a pipeline first.", field="datasets")
+
+
+def check_label_mapping(datasets: list[Dataset], mapping: dict) -> dict[str, str]:
+    known = set().union(*(d.class_counts for d in datasets))
+    cleaned = {}
+    for source, target in (mapping or {}).items():
+        if source not in known:
+            raise ServiceError(f"No dataset being merged has the label '{source}'; the labels are: {', '.join(sorted(known)) or 'none'}.",
+                               field="label_mapping")
+        target = str(target).strip()
+        if not target or len(target) > 100:
+            raise ServiceError(f"The new name for '{source}' must be 1 to 100 characters.", field="label_mapping")
+        cleaned[source] = target
+    return cleaned
+
+
+def merge_datasets(actor, name: str, datasets: list[Dataset], label_mapping: dict) -> Dataset:
+    """A new dataset that indexes the samples of others (no file is copied); a job builds its cache."""
+    check_mergeable(datasets)
+    project = datasets[0].project
+    require_owner(actor, project)
+    mapping = check_label_mapping(datasets, label_mapping)
+    with transaction.atomic():
+        merged = Dataset.objects.create(
+            project=project, name=(name or "").strip() or " + ".join(d.name for d in datasets)[:200],
+            task=datasets[0].task, label_mapping=mapping, created_by=actor,
+            upload_name="merge of " + ", ".join(d.name for d in datasets)[:240],
+        )
+        merged.merged_from.set(datasets)
+        send_after_commit("workers.tasks.merge_datasets", merged.pk, INGEST_QUEUE)
+        record(actor, project, Action.CREATE, merged)
+    return merged

@@ -17,7 +17,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "owner", "role", "created_at"]
+        fields = ["id", "name", "description", "deidentify", "owner", "role", "created_at"]
         extra_kwargs = {"name": {"error_messages": {"blank": "Give the project a name."}}}
 
     def get_role(self, project) -> str | None:

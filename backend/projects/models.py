@@ -1,5 +1,11 @@
+import secrets
+
 from django.conf import settings
 from django.db import models
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
 
 
 class Project(models.Model):
@@ -8,6 +14,10 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    deidentify = models.BooleanField(
+        default=True, help_text="De-identify DICOM files and identifier columns on the way in (PS3.15 Basic Profile).")
+    # The key of the project's pseudonyms, date shifts and UID remapping: the same patient always maps the same way.
+    deid_secret = models.CharField(max_length=64, default=new_secret, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -19,6 +29,11 @@ class Project(models.Model):
     @property
     def storage_dir(self):
         return settings.STORAGE_ROOT / "projects" / str(self.pk)
+
+    def deidentifier(self):
+        from workers.engine.ingest.deid import Deidentifier
+
+        return Deidentifier(bytes.fromhex(self.deid_secret)) if self.deidentify else None
 
 
 class Role(models.TextChoices):

@@ -48,11 +48,11 @@ def require_owner(user, project: Project) -> None:
         )
 
 
-def create_project(user, name: str, description: str = "") -> Project:
+def create_project(user, name: str, description: str = "", deidentify: bool = True) -> Project:
     name = (name or "").strip()
     if not name:
         raise ServiceError("Give the project a name.", field="name")
-    return Project.objects.create(owner=user, name=name, description=description)
+    return Project.objects.create(owner=user, name=name, description=description, deidentify=deidentify)
 
 
 def share_project(actor, project: Project, username: str, role: str) -> ProjectMember:

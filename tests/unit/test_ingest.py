@@ -15,20 +15,38 @@ from workers.engine.ingest import (
     SKIPPED,
     ArchiveError,
     IngestLimits,
-    ingest_archive,
-    inspect_archive,
+    IngestOptions,
+    MemoryJournal,
+    ingest_upload,
+    inspect_upload,
 )
 from workers.engine.observer import JobStopped, SilentObserver
 
 
+class Result:
+    """An ingest's summary and every file's outcome, as a test wants to look at them."""
+
+    def __init__(self, summary, journal):
+        self.summary, self.outcomes = summary, [journal.records[i] for i in sorted(journal.records)]
+        self.class_counts = summary.class_counts
+        self.channels, self.height, self.width = summary.channels, summary.height, summary.width
+
+
 def write(tmp_path, data: bytes, name="upload.zip"):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+    folder = tmp_path / "upload"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    return folder
+
+
+def run(upload, dest, limits=IngestLimits(), observer=None, journal=None, labels_from="folders"):
+    journal = journal or MemoryJournal()
+    options = IngestOptions(deidentifier=None, labels_from=labels_from, limits=limits)
+    return Result(ingest_upload(upload, dest, options, observer or SilentObserver(), journal), journal)
 
 
 def ingest(tmp_path, entries, limits=IngestLimits()):
-    return ingest_archive(write(tmp_path, make_zip(entries)), tmp_path / "dataset", SilentObserver(), limits)
+    return run(write(tmp_path, make_zip(entries)), tmp_path / "dataset", limits)
 
 
 def outcome_of(result, path):
@@ -36,15 +54,17 @@ def outcome_of(result, path):
 
 
 def test_good_archive_becomes_samples_and_cache(tmp_path):
-    result = ingest(tmp_path, demo_entries(per_class=5))
+    entries = demo_entries(per_class=5)
+    result = ingest(tmp_path, entries)
     assert result.class_counts == {"lesion": 5, "normal": 5}
     assert (result.channels, result.height, result.width) == (1, 64, 64)
     cache = np.load(tmp_path / "dataset" / CACHE_FILE, mmap_mode="r")
     assert cache.shape == (10, 1, 64, 64)
-    first = result.accepted[0]
-    original = np.asarray(Image.open(tmp_path / "dataset" / first.original))
-    assert np.array_equal(cache[first.cache_index, 0], original)
-    assert (tmp_path / "dataset" / first.thumbnail).exists()
+    for sample in result.summary.samples:
+        original = np.asarray(Image.open(io.BytesIO(entries[sample.source_path.removeprefix("demo/")])))
+        assert np.array_equal(cache[sample.cache_index, 0], original)
+        assert np.array_equal(np.load(tmp_path / "dataset" / sample.array), original)
+    assert all(o.status == ACCEPTED for o in result.outcomes), "every file is in the report, good ones too"
 
 
 def test_a_wrapping_folder_is_not_taken_as_the_label(tmp_path):
@@ -93,14 +113,15 @@ def test_symbolic_links_nested_archives_and_loose_files_are_rejected(tmp_path):
         archive.writestr("loose.png", demo_entries(per_class=1)["normal/normal_000.png"])
         archive.writestr("__MACOSX/lesion/._x.png", b"junk")
         archive.writestr("normal/empty.png", b"")
-    result = ingest_archive(write(tmp_path, buffer.getvalue()), tmp_path / "d", SilentObserver())
+    result = run(write(tmp_path, buffer.getvalue()), tmp_path / "d")
     reasons = {o.path: (o.status, o.reason) for o in result.outcomes}
     assert reasons["lesion/link.png"][0] == REJECTED and "symbolic link" in reasons["lesion/link.png"][1]
-    assert "archive inside the archive" in reasons["normal/inner.zip"][1]
-    assert "class folder" in reasons["loose.png"][1]
+    assert "archive inside an archive" in reasons["normal/inner.zip"][1]
+    # A file outside any class folder comes in unlabelled (a table can label it later).
+    assert reasons["loose.png"][0] == ACCEPTED
     assert reasons["__MACOSX/lesion/._x.png"][0] == SKIPPED
     assert "empty file" in reasons["normal/empty.png"][1]
-    assert result.class_counts == {"lesion": 2, "normal": 2}
+    assert result.class_counts == {"": 1, "lesion": 2, "normal": 2}
 
 
 def test_duplicates_by_content_are_reported(tmp_path):
@@ -127,15 +148,15 @@ def test_size_and_count_limits(tmp_path):
 
 def test_not_a_zip_and_empty_zip_are_refused_as_a_whole(tmp_path):
     with pytest.raises(ArchiveError, match="not a zip archive"):
-        inspect_archive(write(tmp_path, b"just some text"))
-    with pytest.raises(ArchiveError, match="empty"):
-        inspect_archive(write(tmp_path, make_zip({})))
+        inspect_upload(write(tmp_path / "a", b"just some text"), "folders")
+    with pytest.raises(ArchiveError, match="holds no files"):
+        inspect_upload(write(tmp_path / "b", make_zip({})), "folders")
 
 
 def test_inspection_counts_good_images_and_lists_problems(tmp_path):
     entries = demo_entries(per_class=2)
     entries["normal/bad.png"] = b"nonsense"
-    inspection = inspect_archive(write(tmp_path, make_zip(entries)))
+    inspection = inspect_upload(write(tmp_path, make_zip(entries)), "folders")
     assert inspection.inspected_all and inspection.images_ok == 4
     assert [p.path for p in inspection.problems] == ["normal/bad.png"]
 
@@ -149,9 +170,11 @@ def test_colour_16_bit_and_odd_sizes_are_normalised_in_the_cache(tmp_path):
     entries["normal/sixteen.png"] = sixteen.getvalue()
     result = ingest(tmp_path, entries)
     assert result.channels == 3 and (result.height, result.width) == (64, 64)
-    assert "resized from 32x32" in outcome_of(result, "normal/sixteen.png").reason
+    assert "shape 32x32 differs from most images (64x64)" in result.summary.notes["normal/sixteen.png"]
     assert outcome_of(result, "normal/sixteen.png").status == ACCEPTED
     assert np.load(tmp_path / "dataset" / CACHE_FILE).shape == (6, 3, 64, 64)
+    sixteen_sample = next(s for s in result.summary.samples if s.source_path == "normal/sixteen.png")
+    assert sixteen_sample.dtype == "uint16", "the stored pixels keep their 16 bits; only the cache is 8-bit"
 
 
 def test_stop_request_aborts_the_ingest(tmp_path):
@@ -160,4 +183,55 @@ def test_stop_request_aborts_the_ingest(tmp_path):
             return True
 
     with pytest.raises(JobStopped):
-        ingest_archive(write(tmp_path, make_zip(demo_entries(2))), tmp_path / "d", StopAtOnce())
+        run(write(tmp_path, make_zip(demo_entries(2))), tmp_path / "d", observer=StopAtOnce())
+
+
+def test_a_resumed_ingest_reads_only_what_is_left_and_ends_the_same(tmp_path):
+    upload = write(tmp_path, make_zip(demo_entries(per_class=30)))
+    whole = run(upload, tmp_path / "whole")
+
+    class DiesAfter(SilentObserver):
+        """Raises part-way, as a killed worker would stop, after the journal has some batches."""
+
+        def __init__(self, calls):
+            self.calls = calls
+
+        def should_stop(self):
+            self.calls -= 1
+            if self.calls < 0:
+                raise KeyboardInterrupt
+            return False
+
+    journal = MemoryJournal()
+    from workers.engine.ingest import job
+
+    job.JOURNAL_EVERY_FILES = 10
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(upload, tmp_path / "resumed", observer=DiesAfter(35), journal=journal)
+        done_before = len(journal.records)
+        assert 0 < done_before < 60
+        read = []
+        original = job.process_entry
+        job.process_entry = lambda entry, *args: read.append(entry.path) or original(entry, *args)
+        resumed = run(upload, tmp_path / "resumed", journal=journal)
+    finally:
+        job.JOURNAL_EVERY_FILES = 200
+        job.process_entry = original
+    assert len(read) == 60 - done_before, "journalled files are not read again"
+    assert [s.source_path for s in resumed.summary.samples] == [s.source_path for s in whole.summary.samples]
+    assert resumed.class_counts == whole.class_counts == {"lesion": 30, "normal": 30}
+    assert np.array_equal(np.load(tmp_path / "resumed" / CACHE_FILE), np.load(tmp_path / "whole" / CACHE_FILE))
+    assert not list((tmp_path / "resumed").rglob("*.part")), "no half-written file under any name"
+
+
+def test_many_loose_files_and_a_zip_in_one_upload(tmp_path):
+    upload = tmp_path / "upload"
+    entries = demo_entries(per_class=2)
+    for name, data in entries.items():
+        (upload / "scans" / name).parent.mkdir(parents=True, exist_ok=True)
+        (upload / "scans" / name).write_bytes(data)
+    (upload / "more.zip").write_bytes(make_zip({f"lesion/extra_{k}.png": png_bytes(np.full((64, 64), k * 9, np.uint8)) for k in range(3)}))
+    result = run(upload, tmp_path / "d")
+    assert result.class_counts == {"lesion": 5, "normal": 2}
+    assert {o.path for o in result.outcomes} >= {"more.zip/lesion/extra_0.png", "scans/lesion/lesion_000.png"}

@@ -41,19 +41,20 @@ def demo_subsets(folder: str | Path, per_class: int = 300, seed: int = 42):
     The same path a user's upload takes, without the database: for benchmarks and tests.
     """
     from .data import CachedImages
-    from .ingest import CACHE_FILE, ingest_archive
+    from .ingest import CACHE_FILE, IngestOptions, MemoryJournal, ingest_upload
     from .observer import SilentObserver
     from .splits import stratified_split
 
     folder = Path(folder)
-    result = ingest_archive(write_demo_zip(folder / "demo.zip", per_class=per_class), folder / "dataset", SilentObserver())
-    labels = [outcome.label for outcome in result.accepted]
+    write_demo_zip(folder / "upload" / "demo.zip", per_class=per_class)
+    summary = ingest_upload(folder / "upload", folder / "dataset", IngestOptions(deidentifier=None), SilentObserver(), MemoryJournal())
+    labels = [sample.label for sample in summary.samples]
     classes = sorted(set(labels))
     assignment = stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=seed)
 
     def subset(name):
         chosen = [i for i, s in enumerate(assignment) if s == name]
-        return CachedImages(folder / "dataset" / CACHE_FILE, [result.accepted[i].cache_index for i in chosen],
+        return CachedImages(folder / "dataset" / CACHE_FILE, [summary.samples[i].cache_index for i in chosen],
                             [classes.index(labels[i]) for i in chosen])
 
     return subset("train"), subset("validation"), subset("test"), classes

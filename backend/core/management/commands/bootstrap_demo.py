@@ -30,6 +30,6 @@ class Command(BaseCommand):
         project, _ = Project.objects.get_or_create(owner=user, name="Demo", defaults={"description": "Generated lesion / normal images."})
         if not Dataset.objects.filter(project=project, name=DEMO_DATASET).exclude(status=Dataset.Status.FAILED).exists():
             with open(zip_path, "rb") as handle:
-                create_dataset_from_upload(project, DEMO_DATASET, File(handle, name=zip_path.name), user)
+                create_dataset_from_upload(project, DEMO_DATASET, [File(handle, name=zip_path.name)], user)
         self.stdout.write(f"Demo account: user '{DEMO_USER}', password '{password}'")
         self.stdout.write(f"Demo archive to upload yourself: {zip_path}")

@@ -1,0 +1,34 @@
+"""What a format reader hands back for one file, whatever the format."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IMAGE = "image"    # one 2D picture: (H, W) or (H, W, 3)
+VOLUME = "volume"  # 3D (D, H, W) or 4D (C, D, H, W)
+SLICE = "slice"    # a single-frame DICOM that may join others of its series into a volume
+
+
+class NotAnImage(ValueError):
+    """A valid file with no picture in it (DICOM structured report, RT structure ...)."""
+
+
+class Quarantined(ValueError):
+    """A file held back for a person to review (burned-in annotations)."""
+
+
+@dataclass
+class Decoded:
+    kind: str
+    pixels: np.ndarray
+    format: str
+    # The de-identified file to keep as the original; None when the pixels are all that is kept.
+    original: bytes | None = None
+    original_suffix: str = ""
+    modality: str = ""
+    patient: str = ""
+    study: str = ""
+    series: str = ""
+    meta: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,415 @@
+"""The ingest job: every file of an upload gets an outcome; the good ones become samples.
+
+Pass 1 reads each file once: checks, decodes, de-identifies, and writes the
+de-identified original and its pixels (each written under a temporary name and
+renamed, so a crash never leaves half a file under a real name). Outcomes go to
+a Journal in batches; a resumed job skips what the journal already holds, so a
+killed worker's ingest finishes with no file missing and none twice.
+
+Pass 2 assembles samples: DICOM slices of one series become a volume ordered by
+position along the slice normal (never by file name), masks are paired with
+their images, and 2D images go into the training cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from ..display import to_uint8
+from ..observer import JobObserver, JobStopped
+from .decoded import IMAGE, SLICE, VOLUME, Decoded, NotAnImage, Quarantined
+from .deid import Deidentifier
+from .dicom import looks_like_dicom, read_dicom, slice_location
+from .nifti import looks_like_nifti, read_nifti
+from .raster import read_raster
+from .sources import (
+    ACCEPTED,
+    IMAGE_FOLDERS,
+    MASK_FOLDERS,
+    QUARANTINED,
+    REJECTED,
+    SKIPPED,
+    ArchiveError,
+    Entry,
+    IngestLimits,
+    entry_problem,
+    folders_of,
+    stem,
+    upload_entries,
+    wrapping_roots,
+)
+
+CACHE_FILE = "cache/images.npy"
+LABELS_FROM_FOLDERS = "folders"
+LABELS_NONE = "none"
+JOURNAL_EVERY_FILES = 200
+JOURNAL_EVERY_SECONDS = 2.0
+CLASSIFICATION = "classification"
+SEGMENTATION = "segmentation"
+
+
+@dataclass
+class IngestOptions:
+    deidentifier: Deidentifier | None
+    labels_from: str = LABELS_FROM_FOLDERS
+    limits: IngestLimits = field(default_factory=IngestLimits)
+
+
+@dataclass
+class FileRecord:
+    index: int
+    path: str
+    status: str
+    reason: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+class Journal(Protocol):
+    def recorded(self) -> dict[int, FileRecord]: ...
+    def record(self, records: list[FileRecord]) -> None: ...
+
+
+@dataclass
+class SampleSpec:
+    kind: str
+    label: str
+    source_path: str
+    files: list[str]
+    array: str
+    original: str
+    modality: str
+    patient: str
+    study: str
+    series: str
+    shape: list[int]
+    dtype: str
+    spacing: list[float]
+    meta: dict
+    sha256: str
+    mask: str = ""
+    cache_index: int | None = None
+
+
+@dataclass
+class IngestSummary:
+    samples: list[SampleSpec]
+    notes: dict[str, str]  # report path -> an outcome changed or explained by assembly
+    task: str = CLASSIFICATION
+    channels: int = 0
+    height: int = 0
+    width: int = 0
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(s.label for s in self.samples).items()))
+
+
+class MemoryJournal:
+    """A journal that keeps records in memory: tests, benchmarks, and jobs with no database."""
+
+    def __init__(self):
+        self.records: dict[int, FileRecord] = {}
+
+    def recorded(self) -> dict[int, FileRecord]:
+        return dict(self.records)
+
+    def record(self, records: list[FileRecord]) -> None:
+        self.records.update({r.index: r for r in records})
+
+
+# ---------------------------------------------------------------- pass 1: files
+
+
+def decode(entry: Entry, data: bytes, options: IngestOptions) -> Decoded:
+    head = data[:352]
+    if looks_like_nifti(entry.path, head):
+        return read_nifti(data, entry.path)
+    if looks_like_dicom(entry.path, head):
+        return read_dicom(data, options.deidentifier)
+    return read_raster(data, keep_original=options.deidentifier is None)
+
+
+def label_and_role(entry: Entry, roots: dict[str, str], options: IngestOptions) -> tuple[str, str]:
+    folders = folders_of(entry, roots)
+    first = folders[0].lower() if folders else ""
+    if first in MASK_FOLDERS:
+        return "", "mask"
+    if first in IMAGE_FOLDERS or options.labels_from != LABELS_FROM_FOLDERS or not folders:
+        return "", "image"
+    return safe_label(folders[0]), "image"
+
+
+def safe_label(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "._- " else "_" for c in label).strip()[:100]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(temporary, path)
+
+
+def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, options: IngestOptions, seen: dict[str, str]) -> FileRecord:
+    status, reason = entry_problem(entry, options.limits)
+    if status:
+        return FileRecord(index, entry.path, status, reason)
+    try:
+        data = entry.read()
+    except Exception as exc:  # zipfile raises many kinds for damaged members
+        return FileRecord(index, entry.path, REJECTED, f"cannot be read from the upload ({type(exc).__name__}: {exc})")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in seen:
+        return FileRecord(index, entry.path, REJECTED, f"duplicate of {seen[digest]} (same content)")
+    try:
+        decoded = decode(entry, data, options)
+    except Quarantined as exc:
+        return FileRecord(index, entry.path, QUARANTINED, str(exc))
+    except NotAnImage as exc:
+        return FileRecord(index, entry.path, SKIPPED, str(exc))
+    except ValueError as exc:
+        return FileRecord(index, entry.path, REJECTED, str(exc))
+    seen[digest] = entry.path
+    label, role = label_and_role(entry, roots, options)
+    array_path = f"arrays/{index:07d}.npy"
+    save_array(dest / array_path, decoded.pixels)
+    original = ""
+    if decoded.original is not None:
+        original = f"originals/{index:07d}{decoded.original_suffix}"
+        write_atomic(dest / original, decoded.original)
+    detail = {
+        "kind": decoded.kind, "role": role, "label": label, "stem": stem(entry.label_path),
+        "array": array_path, "original": original, "format": decoded.format, "modality": decoded.modality,
+        "patient": decoded.patient, "study": decoded.study, "series": decoded.series,
+        "shape": list(decoded.pixels.shape), "dtype": str(decoded.pixels.dtype), "meta": decoded.meta,
+        "sha256": digest, "folder": "/".join(entry.path.split("/")[:-1]),
+    }
+    return FileRecord(index, entry.path, ACCEPTED, "; ".join(decoded.notes), detail)
+
+
+def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver, journal: Journal) -> list[FileRecord]:
+    done = journal.recorded()
+    seen = {r.detail["sha256"]: r.path for r in done.values() if r.status == ACCEPTED}
+    roots = wrapping_roots(entries)
+    total_bytes = sum(entries[i].size for i, r in done.items() if r.status == ACCEPTED and i < len(entries))
+    pending: list[FileRecord] = []
+    last_flush = time.monotonic()
+    total_units = len(entries) * 2
+    for index, entry in enumerate(entries):
+        if index in done:
+            continue
+        if observer.should_stop():
+            raise JobStopped("ingest stopped by the user")
+        record = process_entry(entry, index, roots, dest, options, seen)
+        if record.status == ACCEPTED:
+            total_bytes += entry.size
+            if total_bytes > options.limits.max_total_bytes:
+                record = FileRecord(index, entry.path, REJECTED, "the upload exceeds the total size limit; split it")
+        pending.append(record)
+        if len(pending) >= JOURNAL_EVERY_FILES or time.monotonic() - last_flush > JOURNAL_EVERY_SECONDS:
+            journal.record(pending)
+            done.update({r.index: r for r in pending})
+            pending, last_flush = [], time.monotonic()
+            observer.progress(index + 1, total_units, f"read {index + 1:,} of {len(entries):,} files")
+    journal.record(pending)
+    done.update({r.index: r for r in pending})
+    observer.progress(len(entries), total_units, f"read {len(entries):,} files")
+    return [done[i] for i in sorted(done)]
+
+
+# ------------------------------------------------------------ pass 2: samples
+
+
+def spec_from(record: FileRecord, kind: str | None = None) -> SampleSpec:
+    d = record.detail
+    meta = dict(d["meta"])
+    spacing = meta.get("voxel_spacing") or meta.get("pixel_spacing") or []
+    return SampleSpec(
+        kind=kind or (VOLUME if d["kind"] == VOLUME else IMAGE), label=d["label"], source_path=record.path,
+        files=[record.path], array=d["array"], original=d["original"], modality=d["modality"] or d["format"],
+        patient=d["patient"], study=d["study"], series=d["series"], shape=d["shape"], dtype=d["dtype"],
+        spacing=spacing, meta=meta, sha256=d["sha256"],
+    )
+
+
+def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str]) -> list[SampleSpec]:
+    """Single-frame DICOM files of one series and one geometry become one volume."""
+    groups: dict[tuple, list[FileRecord]] = defaultdict(list)
+    for record in slices:
+        d = record.detail
+        orientation = tuple(round(v, 3) for v in d["meta"].get("orientation", []))
+        groups[(d["series"] or record.path, tuple(d["shape"]), orientation)].append(record)
+    specs = []
+    for members in groups.values():
+        if len(members) == 1:
+            specs.append(spec_from(members[0], IMAGE))
+            continue
+        specs.append(stack_series(members, dest, notes))
+    return specs
+
+
+def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str]) -> SampleSpec:
+    locations = [slice_location(m.detail["meta"]) for m in members]
+    if all(loc is not None for loc in locations):
+        order = sorted(range(len(members)), key=lambda i: locations[i])
+        how = "position along the slice normal"
+    else:
+        order = sorted(range(len(members)), key=lambda i: members[i].detail["meta"].get("instance", 0))
+        how = "InstanceNumber"
+        locations = [None] * len(members)
+    ordered = [members[i] for i in order]
+    first = ordered[0]
+    volume = np.stack([np.load(dest / m.detail["array"]) for m in ordered])
+    array_path = f"arrays/series-{first.index:07d}.npy"
+    save_array(dest / array_path, volume)
+    labels = Counter(m.detail["label"] for m in ordered)
+    label = labels.most_common(1)[0][0]
+    spec = spec_from(first, VOLUME)
+    spec.array, spec.label, spec.shape = array_path, label, list(volume.shape)
+    spec.files = [m.path for m in ordered]
+    spec.source_path = first.detail["folder"] or first.path
+    spec.sha256 = hashlib.sha256("".join(m.detail["sha256"] for m in ordered).encode()).hexdigest()
+    ordered_locations = sorted(loc for loc in locations if loc is not None)
+    gaps = np.diff(ordered_locations) if len(ordered_locations) > 1 else []
+    slice_spacing = float(np.median(gaps)) if len(gaps) else spec.meta.get("slice_thickness", 1.0)
+    pixel = spec.meta.get("pixel_spacing", [1.0, 1.0])
+    spec.spacing = [round(slice_spacing, 6), *pixel]
+    spec.meta["ordered_by"] = how
+    spec.meta["instances"] = [m.detail["meta"].get("instance") for m in ordered]
+    for m in ordered:
+        notes[m.path] = f"slice {ordered.index(m) + 1} of {len(ordered)} in a series volume (ordered by {how})"
+    if len(gaps) and np.any(np.isclose(gaps, 0)):
+        notes[first.path] = notes[first.path] + "; two slices share a position"
+    if len(labels) > 1:
+        notes[first.path] = notes[first.path] + f"; slices had labels {dict(labels)}, the volume took '{label}'"
+    return spec
+
+
+def pair_masks(images: list[SampleSpec], masks: list[FileRecord], notes: dict[str, str]) -> None:
+    by_stem = {stem(s.source_path): s for s in images}
+    for mask in masks:
+        image = by_stem.get(mask.detail["stem"])
+        if image is None:
+            notes[mask.path] = "mask with no image of the same name; not used"
+            continue
+        spatial = image.shape[:2] if image.kind == IMAGE else image.shape[-3:]
+        if list(mask.detail["shape"][: len(spatial)]) != list(spatial):
+            notes[mask.path] = f"mask shape {mask.detail['shape']} differs from its image's {image.shape}; not used"
+            continue
+        image.mask = mask.detail["array"]
+        notes[mask.path] = f"mask of {image.source_path}"
+
+
+def assemble(records: list[FileRecord], dest: Path) -> IngestSummary:
+    notes: dict[str, str] = {}
+    accepted = [r for r in records if r.status == ACCEPTED]
+    images = [r for r in accepted if r.detail["role"] == "image"]
+    masks = [r for r in accepted if r.detail["role"] == "mask"]
+    slices = [r for r in images if r.detail["kind"] == SLICE]
+    specs = assemble_series(slices, dest, notes) + [spec_from(r) for r in images if r.detail["kind"] != SLICE]
+    specs.sort(key=lambda s: s.source_path)
+    pair_masks(specs, masks, notes)
+    for spec in specs:
+        if spec.mask:
+            binarise_mask(dest / spec.mask)
+    task = SEGMENTATION if any(s.mask for s in specs) else CLASSIFICATION
+    return IngestSummary(samples=specs, notes=notes, task=task)
+
+
+def binarise_mask(path: Path) -> None:
+    """Masks saved as 0/255 pictures mean background/foreground: store them as 0/1 labels."""
+    mask = np.load(path)
+    if mask.ndim == 3 and mask.shape[-1] == 3:
+        mask = mask.max(axis=-1)
+    values = np.unique(mask)
+    if set(values.tolist()) <= {0, 255} and 255 in values:
+        mask = (mask > 0).astype(np.uint8)
+    save_array(path, mask.astype(np.uint8) if mask.max() < 256 else mask.astype(np.uint16))
+
+
+# --------------------------------------------------------- the training cache
+
+
+def build_cache(samples: list[SampleSpec], root: Path, cache_path: Path, observer: JobObserver,
+                notes: dict[str, str], progress_offset: int = 0) -> tuple[int, int, int]:
+    """One (N, C, H, W) uint8 array of the 2D images at their most common size; returns (C, H, W).
+
+    Sample arrays are read relative to `root`; volumes are left out (cache_index stays None).
+    """
+    flat = [s for s in samples if s.kind == IMAGE]
+    if not flat:
+        return 0, 0, 0
+    height, width = Counter(tuple(s.shape[:2]) for s in flat).most_common(1)[0][0]
+    channels = 3 if any(len(s.shape) == 3 for s in flat) else 1
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_path.with_name(cache_path.name + ".part")
+    cache = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(flat), channels, height, width))
+    total = progress_offset or len(flat)
+    for index, spec in enumerate(flat):
+        if observer.should_stop():
+            raise JobStopped("stopped by the user")
+        cache[index] = cache_pixels(root, spec, (channels, height, width), notes)
+        spec.cache_index = index
+        if index % 100 == 0:
+            observer.progress(total + (index + 1) * total // len(flat), total * 2, f"cached {index + 1:,} of {len(flat):,} images")
+    cache.flush()
+    del cache
+    os.replace(temporary, cache_path)
+    return channels, height, width
+
+
+def cache_pixels(root: Path, spec: SampleSpec, shape: tuple[int, int, int], notes: dict[str, str]) -> np.ndarray:
+    channels, height, width = shape
+    pixels = to_uint8(np.load(root / spec.array), spec.meta)
+    if pixels.shape[:2] != (height, width):
+        old_height, old_width = pixels.shape[:2]
+        note = f"shape {old_width}x{old_height} differs from most images ({width}x{height}); resized in the training cache"
+        notes[spec.source_path] = "; ".join(filter(None, [notes.get(spec.source_path), note]))
+        mode = "L" if pixels.ndim == 2 else "RGB"
+        pixels = np.asarray(Image.fromarray(pixels, mode).resize((width, height), Image.BILINEAR))
+    if pixels.ndim == 2:
+        return pixels[None] if channels == 1 else np.repeat(pixels[None], 3, axis=0)
+    return pixels.transpose(2, 0, 1)
+
+
+# ------------------------------------------------------------------ the job
+
+
+def ingest_upload(upload_dir: Path, dest: Path, options: IngestOptions, observer: JobObserver, journal: Journal) -> IngestSummary:
+    dest = Path(dest)
+    with upload_entries(Path(upload_dir), options.limits) as entries:
+        records = read_files(entries, dest, options, observer, journal)
+        count = len(entries)
+    summary = assemble(records, dest)
+    summary.channels, summary.height, summary.width = build_cache(
+        summary.samples, dest, dest / CACHE_FILE, observer, summary.notes, progress_offset=count)
+    observer.progress(count * 2, count * 2, f"{len(summary.samples):,} samples ready")
+    return summary
+
+
+def discard_slice_arrays(records: list[FileRecord], summary: IngestSummary, dest: Path) -> None:
+    """Slices stacked into volumes no longer need their own arrays (call once the samples are stored)."""
+    used = {s.array for s in summary.samples} | {s.mask for s in summary.samples if s.mask}
+    for record in records:
+        array = record.detail.get("array")
+        if array and array not in used:
+            (dest / array).unlink(missing_ok=True)
+
+
+__all__ = ["ArchiveError", "CACHE_FILE", "IngestOptions", "IngestSummary", "MemoryJournal", "ingest_upload"]

@@ -1,0 +1,85 @@
+"""NIfTI-1 and NIfTI-2 (.nii, .nii.gz), 3D and 4D, through nibabel.
+
+Volumes are turned to the closest RAS orientation and stored as (D, H, W) =
+(inferior->superior, anterior->posterior, patient right->left), the way a
+radiologist looks at an axial slice; 4D adds a leading axis (C, D, H, W).
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import nibabel as nib
+import numpy as np
+
+from .decoded import IMAGE, VOLUME, Decoded
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# Free-text header fields where scanners and tools sometimes write names or dates.
+TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
+
+
+def looks_like_nifti(name: str, head: bytes) -> bool:
+    return name.lower().endswith(NIFTI_SUFFIXES) or head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00",)
+
+
+def read_nifti(data: bytes, name: str) -> Decoded:
+    try:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"corrupt or truncated .nii.gz ({exc})")
+    image_class = header_class(data)
+    try:
+        img = image_class.from_bytes(data)
+        check_header(img.header, len(data))
+        canonical = nib.as_closest_canonical(img)
+        array = np.asanyarray(canonical.dataobj)
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"NIfTI with an impossible header or data ({str(exc)[:200]})")
+    zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
+    meta = {
+        "voxel_spacing": [zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else zooms,
+        "orientation_codes": "".join(nib.aff2axcodes(img.affine)),
+        "affine": np.round(canonical.affine, 6).tolist(),
+        "nifti_version": 2 if image_class is nib.Nifti2Image else 1,
+    }
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+        return Decoded(kind=IMAGE, pixels=radiological(array.reshape(array.shape[0], array.shape[1], 1))[0],
+                       format="NIfTI", meta=meta)
+    if array.ndim > 4:
+        raise ValueError(f"NIfTI with {array.ndim} dimensions; 3D and 4D volumes are supported")
+    volume = radiological(array)
+    if volume.ndim == 4 and volume.shape[0] == 1:
+        volume = volume[0]
+    return Decoded(kind=VOLUME, pixels=volume, format="NIfTI", meta=meta,
+                   notes=[f"{volume.shape[0]} volumes (4D)"] if volume.ndim == 4 else [])
+
+
+def header_class(data: bytes):
+    size = int.from_bytes(data[:4], "little")
+    big = int.from_bytes(data[:4], "big")
+    if 540 in (size, big):
+        return nib.Nifti2Image
+    if 348 in (size, big):
+        return nib.Nifti1Image
+    raise ValueError("NIfTI with an impossible header (sizeof_hdr is neither 348 nor 540); the file is not NIfTI or is damaged")
+
+
+def check_header(header, size: int) -> None:
+    dims = header["dim"]
+    ndim = int(dims[0])
+    if not 1 <= ndim <= 7 or any(int(d) < 1 for d in dims[1:ndim + 1]):
+        raise ValueError(f"dimensions {list(map(int, dims[:ndim + 1]))} are impossible")
+    if any(float(z) <= 0 for z in header.get_zooms()[:3]):
+        raise ValueError(f"voxel sizes {[float(z) for z in header.get_zooms()[:3]]} must be positive")
+    expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    if size < expected:
+        raise ValueError(f"the file holds {size:,} bytes but its header describes {expected:,}; it is truncated")
+
+
+def radiological(array: np.ndarray) -> np.ndarray:
+    """(x, y, z[, t]) in RAS -> ([t,] z, y reversed, x reversed)."""
+    flipped = array[::-1, ::-1]
+    axes = (3, 2, 1, 0) if flipped.ndim == 4 else (2, 1, 0)
+    return np.ascontiguousarray(flipped.transpose(axes))

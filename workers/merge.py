@@ -1,0 +1,69 @@
+"""The merge job: index the samples of several datasets under one, with a label mapping, and cache them."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from django.db import transaction
+
+from backend.datasets.models import Dataset, Sample
+from workers.engine.ingest import SampleSpec, build_cache
+from workers.engine.observer import JobStopped
+
+from .ingest import claim, finish
+from .observers import DatabaseObserver
+
+log = logging.getLogger(__name__)
+Status = Dataset.Status
+COPIED_FIELDS = ["source_dataset_id", "kind", "modality", "patient", "study_uid", "series_uid", "source_path", "files",
+                 "array", "original", "mask", "depth", "height", "width", "channels", "dtype", "spacing", "meta", "sha256"]
+
+
+def run_merge(dataset_id: int, hostname: str = "") -> None:
+    merged = claim(dataset_id, hostname)
+    if merged is None:
+        return
+    try:
+        index_samples(merged)
+        cache_samples(merged)
+    except JobStopped:
+        merged.samples.all().delete()
+        finish(dataset_id, Status.STOPPED, "Merge stopped by the user; nothing was kept.")
+    except Exception as exc:
+        log.exception("merge into dataset %s failed", dataset_id)
+        merged.samples.all().delete()
+        finish(dataset_id, Status.FAILED, f"The merge failed unexpectedly ({type(exc).__name__}); the worker log has the details.")
+
+
+def index_samples(merged: Dataset) -> None:
+    mapping = merged.label_mapping
+    with transaction.atomic():
+        merged.samples.all().delete()
+        for source in merged.merged_from.order_by("id"):
+            rows = source.samples.order_by("id").values("label", *COPIED_FIELDS)
+            batch = []
+            for row in rows.iterator(chunk_size=5000):
+                row["label"] = mapping.get(row["label"], row["label"])
+                batch.append(Sample(dataset=merged, **row))
+                if len(batch) >= 5000:
+                    Sample.objects.bulk_create(batch)
+                    batch = []
+            Sample.objects.bulk_create(batch)
+
+
+def cache_samples(merged: Dataset) -> None:
+    samples = list(merged.samples.order_by("id"))
+    specs = [SampleSpec(kind=s.kind, label=s.label, source_path=s.source_path, files=[], array=s.array, original="",
+                        modality=s.modality, patient=s.patient, study="", series="",
+                        shape=[s.height, s.width] + ([3] if s.channels == 3 else []) if s.kind == "image" else [s.depth, s.height, s.width],
+                        dtype=s.dtype, spacing=s.spacing, meta=s.meta, sha256=s.sha256) for s in samples]
+    notes: dict[str, str] = {}
+    channels, height, width = build_cache(specs, merged.project.storage_dir, merged.cache_path, DatabaseObserver(merged, has_message=False), notes)
+    for sample, spec in zip(samples, specs):
+        sample.cache_index = spec.cache_index
+    Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
+    sources = list(merged.merged_from.values_list("name", flat=True))
+    finish(merged.pk, Status.READY, f"{len(samples):,} samples indexed from {', '.join(sources)}; no file was copied.",
+           class_counts=dict(sorted(Counter(s.label for s in samples).items())), channels=channels, height=height, width=width,
+           sample_count=len(samples), patient_count=len({s.patient for s in samples if s.patient}),
+           modalities=", ".join(sorted({s.modality for s in samples if s.modality}))[:200])
