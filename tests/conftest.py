@@ -95,17 +95,17 @@ def worker_environment() -> dict:
     return env
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    """A real `celery worker` process on the configured broker, using the test database."""
+def start_worker(log_path: Path) -> subprocess.Popen:
+    """Start `manage.py runworker` (a real `celery worker`) and wait for its first heartbeat."""
     from backend.core.models import WorkerHeartbeat
 
-    log_path = tmp_path / "worker.log"
-    log = open(log_path, "w")
+    WorkerHeartbeat.objects.all().delete()
+    log = open(log_path, "a")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runworker", "--loglevel", "INFO"],
         cwd=ROOT, env=worker_environment(), stdout=log, stderr=subprocess.STDOUT,
     )
+    log.close()
     deadline = time.monotonic() + 90
     while not WorkerHeartbeat.objects.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -113,13 +113,19 @@ def celery_worker_process(transactional_db, tmp_path):
             pytest.fail("The Celery worker did not start:\n" + log_path.read_text()[-4000:])
         time.sleep(0.3)
     process.log_path = log_path
+    return process
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real `celery worker` process on the configured broker, using the test database."""
+    process = start_worker(tmp_path / "worker.log")
     yield process
     process.terminate()
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
 
 
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.2):

@@ -168,7 +168,7 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
 def test_launch_on_a_single_class_dataset_explains_why_in_the_page(page, live_server, clinician):
     from backend.datasets.services import create_partition as partition_dataset
     from backend.projects.models import Project
-    from tests.integration.test_api import ready_dataset
+    from tests.factories import ready_dataset
 
     project = Project.objects.create(owner=clinician, name="Normals only")
     partition = partition_dataset(clinician, ready_dataset(project, labels=("normal",)), "", 70, 15, 15, 1)

@@ -17,7 +17,7 @@ from backend.datasets.services import create_partition
 from backend.projects.models import Project, ProjectMember, Role
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip
-from tests.integration.test_api import ready_dataset
+from tests.factories import ready_dataset
 
 ROLES = ("anonymous", "outsider", "viewer", "owner")
 PASSWORD = "matrix-password-1"
@@ -44,6 +44,11 @@ def run_id(w):
     return {"pk": w["run"]}
 
 
+def table_upload():
+    table = b"file,diagnosis\nlesion/0.png,benign\nnormal/0.png,healthy\n"
+    return {"table": SimpleUploadedFile("labels.csv", table), "column": "file", "image_key": "path", "label_column": "diagnosis"}
+
+
 OPEN = (200, 200, 200, 200)
 LIST = (401, 200, 200, 200)
 READ = (401, 404, 200, 200)
@@ -68,13 +73,21 @@ MATRIX = {
         (401, 404, 403, 204), ids=lambda w: {"pk": w["project"], "member_id": w["member"]}),
     ("GET", "/api/datasets/"): Case(LIST),
     ("POST", "/api/datasets/"): Case((401, 400, 403, 202), multipart=True, data=lambda w: {
-        "project": w["project"], "archive": SimpleUploadedFile("a.zip", make_zip(demo_entries(per_class=2)))}),
+        "project": w["project"], "files": [SimpleUploadedFile("a.zip", make_zip(demo_entries(per_class=2)))]}),
     ("GET", "/api/datasets/{pk}/"): Case(READ, ids=dataset_id),
     ("DELETE", "/api/datasets/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["unused_dataset"]}),
     ("GET", "/api/datasets/{pk}/report/"): Case(READ, ids=dataset_id),
     ("GET", "/api/datasets/{pk}/samples/"): Case(READ, ids=dataset_id),
     ("POST", "/api/datasets/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["ingesting_dataset"]}),
+    ("POST", "/api/datasets/merge/"): Case((401, 400, 403, 202), data=lambda w: {"datasets": [w["dataset"], w["unused_dataset"]]}),
+    ("POST", "/api/datasets/{pk}/table/preview/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["unused_dataset"]},
+                                                         multipart=True, data=lambda w: table_upload()),
+    ("POST", "/api/datasets/{pk}/table/apply/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["unused_dataset"]},
+                                                       multipart=True, data=lambda w: table_upload()),
+    ("GET", "/api/samples/{pk}/"): Case(READ, ids=lambda w: {"pk": w["sample"]}),
     ("GET", "/api/samples/{pk}/thumbnail/"): Case(READ, ids=lambda w: {"pk": w["sample"]}),
+    ("GET", "/api/samples/{pk}/slice/"): Case(READ, ids=lambda w: {"pk": w["sample"]}),
+    ("GET", "/api/samples/{pk}/tags/"): Case(READ, ids=lambda w: {"pk": w["sample"]}),
     ("GET", "/api/partitions/"): Case(LIST),
     ("POST", "/api/partitions/"): Case((401, 400, 403, 201), data=lambda w: {"dataset": w["dataset"]}),
     ("GET", "/api/partitions/{pk}/"): Case(READ, ids=lambda w: {"pk": w["partition"]}),
@@ -103,10 +116,6 @@ def world(django_user_model):
     member = ProjectMember.objects.create(project=project, user=users["newcomer"], role=Role.VIEWER)
     dataset = ready_dataset(project)
     sample = dataset.samples.first()
-    (dataset.storage_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
-    sample.thumbnail = "thumbnails/000000.png"
-    sample.save()
-    (dataset.storage_dir / sample.thumbnail).write_bytes(demo_entries(per_class=1)["lesion/lesion_000.png"])
     partition = create_partition(users["owner"], dataset, "", 70, 15, 15, 1)
     run = TrainingRun.objects.create(project=project, partition=partition, name="done", architecture="small_cnn", epochs=1,
                                      learning_rate=0.001, batch_size=8, device="cpu", status="succeeded")

@@ -5,12 +5,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.services import create_partition
 from tests.conftest import demo_entries, make_zip
+from tests.factories import ready_dataset
 
 pytestmark = pytest.mark.django_db
 
 
 def upload(api, project, data: bytes, name="set.zip"):
-    return api.post("/api/datasets/", {"project": project.pk, "name": "Set", "archive": SimpleUploadedFile(name, data)}, format="multipart")
+    return api.post("/api/datasets/", {"project": project.pk, "name": "Set", "files": [SimpleUploadedFile(name, data)]}, format="multipart")
 
 
 def assert_error(response, status, field, *words):
@@ -20,17 +21,6 @@ def assert_error(response, status, field, *words):
     assert body["field"] == field
     for word in words:
         assert word in body["message"], body["message"]
-
-
-def ready_dataset(project, labels=("lesion", "normal"), per_class=10):
-    dataset = Dataset.objects.create(project=project, name="Ready", status=Dataset.Status.READY,
-                                     class_counts={label: per_class for label in labels}, channels=1, height=64, width=64)
-    Sample.objects.bulk_create([
-        Sample(dataset=dataset, label=label, source_path=f"{label}/{i}.png", original="x", thumbnail="x",
-               cache_index=n * per_class + i, width=64, height=64, channels=1, sha256=f"{label}{i}")
-        for n, label in enumerate(labels) for i in range(per_class)
-    ])
-    return dataset
 
 
 def test_anonymous_requests_are_refused(client):
@@ -50,22 +40,23 @@ def test_good_upload_is_accepted_and_queued(api, project):
     body = response.json()
     assert body["status"] == "queued" and body["warnings"] == []
     dataset = Dataset.objects.get(pk=body["id"])
-    assert dataset.upload_path.exists()
-    assert str(dataset.upload_path).startswith(str(project.storage_dir))
+    assert (dataset.upload_dir / "set.zip").exists()
+    assert str(dataset.upload_dir).startswith(str(project.storage_dir))
 
 
-def test_not_a_zip_is_refused(api, project):
-    assert_error(upload(api, project, b"%PDF-1.4 not a zip", "scan.pdf"), 400, "archive", "not a zip archive")
+def test_not_a_zip_and_not_an_image_are_refused(api, project):
+    assert_error(upload(api, project, b"%PDF-1.4 not a zip", "scan.zip"), 400, "files", "not a zip archive")
+    assert_error(upload(api, project, b"%PDF-1.4 not an image", "scan.pdf"), 400, "files", "scan.pdf: unknown format")
     assert not Dataset.objects.exists()
 
 
 def test_empty_zip_is_refused(api, project):
-    assert_error(upload(api, project, make_zip({})), 400, "archive", "empty")
+    assert_error(upload(api, project, make_zip({})), 400, "files", "holds no files")
 
 
 def test_zip_of_only_bad_files_is_refused_with_each_reason(api, project):
     response = upload(api, project, make_zip({"lesion/broken.png": b"\x89PNG broken", "../../evil.png": b"x"}))
-    assert_error(response, 400, "archive", "lesion/broken.png", "../../evil.png", "leaves the archive")
+    assert_error(response, 400, "files", "lesion/broken.png", "../../evil.png", "leaves the archive")
     assert not Dataset.objects.exists()
     assert not list(project.storage_dir.glob("incoming/*")), "the rejected upload must not stay on disk"
 
@@ -89,7 +80,7 @@ def test_single_class_upload_warns(api, project):
 
 
 def test_upload_without_file_or_into_a_foreign_project(api, project, outsider):
-    assert_error(api.post("/api/datasets/", {"project": project.pk}, format="multipart"), 400, "archive", "Choose a zip")
+    assert_error(api.post("/api/datasets/", {"project": project.pk}, format="multipart"), 400, "files", "Choose files")
     from backend.projects.models import Project
 
     foreign = Project.objects.create(owner=outsider, name="Theirs")
@@ -223,19 +214,14 @@ def test_absurd_paging_values_give_a_page_not_a_crash(api, project):
 
 def test_uploads_over_the_size_limit_are_refused(api, project, settings):
     settings.UPLOAD_MAX_BYTES = 1000
-    assert_error(upload(api, project, make_zip(demo_entries(per_class=2))), 413, "archive", "limited to")
+    assert_error(upload(api, project, make_zip(demo_entries(per_class=2))), 413, "files", "limited to")
 
 
 def test_thumbnails_are_served_as_png_that_browsers_may_not_sniff(api, project, settings):
-    dataset = ready_dataset(project)
-    sample = dataset.samples.first()
-    path = dataset.storage_dir / "thumbnails" / "x.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(demo_entries(per_class=1)["lesion/lesion_000.png"])
-    sample.thumbnail = "thumbnails/x.png"
-    sample.save()
+    sample = ready_dataset(project).samples.first()
     response = api.get(f"/api/samples/{sample.pk}/thumbnail/")
     assert response["Content-Type"] == "image/png" and response["X-Content-Type-Options"] == "nosniff"
+    assert sample.thumbnail_path.is_file(), "made on first request and kept"
 
 
 def test_viewers_see_pages_without_the_controls_that_change_things(client, user, outsider, project):
@@ -255,4 +241,5 @@ def test_viewers_see_pages_without_the_controls_that_change_things(client, user,
 
 def test_a_missing_thumbnail_file_is_a_404_with_a_reason(api, project):
     sample = ready_dataset(project).samples.first()
+    (sample.project_dir / sample.array).unlink()
     assert_error(api.get(f"/api/samples/{sample.pk}/thumbnail/"), 404, None, "missing from storage")

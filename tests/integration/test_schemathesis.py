@@ -35,7 +35,7 @@ def token(django_user_model):
 
     from backend.datasets.services import create_partition
     from backend.projects.models import Project
-    from tests.integration.test_api import ready_dataset
+    from tests.factories import ready_dataset
 
     owner = django_user_model.objects.create_user("fuzzer", password="fuzzer-password-1")
     project = Project.objects.create(owner=owner, name="Fuzzed")

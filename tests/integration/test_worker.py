@@ -23,15 +23,16 @@ def ingested_partition(api, project, per_class=60):
     entries = demo_entries(per_class=per_class)
     entries["normal/corrupt.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
     response = api.post("/api/datasets/", {"project": project.pk, "name": "Demo",
-                                           "archive": SimpleUploadedFile("demo.zip", make_zip(entries))}, format="multipart")
+                                           "files": [SimpleUploadedFile("demo.zip", make_zip(entries))]}, format="multipart")
     assert response.status_code == 202, response.content
     dataset_id = response.json()["id"]
     dataset = wait_for(lambda: Dataset.objects.filter(pk=dataset_id).exclude(status__in=["queued", "ingesting"]).first(),
                        120, "the ingest to finish")
     assert dataset.status == "ready", dataset.message
     assert dataset.class_counts == {"lesion": per_class, "normal": per_class}
-    report = api.get(f"/api/datasets/{dataset_id}/report/").json()["results"]
+    report = api.get(f"/api/datasets/{dataset_id}/report/?status=rejected").json()["results"]
     assert report[0]["path"] == "normal/corrupt.png" and "corrupt" in report[0]["reason"]
+    assert api.get(f"/api/datasets/{dataset_id}/report/").json()["count"] == 2 * per_class + 1, "every file is reported"
     partition = api.post("/api/partitions/", {"dataset": dataset_id, "seed": 5}, format="json")
     assert partition.status_code == 201, partition.content
     return partition.json()["id"]

@@ -33,6 +33,8 @@ def read_dicom(data: bytes, deidentifier: Deidentifier | None) -> Decoded:
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
         raise ValueError(f"corrupt or truncated DICOM ({short(exc)})")
     modality = str(ds.get("Modality", "") or "")
+    if not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "PixelData", "StudyInstanceUID")):
+        raise ValueError("corrupt or truncated DICOM (no recognisable DICOM attributes)")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         what = NON_IMAGE_MODALITIES.get(modality, f"{modality or 'unknown'} object")
         raise NotAnImage(f"DICOM {what} with no pixel data; recognised and left out (not an image)")

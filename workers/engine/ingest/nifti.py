@@ -7,6 +7,7 @@ radiologist looks at an axial slice; 4D adds a leading axis (C, D, H, W).
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 
 import nibabel as nib
@@ -31,13 +32,13 @@ def read_nifti(data: bytes, name: str) -> Decoded:
         raise ValueError(f"corrupt or truncated .nii.gz ({exc})")
     image_class = header_class(data)
     try:
+        check_header(image_class.header_class.from_fileobj(io.BytesIO(data)), len(data))
         img = image_class.from_bytes(data)
-        check_header(img.header, len(data))
         canonical = nib.as_closest_canonical(img)
         array = np.asanyarray(canonical.dataobj)
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError, EOFError, OSError) as exc:
         raise ValueError(f"NIfTI with an impossible header or data ({str(exc)[:200]})")
-    zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
+    zooms = [round(float(z), 6) for z in canonical.header.get_zooms()[:3]]
     meta = {
         "voxel_spacing": [zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else zooms,
         "orientation_codes": "".join(nib.aff2axcodes(img.affine)),

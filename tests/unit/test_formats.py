@@ -1,0 +1,264 @@
+"""Every format the issue names comes in with the right pixels, order and geometry; the rest gets a reason."""
+import io
+import zipfile
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+
+from tests.medical import dicom_bytes, nifti_bytes, series
+from workers.engine.display import to_uint8
+from workers.engine.ingest import ACCEPTED, QUARANTINED, REJECTED, SKIPPED, IngestOptions, MemoryJournal, ingest_upload
+from workers.engine.ingest.deid import Deidentifier
+from workers.engine.observer import SilentObserver
+
+
+def ingest_files(tmp_path, files: dict[str, bytes], deidentify=True, labels_from="folders"):
+    upload = tmp_path / "upload"
+    for name, data in files.items():
+        (upload / name).parent.mkdir(parents=True, exist_ok=True)
+        (upload / name).write_bytes(data)
+    journal = MemoryJournal()
+    options = IngestOptions(deidentifier=Deidentifier(b"k" * 32) if deidentify else None, labels_from=labels_from)
+    summary = ingest_upload(upload, tmp_path / "dataset", options, SilentObserver(), journal)
+    outcomes = {r.path: r for r in journal.records.values()}
+    return summary, outcomes
+
+
+def sample_file(name: str) -> bytes:
+    return open(get_testdata_file(name), "rb").read()
+
+
+def reference_pixels(name: str) -> np.ndarray:
+    return pydicom.dcmread(get_testdata_file(name)).pixel_array
+
+
+@pytest.mark.parametrize("name, syntax", [
+    ("MR_small.dcm", "Explicit VR Little Endian"),
+    ("MR_small_implicit.dcm", "Implicit VR Little Endian"),
+    ("MR_small_bigendian.dcm", "Explicit VR Big Endian"),
+    ("image_dfl.dcm", "Deflated Explicit VR Little Endian"),
+    ("MR_small_RLE.dcm", "RLE Lossless"),
+    ("MR_small_jp2klossless.dcm", "JPEG 2000 Image Compression (Lossless Only)"),
+    ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless Image Compression"),
+    ("JPEGLSNearLossless_16.dcm", "JPEG-LS Lossy (Near-Lossless) Image Compression"),
+    ("JPGExtended.dcm", "JPEG Extended (Process 2 and 4)"),
+    ("SC_rgb_jpeg_dcmtk.dcm", "JPEG Baseline (Process 1)"),
+    ("JPEG2000.dcm", "JPEG 2000 Image Compression"),
+    ("examples_palette.dcm", "Explicit VR Little Endian"),
+])
+def test_dicom_transfer_syntaxes_decode_to_the_reference_pixels(tmp_path, name, syntax):
+    assert pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID.name == syntax
+    summary, outcomes = ingest_files(tmp_path, {f"case/{name}": sample_file(name)})
+    assert outcomes[f"case/{name}"].status == ACCEPTED, outcomes[f"case/{name}"].reason
+    stored = np.load(tmp_path / "dataset" / summary.samples[0].array)
+    reference = reference_pixels(name)
+    if name == "examples_palette.dcm":
+        assert stored.shape == (*reference.shape, 3) and stored.dtype == np.uint8, "palette colour is applied"
+    else:
+        assert np.array_equal(stored, reference)
+        assert stored.dtype.byteorder in ("=", "|", "<"), "big-endian files are stored in native order"
+
+
+def test_every_compressed_transfer_syntax_has_an_installed_decoder():
+    # JPEG lossless (process 14) has no small sample file to decode here, so check the plugin is there.
+    for syntax in (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+                   JPEG2000Lossless, JPEG2000, RLELossless, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
+                   ImplicitVRLittleEndian):
+        assert get_decoder(syntax).is_available, f"no decoder for {syntax.name}"
+
+
+def test_multi_frame_signed_8_and_16_bit_and_rgb(tmp_path):
+    files = {
+        "a/rtdose.dcm": sample_file("rtdose.dcm"),                   # multi-frame, 32-bit
+        "a/rgb_2frame.dcm": sample_file("SC_rgb_rle_2frame.dcm"),    # multi-frame colour
+        "a/ct.dcm": sample_file("CT_small.dcm"),                     # 16-bit signed
+        "a/us.dcm": sample_file("examples_rgb_color.dcm"),           # 8-bit RGB
+        "a/eight.dcm": dicom_bytes(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64) % 200),
+    }
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert all(o.status == ACCEPTED for o in outcomes.values()), {p: o.reason for p, o in outcomes.items()}
+    kinds = {s.source_path: (s.kind, tuple(s.shape), s.dtype) for s in summary.samples}
+    assert kinds["a/rtdose.dcm"] == ("volume", (15, 10, 10), "uint32")
+    assert kinds["a/rgb_2frame.dcm"] == ("volume", (2, 100, 100, 3), "uint8")
+    assert kinds["a/ct.dcm"] == ("image", (128, 128), "int16")
+    assert kinds["a/us.dcm"][:2] == ("image", (240, 320, 3))
+    assert kinds["a/eight.dcm"] == ("image", (64, 64), "uint8")
+
+
+def test_files_without_pixel_data_are_recognised_and_reported(tmp_path):
+    files = {"x/report.dcm": sample_file("reportsi.dcm"), "x/struct.dcm": sample_file("rtstruct.dcm"),
+             "x/image.dcm": dicom_bytes()}
+    _, outcomes = ingest_files(tmp_path, files)
+    assert outcomes["x/report.dcm"].status == SKIPPED and "structured report with no pixel data" in outcomes["x/report.dcm"].reason
+    assert outcomes["x/struct.dcm"].status == SKIPPED and "RT structure set" in outcomes["x/struct.dcm"].reason
+    assert outcomes["x/image.dcm"].status == ACCEPTED
+
+
+def test_corrupt_and_truncated_dicom_get_a_reason(tmp_path):
+    good = dicom_bytes()
+    files = {"x/truncated.dcm": good[: len(good) - 500], "x/garbage.dcm": b"\x00" * 128 + b"DICM" + b"\x13" * 50,
+             "x/ok.dcm": good, "x/pixels_short.dcm": sample_file("MR_truncated.dcm")}
+    _, outcomes = ingest_files(tmp_path, files)
+    for name in ("x/truncated.dcm", "x/garbage.dcm", "x/pixels_short.dcm"):
+        assert outcomes[name].status == REJECTED and "corrupt or truncated" in outcomes[name].reason, outcomes[name].reason
+    assert outcomes["x/ok.dcm"].status == ACCEPTED
+
+
+def test_a_series_becomes_one_volume_ordered_by_position_not_by_file_name(tmp_path):
+    # File names run against the slice order: z = 0 is called slice_004, z = 10 slice_000.
+    names = [f"slice_{k:03d}.dcm" for k in (4, 2, 0, 3, 1)]
+    files = {f"normal/p1/series/{n}": data for n, data in series(5, names=names).items()}
+    files.update({f"tumour/p2/series/{n}": data for n, data in series(2, patient_id="P2").items()})
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert len(summary.samples) == 2
+    volume_spec = summary.samples[0]
+    assert volume_spec.kind == "volume" and volume_spec.label == "normal"
+    volume = np.load(tmp_path / "dataset" / volume_spec.array)
+    assert volume.shape == (5, 32, 32)
+    assert [int(volume[k, 0, 0]) for k in range(5)] == [0, 100, 200, 300, 400]
+    assert volume_spec.spacing == [2.5, 0.7, 0.7]
+    assert "ordered by position along the slice normal" in summary.notes["normal/p1/series/slice_004.dcm"]
+
+
+def test_without_positions_a_series_is_ordered_by_instance_number(tmp_path):
+    files = {}
+    for name, data in series(4, names=["d.dcm", "c.dcm", "b.dcm", "a.dcm"]).items():
+        ds = pydicom.dcmread(io.BytesIO(data))
+        del ds.ImagePositionPatient
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        files[f"s/{name}"] = buffer.getvalue()
+    summary, _ = ingest_files(tmp_path, files, labels_from="none")
+    volume = np.load(tmp_path / "dataset" / summary.samples[0].array)
+    assert [int(volume[k, 0, 0]) for k in range(4)] == [0, 100, 200, 300]
+    assert summary.samples[0].meta["ordered_by"] == "InstanceNumber"
+
+
+def test_burned_in_annotation_is_quarantined(tmp_path):
+    files = {"x/burned.dcm": dicom_bytes(burned_in="YES"), "x/clean.dcm": dicom_bytes(burned_in="NO", patient_id="B")}
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert outcomes["x/burned.dcm"].status == QUARANTINED and "BurnedInAnnotation" in outcomes["x/burned.dcm"].reason
+    assert [s.source_path for s in summary.samples] == ["x/clean.dcm"]
+    assert not list((tmp_path / "dataset").rglob("*burned*"))
+
+
+def test_rescale_and_window_are_read_and_used_for_display(tmp_path):
+    stored = np.array([[0, 1024, 1064, 1264, 4000]], dtype=np.int16)  # HU: -1024, 0, 40, 240, 2976
+    summary, _ = ingest_files(tmp_path, {"x/ct.dcm": dicom_bytes(stored, window=(40.0, 400.0))})
+    meta = summary.samples[0].meta
+    assert (meta["rescale_slope"], meta["rescale_intercept"], meta["window_center"], meta["window_width"]) == (1.0, -1024.0, 40.0, 400.0)
+    shown = to_uint8(np.load(tmp_path / "dataset" / summary.samples[0].array), meta)
+    # Window 40 +- 200 HU: air black, water a bit under mid-grey, 240 HU and bone white.
+    assert shown.tolist() == [[0, 102, 127, 255, 255]]
+
+
+def test_nifti_3d_4d_gz_and_nifti2_with_spacing_and_orientation(tmp_path):
+    volume = np.arange(8 * 6 * 4, dtype=np.int16).reshape(8, 6, 4)   # x, y, z
+    files = {
+        "v/plain.nii": nifti_bytes(volume, zooms=(0.5, 0.8, 3.0)),
+        "v/packed.nii.gz": nifti_bytes(volume + 1, compressed=True),
+        "v/two.nii": nifti_bytes(volume + 2, version=2),
+        "v/four.nii.gz": nifti_bytes(np.stack([volume + 3, volume + 4], axis=-1), compressed=True),
+    }
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert all(o.status == ACCEPTED for o in outcomes.values()), {p: o.reason for p, o in outcomes.items()}
+    samples = {s.source_path: s for s in summary.samples}
+    plain = samples["v/plain.nii"]
+    assert plain.kind == "volume" and plain.shape == [4, 6, 8], "stored as (slices, rows, columns)"
+    assert plain.spacing == [3.0, 0.8, 0.5] and plain.meta["orientation_codes"] == "RAS"
+    stored = np.load(tmp_path / "dataset" / plain.array)
+    assert stored[0, 0, 0] == volume[7, 5, 0], "radiological view: patient right on the left, anterior up"
+    assert samples["v/two.nii"].meta["nifti_version"] == 2
+    assert samples["v/four.nii.gz"].shape == [2, 4, 6, 8]
+
+
+def test_nifti_with_an_impossible_header_or_truncated_data_is_rejected(tmp_path):
+    good = nifti_bytes(np.zeros((4, 4, 4), np.float32))
+    negative = bytearray(good)
+    negative[42:44] = (-3).to_bytes(2, "little", signed=True)   # dim[1] < 0
+    wrong_size = bytearray(good)
+    wrong_size[0:4] = (123).to_bytes(4, "little")
+    files = {"v/negative.nii": bytes(negative), "v/truncated.nii": good[:-100], "v/sizeof.nii": bytes(wrong_size), "v/ok.nii": good}
+    _, outcomes = ingest_files(tmp_path, files)
+    assert "impossible" in outcomes["v/negative.nii"].reason
+    assert "truncated" in outcomes["v/truncated.nii"].reason
+    assert "sizeof_hdr" in outcomes["v/sizeof.nii"].reason
+    assert outcomes["v/ok.nii"].status == ACCEPTED
+
+
+def raster(array, fmt, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_raster_formats_keep_their_depth(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (20, 30), dtype=np.uint8)
+    colour = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    wide = rng.integers(0, 65535, (20, 30), dtype=np.uint16)
+    files = {
+        "r/a.png": raster(grey, "PNG"), "r/b.pgm": raster(grey, "PPM"), "r/c.ppm": raster(colour, "PPM"),
+        "r/d.bmp": raster(colour, "BMP"), "r/e.tif": raster(wide, "TIFF"), "r/f.png": raster(wide, "PNG"),
+        "r/g.jpg": raster(colour, "JPEG", quality=95), "r/h.tif": raster(colour, "TIFF"),
+    }
+    summary, outcomes = ingest_files(tmp_path, files, deidentify=False)
+    assert all(o.status == ACCEPTED for o in outcomes.values()), {p: o.reason for p, o in outcomes.items()}
+    stored = {s.source_path: np.load(tmp_path / "dataset" / s.array) for s in summary.samples}
+    assert np.array_equal(stored["r/a.png"], grey) and np.array_equal(stored["r/b.pgm"], grey)
+    assert np.array_equal(stored["r/c.ppm"], colour) and np.array_equal(stored["r/d.bmp"], colour)
+    assert np.array_equal(stored["r/e.tif"], wide) and np.array_equal(stored["r/f.png"], wide)
+    assert stored["r/g.jpg"].shape == (20, 30, 3) and np.array_equal(stored["r/h.tif"], colour)
+
+
+def test_masks_are_paired_with_their_images_for_segmentation(tmp_path):
+    image = np.zeros((16, 16), np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:8, 4:8] = 255
+    volume = np.zeros((6, 5, 4), np.int16)
+    volume_mask = np.zeros((6, 5, 4), np.uint8)
+    volume_mask[1:3, 1:3, 1:3] = 1
+    files = {
+        "images/case1.png": raster(image, "PNG"), "masks/case1_mask.png": raster(mask, "PNG"),
+        "images/case2.png": raster(image + 1, "PNG"), "masks/orphan.png": raster(mask // 2, "PNG"),
+        "images/vol.nii.gz": nifti_bytes(volume, compressed=True), "masks/vol.nii.gz": nifti_bytes(volume_mask, compressed=True),
+        "masks/case2.png": raster(np.zeros((8, 8), np.uint8), "PNG"),
+    }
+    summary, _ = ingest_files(tmp_path, files)
+    assert summary.task == "segmentation"
+    samples = {s.source_path: s for s in summary.samples}
+    assert set(samples) == {"images/case1.png", "images/case2.png", "images/vol.nii.gz"}
+    stored_mask = np.load(tmp_path / "dataset" / samples["images/case1.png"].mask)
+    assert set(np.unique(stored_mask).tolist()) == {0, 1}, "0/255 pictures become 0/1 labels"
+    assert np.load(tmp_path / "dataset" / samples["images/vol.nii.gz"].mask).sum() == 8
+    assert samples["images/case2.png"].mask == ""
+    assert "differs from its image" in summary.notes["masks/case2.png"]
+    assert "no image of the same name" in summary.notes["masks/orphan.png"]
+
+
+def test_zip_of_dicom_series_with_labels_from_folders(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for label, patient in (("tumour", "A"), ("healthy", "B")):
+            for name, data in series(3, patient_id=patient).items():
+                archive.writestr(f"study/{label}/{patient}/{name}", data)
+    summary, _ = ingest_files(tmp_path, {"upload.zip": buffer.getvalue()})
+    assert summary.class_counts == {"healthy": 1, "tumour": 1}
+    assert len({s.patient for s in summary.samples}) == 2
