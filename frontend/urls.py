@@ -11,5 +11,6 @@ urlpatterns = [
     path("projects/<int:project_id>/", views.project_page, name="project"),
     path("projects/<int:project_id>/runs/new/", views.run_new_page, name="run-new"),
     path("datasets/<int:dataset_id>/", views.dataset_page, name="dataset"),
+    path("samples/<int:sample_id>/", views.sample_page, name="sample"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
 ]

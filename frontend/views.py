@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
 from backend.audit.services import Action, events_for, record
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, Sample
 from backend.datasets.services import datasets_for, partitions_for
 from backend.projects.models import Role
 from backend.projects.services import get_project, projects_for, role_of
@@ -37,6 +37,13 @@ def dataset_page(request, dataset_id):
     can_change = role_of(request.user, dataset.project) == Role.OWNER
     record(request.user, dataset.project, Action.READ, dataset)
     return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change})
+
+
+@login_required
+def sample_page(request, sample_id):
+    sample = get_object_or_404(Sample.objects.filter(dataset__in=datasets_for(request.user)).select_related("dataset__project"), pk=sample_id)
+    record(request.user, sample.dataset.project, Action.READ, sample.dataset)
+    return render(request, "frontend/sample.html", {"sample": sample, "dataset": sample.dataset, "project": sample.dataset.project})
 
 
 @login_required

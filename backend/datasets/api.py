@@ -126,8 +126,9 @@ class ReportEntrySerializer(serializers.ModelSerializer):
 
 class TableJoinSerializer(serializers.Serializer):
     table = serializers.FileField(help_text="A .csv or .xlsx file with a header row.")
-    column = serializers.CharField(help_text="The table column that points at samples.")
-    image_key = serializers.ChoiceField(choices=list(tables.IMAGE_KEYS.items()), help_text="What that column holds.")
+    column = serializers.CharField(required=False, allow_blank=True, default="",
+                                   help_text="The table column that points at samples (leave empty to get the columns first).")
+    image_key = serializers.ChoiceField(choices=list(tables.IMAGE_KEYS.items()), default="file_name", help_text="What that column holds.")
     label_column = serializers.CharField(required=False, allow_blank=True, default="")
     identifier_columns = serializers.ListField(child=serializers.CharField(), required=False, default=list,
                                                help_text="Columns to pseudonymise like the images' patient IDs.")
@@ -227,16 +228,17 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         return self.get_paginated_response(SampleSerializer(page, many=True).data)
 
     @extend_schema(responses=ReportEntrySerializer(many=True), parameters=[
-        OpenApiParameter("status", str, enum=[c for c, _ in IngestReportEntry.Outcome.choices], description="Only files with this outcome.")])
+        OpenApiParameter("status", str, many=True, explode=True, enum=[c for c, _ in IngestReportEntry.Outcome.choices],
+                         description="Only files with these outcomes (repeat the parameter for several).")])
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
         """Every file of the upload with its outcome (accepted, rejected, skipped, quarantined) and the reason."""
         entries = self.get_object().report.all()
-        outcome = request.query_params.get("status")
-        if outcome:
-            if outcome not in IngestReportEntry.Outcome.values:
+        outcomes = [o for o in request.query_params.getlist("status") if o]
+        if outcomes:
+            if set(outcomes) - set(IngestReportEntry.Outcome.values):
                 raise ServiceError(f"status must be one of {', '.join(IngestReportEntry.Outcome.values)}.", field="status")
-            entries = entries.filter(status=outcome)
+            entries = entries.filter(status__in=outcomes)
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(ReportEntrySerializer(page, many=True).data)
 

@@ -137,6 +137,10 @@ def preview(actor, dataset: Dataset, upload, join: TableJoin) -> dict:
     frame = read_table(upload)
     check_join(frame, join)
     frame = pseudonymised(frame, join, dataset)
+    if not join.column:  # the first look: which columns are there
+        return {"columns": list(frame.columns), "rows": len(frame), "samples": dataset.samples.count(), "matched_samples": 0,
+                "unmatched_samples": 0, "unmatched_sample_examples": [], "unmatched_rows": 0, "unmatched_row_examples": [],
+                "label_counts": {}, "conflicts": 0, "head": []}
     matched, unmatched_samples, unmatched_rows = match(dataset, frame, join)
     labels, conflicts = labels_for(frame, matched, join.label_column) if join.label_column else ({}, 0)
     return {
@@ -152,6 +156,8 @@ def preview(actor, dataset: Dataset, upload, join: TableJoin) -> dict:
 def apply(actor, dataset: Dataset, upload, join: TableJoin) -> dict:
     """Write the table's labels (and its row, de-identified, into each matched sample's facts)."""
     require_owner(actor, dataset.project)
+    if not join.column:
+        raise ServiceError("Choose the column that points at the samples.", field="column")
     if not join.label_column:
         raise ServiceError("Choose the column that gives the label.", field="label_column")
     if dataset.status != Dataset.Status.READY:

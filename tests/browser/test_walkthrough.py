@@ -39,21 +39,21 @@ def upload_dataset(page, tmp_path):
     form = page.locator("#upload-form")
     not_zip = tmp_path / "notes.zip"
     not_zip.write_text("this is not an archive")
-    form.locator('input[type="file"]').set_input_files(str(not_zip))
+    form.locator('input[name="files"]').set_input_files(str(not_zip))
     form.locator('button[type="submit"]').click()
     expect(form.locator('[data-error-for="__all__"]')).to_contain_text("not a zip archive")
     empty = tmp_path / "empty.zip"
     empty.write_bytes(make_zip({}))
-    form.locator('input[type="file"]').set_input_files(str(empty))
+    form.locator('input[name="files"]').set_input_files(str(empty))
     form.locator('button[type="submit"]').click()
-    expect(form.locator('[data-error-for="__all__"]')).to_contain_text("empty")
+    expect(form.locator('[data-error-for="__all__"]')).to_contain_text("holds no files")
     entries = demo_entries(per_class=60)
     entries["normal/corrupt.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
     entries["../outside.png"] = entries["lesion/lesion_000.png"]
     archive = tmp_path / "lesions.zip"
     archive.write_bytes(make_zip(entries))
     form.locator('input[name="name"]').fill("Lesions")
-    form.locator('input[type="file"]').set_input_files(str(archive))
+    form.locator('input[name="files"]').set_input_files(str(archive))
     form.locator('button[type="submit"]').click()
     page.wait_for_url(re.compile(r"/datasets/\d+/$"))
 

@@ -2,7 +2,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from backend.datasets.models import Dataset, Sample
+from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
 from tests.conftest import demo_entries, make_zip
 from tests.factories import ready_dataset

@@ -141,25 +141,40 @@ function setUpSharing() {
 
 pages.project = () => {
   setUpSharing();
+  setUpMerge();
   const form = document.getElementById("upload-form");
   if (!form) return;
   const bar = form.querySelector(".progress");
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearErrors(form);
-    const file = form.querySelector('input[type="file"]').files[0];
-    if (!file) { showErrors(form, new ApiError(400, { errors: [{ message: "Choose a zip file to upload.", field: null }] })); return; }
+    const chosen = [...form.querySelector('input[name="files"]').files, ...form.querySelector('input[name="folder"]').files];
+    if (!chosen.length) {
+      showErrors(form, new ApiError(400, { errors: [{ message: "Choose files, a folder or a zip archive to upload.", field: null }] }));
+      return;
+    }
     const data = new FormData();
     data.append("project", form.dataset.project);
     data.append("name", form.querySelector('input[name="name"]').value);
-    data.append("archive", file);
+    data.append("labels_from", form.querySelector('select[name="labels_from"]').value);
+    // Folder names can be labels: send each file's path inside the chosen folder.
+    for (const file of chosen) {
+      data.append("files", file);
+      data.append("paths", file.webkitRelativePath || file.name);
+    }
     const request = new XMLHttpRequest();
     request.open("POST", "/api/datasets/");
     request.setRequestHeader("X-CSRFToken", csrfToken());
     request.setRequestHeader("Accept", "application/json");
+    const started = Date.now();
     request.upload.onprogress = (e) => {
-      if (e.lengthComputable) setProgress(bar, e.loaded / e.total, `Uploading: ${(e.loaded / 1e6).toFixed(1)} of ${(e.total / 1e6).toFixed(1)} MB`);
+      if (!e.lengthComputable) return;
+      const elapsed = (Date.now() - started) / 1000;
+      const eta = e.loaded ? elapsed * (e.total - e.loaded) / e.loaded : 0;
+      setProgress(bar, e.loaded / e.total,
+        `Uploading ${chosen.length} file(s): ${(e.loaded / 1e6).toFixed(1)} of ${(e.total / 1e6).toFixed(1)} MB · ${formatSeconds(eta)} left`);
     };
+    request.upload.onload = () => setProgress(bar, 1, "Checking the files…");
     request.onload = () => {
       let body = null;
       try { body = JSON.parse(request.responseText); } catch (e) { body = null; }
@@ -172,6 +187,28 @@ pages.project = () => {
     request.send(data);
   });
 };
+
+function setUpMerge() {
+  const form = document.getElementById("merge-form");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const mapping = {};
+    for (const line of form.querySelector("textarea").value.split("\n")) {
+      const [from, to] = line.split("->").map((part) => (part || "").trim());
+      if (from) mapping[from] = to || "";
+    }
+    try {
+      const merged = await api("POST", "/api/datasets/merge/", {
+        name: form.querySelector('input[name="name"]').value,
+        datasets: [...form.querySelectorAll('input[name="datasets"]:checked')].map((box) => Number(box.value)),
+        label_mapping: mapping,
+      });
+      window.location = `/datasets/${merged.id}/`;
+    } catch (error) { showErrors(form, error); }
+  });
+}
 
 pages.dataset = () => {
   const root = document.getElementById("dataset-root");
@@ -201,54 +238,150 @@ pages.dataset = () => {
 };
 
 async function showReport(id) {
-  const report = await api("GET", `/api/datasets/${id}/report/?limit=500`);
-  if (!report.count) return;
-  document.getElementById("report").hidden = false;
-  document.getElementById("report-count").textContent = report.count;
-  const body = document.querySelector("#report tbody");
-  body.replaceChildren(...report.results.map((row) => el("tr", {}, [
-    el("td", { text: row.path }), el("td", { text: row.status }), el("td", { text: row.reason }),
-  ])));
-  if (report.count <= 20) document.getElementById("report").open = true;
+  const details = document.getElementById("report");
+  const filter = document.getElementById("report-filter");
+  const load = async () => {
+    const outcome = filter.value ? `&status=${filter.value}` : "";
+    const report = await api("GET", `/api/datasets/${id}/report/?limit=500${outcome}`);
+    document.querySelector("#report tbody").replaceChildren(...report.results.map((row) => el("tr", { class: `outcome-${row.status}` }, [
+      el("td", { text: row.path }), el("td", { text: row.status }), el("td", { text: row.reason }),
+    ])));
+    document.getElementById("report-shown").textContent = report.count > 500 ? `first 500 of ${report.count}` : `${report.count} file(s)`;
+  };
+  const counts = {};
+  for (const outcome of ["accepted", "rejected", "skipped", "quarantined"]) {
+    counts[outcome] = (await api("GET", `/api/datasets/${id}/report/?limit=1&status=${outcome}`)).count;
+  }
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  if (!total) return;
+  details.hidden = false;
+  document.getElementById("report-summary").textContent =
+    `${total} files: ${counts.accepted} accepted, ${counts.rejected} rejected, ${counts.skipped} skipped, ${counts.quarantined} quarantined`;
+  // Open on the files that need attention.
+  if (counts.rejected + counts.quarantined + counts.skipped) {
+    filter.value = "rejected&status=quarantined&status=skipped";
+    if (counts.rejected + counts.quarantined + counts.skipped <= 20) details.open = true;
+  }
+  filter.addEventListener("change", load);
+  await load();
 }
 
 function showReadyDataset(dataset) {
   document.getElementById("ready-only").hidden = false;
   const labels = Object.keys(dataset.class_counts);
   const counts = labels.map((label) => dataset.class_counts[label]);
-  Plotly.newPlot("class-chart", [{ type: "bar", x: labels, y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
+  const names = labels.map((label) => label || "(unlabelled)");
+  Plotly.newPlot("class-chart", [{ type: "bar", x: names, y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
     { ...CHART_LAYOUT, title: { text: `${dataset.num_samples} samples` }, yaxis: { title: { text: "samples" } } },
     { displaylogo: false, responsive: true });
-  document.getElementById("dataset-shape").textContent =
-    `${dataset.width}×${dataset.height} pixels, ${dataset.channels === 1 ? "grayscale" : "colour"}`;
+  const facts = [dataset.task, dataset.modalities, dataset.patient_count ? `${dataset.patient_count} patients` : ""];
+  if (dataset.width) facts.push(`2D images cached at ${dataset.width}×${dataset.height}, ${dataset.channels === 1 ? "grayscale" : "colour"}`);
+  document.getElementById("dataset-shape").textContent = facts.filter(Boolean).join(" · ");
   const filter = document.getElementById("label-filter");
-  for (const label of labels) filter.append(el("option", { value: label, text: label }));
-  setUpThumbnails(dataset.id, filter);
+  for (const label of labels) filter.append(el("option", { value: label, text: label || "(unlabelled)" }));
+  const sources = document.getElementById("source-filter");
+  if (dataset.merged_from.length) {
+    for (const source of dataset.merged_from) sources.append(el("option", { value: source, text: `dataset ${source}` }));
+  } else {
+    sources.closest("label").hidden = true;
+  }
+  setUpThumbnails(dataset.id);
   setUpPartitions(dataset);
+  setUpTableJoin(dataset.id);
 }
 
-function setUpThumbnails(id, filter) {
+function setUpThumbnails(id) {
   const pageSize = 48;
   let offset = 0;
   let total = 0;
   const grid = document.getElementById("thumbnails");
+  const value = (selector) => document.getElementById(selector).value;
+  const query = () => {
+    const params = new URLSearchParams({ limit: pageSize, offset });
+    if (value("label-filter") !== "__all__") params.set("label", value("label-filter"));
+    if (value("patient-filter").trim()) params.set("patient", value("patient-filter").trim());
+    if (value("source-filter")) params.set("source", value("source-filter"));
+    if (value("subset-filter")) {
+      const [partition, subset] = value("subset-filter").split(":");
+      params.set("partition", partition);
+      params.set("subset", subset);
+    }
+    return params.toString();
+  };
   const load = async () => {
-    const label = filter.value ? `&label=${encodeURIComponent(filter.value)}` : "";
-    const page = await api("GET", `/api/datasets/${id}/samples/?limit=${pageSize}&offset=${offset}${label}`);
+    const page = await api("GET", `/api/datasets/${id}/samples/?${query()}`);
     total = page.count;
-    grid.replaceChildren(...page.results.map((sample) => el("figure", { class: "thumb" }, [
-      el("img", { src: sample.thumbnail_url, alt: `${sample.label}: ${sample.source_path}`, loading: "lazy", title: sample.source_path }),
-      el("figcaption", { text: sample.label }),
+    grid.replaceChildren(...page.results.map((sample) => el("a", { href: `/samples/${sample.id}/`, class: "thumb-link" }, [
+      el("figure", { class: "thumb" }, [
+        el("img", { src: sample.thumbnail_url, alt: `${sample.label}: ${sample.source_path}`, loading: "lazy", title: sample.source_path }),
+        el("figcaption", { text: `${sample.label || "(unlabelled)"}${sample.kind === "volume" ? ` · ${sample.depth} slices` : ""}` }),
+      ]),
     ])));
     document.getElementById("page-info").textContent =
       total ? `${offset + 1}–${Math.min(offset + pageSize, total)} of ${total}` : "no samples";
     document.getElementById("page-prev").disabled = offset === 0;
     document.getElementById("page-next").disabled = offset + pageSize >= total;
   };
-  filter.addEventListener("change", () => { offset = 0; load(); });
+  for (const name of ["label-filter", "source-filter", "subset-filter"]) {
+    document.getElementById(name).addEventListener("change", () => { offset = 0; load(); });
+  }
+  document.getElementById("patient-filter").addEventListener("change", () => { offset = 0; load(); });
   document.getElementById("page-prev").addEventListener("click", () => { offset = Math.max(0, offset - pageSize); load(); });
   document.getElementById("page-next").addEventListener("click", () => { offset += pageSize; load(); });
   load();
+}
+
+function setUpTableJoin(id) {
+  const form = document.getElementById("table-form");
+  if (!form) return;
+  const result = document.getElementById("table-result");
+  const applyButton = document.getElementById("table-apply");
+  const send = async (url) => {
+    const data = new FormData();
+    data.append("table", form.querySelector('input[name="table"]').files[0]);
+    for (const name of ["column", "image_key", "label_column"]) data.append(name, form.querySelector(`[name="${name}"]`).value);
+    for (const option of form.querySelector('[name="identifier_columns"]').selectedOptions) data.append("identifier_columns", option.value);
+    const response = await fetch(url, { method: "POST", body: data, headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" } });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, body);
+    return body;
+  };
+  form.querySelector('input[name="table"]').addEventListener("change", async () => {
+    clearErrors(form);
+    applyButton.disabled = true;
+    form.querySelector('[name="column"]').value = "";
+    try {
+      const first = await send(`/api/datasets/${id}/table/preview/`);
+      for (const name of ["column", "label_column", "identifier_columns"]) {
+        const select = form.querySelector(`[name="${name}"]`);
+        const keep = name === "label_column" ? [el("option", { value: "", text: "(none)" })] : [];
+        select.replaceChildren(...keep, ...first.columns.map((column) => el("option", { value: column, text: column })));
+      }
+    } catch (error) { showErrors(form, error); }
+  });
+  document.getElementById("table-preview").addEventListener("click", async () => {
+    clearErrors(form);
+    try {
+      const preview = await send(`/api/datasets/${id}/table/preview/`);
+      const labels = Object.entries(preview.label_counts).map(([label, n]) => `${label}: ${n}`).join(", ") || "none";
+      result.hidden = false;
+      result.replaceChildren(
+        el("p", { text: `${preview.matched_samples} of ${preview.samples} samples matched a row; ${preview.rows} rows in the table.` }),
+        el("p", { text: `Samples without a row: ${preview.unmatched_samples}${preview.unmatched_sample_examples.length ? ` (e.g. ${preview.unmatched_sample_examples.slice(0, 3).join(", ")})` : ""}` }),
+        el("p", { text: `Rows without a sample: ${preview.unmatched_rows}${preview.unmatched_row_examples.length ? ` (e.g. ${preview.unmatched_row_examples.slice(0, 3).join(", ")})` : ""}` }),
+        el("p", { text: `Labels it would give: ${labels}${preview.conflicts ? `; ${preview.conflicts} samples have rows that disagree and would keep their label` : ""}` }),
+      );
+      result.id = "table-result";
+      applyButton.disabled = !preview.matched_samples;
+    } catch (error) { showErrors(form, error); }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await send(`/api/datasets/${id}/table/apply/`);
+      window.location.reload();
+    } catch (error) { showErrors(form, error); }
+  });
 }
 
 function subsetSummary(counts) {
@@ -262,6 +395,9 @@ async function setUpPartitions(dataset) {
   const table = document.querySelector("#partition-table tbody");
   const render = async () => {
     const page = await api("GET", `/api/partitions/?dataset=${dataset.id}&limit=100`);
+    const subsets = document.getElementById("subset-filter");
+    subsets.replaceChildren(el("option", { value: "", text: "All" }), ...page.results.flatMap((partition) =>
+      ["train", "validation", "test"].map((subset) => el("option", { value: `${partition.id}:${subset}`, text: `${partition.name}: ${subset}` }))));
     table.replaceChildren(...page.results.map((partition) => el("tr", { "data-partition": partition.id }, [
       el("td", { text: `${partition.name}` }),
       el("td", { text: subsetSummary(partition.counts.train) }),
@@ -283,6 +419,62 @@ async function setUpPartitions(dataset) {
   });
   await render();
 }
+
+pages.sample = () => {
+  const root = document.getElementById("viewer");
+  const id = root.dataset.sample;
+  const image = document.getElementById("plane");
+  const controls = document.getElementById("viewer-controls");
+  const field = (name) => controls.querySelector(`[name="${name}"]`);
+  let facts = null;
+  const draw = () => {
+    const params = new URLSearchParams({ axis: field("axis").value, index: field("index").value, frame: field("frame").value,
+      center: field("center").value, width: field("width").value, mask: field("mask").checked ? "true" : "false" });
+    image.src = `/api/samples/${id}/slice/?${params}`;
+    document.getElementById("index-label").textContent = `${Number(field("index").value) + 1} of ${Number(field("index").max) + 1}`;
+  };
+  const setAxis = () => {
+    const count = facts.display.planes[field("axis").value];
+    field("index").max = count - 1;
+    field("index").value = Math.floor(count / 2);
+    draw();
+  };
+  image.addEventListener("error", async () => {
+    const response = await fetch(image.src, { headers: { Accept: "application/json" } });
+    const body = await response.json().catch(() => ({}));
+    document.getElementById("viewer-error").textContent = body.message || "The picture could not be drawn.";
+  });
+  image.addEventListener("load", () => { document.getElementById("viewer-error").textContent = ""; });
+  api("GET", `/api/samples/${id}/`).then((sample) => {
+    facts = sample;
+    const planes = Object.keys(sample.display.planes);
+    field("axis").replaceChildren(...planes.map((axis) => el("option", { value: axis, text: axis })));
+    field("frame").max = sample.display.frames - 1;
+    field("frame").closest("label").hidden = sample.display.frames < 2;
+    field("mask").closest("label").hidden = !sample.has_mask;
+    field("center").value = sample.display.window_center;
+    field("width").value = sample.display.window_width;
+    document.getElementById("window-units").textContent = sample.display.units;
+    document.querySelectorAll("[data-preset]").forEach((button) => { button.hidden = sample.modality !== "CT"; });
+    document.getElementById("sample-facts").textContent = [sample.label || "(unlabelled)", sample.kind, sample.modality,
+      sample.patient, `${sample.kind === "volume" ? `${sample.depth}×` : ""}${sample.height}×${sample.width}`,
+      sample.spacing.length ? `spacing ${sample.spacing.map((v) => Number(v).toFixed(2)).join(" × ")} mm` : ""].filter(Boolean).join(" · ");
+    setAxis();
+  });
+  api("GET", `/api/samples/${id}/tags/`).then((rows) => {
+    document.querySelector("#tags tbody").replaceChildren(...rows.map((row) => el("tr", {}, [
+      el("td", { text: row.tag }), el("td", { text: row.name }), el("td", { text: row.value })])));
+  });
+  field("axis").addEventListener("change", setAxis);
+  for (const name of ["index", "frame"]) field(name).addEventListener("input", draw);
+  for (const name of ["center", "width", "mask"]) field(name).addEventListener("change", draw);
+  document.querySelectorAll("[data-preset]").forEach((button) => button.addEventListener("click", () => {
+    const [center, width] = button.dataset.preset.split(",");
+    field("center").value = center;
+    field("width").value = width;
+    draw();
+  }));
+};
 
 pages["run-new"] = () => {
   const form = document.getElementById("run-form");
