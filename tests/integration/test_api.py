@@ -243,3 +243,18 @@ def test_a_missing_thumbnail_file_is_a_404_with_a_reason(api, project):
     sample = ready_dataset(project).samples.first()
     (sample.project_dir / sample.array).unlink()
     assert_error(api.get(f"/api/samples/{sample.pk}/thumbnail/"), 404, None, "missing from storage")
+
+
+def test_incompatible_merges_are_refused_with_the_reason(api, project):
+    grey = ready_dataset(project, name="Grey")
+    colour = ready_dataset(project, name="Colour")
+    Dataset.objects.filter(pk=colour.pk).update(channels=3)
+    response = api.post("/api/datasets/merge/", {"datasets": [grey.pk, colour.pk]}, format="json")
+    assert_error(response, 400, "datasets", "grayscale (1 channel)", "colour (3 channels)")
+    Dataset.objects.filter(pk=colour.pk).update(channels=1, task="segmentation")
+    assert_error(api.post("/api/datasets/merge/", {"datasets": [grey.pk, colour.pk]}, format="json"), 400, "datasets", "one task")
+    Dataset.objects.filter(pk=colour.pk).update(task="classification")
+    response = api.post("/api/datasets/merge/", {"datasets": [grey.pk, colour.pk], "label_mapping": {"TUMOUR": "x"}}, format="json")
+    assert_error(response, 400, "label_mapping", "No dataset being merged has the label 'TUMOUR'")
+    assert_error(api.post("/api/datasets/merge/", {"datasets": [grey.pk]}, format="json"), 400, "datasets", "at least two")
+    assert Dataset.objects.count() == 2, "nothing is created by a refused merge"
