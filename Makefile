@@ -41,6 +41,9 @@ schema: install
 
 bench: install
 	$(BIN)/python bench/demo_run.py
+	$(BIN)/python bench/dicom_ingest.py
+	$(BIN)/python bench/upload_memory.py
+	$(BIN)/python bench/large_dataset_pages.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -100,7 +100,7 @@ class Sample(models.Model):
     source_path = models.CharField(max_length=1024, help_text="Path of the file (or series folder) in the upload.")
     files = models.JSONField(default=list, help_text="Upload paths of every file of the sample (slices of a series).")
     array = models.CharField(max_length=512, help_text="Decoded pixels (.npy).")
-    original = models.CharField(max_length=512, blank=True, help_text="The de-identified original file, when one is kept.")
+    original = models.CharField(max_length=512, blank=True, help_text="What is kept of the uploaded file besides its pixels: a DICOM file's de-identified header (every attribute but the pixel data), or the uploaded picture when the project does not de-identify.")
     mask = models.CharField(max_length=512, blank=True)
     cache_index = models.PositiveIntegerField(null=True, blank=True)
     depth = models.PositiveIntegerField(default=1)

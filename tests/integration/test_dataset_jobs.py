@@ -1,5 +1,7 @@
 """Dataset jobs on a real worker process: a killed ingest resumes without loss or duplicates; merges index."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -17,6 +19,18 @@ def many_small_pngs() -> dict[str, bytes]:
     return {f"{'ab'[i % 2]}/img_{i:05d}.png": png_bytes(rng.integers(0, 255, (48, 48), dtype=np.uint8)) for i in range(FILES)}
 
 
+def children_of(pid: int) -> list[int]:
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue  # gone while we looked
+        if fields.get("PPid", "").strip() == str(pid):
+            children.append(int(status.parent.name))
+    return children
+
+
 def test_killing_the_worker_mid_ingest_and_starting_another_finishes_with_nothing_lost_or_doubled(api, project, tmp_path):
     log = tmp_path / "workers.log"
     first = start_worker(log)
@@ -27,8 +41,11 @@ def test_killing_the_worker_mid_ingest_and_starting_another_finishes_with_nothin
     try:
         wait_for(lambda: IngestReportEntry.objects.filter(dataset_id=dataset_id).count() >= 200, 120, "the first journalled files",
                  interval=0.05)
+        readers = children_of(first.pid)
         first.kill()  # SIGKILL: no clean-up of any kind
         first.wait(timeout=30)
+        assert readers, "the worker reads a large upload with a pool of processes"
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in readers), 10, "the pool's processes to die with the worker")
         killed_at = IngestReportEntry.objects.filter(dataset_id=dataset_id).count()
         assert Dataset.objects.get(pk=dataset_id).status == "ingesting", "killed before the ingest finished"
         assert killed_at < FILES, "the worker must die part-way for this test to mean anything"

@@ -91,7 +91,7 @@ def test_no_planted_identifying_value_survives_in_storage_or_database(project, u
             assert value.encode() not in content, f"{value} survived in {path}"
         assert value not in database, f"{value} survived in the database"
     kept = pydicom.dcmread(next(p for p in stored if p.suffix == ".dcm"))
-    assert kept.PatientIdentityRemoved == "YES" and "Annex E" in kept.DeidentificationMethod
+    assert kept.PatientIdentityRemoved == "YES" and "Annex E" in kept.DeidentificationMethod and kept.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
     assert kept.PatientID.startswith("P-") and str(kept.PatientName) == kept.PatientID
     assert not any(element.tag.is_private for element in kept.iterall())
     assert not (dataset.storage_dir / "upload").exists(), "the upload, identifiers and all, is gone after ingest"

@@ -26,6 +26,7 @@ from tests.medical import dicom_bytes, nifti_bytes, series
 from workers.engine.display import to_uint8
 from workers.engine.ingest import ACCEPTED, QUARANTINED, REJECTED, SKIPPED, IngestOptions, MemoryJournal, ingest_upload
 from workers.engine.ingest.deid import Deidentifier
+from workers.engine.ingest.dicom import describe, read_dicom
 from workers.engine.observer import SilentObserver
 
 
@@ -74,6 +75,35 @@ def test_dicom_transfer_syntaxes_decode_to_the_reference_pixels(tmp_path, name, 
     else:
         assert np.array_equal(stored, reference)
         assert stored.dtype.byteorder in ("=", "|", "<"), "big-endian files are stored in native order"
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm",
+                                  "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm", "CT_small.dcm", "rtdose.dcm"])
+def test_the_kept_header_is_what_dcmwrite_writes_for_the_de_identified_dataset_less_its_pixels(name):
+    data, deidentifier = sample_file(name), Deidentifier(b"k" * 32)
+    kept = read_dicom(data, deidentifier).original
+    reference = pydicom.dcmread(io.BytesIO(data), force=True)
+    deidentifier.deidentify(reference)
+    for tag in [tag for tag in reference.keys() if tag >> 16 in (0x7FE0, 0xFFFC)]:
+        del reference[tag]
+    written = io.BytesIO()
+    reference.save_as(written, enforce_file_format=False)
+    assert kept == written.getvalue(), "spliced bytes differ from dcmwrite's"
+    header = pydicom.dcmread(io.BytesIO(kept))
+    assert "PixelData" not in header and header.PatientIdentityRemoved == "YES"
+    assert header.file_meta.TransferSyntaxUID == reference.file_meta.TransferSyntaxUID
+
+
+def test_numbers_are_read_from_raw_decimal_strings_leniently():
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((4, 4), np.int16))), force=True)
+    meta = describe(ds)
+    assert meta["pixel_spacing"] == [0.7, 0.7] and meta["rescale_intercept"] == -1024.0 and meta["instance"] == 1
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.zeros((4, 4), np.int16))), force=True)
+    raw = ds.get_item(0x00280030)
+    ds[0x00280030] = raw._replace(value=b"0.5\\abc ", length=8)  # one unreadable number: the spacing is unknown
+    ds[0x00281053] = ds.get_item(0x00281053)._replace(value=b" 2 ", length=4)  # padded either side
+    meta = describe(ds)
+    assert "pixel_spacing" not in meta and meta["rescale_slope"] == 2.0
 
 
 def test_every_compressed_transfer_syntax_has_an_installed_decoder():

@@ -1,5 +1,6 @@
 """The engine's archive ingest: good files come in, every bad one gets a reason."""
 import io
+import os
 import stat
 import zipfile
 
@@ -19,6 +20,7 @@ from workers.engine.ingest import (
     MemoryJournal,
     ingest_upload,
     inspect_upload,
+    job,
 )
 from workers.engine.observer import JobStopped, SilentObserver
 
@@ -39,9 +41,9 @@ def write(tmp_path, data: bytes, name="upload.zip"):
     return folder
 
 
-def run(upload, dest, limits=IngestLimits(), observer=None, journal=None, labels_from="folders"):
+def run(upload, dest, limits=IngestLimits(), observer=None, journal=None, labels_from="folders", processes=0):
     journal = journal or MemoryJournal()
-    options = IngestOptions(deidentifier=None, labels_from=labels_from, limits=limits)
+    options = IngestOptions(deidentifier=None, labels_from=labels_from, limits=limits, processes=processes)
     return Result(ingest_upload(upload, dest, options, observer or SilentObserver(), journal), journal)
 
 
@@ -203,8 +205,6 @@ def test_a_resumed_ingest_reads_only_what_is_left_and_ends_the_same(tmp_path):
             return False
 
     journal = MemoryJournal()
-    from workers.engine.ingest import job
-
     job.JOURNAL_EVERY_FILES = 10
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -235,3 +235,38 @@ def test_many_loose_files_and_a_zip_in_one_upload(tmp_path):
     result = run(upload, tmp_path / "d")
     assert result.class_counts == {"lesion": 5, "normal": 2}
     assert {o.path for o in result.outcomes} >= {"more.zip/lesion/extra_0.png", "scans/lesion/lesion_000.png"}
+
+
+def read_chunk_noting_the_process(indices, *args):
+    """Stands in for job.read_chunk in pool processes (they are forked after the patch)."""
+    records = ORIGINAL_READ_CHUNK(indices, *args)
+    for record in records:
+        record.reason = f"{record.reason}|pid={os.getpid()}"
+    return records
+
+
+ORIGINAL_READ_CHUNK = job.read_chunk
+
+
+def test_a_pool_of_processes_reads_an_upload_exactly_as_one_process_does(tmp_path, monkeypatch):
+    upload = tmp_path / "upload"
+    entries = demo_entries(per_class=40)
+    entries["lesion/copy_of_first.png"] = entries["lesion/lesion_000.png"]  # a duplicate in a later chunk
+    entries["normal/broken.png"] = b"\x89PNG\r\n\x1a\n broken"
+    (upload / "part2.zip").parent.mkdir(parents=True)
+    (upload / "part2.zip").write_bytes(make_zip(dict(list(entries.items())[40:])))
+    for name, data in list(entries.items())[:40]:
+        (upload / "loose" / name).parent.mkdir(parents=True, exist_ok=True)
+        (upload / "loose" / name).write_bytes(data)
+    alone = run(upload, tmp_path / "alone", processes=1)
+    monkeypatch.setattr(job, "read_chunk", read_chunk_noting_the_process)
+    pooled = run(upload, tmp_path / "pooled", processes=2)
+    readers = {o.reason.rsplit("pid=", 1)[1] for o in pooled.outcomes if "pid=" in o.reason}
+    assert len(readers) == 2 and str(os.getpid()) not in readers, "two pool processes did the reading"
+    for a, b in zip(alone.outcomes, pooled.outcomes, strict=True):
+        assert (a.index, a.path, a.status, a.reason) == (b.index, b.path, b.status, b.reason.split("|pid=", 1)[0])
+    assert "duplicate of loose/lesion/lesion_000.png" in outcome_of(pooled, "part2.zip/lesion/copy_of_first.png").reason
+    assert [s.source_path for s in pooled.summary.samples] == [s.source_path for s in alone.summary.samples]
+    assert np.array_equal(np.load(tmp_path / "pooled" / CACHE_FILE), np.load(tmp_path / "alone" / CACHE_FILE))
+    duplicate_index = outcome_of(pooled, "part2.zip/lesion/copy_of_first.png").index
+    assert not (tmp_path / "pooled" / f"arrays/{duplicate_index:07d}.npy").exists(), "a duplicate's array is removed"

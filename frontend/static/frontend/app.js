@@ -308,8 +308,11 @@ function setUpThumbnails(id) {
     }
     return params.toString();
   };
+  let latest = 0;
   const load = async () => {
+    const request = ++latest;
     const page = await api("GET", `/api/datasets/${id}/samples/?${query()}`);
+    if (request !== latest) return; // a newer filter or page was asked for while this one loaded
     total = page.count;
     grid.replaceChildren(...page.results.map((sample) => el("a", { href: `/samples/${sample.id}/`, class: "thumb-link" }, [
       el("figure", { class: "thumb" }, [

@@ -23,7 +23,8 @@ class Decoded:
     kind: str
     pixels: np.ndarray
     format: str
-    # The de-identified file to keep as the original; None when the pixels are all that is kept.
+    # What is kept of the file besides its pixels: a DICOM file's (de-identified) header, or the
+    # uploaded picture when the project does not de-identify; None when the pixels are all.
     original: bytes | None = None
     original_suffix: str = ""
     modality: str = ""

@@ -10,30 +10,43 @@ replacement here is an HMAC of the original under the project's secret key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_sequence
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 PROFILE_EDITION = "dicomfields_2026c"
-METHOD = "PS3.15 Annex E Basic Profile; Retain Longitudinal With Modified Dates; consistent pseudonyms"
+METHOD = "PS3.15 Annex E Basic Profile, modified dates"  # LO: at most 64 characters
+# The same, coded (CID 7050): the Basic Profile and its Retain Longitudinal With Modified Dates option.
+METHOD_CODES = (("113100", "Basic Application Confidentiality Profile"),
+                ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
 DUMMY_TEXT = "REMOVED"
 DATE_VRS = {"DA", "DT"}
 NUMBER_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "DS", "IS", "UV", "SV"}
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 # Repeating groups (curves 50xx, overlays 60xx) hold drawings and text that may name the patient.
 REPEATING_GROUPS_REMOVED = (0x5000, 0x6000)
+# PatientName, PatientID, PatientIdentityRemoved, DeidentificationMethod (and its code sequence),
+# LongitudinalTemporalInformationModified
+METHOD_CODES_TAG = 0x00120064
+WRITTEN_TAGS = frozenset({0x00100010, 0x00100020, 0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
 
-def profile_actions() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]]]:
-    """{tag: action} for plain tags and (group, element, group mask, element mask, action) for repeating ones."""
+def profile_actions() -> dict[int, str]:
+    """{tag: action}. The table's repeating-group entries (50xx, 60xx) are covered by removing
+    those groups whole; an edition that names another repeating group must not pass silently."""
     table = dicom_anonymization_database_selector(PROFILE_EDITION)
     exact: dict[int, str] = {}
-    masked: list[tuple[int, int, int, int, str]] = []
     for category, tags in table.items():
         if category == "ALL_TAGS":
             continue
@@ -41,22 +54,23 @@ def profile_actions() -> tuple[dict[int, str], list[tuple[int, int, int, int, st
         for tag in tags:
             if len(tag) == 2:
                 exact[Tag(*tag)] = action
-            else:
-                masked.append((*tag, action))
-    return exact, masked
+            elif tag[0] & tag[2] not in REPEATING_GROUPS_REMOVED:
+                raise RuntimeError(f"{PROFILE_EDITION} names repeating group {tag[0]:04X}, which the de-identifier does not remove")
+    return exact
 
 
-EXACT_ACTIONS, MASKED_ACTIONS = profile_actions()
+EXACT_ACTIONS = profile_actions()
 
 
-def action_for(tag: int) -> str:
-    if tag in EXACT_ACTIONS:
-        return EXACT_ACTIONS[tag]
-    group, element = tag >> 16, tag & 0xFFFF
-    for g, e, gmask, emask, action in MASKED_ACTIONS:
-        if group & gmask == g and element & emask == e:
-            return action
-    return ""
+def raw_vr(ds: Dataset, tag: int) -> str:
+    """The VR without decoding the value; implicit-VR files carry none, so the dictionary says."""
+    vr = ds.get_item(tag).VR
+    if vr:
+        return vr
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
 
 
 class Deidentifier:
@@ -87,18 +101,20 @@ class Deidentifier:
         days = 365 + int.from_bytes(self.digest("dates", patient_key)[:4], "big") % 3650
         return dt.timedelta(days=days)
 
-    def deidentify(self, ds: Dataset) -> str:
-        """Clean ds in place; returns the patient pseudonym."""
+    def deidentify(self, ds: Dataset) -> tuple[str, set[int]]:
+        """Clean ds in place; returns the patient pseudonym and the top-level tags it changed,
+        added or removed (the writer copies every other element's bytes as they came)."""
         key = patient_key(ds)
         pseudonym = self.patient_pseudonym(key)
         offset = self.date_offset(key)
-        ds.remove_private_tags()
-        self.clean(ds, offset)
+        touched = self.clean(ds, offset)
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = METHOD
+        ds[METHOD_CODES_TAG] = method_codes_element(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        touched |= WRITTEN_TAGS
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             if "SOPInstanceUID" in ds:
@@ -107,26 +123,31 @@ class Deidentifier:
                             "ReceivingApplicationEntityTitle", "PrivateInformation"):
                 if keyword in meta:
                     delattr(meta, keyword)
-        return pseudonym
+        return pseudonym, touched
 
-    def clean(self, ds: Dataset, offset: dt.timedelta) -> None:
+    def clean(self, ds: Dataset, offset: dt.timedelta) -> set[int]:
+        # Elements are looked at raw and only decoded when the profile acts on them or they
+        # are sequences to descend into: decoding every value is most of pydicom's cost.
+        touched = set()
         for tag in list(ds.keys()):
-            element = ds[tag]
-            if tag.group in (0x0002, 0x7FE0):
+            group = tag >> 16
+            if group in (0x0002, 0x7FE0):
                 continue
-            if (tag.group & 0xFF00) in REPEATING_GROUPS_REMOVED:
-                del ds[tag]
+            if group & 1 or (group & 0xFF00) in REPEATING_GROUPS_REMOVED:
+                del ds[tag]  # private tags, curves and overlays
+                touched.add(tag)
                 continue
-            action = action_for(int(tag))
-            if not action:
-                if element.VR == "SQ":
-                    self.clean_items(element.value, offset)
-                continue
-            self.apply(ds, tag, element, action, offset)
+            action = EXACT_ACTIONS.get(tag, "")
+            if action:
+                self.apply(ds, tag, ds[tag], action, offset)
+                touched.add(tag)
+            elif raw_vr(ds, tag) == "SQ":
+                self.clean_items(ds[tag].value, offset)
+                touched.add(tag)
+        return touched
 
     def clean_items(self, sequence: Sequence, offset: dt.timedelta) -> None:
         for item in sequence:
-            item.remove_private_tags()
             self.clean(item, offset)
 
     def apply(self, ds: Dataset, tag, element, action: str, offset: dt.timedelta) -> None:
@@ -157,6 +178,32 @@ class Deidentifier:
         if isinstance(value, MultiValue | list):
             return [function(str(v)) for v in value]
         return function(str(value))
+
+
+def method_codes_element(syntax) -> DataElement | RawDataElement:
+    """DeidentificationMethodCodeSequence, encoded once per transfer syntax: building and
+    encoding a sequence for every file costs more than the rest of the de-identification."""
+    if syntax is None or syntax.is_deflated or syntax.is_private:
+        return DataElement(METHOD_CODES_TAG, "SQ", method_codes())
+    return encoded_method_codes(syntax.is_implicit_VR, syntax.is_little_endian)
+
+
+@functools.lru_cache(maxsize=4)
+def encoded_method_codes(implicit: bool, little_endian: bool) -> RawDataElement:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, little_endian
+    write_sequence(fp, DataElement(METHOD_CODES_TAG, "SQ", method_codes()), [default_encoding])
+    value = fp.getvalue()
+    return RawDataElement(Tag(METHOD_CODES_TAG), "SQ", len(value), value, 0, implicit, little_endian)
+
+
+def method_codes() -> Sequence:
+    items = []
+    for value, meaning in METHOD_CODES:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        items.append(item)
+    return Sequence(items)
 
 
 def patient_key(ds: Dataset) -> str:

@@ -5,11 +5,19 @@ import io
 
 import numpy as np
 import pydicom
+from pydicom import config
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut
 
 from .decoded import IMAGE, SLICE, VOLUME, Decoded, NotAnImage, Quarantined
 from .deid import Deidentifier
+from .dicom_copy import element_layout, write_copy
+
+# Clinical files are full of small VR violations (over-long strings, stray characters). The ingest
+# reports what stops a file; pydicom's per-value checks would only log warnings, at a tenth of the
+# cost of a small file's ingest.
+config.settings.reading_validation_mode = config.IGNORE
 
 NON_IMAGE_MODALITIES = {
     "SR": "structured report", "RTSTRUCT": "RT structure set", "RTPLAN": "RT plan", "PR": "presentation state",
@@ -29,6 +37,7 @@ def looks_like_dicom(name: str, head: bytes) -> bool:
 def read_dicom(data: bytes, deidentifier: Deidentifier | None) -> Decoded:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        layout = element_layout(ds, data)
         ds.get("Modality")  # a file that is not DICOM at all fails on its first element
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
         raise ValueError(f"corrupt or truncated DICOM ({short(exc)})")
@@ -43,13 +52,17 @@ def read_dicom(data: bytes, deidentifier: Deidentifier | None) -> Decoded:
                           "patient; review it outside the toolkit before uploading a cleaned copy")
     pixels = decode_pixels(ds)
     meta = describe(ds)
-    patient = deidentifier.deidentify(ds) if deidentifier else str(ds.get("PatientID", "") or "")
+    if deidentifier:
+        patient, touched = deidentifier.deidentify(ds)
+    else:
+        patient, touched = str(ds.get("PatientID", "") or ""), set()
+    header = write_copy(ds, data, layout, touched)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     kind = VOLUME if frames > 1 else SLICE
     if kind == SLICE and pixels.ndim == 3 and pixels.shape[-1] != 3:
         kind = VOLUME
     return Decoded(
-        kind=kind, pixels=pixels, format="DICOM", original=write(ds), original_suffix=".dcm",
+        kind=kind, pixels=pixels, format="DICOM", original=header, original_suffix=".dcm",
         modality=modality, patient=patient, study=str(ds.get("StudyInstanceUID", "") or ""),
         series=str(ds.get("SeriesInstanceUID", "") or ""), meta=meta,
         notes=["de-identified (PS3.15 Basic Profile)"] if deidentifier else [],
@@ -76,28 +89,53 @@ def describe(ds) -> dict:
     """What display, ordering and preprocessing need, read before de-identification."""
     meta = {
         "photometric": str(ds.get("PhotometricInterpretation", "")),
-        "rescale_slope": number(ds.get("RescaleSlope"), 1.0),
-        "rescale_intercept": number(ds.get("RescaleIntercept"), 0.0),
+        "rescale_slope": first(decimals(ds, 0x00281053), 1.0),
+        "rescale_intercept": first(decimals(ds, 0x00281052), 0.0),
         "bits_stored": int(ds.get("BitsStored", 8) or 8),
         "signed": int(ds.get("PixelRepresentation", 0) or 0) == 1,
     }
-    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if center is not None and width is not None:
-        meta["window_center"], meta["window_width"] = first_number(center), first_number(width)
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    if spacing is not None and len(spacing) == 2:
-        meta["pixel_spacing"] = [float(spacing[0]), float(spacing[1])]
-    thickness = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-    if thickness not in (None, ""):
-        meta["slice_thickness"] = float(thickness)
-    position, orientation = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
-    if position is not None and len(position) == 3:
-        meta["position"] = [float(v) for v in position]
-    if orientation is not None and len(orientation) == 6:
-        meta["orientation"] = [float(v) for v in orientation]
-    if ds.get("InstanceNumber") not in (None, ""):
-        meta["instance"] = int(ds.InstanceNumber)
+    center, width = decimals(ds, 0x00281050), decimals(ds, 0x00281051)  # WindowCenter, WindowWidth
+    if center and width:
+        meta["window_center"], meta["window_width"] = center[0], width[0]
+    spacing = decimals(ds, 0x00280030) or decimals(ds, 0x00181164)  # PixelSpacing, ImagerPixelSpacing
+    if spacing and len(spacing) == 2:
+        meta["pixel_spacing"] = spacing
+    thickness = decimals(ds, 0x00180088) or decimals(ds, 0x00180050)  # SpacingBetweenSlices, SliceThickness
+    if thickness:
+        meta["slice_thickness"] = thickness[0]
+    position, orientation = decimals(ds, 0x00200032), decimals(ds, 0x00200037)
+    if position and len(position) == 3:
+        meta["position"] = position
+    if orientation and len(orientation) == 6:
+        meta["orientation"] = orientation
+    instance = decimals(ds, 0x00200013)
+    if instance:
+        meta["instance"] = int(instance[0])
     return meta
+
+
+def decimals(ds, tag: int) -> list[float] | None:
+    """A DS or IS element's numbers, parsed from the raw bytes when the element is still raw
+    (pydicom's value classes cost more than the rest of reading the header); None when absent
+    or unreadable, which callers treat alike."""
+    if tag not in ds:
+        return None
+    element = ds.get_item(tag)
+    try:
+        if getattr(element, "is_raw", False):
+            text = (element.value or b"").decode("ascii").strip(" \0")
+            values = [float(v) for v in text.split("\\")] if text else []
+        else:
+            value = element.value
+            items = value if isinstance(value, MultiValue | list | tuple) else [value]
+            values = [float(v) for v in items if v not in (None, "")]
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return values or None
+
+
+def first(values: list[float] | None, default: float) -> float:
+    return values[0] if values else default
 
 
 def slice_location(meta: dict) -> float | None:
@@ -106,25 +144,6 @@ def slice_location(meta: dict) -> float | None:
         row, col = np.array(meta["orientation"][:3]), np.array(meta["orientation"][3:])
         return float(np.dot(np.cross(row, col), meta["position"]))
     return None
-
-
-def write(ds) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=False)
-    return buffer.getvalue()
-
-
-def number(value, default: float) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def first_number(value) -> float:
-    if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, (str, bytes)):
-        value = value[0]
-    return number(value, 0.0)
 
 
 def short(exc: Exception) -> str:

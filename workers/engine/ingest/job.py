@@ -13,6 +13,7 @@ their images, and 2D images go into the training cache.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections import Counter, defaultdict
@@ -29,6 +30,7 @@ from .decoded import IMAGE, SLICE, VOLUME, Decoded, NotAnImage, Quarantined
 from .deid import Deidentifier
 from .dicom import looks_like_dicom, read_dicom, slice_location
 from .nifti import looks_like_nifti, read_nifti
+from .pool import chunked, ingest_pool, map_in_order, opened_entries
 from .raster import read_raster
 from .sources import (
     ACCEPTED,
@@ -52,6 +54,8 @@ LABELS_FROM_FOLDERS = "folders"
 LABELS_NONE = "none"
 JOURNAL_EVERY_FILES = 200
 JOURNAL_EVERY_SECONDS = 2.0
+READ_CHUNK = 16  # files per task handed to a pool process
+CACHE_CHUNK = 64  # cache rows per task
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
 
@@ -61,6 +65,7 @@ class IngestOptions:
     deidentifier: Deidentifier | None
     labels_from: str = LABELS_FROM_FOLDERS
     limits: IngestLimits = field(default_factory=IngestLimits)
+    processes: int = 0  # processes sharing the per-file work; 0: one per CPU core, 1: this process only
 
 
 @dataclass
@@ -151,13 +156,6 @@ def safe_label(label: str) -> str:
     return "".join(c if c.isalnum() or c in "._- " else "_" for c in label).strip()[:100]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def save_array(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
@@ -166,7 +164,10 @@ def save_array(path: Path, array: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
-def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, options: IngestOptions, seen: dict[str, str]) -> FileRecord:
+def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, options: IngestOptions) -> FileRecord:
+    """Check, decode and store one file. Its files are written under their final names, with no
+    temporary name and rename: they are only referenced once the journal holds the record, and a
+    resumed job overwrites whatever a killed one left of files it never journalled."""
     status, reason = entry_problem(entry, options.limits)
     if status:
         return FileRecord(index, entry.path, status, reason)
@@ -174,9 +175,6 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
         data = entry.read()
     except Exception as exc:  # zipfile raises many kinds for damaged members
         return FileRecord(index, entry.path, REJECTED, f"cannot be read from the upload ({type(exc).__name__}: {exc})")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest in seen:
-        return FileRecord(index, entry.path, REJECTED, f"duplicate of {seen[digest]} (same content)")
     try:
         decoded = decode(entry, data, options)
     except Quarantined as exc:
@@ -185,52 +183,75 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
         return FileRecord(index, entry.path, SKIPPED, str(exc))
     except ValueError as exc:
         return FileRecord(index, entry.path, REJECTED, str(exc))
-    seen[digest] = entry.path
     label, role = label_and_role(entry, roots, options)
     array_path = f"arrays/{index:07d}.npy"
-    save_array(dest / array_path, decoded.pixels)
+    with open(dest / array_path, "wb") as handle:
+        np.lib.format.write_array(handle, decoded.pixels, allow_pickle=False)
     original = ""
     if decoded.original is not None:
         original = f"originals/{index:07d}{decoded.original_suffix}"
-        write_atomic(dest / original, decoded.original)
+        (dest / original).write_bytes(decoded.original)
     detail = {
         "kind": decoded.kind, "role": role, "label": label, "stem": stem(entry.label_path),
         "array": array_path, "original": original, "format": decoded.format, "modality": decoded.modality,
         "patient": decoded.patient, "study": decoded.study, "series": decoded.series,
         "shape": list(decoded.pixels.shape), "dtype": str(decoded.pixels.dtype), "meta": decoded.meta,
-        "sha256": digest, "folder": "/".join(entry.path.split("/")[:-1]),
+        "sha256": hashlib.sha256(data).hexdigest(), "folder": "/".join(entry.path.split("/")[:-1]),
     }
     return FileRecord(index, entry.path, ACCEPTED, "; ".join(decoded.notes), detail)
 
 
-def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver, journal: Journal) -> list[FileRecord]:
+def drop_duplicate(record: FileRecord, first_path: str, dest: Path) -> FileRecord:
+    for written in (record.detail["array"], record.detail["original"]):
+        if written:
+            (dest / written).unlink(missing_ok=True)
+    return FileRecord(record.index, record.path, REJECTED, f"duplicate of {first_path} (same content)")
+
+
+def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver,
+               journal: Journal, pool=None) -> list[FileRecord]:
     done = journal.recorded()
     seen = {r.detail["sha256"]: r.path for r in done.values() if r.status == ACCEPTED}
-    roots = wrapping_roots(entries)
     total_bytes = sum(entries[i].size for i, r in done.items() if r.status == ACCEPTED and i < len(entries))
+    for folder in ("arrays", "originals"):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+    roots = wrapping_roots(entries)
+    chunks = chunked([i for i in range(len(entries)) if i not in done], READ_CHUNK)
+    if pool is None:
+        results = ([process_entry(entries[i], i, roots, dest, options) for i in chunk] for chunk in chunks)
+    else:
+        results = map_in_order(pool, read_chunk, chunks, roots, dest, options)
     pending: list[FileRecord] = []
     last_flush = time.monotonic()
     total_units = len(entries) * 2
-    for index, entry in enumerate(entries):
-        if index in done:
-            continue
+    for record in itertools.chain.from_iterable(results):
         if observer.should_stop():
             raise JobStopped("ingest stopped by the user")
-        record = process_entry(entry, index, roots, dest, options, seen)
         if record.status == ACCEPTED:
-            total_bytes += entry.size
-            if total_bytes > options.limits.max_total_bytes:
-                record = FileRecord(index, entry.path, REJECTED, "the upload exceeds the total size limit; split it")
+            digest = record.detail["sha256"]
+            if digest in seen:
+                record = drop_duplicate(record, seen[digest], dest)
+            else:
+                seen[digest] = record.path
+                total_bytes += entries[record.index].size
+                if total_bytes > options.limits.max_total_bytes:
+                    record = FileRecord(record.index, record.path, REJECTED, "the upload exceeds the total size limit; split it")
         pending.append(record)
         if len(pending) >= JOURNAL_EVERY_FILES or time.monotonic() - last_flush > JOURNAL_EVERY_SECONDS:
             journal.record(pending)
             done.update({r.index: r for r in pending})
             pending, last_flush = [], time.monotonic()
-            observer.progress(index + 1, total_units, f"read {index + 1:,} of {len(entries):,} files")
+            observer.progress(len(done), total_units, f"read {len(done):,} of {len(entries):,} files")
     journal.record(pending)
     done.update({r.index: r for r in pending})
     observer.progress(len(entries), total_units, f"read {len(entries):,} files")
     return [done[i] for i in sorted(done)]
+
+
+def read_chunk(indices: list[int], roots: dict[str, str], dest: Path, options: IngestOptions) -> list[FileRecord]:
+    """In a pool process: the entries are the ones that process opened."""
+    entries = opened_entries()
+    return [process_entry(entries[i], i, roots, dest, options) for i in indices]
 
 
 # ------------------------------------------------------------ pass 2: samples
@@ -275,13 +296,12 @@ def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str]) -
         locations = [None] * len(members)
     ordered = [members[i] for i in order]
     first = ordered[0]
-    volume = np.stack([np.load(dest / m.detail["array"]) for m in ordered])
     array_path = f"arrays/series-{first.index:07d}.npy"
-    save_array(dest / array_path, volume)
+    volume_shape = stack_slices([dest / m.detail["array"] for m in ordered], dest / array_path)
     labels = Counter(m.detail["label"] for m in ordered)
     label = labels.most_common(1)[0][0]
     spec = spec_from(first, VOLUME)
-    spec.array, spec.label, spec.shape = array_path, label, list(volume.shape)
+    spec.array, spec.label, spec.shape = array_path, label, list(volume_shape)
     spec.files = [m.path for m in ordered]
     spec.source_path = first.detail["folder"] or first.path
     spec.sha256 = hashlib.sha256("".join(m.detail["sha256"] for m in ordered).encode()).hexdigest()
@@ -299,6 +319,37 @@ def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str]) -
     if len(labels) > 1:
         notes[first.path] = notes[first.path] + f"; slices had labels {dict(labels)}, the volume took '{label}'"
     return spec
+
+
+def stack_slices(slices: list[Path], path: Path) -> tuple[int, ...]:
+    """Writes the slices, in order, as one volume, a slice at a time: a series of a thousand
+    CT slices never sits in memory whole. Plain writes, not a memory map: page faults on a
+    fresh map cost twice as much per slice."""
+    headers = [npy_header(s) for s in slices]
+    dtype = np.result_type(*(dtype for _, dtype in headers))
+    shape = (len(slices), *headers[0][0])
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "wb") as handle:
+        write_npy_header(handle, dtype, shape)
+        for slice_path in slices:  # read, not mapped: mapped pages would count against this process
+            handle.write(memoryview(np.ascontiguousarray(np.load(slice_path), dtype=dtype)))
+    os.replace(temporary, path)
+    return shape
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(handle)
+    return shape, dtype
+
+
+def write_npy_header(handle, dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Writes a .npy header; returns where the data starts."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(handle, header)
+    return handle.tell()
 
 
 def pair_masks(images: list[SampleSpec], masks: list[FileRecord], notes: dict[str, str]) -> None:
@@ -347,45 +398,68 @@ def binarise_mask(path: Path) -> None:
 
 
 def build_cache(samples: list[SampleSpec], root: Path, cache_path: Path, observer: JobObserver,
-                notes: dict[str, str], progress_offset: int = 0) -> tuple[int, int, int]:
+                notes: dict[str, str], progress_offset: int = 0, pool=None) -> tuple[int, int, int]:
     """One (N, C, H, W) uint8 array of the 2D images at their most common size; returns (C, H, W).
 
     Sample arrays are read relative to `root`; volumes are left out (cache_index stays None).
+    Rows are filled in chunks, by the pool's processes when there is a pool.
     """
     flat = [s for s in samples if s.kind == IMAGE]
     if not flat:
         return 0, 0, 0
     height, width = Counter(tuple(s.shape[:2]) for s in flat).most_common(1)[0][0]
     channels = 3 if any(len(s.shape) == 3 for s in flat) else 1
+    shape = (channels, height, width)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = cache_path.with_name(cache_path.name + ".part")
-    cache = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(flat), channels, height, width))
+    with open(temporary, "wb") as handle:
+        data_start = write_npy_header(handle, np.uint8, (len(flat), *shape))
+        handle.truncate(data_start + len(flat) * int(np.prod(shape)))
+    rows = [(index, spec.array, spec.meta, spec.source_path) for index, spec in enumerate(flat)]
     total = progress_offset or len(flat)
-    for index, spec in enumerate(flat):
+    filled = 0
+    for chunk_notes in map_in_order(pool, fill_cache_rows, chunked(rows, CACHE_CHUNK), temporary, data_start, root, shape):
         if observer.should_stop():
             raise JobStopped("stopped by the user")
-        cache[index] = cache_pixels(root, spec, (channels, height, width), notes)
+        for path, note in chunk_notes.items():
+            notes[path] = "; ".join(filter(None, [notes.get(path), note]))
+        filled = min(filled + CACHE_CHUNK, len(flat))
+        observer.progress(total + filled * total // len(flat), total * 2, f"cached {filled:,} of {len(flat):,} images")
+    for index, spec in enumerate(flat):
         spec.cache_index = index
-        if index % 100 == 0:
-            observer.progress(total + (index + 1) * total // len(flat), total * 2, f"cached {index + 1:,} of {len(flat):,} images")
-    cache.flush()
-    del cache
     os.replace(temporary, cache_path)
-    return channels, height, width
+    return shape
 
 
-def cache_pixels(root: Path, spec: SampleSpec, shape: tuple[int, int, int], notes: dict[str, str]) -> np.ndarray:
+def fill_cache_rows(rows: list[tuple], cache_path: Path, data_start: int, root: Path, shape: tuple[int, int, int]) -> dict[str, str]:
+    """Writes rows (index, array path, meta, source path) into their places in the cache file
+    (positioned writes, so pool processes fill their chunks side by side); returns notes by source path."""
+    row_bytes = int(np.prod(shape))
+    notes = {}
+    descriptor = os.open(cache_path, os.O_WRONLY)
+    try:
+        for index, array, meta, source_path in rows:
+            pixels, note = cache_pixels(np.load(root / array), meta, shape)
+            os.pwrite(descriptor, memoryview(np.ascontiguousarray(pixels)), data_start + index * row_bytes)
+            if note:
+                notes[source_path] = note
+    finally:
+        os.close(descriptor)
+    return notes
+
+
+def cache_pixels(pixels: np.ndarray, meta: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, str]:
     channels, height, width = shape
-    pixels = to_uint8(np.load(root / spec.array), spec.meta)
+    pixels = to_uint8(pixels, meta)
+    note = ""
     if pixels.shape[:2] != (height, width):
         old_height, old_width = pixels.shape[:2]
         note = f"shape {old_width}x{old_height} differs from most images ({width}x{height}); resized in the training cache"
-        notes[spec.source_path] = "; ".join(filter(None, [notes.get(spec.source_path), note]))
         mode = "L" if pixels.ndim == 2 else "RGB"
         pixels = np.asarray(Image.fromarray(pixels, mode).resize((width, height), Image.BILINEAR))
     if pixels.ndim == 2:
-        return pixels[None] if channels == 1 else np.repeat(pixels[None], 3, axis=0)
-    return pixels.transpose(2, 0, 1)
+        return (pixels[None] if channels == 1 else np.repeat(pixels[None], 3, axis=0)), note
+    return pixels.transpose(2, 0, 1), note
 
 
 # ------------------------------------------------------------------ the job
@@ -394,11 +468,12 @@ def cache_pixels(root: Path, spec: SampleSpec, shape: tuple[int, int, int], note
 def ingest_upload(upload_dir: Path, dest: Path, options: IngestOptions, observer: JobObserver, journal: Journal) -> IngestSummary:
     dest = Path(dest)
     with upload_entries(Path(upload_dir), options.limits) as entries:
-        records = read_files(entries, dest, options, observer, journal)
         count = len(entries)
-    summary = assemble(records, dest)
-    summary.channels, summary.height, summary.width = build_cache(
-        summary.samples, dest, dest / CACHE_FILE, observer, summary.notes, progress_offset=count)
+        with ingest_pool(Path(upload_dir), options.limits, options.processes, count, READ_CHUNK) as pool:
+            records = read_files(entries, dest, options, observer, journal, pool)
+            summary = assemble(records, dest)
+            summary.channels, summary.height, summary.width = build_cache(
+                summary.samples, dest, dest / CACHE_FILE, observer, summary.notes, progress_offset=count, pool=pool)
     observer.progress(count * 2, count * 2, f"{len(summary.samples):,} samples ready")
     return summary
 
