@@ -33,6 +33,7 @@ METHOD_CODES = (("113100", "Basic Application Confidentiality Profile"),
 DUMMY_TEXT = "REMOVED"
 DATE_VRS = {"DA", "DT"}
 NUMBER_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "DS", "IS", "UV", "SV"}
+BINARY_ZERO_BYTES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8}
 TEXT_VRS = {"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"}
 # Repeating groups (curves 50xx, overlays 60xx) hold drawings and text that may name the patient.
 REPEATING_GROUPS_REMOVED = (0x5000, 0x6000)
@@ -139,7 +140,8 @@ class Deidentifier:
                 continue
             action = EXACT_ACTIONS.get(tag, "")
             if action:
-                self.apply(ds, tag, ds[tag], action, offset)
+                if not self.apply_raw(ds, tag, action, offset):
+                    self.apply(ds, tag, ds[tag], action, offset)
                 touched.add(tag)
             elif raw_vr(ds, tag) == "SQ":
                 self.clean_items(ds[tag].value, offset)
@@ -170,6 +172,33 @@ class Deidentifier:
             element.value = 0
         else:
             element.value = DUMMY_TEXT
+
+    def apply_raw(self, ds: Dataset, tag, action: str, offset: dt.timedelta) -> bool:
+        """apply() on the undecoded bytes, which every replacement allows (UIDs and dates are
+        ASCII by definition, the rest is replaced whole); False when apply() must decode."""
+        raw = ds.get_item(tag)
+        vr = raw_vr(ds, tag)
+        if not getattr(raw, "is_raw", False) or " or " in vr:
+            return False
+        if action.startswith("X") or vr == "SQ":
+            del ds[tag]
+            return True
+        if action == "U" and vr == "UI":
+            value = map_raw_text(raw.value, self.uid, b"\0")
+        elif vr in DATE_VRS:
+            value = map_raw_text(raw.value, lambda v: shift_date(v, vr, offset), b" ")
+        elif action == "Z" or vr == "UN" or vr not in TEXT_VRS | NUMBER_VRS | {"TM"}:
+            value = b""
+        elif vr == "TM":
+            value = b"000000"
+        elif vr in BINARY_ZERO_BYTES:
+            value = bytes(BINARY_ZERO_BYTES[vr])
+        elif vr in NUMBER_VRS:
+            value = b"0 "
+        else:
+            value = DUMMY_TEXT.encode() + b" " * (len(DUMMY_TEXT) % 2)
+        ds[tag] = raw._replace(value=value, length=len(value))
+        return True
 
     @staticmethod
     def map_values(value, function):
@@ -217,9 +246,20 @@ def patient_key(ds: Dataset) -> str:
 
 def shift_date(value: str, vr: str, offset: dt.timedelta) -> str:
     text = value.strip()
+    if len(text) < 8 or not text[:8].isdigit():
+        return ""
     try:
-        shifted = dt.datetime.strptime(text[:8], "%Y%m%d") - offset
-    except ValueError:
+        shifted = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) - offset
+    except (ValueError, OverflowError):
         return ""
     # DT keeps its time of day; dates alone say nothing about a patient once shifted.
-    return shifted.strftime("%Y%m%d") + (text[8:] if vr == "DT" else "")
+    return f"{shifted.year:04d}{shifted.month:02d}{shifted.day:02d}" + (text[8:] if vr == "DT" else "")
+
+
+def map_raw_text(value: bytes | None, function, padding: bytes) -> bytes:
+    """Each backslash-separated value of an ASCII element through function, padded to even length."""
+    text = (value or b"").decode("ascii", "replace").rstrip(" \0")
+    if not text:
+        return b""
+    mapped = "\\".join(function(part) for part in text.split("\\")).encode("ascii", "replace")
+    return mapped + padding * (len(mapped) % 2)
