@@ -98,10 +98,11 @@ def encoded_meta(meta) -> bytes:
     for tag in sorted(meta.keys()):
         if tag == 0x00020000:
             continue
-        element = meta[tag]
-        if tag == 0x00020001 and element.value == b"\0\1":
-            encoded.append(struct.pack("<HH2sHI", 2, 1, b"OB", 0, 2) + b"\0\1")
+        element = meta.get_item(tag)
+        if getattr(element, "is_raw", False) and element.VR and element.length != 0xFFFFFFFF:
+            encoded.append(explicit_header(tag, element.VR, len(element.value or b"")) + (element.value or b""))
             continue
+        element = meta[tag]
         text = plain_text(tag, element, implicit=False, little=True)
         if text is None:
             fp = DicomBytesIO()
@@ -110,6 +111,13 @@ def encoded_meta(meta) -> bytes:
         encoded.append(text)
     body = b"".join(encoded)
     return struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body)) + body
+
+
+def explicit_header(tag: int, vr: str, length: int) -> bytes:
+    """An element header in explicit VR little endian, as file meta always is."""
+    if vr in LONG_HEADER_VRS:
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
 
 
 def plain_text(tag: int, element, implicit: bool, little: bool) -> bytes | None:
