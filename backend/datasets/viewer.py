@@ -63,7 +63,19 @@ def render(sample: Sample, axis: str = "axial", index: int | None = None, center
         mask_plane, _, _ = plane(mask_volume, axis, used)
         if mask_plane.shape[:2] == shown.shape[:2]:
             shown = overlay(shown, np.asarray(mask_plane))
-    return png_bytes(shown), used, count
+    return png_bytes(shown, aspect=pixel_aspect(sample, axis)), used, count
+
+
+def pixel_aspect(sample: Sample, axis: str) -> float:
+    """Row spacing over column spacing of the plane shown (1 when the spacing is unknown)."""
+    spacing = [float(v) for v in sample.spacing or [] if isinstance(v, int | float) and v > 0]
+    if sample.kind == Sample.Kind.IMAGE or axis == "axial":
+        rows_and_columns = spacing[-2:]
+    elif len(spacing) == 3:
+        rows_and_columns = [spacing[0], spacing[2] if axis == "coronal" else spacing[1]]
+    else:
+        rows_and_columns = []
+    return rows_and_columns[0] / rows_and_columns[1] if len(rows_and_columns) == 2 else 1.0
 
 
 def thumbnail(sample: Sample) -> Path:

@@ -219,6 +219,19 @@ def test_nifti_3d_4d_gz_and_nifti2_with_spacing_and_orientation(tmp_path):
     assert samples["v/four.nii.gz"].shape == [2, 4, 6, 8]
 
 
+@pytest.mark.parametrize("deidentify", [True, False])
+def test_a_bids_subject_folder_names_the_patient_of_nifti_files(tmp_path, deidentify):
+    volume = np.zeros((4, 4, 3), np.int16)
+    files = {"study/sub-07/anat/sub-07_T1w.nii.gz": nifti_bytes(volume, compressed=True),
+             "study/sub-07/dwi/sub-07_dwi.nii.gz": nifti_bytes(volume + 1, compressed=True),
+             "study/other/scan.nii": nifti_bytes(volume + 2)}
+    summary, _ = ingest_files(tmp_path, files, deidentify=deidentify, labels_from="none")
+    patients = {s.source_path: s.patient for s in summary.samples}
+    expected = Deidentifier(b"k" * 32).pseudonym_for_value("patient", "sub-07") if deidentify else "sub-07"
+    assert patients["study/sub-07/anat/sub-07_T1w.nii.gz"] == patients["study/sub-07/dwi/sub-07_dwi.nii.gz"] == expected
+    assert patients["study/other/scan.nii"] == ""
+
+
 def test_nifti_with_an_impossible_header_or_truncated_data_is_rejected(tmp_path):
     good = nifti_bytes(np.zeros((4, 4, 4), np.float32))
     negative = bytearray(good)

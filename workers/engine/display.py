@@ -62,8 +62,13 @@ def plane(volume: np.ndarray, axis: str, index: int | None) -> tuple[np.ndarray,
     return taken, index, count
 
 
-def png_bytes(pixels: np.ndarray, max_size: int | None = None) -> bytes:
+def png_bytes(pixels: np.ndarray, max_size: int | None = None, aspect: float = 1.0) -> bytes:
+    """A PNG; aspect (row spacing over column spacing) stretches rows so that millimetres
+    are square on screen: a coronal plane of 5 mm slices is not shown squashed."""
     image = Image.fromarray(np.ascontiguousarray(pixels))
+    if abs(aspect - 1.0) > 0.01:
+        height = max(1, min(round(image.height * aspect), 8 * max(image.width, image.height)))
+        image = image.resize((image.width, height), Image.BILINEAR)
     if max_size:
         image.thumbnail((max_size, max_size))
     buffer = io.BytesIO()

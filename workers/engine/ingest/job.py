@@ -42,6 +42,7 @@ from .sources import (
     ArchiveError,
     Entry,
     IngestLimits,
+    bids_subject,
     entry_problem,
     folders_of,
     stem,
@@ -184,6 +185,7 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
     except ValueError as exc:
         return FileRecord(index, entry.path, REJECTED, str(exc))
     label, role = label_and_role(entry, roots, options)
+    patient = decoded.patient or patient_from_folders(entry, options)
     array_path = f"arrays/{index:07d}.npy"
     with open(dest / array_path, "wb") as handle:
         np.lib.format.write_array(handle, decoded.pixels, allow_pickle=False)
@@ -194,11 +196,20 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
     detail = {
         "kind": decoded.kind, "role": role, "label": label, "stem": stem(entry.label_path),
         "array": array_path, "original": original, "format": decoded.format, "modality": decoded.modality,
-        "patient": decoded.patient, "study": decoded.study, "series": decoded.series,
+        "patient": patient, "study": decoded.study, "series": decoded.series,
         "shape": list(decoded.pixels.shape), "dtype": str(decoded.pixels.dtype), "meta": decoded.meta,
         "sha256": hashlib.sha256(data).hexdigest(), "folder": "/".join(entry.path.split("/")[:-1]),
     }
     return FileRecord(index, entry.path, ACCEPTED, "; ".join(decoded.notes), detail)
+
+
+def patient_from_folders(entry: Entry, options: IngestOptions) -> str:
+    """A BIDS subject folder names the patient of files that carry none (pseudonymised like a
+    DICOM PatientID, so a table of subject ids still joins)."""
+    subject = bids_subject(entry.label_path)
+    if subject and options.deidentifier:
+        return options.deidentifier.pseudonym_for_value("patient", subject)
+    return subject
 
 
 def drop_duplicate(record: FileRecord, first_path: str, dest: Path) -> FileRecord:

@@ -156,3 +156,12 @@ def stem(path: str) -> str:
         if base.endswith(marker):
             return base[: -len(marker)]
     return base
+
+
+def bids_subject(path: str) -> str:
+    """The BIDS subject a file lies under ('sub-07/anat/sub-07_T1w.nii.gz' -> 'sub-07'), or ''.
+    NIfTI and pictures carry no patient; BIDS folders are the common way to say whose they are."""
+    for part in path.split("/")[:-1]:
+        if part.startswith("sub-") and len(part) > 4 and part[4:].isalnum():
+            return part
+    return ""
