@@ -182,6 +182,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 WORKER_HEARTBEAT_SECONDS = 10
 # An ingest whose worker has written nothing for this long is taken to be dead and is resumed.
 INGEST_STALE_SECONDS = int(os.environ.get("TOOLKIT_INGEST_STALE_SECONDS", "180"))
+# Processes an ingest reads files with; 0: one per CPU core (uploads under 64 files use one).
+INGEST_PROCESSES = int(os.environ.get("TOOLKIT_INGEST_PROCESSES", "0"))
 
 LOGGING = {
     "version": 1,

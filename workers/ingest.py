@@ -93,7 +93,8 @@ def run_ingest(dataset_id: int, hostname: str = "") -> None:
         clear_derived(dataset)
         finish(dataset_id, Status.STOPPED, "Stopped before it started.")
         return
-    options = IngestOptions(deidentifier=dataset.project.deidentifier(), labels_from=dataset.labels_from)
+    options = IngestOptions(deidentifier=dataset.project.deidentifier(), labels_from=dataset.labels_from,
+                            processes=settings.INGEST_PROCESSES)
     journal = ReportJournal(dataset)
     try:
         summary = ingest_upload(dataset.upload_dir, dataset.storage_dir, options, IngestObserver(dataset, has_message=False), journal)

@@ -115,6 +115,7 @@ class TagSerializer(serializers.Serializer):
     tag = serializers.CharField()
     name = serializers.CharField()
     value = serializers.CharField()
+    depth = serializers.IntegerField(help_text="0 for the dataset's own attributes, 1 for those of a sequence's items, and so on.")
 
 
 class ReportEntrySerializer(serializers.ModelSerializer):

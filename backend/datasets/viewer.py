@@ -114,12 +114,23 @@ def tags(sample: Sample) -> list[dict]:
     """The stored (de-identified) header: DICOM attributes, or the NIfTI facts kept at ingest."""
     if sample.original.endswith(".dcm") and (sample.project_dir / sample.original).is_file():
         ds = pydicom.dcmread(sample.project_dir / sample.original, stop_before_pixels=True, force=True)
-        rows = []
-        for element in ds.iterall():
-            if element.VR in ("SQ", "OB", "OW", "OF", "OD", "UN") or element.tag.group == 0x7FE0:
-                continue
-            rows.append({"tag": f"({element.tag.group:04X},{element.tag.element:04X})", "name": element.name,
-                         "value": str(element.value)[:MAX_TAG_VALUE]})
-        return rows
+        return tag_rows(ds, 0)
     facts = {k: v for k, v in sample.meta.items() if k not in ("table",)}
-    return [{"tag": "", "name": key, "value": str(value)[:MAX_TAG_VALUE]} for key, value in sorted(facts.items())]
+    return [{"tag": "", "name": key, "value": str(value)[:MAX_TAG_VALUE], "depth": 0} for key, value in sorted(facts.items())]
+
+
+def tag_rows(ds, depth: int) -> list[dict]:
+    """Attributes in file order; a sequence's items follow it one level deeper."""
+    rows = []
+    for element in ds:
+        if element.VR in ("OB", "OW", "OF", "OD", "UN") or element.tag.group == 0x7FE0:
+            continue
+        tag = f"({element.tag.group:04X},{element.tag.element:04X})"
+        if element.VR == "SQ":
+            items = len(element.value)
+            rows.append({"tag": tag, "name": element.name, "value": f"{items} item{'s' if items != 1 else ''}", "depth": depth})
+            for item in element.value:
+                rows.extend(tag_rows(item, depth + 1))
+            continue
+        rows.append({"tag": tag, "name": element.name, "value": str(element.value)[:MAX_TAG_VALUE], "depth": depth})
+    return rows

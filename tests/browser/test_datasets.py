@@ -88,6 +88,7 @@ def test_folder_of_dicom_and_nifti_browsed_viewed_labelled_by_table_and_merged(p
     page.wait_for_function("document.getElementById('plane').complete && document.getElementById('plane').naturalWidth > 0")
     expect(page.locator("#tags")).to_contain_text("Patient Identity Removed")
     expect(page.locator("#tags")).not_to_contain_text("MRN-1")
+    expect(page.locator('#tags td.tag-name[data-depth="1"]').first).to_have_text("Code Value")
     shot(page, "d3-viewer")
 
     # Merge with a second dataset, mapping a label.

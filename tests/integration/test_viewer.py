@@ -6,6 +6,9 @@ import pytest
 from PIL import Image
 
 from backend.datasets.models import Dataset, Sample
+from tests.medical import dicom_bytes
+from workers.engine.ingest.deid import Deidentifier
+from workers.engine.ingest.dicom import read_dicom
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +62,18 @@ def test_window_changes_the_picture_and_bad_requests_say_why(api, project):
     for params, field in [({"axis": "oblique"}, "axis"), ({"center": 40}, "width"), ({"center": 40, "width": 0}, "width")]:
         response = api.get(f"/api/samples/{sample.pk}/slice/", params)
         assert response.status_code == 400 and response.json()["field"] == field, response.content
+
+
+def test_tags_are_the_stored_de_identified_header_with_sequences_nested(api, project):
+    sample = volume_sample(project, spacing=[1.0, 1.0, 1.0])
+    header = read_dicom(dicom_bytes(patient_id="MRN-77"), Deidentifier(b"t" * 32)).original
+    (sample.project_dir / f"datasets/{sample.dataset_id}/h.dcm").write_bytes(header)
+    sample.original = f"datasets/{sample.dataset_id}/h.dcm"
+    sample.save()
+    rows = api.get(f"/api/samples/{sample.pk}/tags/").json()
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["Patient Identity Removed"]["value"] == "YES" and not any("MRN-77" in row["value"] for row in rows)
+    sequence = by_name["De-identification Method Code Sequence"]
+    assert sequence["value"] == "2 items" and sequence["depth"] == 0
+    codes = [row for row in rows if row["name"] == "Code Value"]
+    assert [row["value"] for row in codes] == ["113100", "113107"] and all(row["depth"] == 1 for row in codes)

@@ -466,7 +466,8 @@ pages.sample = () => {
   });
   api("GET", `/api/samples/${id}/tags/`).then((rows) => {
     document.querySelector("#tags tbody").replaceChildren(...rows.map((row) => el("tr", {}, [
-      el("td", { text: row.tag }), el("td", { text: row.name }), el("td", { text: row.value })])));
+      el("td", { text: row.tag }), el("td", { text: row.name, class: "tag-name", "data-depth": Math.min(row.depth, 3) }),
+      el("td", { text: row.value })])));
   });
   field("axis").addEventListener("change", setAxis);
   for (const name of ["index", "frame"]) field(name).addEventListener("input", draw);
