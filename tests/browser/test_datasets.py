@@ -119,3 +119,40 @@ def test_folder_of_dicom_and_nifti_browsed_viewed_labelled_by_table_and_merged(p
     page.select_option("#source-filter", str(first.pk))
     expect(page.locator("#page-info")).to_contain_text("of 3")
     shot(page, "d4-merged")
+
+
+def test_the_transfer_and_the_ingest_show_their_progress(page, live_server, clinician, tmp_path):
+    from backend.datasets.models import Dataset
+    from backend.projects.models import Project
+    from tests.conftest import png_bytes
+
+    project = Project.objects.create(owner=clinician, name="Progress")
+    rng = np.random.default_rng(5)
+    write_folder(tmp_path, {f"xrays/{'ab'[k % 2]}/img_{k:03d}.png": png_bytes(rng.integers(0, 255, (100, 100), dtype=np.uint8))
+                            for k in range(40)})
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    # About 400 KB at 100 KB/s: long enough to watch the transfer as a person on a slow line would.
+    network.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 100 * 1024})
+    form = page.locator("#upload-form")
+    form.locator('input[name="folder"]').set_input_files(str(tmp_path / "xrays"))
+    form.locator('button[type="submit"]').click()
+    bar = form.locator(".progress")
+    expect(bar).to_be_visible()
+    expect(bar).to_contain_text(re.compile(r"Uploading 40 file\(s\): \d+\.\d of 0\.\d MB · .+ left"))
+    expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9][0-9]?$"), timeout=10_000)  # part-way, not done
+    shot(page, "d5-upload-progress")
+    network.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    page.wait_for_url(re.compile(r"/datasets/\d+/$"), timeout=30_000)
+    # No worker serves this test: the dataset waits in the queue, and its progress is what a worker
+    # writes into the database as it goes.
+    dataset = Dataset.objects.get(project=project)
+    expect(page.locator("#dataset-status")).to_contain_text("Queued")
+    expect(page.locator("#ingest-progress")).to_contain_text("Waiting for a worker")
+    Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.INGESTING, progress_done=30, progress_total=80)
+    expect(page.locator("#ingest-progress")).to_contain_text("38% · 30 of 80 steps")
+    Dataset.objects.filter(pk=dataset.pk).update(progress_done=50)
+    expect(page.locator("#ingest-progress")).to_contain_text(re.compile(r"63% · 50 of 80 steps · \d+ s left"))
+    shot(page, "d6-ingest-progress")

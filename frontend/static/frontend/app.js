@@ -220,6 +220,7 @@ pages.dataset = () => {
     stopButton.disabled = true;
     try { await api("POST", `/api/datasets/${id}/stop/`); } catch (error) { alert(error.message); }
   });
+  let firstSeen = null; // (time, steps done) when progress was first seen: the rate since gives the ETA
   poll(async () => {
     const dataset = await api("GET", `/api/datasets/${id}/`);
     setStatus(statusNode, dataset.status);
@@ -227,7 +228,12 @@ pages.dataset = () => {
     const active = dataset.status === "queued" || dataset.status === "ingesting";
     stopButton.hidden = !active;
     if (active) {
-      setProgress(progress, dataset.progress, `${Math.round(dataset.progress * 100)}% · ${dataset.progress_done} of ${dataset.progress_total} steps`);
+      const done = dataset.progress_done;
+      if (firstSeen === null && dataset.status === "ingesting") firstSeen = { time: Date.now(), done };
+      const rate = firstSeen && done > firstSeen.done ? (done - firstSeen.done) / ((Date.now() - firstSeen.time) / 1000) : 0;
+      const eta = rate ? ` · ${formatSeconds((dataset.progress_total - done) / rate)} left` : "";
+      const what = dataset.status === "queued" ? "Waiting for a worker" : `${done} of ${dataset.progress_total} steps`;
+      setProgress(progress, dataset.progress, `${Math.round(dataset.progress * 100)}% · ${what}${eta}`);
       return false;
     }
     progress.hidden = true;
