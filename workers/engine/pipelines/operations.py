@@ -1,0 +1,95 @@
+"""The operation registry: each operation is a small class with typed parameters.
+
+An operation takes a channel-first float32 array, (C, H, W) for a 2D image or
+(C, D, H, W) for a volume, and returns one of the same kind. `dims` says which
+it supports; `random` operations draw everything from the generator they are
+given, so a seed reproduces them. `Context` carries what an operation may need
+beyond the pixels: the sample's spacing, its DICOM facts and table row, and
+statistics fitted over a patient or the whole dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .params import Param, ParamError
+
+AUGMENTATION = "augmentation"
+PREPROCESSING = "preprocessing"
+OPERATIONS: dict[str, type[Operation]] = {}
+
+
+class UnsupportedInput(ValueError):
+    """The operation cannot take this input (a 3D volume to a 2D-only operation, say)."""
+
+
+@dataclass
+class Context:
+    spacing: tuple[float, ...] = ()       # per spatial axis, in mm; () when unknown
+    meta: dict = field(default_factory=dict)   # rescale, window ... and "table": the joined table row
+    patient: str = ""
+    statistics: dict = field(default_factory=dict)  # {(scope, key): (mean, std, minimum, maximum)}
+
+
+class Operation:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    category: ClassVar[str] = AUGMENTATION
+    params: ClassVar[tuple[Param, ...]] = ()
+    dims: ClassVar[tuple[int, ...]] = (2, 3)
+    random: ClassVar[bool] = True
+    help: ClassVar[str] = ""
+
+    def __init__(self, **values):
+        known = {p.name: p for p in self.params}
+        unknown = set(values) - set(known)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ParamError(name, f"{self.title} has no parameter '{name}'; it has: {', '.join(known) or 'none'}.")
+        for param in self.params:
+            setattr(self, param.name, param.clean(values[param.name]) if param.name in values else param.default)
+        self.check()
+
+    def check(self) -> None:
+        """Checks across parameters; raise ParamError."""
+
+    def values(self) -> dict:
+        return {p.name: getattr(self, p.name) for p in self.params}
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, context: Context | None = None) -> np.ndarray:
+        spatial = image.ndim - 1
+        if spatial not in self.dims:
+            kind = "3D volumes" if spatial == 3 else "2D images"
+            raise UnsupportedInput(f"{self.title} does not work on {kind}; it takes {' and '.join(f'{d}D' for d in self.dims)} input.")
+        result = self.apply(np.asarray(image, dtype=np.float32), rng, context or Context())
+        return np.ascontiguousarray(result, dtype=np.float32)
+
+    def apply(self, image: np.ndarray, rng: np.random.Generator, context: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def schema(cls) -> dict:
+        return {"name": cls.name, "title": cls.title, "category": cls.category, "help": cls.help or (cls.__doc__ or "").strip(),
+                "dims": list(cls.dims), "random": cls.random, "params": [p.schema() for p in cls.params]}
+
+
+def register(cls: type[Operation]) -> type[Operation]:
+    if cls.name in OPERATIONS:
+        raise RuntimeError(f"two operations are called {cls.name}")
+    OPERATIONS[cls.name] = cls
+    return cls
+
+
+def seed_from(rng: np.random.Generator) -> int:
+    """A seed for a library transform (MONAI's set_random_state), drawn from our generator."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def probability(default: float = 1.0) -> Param:
+    return Param("probability", "float", default, "Chance that the operation is applied to a given image.", 0.0, 1.0)
+
+
+def applies(operation, rng: np.random.Generator) -> bool:
+    return rng.random() < operation.probability
