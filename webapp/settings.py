@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "backend.projects",
     "backend.datasets",
     "backend.runs",
+    "backend.pipelines",
     "backend.audit",
     "frontend",
 ]
@@ -148,6 +149,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "backend.datasets.models.Dataset.Status",
         "RunStatusEnum": "backend.runs.models.TrainingRun.Status",
+        "SampleKindEnum": "backend.datasets.models.Sample.Kind",
+        "PipelineKindEnum": "backend.pipelines.models.Pipeline.Kind",
+        "ParamKindEnum": "workers.engine.pipelines.params.PARAM_KINDS",
     },
 }
 

@@ -15,9 +15,12 @@ from rest_framework.views import exception_handler
 class ServiceError(Exception):
     """A rule of the domain was broken; the message tells the user what to do."""
 
-    def __init__(self, message: str, field: str | None = None, code: str = "invalid", status_code: int = 400):
+    def __init__(self, message: str, field: str | None = None, code: str = "invalid", status_code: int = 400,
+                 errors: list[dict] | None = None):
         super().__init__(message)
         self.message, self.field, self.code, self.status_code = message, field, code, status_code
+        # Several problems at once (each {code, message, field}); the first is also the headline.
+        self.errors = errors or [{"code": code, "message": message, "field": field}]
 
 
 def flatten(detail, field=None):
@@ -40,7 +43,7 @@ def error_body(errors: list[dict]) -> dict:
 
 def api_exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        return Response(error_body([{"code": exc.code, "message": exc.message, "field": exc.field}]), status=exc.status_code)
+        return Response(error_body(exc.errors), status=exc.status_code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found. It does not exist or you have no access to it.")
     elif isinstance(exc, PermissionDenied):

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
+from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip
@@ -99,6 +100,17 @@ MATRIX = {
     ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
     ("POST", "/api/runs/{pk}/visibility/"): Case((401, 404, 403, 200), ids=run_id, data=lambda w: {"public": True}),
     ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),
+    ("GET", "/api/operations/"): Case(LIST),
+    ("GET", "/api/pipelines/"): Case(LIST),
+    ("POST", "/api/pipelines/"): Case((401, 400, 403, 201), data=lambda w: {"project": w["project"], "name": "Flips", "steps": [{"op": "flip"}]}),
+    ("GET", "/api/pipelines/{pk}/"): Case(READ, ids=lambda w: {"pk": w["pipeline"]}),
+    ("PUT", "/api/pipelines/{pk}/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["pipeline"]},
+                                          data=lambda w: {"name": "Renamed", "steps": [{"op": "invert"}]}),
+    ("PATCH", "/api/pipelines/{pk}/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["pipeline"]},
+                                            data=lambda w: {"steps": [{"op": "salt"}]}),
+    ("DELETE", "/api/pipelines/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["pipeline"]}),
+    ("POST", "/api/pipelines/preview/"): Case((401, 400, 200, 200), data=lambda w: {"dataset": w["dataset"], "steps": [{"op": "invert"}]},
+                                              notes="a preview changes nothing: viewers may look"),
 }
 
 
@@ -126,10 +138,11 @@ def world(django_user_model):
                                         learning_rate=0.001, batch_size=8, device="cpu")
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
+    pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
     return {
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "unused_dataset": unused.pk,
-        "ingesting_dataset": ingesting.pk,
+        "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
     }
 
 

@@ -104,10 +104,10 @@ class ReplacePixels(Operation):
             return image
         chosen = rng.random(image.shape[1:]) < self.fraction
         result = image.copy()
-        result[:, chosen] = self.values(image, rng, int(chosen.sum()))
+        result[:, chosen] = self.replacement(image, rng, int(chosen.sum()))
         return result
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         raise NotImplementedError
 
 
@@ -116,7 +116,7 @@ class ImpulseNoise(ReplacePixels):
     """Replaces a fraction of the pixels with random intensities from the image's range."""
     name, title = "impulse_noise", "Impulse noise"
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         return rng.uniform(*extent(image), size=(image.shape[0], count)).astype(np.float32)
 
 
@@ -125,7 +125,7 @@ class SaltAndPepper(ReplacePixels):
     """Replaces a fraction of the pixels with the image's minimum or maximum, half each."""
     name, title = "salt_and_pepper", "Salt and pepper"
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         low, high = extent(image)
         return np.where(rng.random(count) < 0.5, low, high).astype(np.float32)
 
@@ -135,7 +135,7 @@ class Salt(ReplacePixels):
     """Replaces a fraction of the pixels with the image's maximum."""
     name, title = "salt", "Salt"
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         return extent(image)[1]
 
 
@@ -144,7 +144,7 @@ class Pepper(ReplacePixels):
     """Replaces a fraction of the pixels with the image's minimum."""
     name, title = "pepper", "Pepper"
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         return extent(image)[0]
 
 
@@ -153,7 +153,7 @@ class Dropout(ReplacePixels):
     """Sets a fraction of the pixels to zero."""
     name, title = "dropout", "Dropout"
 
-    def values(self, image, rng, count):
+    def replacement(self, image, rng, count):
         return 0.0
 
 

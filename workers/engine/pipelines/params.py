@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PARAM_KINDS = ("float", "int", "bool", "choice", "range", "text")  # "range": a [low, high] pair of floats
+
 
 class ParamError(ValueError):
     """A parameter value is wrong; the message says what is allowed."""
@@ -15,7 +17,7 @@ class ParamError(ValueError):
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str                # "float", "int", "bool", "choice", "range" (a [low, high] pair of floats), "text"
+    kind: str                # one of PARAM_KINDS
     default: object
     help: str
     minimum: float | None = None

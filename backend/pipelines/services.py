@@ -1,0 +1,86 @@
+"""The rules of pipelines: who may change them, and that a used version never changes."""
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from backend.audit.services import Action, record
+from backend.core.errors import ServiceError
+from backend.projects.services import projects_for, require_owner
+from workers.engine.pipelines import OPERATIONS, PipelineError
+from workers.engine.pipelines import Pipeline as EnginePipeline
+
+from .models import Pipeline, PipelineVersion
+
+
+def pipelines_for(user):
+    return Pipeline.objects.filter(project__in=projects_for(user))
+
+
+def checked_steps(steps, kind: str) -> list[dict]:
+    """The canonical steps, or a ServiceError listing every problem with its step."""
+    try:
+        pipeline = EnginePipeline.from_steps(steps)
+    except PipelineError as exc:
+        errors = [{"code": "invalid", "message": f"Step {e.step + 1}: {e.message}", "field": f"steps[{e.step}].{e.param or 'op'}"}
+                  for e in exc.errors]
+        raise ServiceError(errors[0]["message"], field=errors[0]["field"], errors=errors)
+    if kind == Pipeline.Kind.PREPROCESSING:
+        random = [op.title for op in pipeline.operations if op.random]
+        if random:
+            raise ServiceError(f"A preprocessing pipeline runs once, so it cannot hold random operations ({', '.join(random)}); "
+                               "put them in an augmentation pipeline.", field="steps")
+    return pipeline.steps()
+
+
+def create_pipeline(user, project, name: str, kind: str, steps) -> Pipeline:
+    require_owner(user, project)
+    canonical = checked_steps(steps, kind)
+    try:
+        with transaction.atomic():
+            pipeline = Pipeline.objects.create(project=project, name=name.strip(), kind=kind, created_by=user)
+            PipelineVersion.objects.create(pipeline=pipeline, number=1, steps=canonical)
+    except IntegrityError:
+        raise ServiceError(f"This project already has a pipeline called '{name.strip()}'; choose another name.", field="name")
+    record(user, project, Action.CREATE, pipeline)
+    return pipeline
+
+
+def update_pipeline(user, pipeline: Pipeline, steps, name: str | None = None) -> PipelineVersion:
+    """Saves new steps: into the latest version while nothing used it, else as a new version."""
+    require_owner(user, pipeline.project)
+    canonical = checked_steps(steps, pipeline.kind)
+    with transaction.atomic():
+        latest = PipelineVersion.objects.select_for_update().filter(pipeline=pipeline).order_by("-number").first()
+        if name is not None and name.strip() and name.strip() != pipeline.name:
+            if Pipeline.objects.filter(project=pipeline.project, name=name.strip()).exclude(pk=pipeline.pk).exists():
+                raise ServiceError(f"This project already has a pipeline called '{name.strip()}'; choose another name.", field="name")
+            Pipeline.objects.filter(pk=pipeline.pk).update(name=name.strip())
+        if latest.steps == canonical:
+            version = latest
+        elif latest.used_at is None:
+            latest.steps = canonical
+            latest.save(update_fields=["steps"])
+            version = latest
+        else:
+            version = PipelineVersion.objects.create(pipeline=pipeline, number=latest.number + 1, steps=canonical)
+    record(user, pipeline.project, Action.CHANGE, pipeline, name=f"{pipeline.name} v{version.number}")
+    return version
+
+
+def mark_used(version: PipelineVersion) -> None:
+    """Freezes the version: from now on, edits make a new one."""
+    PipelineVersion.objects.filter(pk=version.pk, used_at__isnull=True).update(used_at=timezone.now())
+
+
+def delete_pipeline(user, pipeline: Pipeline) -> None:
+    require_owner(user, pipeline.project)
+    if pipeline.versions.filter(used_at__isnull=False).exists():
+        raise ServiceError("Runs or derived datasets used this pipeline; it is kept so they can say how they were made.",
+                           code="conflict", status_code=409)
+    record(user, pipeline.project, Action.DELETE, pipeline)
+    pipeline.delete()
+
+
+def operation_schemas() -> list[dict]:
+    return [kind.schema() for kind in OPERATIONS.values()]
