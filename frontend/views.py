@@ -28,6 +28,20 @@ def project_page(request, project_id):
         "members": project.members.select_related("user"), "roles": Role.choices,
         "datasets": project.datasets.all(),
         "runs": project.runs.select_related("partition__dataset"),
+        "pipelines": project.pipelines.prefetch_related("versions"),
+    })
+
+
+@login_required
+def pipeline_page(request, project_id, pipeline_id=None):
+    """The pipeline editor: a new pipeline, or an existing one (its latest version)."""
+    project = get_project(request.user, project_id)
+    pipeline = get_object_or_404(project.pipelines, pk=pipeline_id) if pipeline_id else None
+    if pipeline is not None:
+        record(request.user, project, Action.READ, pipeline)
+    return render(request, "frontend/pipeline.html", {
+        "project": project, "pipeline": pipeline, "can_change": role_of(request.user, project) == Role.OWNER,
+        "datasets": project.datasets.filter(status=Dataset.Status.READY),
     })
 
 

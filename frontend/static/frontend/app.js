@@ -486,6 +486,164 @@ pages.sample = () => {
   }));
 };
 
+pages.pipeline = async () => {
+  const root = document.getElementById("pipeline-root");
+  const form = document.getElementById("pipeline-form");
+  const projectId = Number(root.dataset.project);
+  let pipelineId = root.dataset.pipeline ? Number(root.dataset.pipeline) : null;
+  const catalogue = Object.fromEntries((await api("GET", "/api/operations/")).map((op) => [op.name, op]));
+  let steps = [];
+  if (pipelineId) {
+    const pipeline = await api("GET", `/api/pipelines/${pipelineId}/`);
+    steps = pipeline.versions[pipeline.versions.length - 1].steps;
+    describeVersions(pipeline.versions);
+  }
+  let seed = 0;
+  let previewTimer = null;
+  let latestPreview = 0;
+
+  function describeVersions(versions) {
+    const latest = versions[versions.length - 1];
+    const used = versions.filter((v) => v.used).map((v) => `v${v.number}`);
+    document.getElementById("pipeline-versions").textContent = `Version ${latest.number}` +
+      (used.length ? ` · used, so kept unchanged: ${used.join(", ")}; saving changes makes a new version` : " · not used yet: saving changes it in place");
+  }
+
+  function renderCatalogue() {
+    const query = document.getElementById("operation-search").value.trim().toLowerCase();
+    const list = document.getElementById("operation-list");
+    const matches = Object.values(catalogue).filter((op) =>
+      !query || `${op.title} ${op.name} ${op.help} ${op.category}`.toLowerCase().includes(query));
+    list.replaceChildren(...matches.map((op) => el("li", { title: op.help }, [
+      el("button", { type: "button", class: "add-operation", "data-op": op.name, text: "Add" }),
+      el("span", { class: "operation-title", text: ` ${op.title} ` }),
+      el("span", { class: `badge badge-${op.category}`, text: op.category }),
+      el("span", { class: "muted", text: ` ${op.dims.map((d) => `${d}D`).join("/")}${op.random ? " · random" : ""}` }),
+    ])));
+  }
+
+  function defaults(op) {
+    return Object.fromEntries(catalogue[op].params.map((p) => [p.name, p.default]));
+  }
+
+  function paramField(index, param, value) {
+    const name = `steps[${index}].${param.name}`;
+    const update = (newValue) => { steps[index].params[param.name] = newValue; schedulePreview(); };
+    let input;
+    if (param.kind === "bool") {
+      input = el("input", { type: "checkbox", name });
+      input.checked = Boolean(value);
+      input.addEventListener("change", () => update(input.checked));
+    } else if (param.kind === "choice") {
+      input = el("select", { name }, param.choices.map((c) => el("option", { value: c, text: c })));
+      input.value = value;
+      input.addEventListener("change", () => update(input.value));
+    } else if (param.kind === "range") {
+      const bound = (part) => {
+        const box = el("input", { type: "number", step: "any", name: `${name}.${part}`, "aria-label": `${param.name} ${part ? "high" : "low"}` });
+        if (param.minimum !== undefined) box.min = param.minimum;
+        if (param.maximum !== undefined) box.max = param.maximum;
+        box.value = value[part];
+        box.addEventListener("input", () => { const pair = [...steps[index].params[param.name]]; pair[part] = Number(box.value); update(pair); });
+        return box;
+      };
+      input = el("span", { class: "range" }, [bound(0), el("span", { text: " to " }), bound(1)]);
+    } else {
+      input = el("input", { type: param.kind === "text" ? "text" : "number", name, step: param.kind === "int" ? "1" : "any" });
+      if (param.minimum !== undefined) input.min = param.minimum;
+      if (param.maximum !== undefined) input.max = param.maximum;
+      input.value = value;
+      input.addEventListener("input", () => update(param.kind === "text" ? input.value : Number(input.value)));
+    }
+    return el("label", { title: param.help }, [el("span", { text: `${param.name} ` }), input,
+      el("small", { class: "muted", text: ` ${param.help}` }), el("span", { class: "error", "data-error-for": name, role: "alert" })]);
+  }
+
+  function renderSteps() {
+    const list = document.getElementById("steps");
+    document.getElementById("no-steps").hidden = steps.length > 0;
+    list.replaceChildren(...steps.map((step, index) => {
+      const op = catalogue[step.op];
+      const move = (label, text, delta) => {
+        const button = el("button", { type: "button", "aria-label": label, title: label, text });
+        button.disabled = index + delta < 0 || index + delta >= steps.length;
+        button.addEventListener("click", () => { [steps[index], steps[index + delta]] = [steps[index + delta], steps[index]]; changed(); });
+        return button;
+      };
+      const remove = el("button", { type: "button", "aria-label": "Remove", title: "Remove", text: "✕", class: "remove-step" });
+      remove.addEventListener("click", () => { steps.splice(index, 1); changed(); });
+      return el("li", { class: "step", "data-op": step.op }, [
+        el("div", { class: "step-head" }, [el("strong", { text: op ? op.title : step.op }), el("span", { class: "step-buttons" },
+          [move("Move up", "↑", -1), move("Move down", "↓", 1), remove])]),
+        el("span", { class: "error", "data-error-for": `steps[${index}].op`, role: "alert" }),
+        ...(op ? op.params.map((param) => paramField(index, param, step.params[param.name] ?? param.default)) : []),
+      ]);
+    }));
+  }
+
+  function changed() { renderSteps(); schedulePreview(); }
+
+  function schedulePreview() {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(drawPreview, 400);
+  }
+
+  async function drawPreview() {
+    const grid = document.getElementById("preview");
+    const dataset = document.getElementById("preview-dataset");
+    if (!grid || !dataset) return;
+    const request = ++latestPreview;
+    const state = document.getElementById("preview-state");
+    state.textContent = "Drawing…";
+    try {
+      const items = await api("POST", "/api/pipelines/preview/", { dataset: Number(dataset.value), steps, seed });
+      if (request !== latestPreview) return;
+      clearErrors(form);
+      grid.replaceChildren(...items.map((item) => el("figure", { class: "preview-pair" }, [
+        el("img", { src: item.before, alt: `${item.label}: before` }),
+        item.after ? el("img", { src: item.after, alt: `${item.label}: after` }) : el("div", { class: "preview-error", text: item.error }),
+        el("figcaption", { text: item.label || "(unlabelled)" }),
+      ])));
+      state.textContent = `seed ${seed}`;
+    } catch (error) {
+      if (request !== latestPreview) return;
+      showErrors(form, error);
+      state.textContent = "Fix the steps to see the preview.";
+    }
+  }
+
+  document.getElementById("operation-search").addEventListener("input", renderCatalogue);
+  document.getElementById("operation-list").addEventListener("click", (event) => {
+    const button = event.target.closest(".add-operation");
+    if (!button) return;
+    steps.push({ op: button.dataset.op, params: defaults(button.dataset.op) });
+    changed();
+  });
+  const again = document.getElementById("sample-again");
+  if (again) again.addEventListener("click", () => { seed += 1; drawPreview(); });
+  const datasetChoice = document.getElementById("preview-dataset");
+  if (datasetChoice) datasetChoice.addEventListener("change", drawPreview);
+  const save = document.getElementById("pipeline-save");
+  if (save) save.addEventListener("click", async () => {
+    clearErrors(form);
+    const name = form.querySelector('input[name="name"]').value;
+    try {
+      if (pipelineId) {
+        const pipeline = await api("PATCH", `/api/pipelines/${pipelineId}/`, { name, steps });
+        describeVersions(pipeline.versions);
+        document.getElementById("save-state").textContent = `Saved as version ${pipeline.versions[pipeline.versions.length - 1].number}.`;
+      } else {
+        const kind = form.querySelector('select[name="kind"]').value;
+        const pipeline = await api("POST", "/api/pipelines/", { project: projectId, name, kind, steps });
+        window.location = `/projects/${projectId}/pipelines/${pipeline.id}/`;
+      }
+    } catch (error) { showErrors(form, error); }
+  });
+  renderCatalogue();
+  renderSteps();
+  drawPreview();
+};
+
 pages["run-new"] = () => {
   const form = document.getElementById("run-form");
   const gpuInput = form.querySelector('input[value="gpu"]');

@@ -1,0 +1,73 @@
+"""The pipeline editor in the browser: find operations, fill their forms, reorder, see real samples
+before and after, draw again, and save versions."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_walkthrough import PASSWORD, log_in, shot
+from tests.factories import ready_dataset
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def clinician(django_user_model):
+    return django_user_model.objects.create_user("clinician", password=PASSWORD)
+
+
+def test_build_a_pipeline_by_pointing_and_clicking_with_a_live_preview(page, live_server, clinician):
+    from backend.pipelines.models import Pipeline
+    from backend.pipelines.services import mark_used
+    from backend.projects.models import Project
+
+    project = Project.objects.create(owner=clinician, name="Chest")
+    ready_dataset(project, per_class=10, name="X-rays")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    page.get_by_role("link", name="New pipeline").click()
+    page.wait_for_url(re.compile(r"/pipelines/new/$"))
+
+    page.fill("#operation-search", "invert")
+    expect(page.locator("#operation-list li")).to_have_count(1)
+    page.locator(".add-operation").first.click()
+    page.fill("#operation-search", "gaussian noise")
+    page.locator('.add-operation[data-op="additive_gaussian_noise"]').click()
+    expect(page.locator("#steps .step")).to_have_count(2)
+    expect(page.locator("#preview .preview-pair")).to_have_count(8)
+    expect(page.locator("#preview .preview-pair img")).to_have_count(16)
+
+    # A wrong value is named beside its field, from the same validation the API does.
+    page.locator('input[name="steps[0].probability"]').fill("2")
+    expect(page.locator('[data-error-for="steps[0].probability"]')).to_contain_text("between 0.0 and 1.0")
+    page.locator('input[name="steps[0].probability"]').fill("1")
+    expect(page.locator('[data-error-for="steps[0].probability"]')).to_have_text("")
+
+    # "Sample again" draws new noise on the same samples.
+    expect(page.locator("#preview-state")).to_have_text("seed 0")
+    first = page.locator("#preview .preview-pair img").nth(1).get_attribute("src")
+    page.click("#sample-again")
+    expect(page.locator("#preview-state")).to_have_text("seed 1")
+    assert page.locator("#preview .preview-pair img").nth(1).get_attribute("src") != first
+
+    # Reorder: noise first, then invert.
+    page.locator("#steps .step").nth(1).get_by_role("button", name="Move up").click()
+    expect(page.locator("#steps .step").first).to_have_attribute("data-op", "additive_gaussian_noise")
+    page.fill('input[name="name"]', "Noisy negatives")
+    page.click("#pipeline-save")
+    page.wait_for_url(re.compile(r"/pipelines/\d+/$"))
+    expect(page.locator("#pipeline-versions")).to_contain_text("Version 1 · not used yet")
+    expect(page.locator("#steps .step")).to_have_count(2)
+    shot(page, "p1-pipeline-editor")
+
+    pipeline = Pipeline.objects.get(name="Noisy negatives")
+    assert [s["op"] for s in pipeline.latest.steps] == ["additive_gaussian_noise", "invert"]
+    mark_used(pipeline.latest)  # as a training run would
+    page.reload()
+    page.locator("#steps .step").nth(1).get_by_role("button", name="Remove").click()
+    page.click("#pipeline-save")
+    expect(page.locator("#save-state")).to_have_text("Saved as version 2.")
+    expect(page.locator("#pipeline-versions")).to_contain_text("kept unchanged: v1")
+    assert [v.steps[-1]["op"] for v in pipeline.versions.order_by("number")] == ["invert", "additive_gaussian_noise"]
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    expect(page.locator("#pipeline-table")).to_contain_text("Noisy negatives")
