@@ -14,7 +14,7 @@ from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
-from workers.engine.splits import SUBSETS, stratified_split
+from workers.engine.splits import SUBSETS, grouped_split
 
 from .models import Dataset, Partition, PartitionMember
 
@@ -161,13 +161,14 @@ def create_partition(actor, dataset: Dataset, name: str, train: float, validatio
     if dataset.status != Dataset.Status.READY:
         raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
     check_percentages(train, validation, test)
-    samples = list(dataset.samples.order_by("id").values_list("pk", "label"))
+    samples = list(dataset.samples.order_by("id").values_list("pk", "label", "patient"))
     if not samples:
         raise ServiceError("This dataset has no samples to partition.", field="dataset")
     percentages = {"train": train, "validation": validation, "test": test}
-    assignment = stratified_split([label for _, label in samples], percentages, seed)
+    # Patients stay whole: no one is tested on a model that trained on their other images.
+    assignment = grouped_split([label for _, label, _ in samples], percentages, seed, [patient for _, _, patient in samples])
     counts: dict[str, Counter] = defaultdict(Counter)
-    for (_, label), subset in zip(samples, assignment):
+    for (_, label, _), subset in zip(samples, assignment):
         counts[subset][label] += 1
     with transaction.atomic():
         partition = Partition.objects.create(
@@ -176,7 +177,7 @@ def create_partition(actor, dataset: Dataset, name: str, train: float, validatio
             counts={subset: dict(sorted(counts[subset].items())) for subset in SUBSETS},
         )
         PartitionMember.objects.bulk_create(
-            [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _), subset in zip(samples, assignment)],
+            [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _, _), subset in zip(samples, assignment)],
             batch_size=5000,
         )
         record(actor, dataset.project, Action.CREATE, partition, name=f"{dataset.name}: {partition.name}")
