@@ -189,7 +189,6 @@ def recover_interrupted_ingests(hostname: str, starting: bool) -> int:
                 status=Status.QUEUED, claimed_by="", message="Resuming after the worker stopped.")
             if taken:
                 log.warning("resuming ingest of dataset %s (worker %s stopped)", dataset.pk, dataset.claimed_by or "unknown")
-                task = "workers.tasks.merge_datasets" if dataset.is_merge else "workers.tasks.ingest_dataset"
-                send_after_commit(task, dataset.pk, INGEST_QUEUE)
+                send_after_commit(dataset.job_task, dataset.pk, INGEST_QUEUE)
                 requeued += 1
     return requeued

@@ -25,3 +25,10 @@ def merge_datasets(self, dataset_id: int) -> None:
     from .merge import run_merge
 
     run_merge(dataset_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name="workers.tasks.preprocess_dataset", bind=True)
+def preprocess_dataset(self, dataset_id: int) -> None:
+    from .preprocess import run_preprocess
+
+    run_preprocess(dataset_id, hostname=self.request.hostname or "")

@@ -30,15 +30,23 @@ class DatasetSerializer(serializers.ModelSerializer):
     num_samples = serializers.IntegerField(read_only=True)
     progress = serializers.SerializerMethodField()
     merged_from = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    pipeline = serializers.SerializerMethodField(help_text="For a derived dataset: the pipeline version that made it.")
 
     class Meta:
         model = Dataset
         fields = [
             "id", "project", "name", "status", "message", "upload_name", "labels_from", "task", "modalities",
             "progress", "progress_done", "progress_total", "num_samples", "patient_count", "size_bytes",
-            "class_counts", "channels", "height", "width", "merged_from", "label_mapping", "created_at", "finished_at",
+            "class_counts", "channels", "height", "width", "merged_from", "label_mapping", "derived_from", "pipeline",
+            "created_at", "finished_at",
         ]
         read_only_fields = fields
+
+    def get_pipeline(self, dataset) -> dict | None:
+        version = dataset.pipeline_version
+        if version is None:
+            return None
+        return {"id": version.pipeline_id, "name": version.pipeline.name, "version": version.number}
 
     def get_progress(self, dataset) -> float:
         if dataset.status == Dataset.Status.READY:

@@ -43,6 +43,10 @@ class Dataset(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     merged_from = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="merged_into")
     label_mapping = models.JSONField(default=dict, blank=True, help_text="{source label: label in this dataset} for merges.")
+    # A derived dataset: a preprocessing pipeline's output over another dataset.
+    derived_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="derivatives")
+    pipeline_version = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.RESTRICT, null=True, blank=True,
+                                         related_name="derived_datasets")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -78,6 +82,13 @@ class Dataset(models.Model):
     @property
     def is_merge(self) -> bool:
         return bool(self.label_mapping) or self.merged_from.exists()
+
+    @property
+    def job_task(self) -> str:
+        """The worker task that builds this dataset's samples."""
+        if self.pipeline_version_id:
+            return "workers.tasks.preprocess_dataset"
+        return "workers.tasks.merge_datasets" if self.is_merge else "workers.tasks.ingest_dataset"
 
 
 class Sample(models.Model):

@@ -7,7 +7,8 @@ from rest_framework.views import APIView
 
 from backend.audit.services import Action, record
 from backend.core.errors import int_query_param
-from backend.datasets.models import Dataset
+from backend.core.fields import OwnedPrimaryKeyField
+from backend.datasets.api import DatasetSerializer
 from backend.datasets.services import datasets_for
 from backend.projects.models import Project
 from backend.projects.services import projects_for
@@ -15,7 +16,7 @@ from workers.engine.pipelines.params import PARAM_KINDS
 
 from . import preview
 from .models import Pipeline, PipelineVersion
-from .services import create_pipeline, delete_pipeline, operation_schemas, pipelines_for, update_pipeline
+from .services import create_pipeline, delete_pipeline, operation_schemas, pipelines_for, run_preprocessing, update_pipeline
 
 
 class ParamSchemaSerializer(serializers.Serializer):
@@ -85,16 +86,15 @@ class PipelineSerializer(serializers.ModelSerializer):
 
 
 class PreviewRequestSerializer(serializers.Serializer):
-    dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.none(), help_text="Whose samples to show.")
+    dataset = OwnedPrimaryKeyField(scope=datasets_for, model_name="dataset", help_text="Whose samples to show.")
     steps = StepSerializer(many=True)
     seed = serializers.IntegerField(default=0, min_value=0, max_value=2**31 - 1, help_text="Change it to draw new random values.")
     count = serializers.IntegerField(default=8, min_value=1, max_value=16)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is not None:  # the schema generator builds it without one
-            self.fields["dataset"].queryset = datasets_for(request.user)
+
+class RunRequestSerializer(serializers.Serializer):
+    dataset = OwnedPrimaryKeyField(scope=datasets_for, model_name="dataset", help_text="The dataset to preprocess.")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="The derived dataset's name.")
 
 
 class PreviewItemSerializer(serializers.Serializer):
@@ -143,6 +143,16 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def perform_destroy(self, pipeline):
         delete_pipeline(self.request.user, pipeline)
+
+    @extend_schema(request=RunRequestSerializer, responses={202: DatasetSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        """Runs the latest version of a preprocessing pipeline over a dataset: a worker makes a derived dataset."""
+        pipeline = self.get_object()  # strangers learn nothing: 404 before the body is read
+        asked = RunRequestSerializer(data=request.data, context={"request": request})
+        asked.is_valid(raise_exception=True)
+        derived = run_preprocessing(request.user, pipeline, asked.validated_data["dataset"], asked.validated_data.get("name", ""))
+        return Response(DatasetSerializer(derived).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=PreviewRequestSerializer, responses=PreviewItemSerializer(many=True))
     @action(detail=False, methods=["post"])

@@ -84,3 +84,28 @@ def delete_pipeline(user, pipeline: Pipeline) -> None:
 
 def operation_schemas() -> list[dict]:
     return [kind.schema() for kind in OPERATIONS.values()]
+
+
+def run_preprocessing(user, pipeline: Pipeline, dataset, name: str = ""):
+    """A derived dataset: the pipeline's latest version over the dataset, made by a worker job."""
+    from backend.core.tasks import INGEST_QUEUE, send_after_commit
+    from backend.datasets.models import Dataset
+
+    require_owner(user, pipeline.project)
+    if pipeline.kind != Pipeline.Kind.PREPROCESSING:
+        raise ServiceError("An augmentation pipeline is applied while a model trains; to make a derived dataset, "
+                           "run a preprocessing pipeline.", field="pipeline")
+    if dataset.project_id != pipeline.project_id:
+        raise ServiceError("The dataset belongs to another project; run pipelines of the dataset's own project.", field="dataset")
+    if dataset.status != Dataset.Status.READY:
+        raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
+    version = pipeline.latest
+    with transaction.atomic():
+        mark_used(version)
+        derived = Dataset.objects.create(
+            project=pipeline.project, name=(name or "").strip() or f"{dataset.name} · {pipeline.name} v{version.number}"[:200],
+            task=dataset.task, derived_from=dataset, pipeline_version=version, created_by=user,
+            upload_name=f"{pipeline.name} v{version.number} over {dataset.name}"[:255])
+        send_after_commit("workers.tasks.preprocess_dataset", derived.pk, INGEST_QUEUE)
+        record(user, pipeline.project, Action.CREATE, derived, name=f"{derived.name} (preprocessed)")
+    return derived

@@ -71,3 +71,28 @@ def test_build_a_pipeline_by_pointing_and_clicking_with_a_live_preview(page, liv
     assert [v.steps[-1]["op"] for v in pipeline.versions.order_by("number")] == ["invert", "additive_gaussian_noise"]
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     expect(page.locator("#pipeline-table")).to_contain_text("Noisy negatives")
+
+
+@pytest.mark.worker
+def test_run_a_preprocessing_pipeline_and_follow_the_derived_dataset_back(page, live_server, clinician, celery_worker_process):
+    from backend.pipelines.services import create_pipeline
+    from backend.projects.models import Project
+
+    project = Project.objects.create(owner=clinician, name="Chest")
+    source = ready_dataset(project, per_class=6, name="X-rays")
+    pipeline = create_pipeline(clinician, project, "Normalise", "preprocessing",
+                               [{"op": "z_score", "params": {"scope": "dataset"}}, {"op": "center_crop", "params": {"fraction": 0.5}}])
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/pipelines/{pipeline.pk}/")
+    expect(page.locator("#preview .preview-pair img")).to_have_count(16)
+    page.locator('#run-form input[name="name"]').fill("X-rays, normalised")
+    page.locator('#run-form button[type="submit"]').click()
+    page.wait_for_url(re.compile(r"/datasets/\d+/$"))
+    expect(page.locator("#dataset-status")).to_have_text("Ready", timeout=120_000)
+    expect(page.locator("#lineage")).to_contain_text("Made from X-rays by the pipeline Normalise, version 1")
+    expect(page.locator("#dataset-shape")).to_contain_text("32×32")
+    page.locator("#thumbnails img").last.scroll_into_view_if_needed()
+    page.wait_for_function("Array.from(document.querySelectorAll('#thumbnails img')).every(i => i.complete && i.naturalWidth > 0)")
+    shot(page, "p2-derived-dataset")
+    page.get_by_role("link", name="X-rays").first.click()
+    page.wait_for_url(re.compile(rf"/datasets/{source.pk}/$"))

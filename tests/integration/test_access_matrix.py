@@ -109,6 +109,8 @@ MATRIX = {
     ("PATCH", "/api/pipelines/{pk}/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["pipeline"]},
                                             data=lambda w: {"steps": [{"op": "salt"}]}),
     ("DELETE", "/api/pipelines/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["pipeline"]}),
+    ("POST", "/api/pipelines/{pk}/run/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["preprocessing"]},
+                                              data=lambda w: {"dataset": w["dataset"]}),
     ("POST", "/api/pipelines/preview/"): Case((401, 400, 200, 200), data=lambda w: {"dataset": w["dataset"], "steps": [{"op": "invert"}]},
                                               notes="a preview changes nothing: viewers may look"),
 }
@@ -139,10 +141,12 @@ def world(django_user_model):
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
+    preprocessing = create_pipeline(users["owner"], project, "Prepare", "preprocessing", [{"op": "min_max"}])
     return {
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
+        "preprocessing": preprocessing.pk,
     }
 
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from backend.datasets.models import Dataset
 from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
+from tests.conftest import wait_for
 from tests.factories import ready_dataset
 from workers.engine.pipelines import OPERATIONS
 
@@ -91,3 +93,52 @@ def test_a_step_that_cannot_run_on_a_sample_says_why_in_the_preview(api, project
     assert all("needs the sample's voxel spacing" in item["error"] and item["after"] == "" for item in response.json())
     response = api.post("/api/pipelines/preview/", {"dataset": dataset.pk, "steps": [{"op": "nope"}]}, format="json")
     assert response.status_code == 400 and response.json()["field"] == "steps[0].op"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_preprocessing_pipeline_run_on_a_worker_makes_a_derived_dataset(api, project, celery_worker_process):
+    dataset = ready_dataset(project, per_class=6)
+    steps = [{"op": "min_max"}, {"op": "resize", "params": {"height": 32, "width": 32}}]
+    pipeline = create(api, project, steps, name="Small", kind="preprocessing").json()
+    response = api.post(f"/api/pipelines/{pipeline['id']}/run/", {"dataset": dataset.pk}, format="json")
+    assert response.status_code == 202, response.content
+    derived_id = response.json()["id"]
+    derived = wait_for(lambda: Dataset.objects.filter(pk=derived_id, status__in=["ready", "failed"]).first(), 120, "the derived dataset")
+    assert derived.status == "ready", derived.message
+    body = api.get(f"/api/datasets/{derived_id}/").json()
+    assert body["derived_from"] == dataset.pk and body["pipeline"] == {"id": pipeline["id"], "name": "Small", "version": 1}
+    assert derived.sample_count == 12 and derived.class_counts == dataset.class_counts
+    sample = derived.samples.order_by("id").first()
+    source = dataset.samples.order_by("id").first()
+    stored = np.load(sample.project_dir / sample.array)
+    # Min-max to 0..1, then resized (interpolation averages the extremes a little).
+    assert stored.shape == (32, 32) and stored.dtype == np.float32 and 0 <= stored.min() < stored.max() <= 1
+    assert (sample.label, sample.patient, sample.meta["derived_from_sample"]) == (source.label, source.patient, source.pk)
+    assert np.load(derived.cache_path).shape == (12, 1, 32, 32)
+    assert derived.report.filter(status="accepted").count() == 12
+    # The version it used is frozen: editing the pipeline makes version 2.
+    versions = api.patch(f"/api/pipelines/{pipeline['id']}/", {"steps": [{"op": "min_max"}]}, format="json").json()["versions"]
+    assert [(v["number"], v["used"]) for v in versions] == [(1, True), (2, False)]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_samples_a_pipeline_cannot_take_are_reported_and_the_rest_come_in(api, project, celery_worker_process):
+    dataset = ready_dataset(project, per_class=3)  # PNG: no voxel spacing, so resampling cannot run
+    pipeline = create(api, project, [{"op": "resample"}], name="Iso", kind="preprocessing").json()
+    derived_id = api.post(f"/api/pipelines/{pipeline['id']}/run/", {"dataset": dataset.pk}, format="json").json()["id"]
+    derived = wait_for(lambda: Dataset.objects.filter(pk=derived_id, status__in=["ready", "failed"]).first(), 120, "the job")
+    assert derived.status == "failed" and "could not process any sample" in derived.message
+    assert derived.report.filter(status="rejected", reason__contains="voxel spacing").count() == 6
+
+
+def test_running_needs_a_preprocessing_pipeline_and_a_ready_dataset_of_the_project(api, project, user):
+    dataset = ready_dataset(project, per_class=2)
+    augment = create(api, project, [{"op": "flip"}]).json()
+    response = api.post(f"/api/pipelines/{augment['id']}/run/", {"dataset": dataset.pk}, format="json")
+    assert response.status_code == 400 and "augmentation pipeline is applied while a model trains" in response.json()["message"]
+    prepare = create(api, project, [{"op": "min_max"}], name="Prep", kind="preprocessing").json()
+    busy = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
+    response = api.post(f"/api/pipelines/{prepare['id']}/run/", {"dataset": busy.pk}, format="json")
+    assert response.status_code == 400 and "not ready" in response.json()["message"]

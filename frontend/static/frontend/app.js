@@ -639,6 +639,15 @@ pages.pipeline = async () => {
       }
     } catch (error) { showErrors(form, error); }
   });
+  const runForm = document.getElementById("run-form");
+  if (runForm) runForm.addEventListener("submit", async () => {
+    clearErrors(runForm);
+    try {
+      const derived = await api("POST", `/api/pipelines/${pipelineId}/run/`, {
+        dataset: Number(runForm.querySelector('select[name="dataset"]').value), name: runForm.querySelector('input[name="name"]').value });
+      window.location = `/datasets/${derived.id}/`;
+    } catch (error) { showErrors(runForm, error); }
+  });
   renderCatalogue();
   renderSteps();
   drawPreview();

@@ -114,6 +114,9 @@ class ResizeTo(Operation):
         sides = list(image.shape[1:])
         wanted = ([self.depth] if len(sides) == 3 else []) + [self.height, self.width]
         size = [w or s for w, s in zip(wanted, sides)]
+        if len(context.spacing) >= len(sides):  # the same anatomy over more or fewer pixels
+            kept = tuple(context.spacing)[-len(sides):]
+            context.spacing = tuple(have * side / new for have, side, new in zip(kept, sides, size))
         mode = "bilinear" if len(sides) == 2 else "trilinear"
         return monai(Resize(spatial_size=size, mode=mode, anti_aliasing=False), image, rng)
 

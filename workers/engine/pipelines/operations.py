@@ -27,7 +27,9 @@ class UnsupportedInput(ValueError):
 
 @dataclass
 class Context:
-    spacing: tuple[float, ...] = ()       # per spatial axis, in mm; () when unknown
+    # Per spatial axis, in mm; () when unknown. Operations that change the pixel grid (resample,
+    # resize) update it, so a derived dataset records the spacing its arrays have.
+    spacing: tuple[float, ...] = ()
     meta: dict = field(default_factory=dict)   # rescale, window ... and "table": the joined table row
     patient: str = ""
     statistics: dict = field(default_factory=dict)  # {(scope, key): (mean, std, minimum, maximum)}

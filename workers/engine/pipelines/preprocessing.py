@@ -96,6 +96,7 @@ class Resample(Preprocessing):
             raise UnsupportedInput("Resampling needs the sample's voxel spacing, which is unknown for this sample.")
         targets = ([self.slice_mm or spacing[0]] if len(sides) == 3 else []) + [self.pixel_mm, self.pixel_mm]
         size = [max(1, round(side * have / want)) for side, have, want in zip(sides, spacing, targets)]
+        context.spacing = tuple(have * side / new for have, side, new in zip(spacing, sides, size))
         return monai(Resize(spatial_size=size, mode="bilinear" if len(sides) == 2 else "trilinear"), image, rng)
 
 
