@@ -65,7 +65,7 @@ def build(derived: Dataset, observer) -> None:
             raise JobStopped("stopped by the user")
         context = Context(spacing=tuple(sample.spacing), meta=sample.meta, patient=sample.patient, statistics=fitted)
         try:
-            output = pipeline(channels_first(np.load(sample.project_dir / sample.array), sample), index, context)
+            output, context = pipeline.apply(channels_first(np.load(sample.project_dir / sample.array), sample), index, context)
         except (UnsupportedInput, ParamError, ValueError) as exc:
             outcomes.append(IngestReportEntry(dataset=derived, index=index, path=sample.source_path[:1024], status="rejected", reason=str(exc)))
             continue

@@ -1,4 +1,6 @@
 """Every operation on 2D and 3D input (or a clear refusal), reproducible from a seed; what the main ones do."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -32,9 +34,10 @@ def always(name: str, **params) -> Operation:
 
 
 def context_for(shape) -> Context:
+    """A fresh context each time: operations that change the pixel grid update its spacing."""
     if len(shape) == 3:  # a 2D image: two spatial axes, two coordinates
         return Context(spacing=(0.7, 0.7), meta={**CONTEXT.meta, "table": {"center": "10, 5"}}, patient="P-1", statistics=CONTEXT.statistics)
-    return CONTEXT
+    return dataclasses.replace(CONTEXT)
 
 
 def image(shape, seed=1) -> np.ndarray:
@@ -157,7 +160,12 @@ def test_preprocessing_uses_the_sample_facts():
     scaled = always("min_max")(values, rng)
     assert scaled.min() == 0 and scaled.max() == pytest.approx(1)
     assert always("resample", pixel_mm=1.4)(image((1, 10, 20)), rng, Context(spacing=(0.7, 0.7))).shape == (1, 5, 10)
-    assert always("resample", pixel_mm=1.4, slice_mm=5)(image((1, 8, 10, 20)), rng, CONTEXT).shape == (1, 4, 5, 10)
+    context = dataclasses.replace(CONTEXT)
+    assert always("resample", pixel_mm=1.4, slice_mm=5)(image((1, 8, 10, 20)), rng, context).shape == (1, 4, 5, 10)
+    assert context.spacing == pytest.approx((5.0, 1.4, 1.4)), "the context says what spacing the output has"
+    pipeline = Pipeline.from_steps([{"op": "resample", "params": {"pixel_mm": 1.4}}])
+    output, after = pipeline.apply(image((1, 10, 20)), 0, Context(spacing=(0.7, 0.7)))
+    assert output.shape == (1, 5, 10) and after.spacing == pytest.approx((1.4, 1.4))
     grid = np.arange(20 * 30, dtype=np.float32).reshape(1, 20, 30)
     patch = always("crop_around_point", height=4, width=6)(grid, rng, Context(meta={"table": {"center": "10, 5"}}))
     assert patch.shape == (1, 4, 6) and patch[0, 2, 3] == grid[0, 5, 10], "centred on column 10, row 5"

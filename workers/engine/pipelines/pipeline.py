@@ -2,6 +2,7 @@
 operations. Applying it with a seed gives the same result every time."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +69,16 @@ class Pipeline:
         return any(op.random for op in self.operations)
 
     def __call__(self, image: np.ndarray, seed: int, context: Context | None = None) -> np.ndarray:
+        return self.apply(image, seed, context)[0]
+
+    def apply(self, image: np.ndarray, seed: int, context: Context | None = None) -> tuple[np.ndarray, Context]:
+        """The output and the context as the steps left it (its spacing after a resample, say);
+        the caller's context is not changed."""
         rng = np.random.default_rng(seed)
+        context = dataclasses.replace(context) if context is not None else Context()
         for operation in self.operations:
             image = operation(image, rng, context)
-        return image
+        return image, context
 
 
 class Statistics:
