@@ -14,5 +14,6 @@ urlpatterns = [
     path("projects/<int:project_id>/pipelines/<int:pipeline_id>/", views.pipeline_page, name="pipeline"),
     path("datasets/<int:dataset_id>/", views.dataset_page, name="dataset"),
     path("samples/<int:sample_id>/", views.sample_page, name="sample"),
+    path("partitions/<int:partition_id>/", views.partition_page, name="partition"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
 ]

@@ -33,6 +33,15 @@ def project_page(request, project_id):
 
 
 @login_required
+def partition_page(request, partition_id):
+    partition = get_object_or_404(partitions_for(request.user).select_related("dataset__project"), pk=partition_id)
+    project = partition.dataset.project
+    record(request.user, project, Action.READ, partition)
+    return render(request, "frontend/partition.html", {"partition": partition, "dataset": partition.dataset, "project": project,
+                                                        "can_change": role_of(request.user, project) == Role.OWNER})
+
+
+@login_required
 def pipeline_page(request, project_id, pipeline_id=None):
     """The pipeline editor: a new pipeline, or an existing one (its latest version)."""
     project = get_project(request.user, project_id)

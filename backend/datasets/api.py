@@ -16,7 +16,9 @@ from workers.engine.splits import SUBSETS
 from . import tables, viewer
 from .models import Dataset, IngestReportEntry, Partition, Sample
 from .services import (
+    create_column_partition,
     create_dataset_from_upload,
+    create_kfold_partitions,
     create_partition,
     datasets_for,
     delete_dataset,
@@ -359,11 +361,24 @@ class PartitionSerializer(serializers.ModelSerializer):
     validation_percent = serializers.FloatField(default=15)
     test_percent = serializers.FloatField(default=15)
     seed = serializers.IntegerField(default=42, min_value=0, max_value=2**31 - 1)
+    method = serializers.ChoiceField(choices=[Partition.Method.PERCENTAGES, Partition.Method.COLUMN], default=Partition.Method.PERCENTAGES,
+                                     help_text="percentages (stratified, patients kept whole) or column (from a joined table); "
+                                               "k-fold partitions are made by POST /api/partitions/kfold/.")
+    column = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                                   help_text="For method=column: the table column holding train / validation / test.")
 
     class Meta:
         model = Partition
-        fields = ["id", "dataset", "name", "train_percent", "validation_percent", "test_percent", "seed", "stratified", "counts", "created_at"]
-        read_only_fields = ["stratified", "counts", "created_at"]
+        fields = ["id", "dataset", "name", "method", "train_percent", "validation_percent", "test_percent", "seed", "folds", "fold",
+                  "column", "stratified", "counts", "leaking_patients", "created_at"]
+        read_only_fields = ["stratified", "counts", "folds", "fold", "leaking_patients", "created_at"]
+
+
+class KFoldSerializer(serializers.Serializer):
+    dataset = OwnedPrimaryKeyField(scope=datasets_for, model_name="dataset")
+    name = serializers.CharField(max_length=180, required=False, allow_blank=True)
+    folds = serializers.IntegerField(default=5, min_value=2, max_value=20)
+    seed = serializers.IntegerField(default=42, min_value=0, max_value=2**31 - 1)
 
 
 class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -382,6 +397,21 @@ class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
 
     def perform_create(self, serializer):
         data = serializer.validated_data
+        if data["method"] == Partition.Method.COLUMN:
+            if not data.get("column", "").strip():
+                raise ServiceError("Name the table column that holds each sample's subset.", field="column")
+            serializer.instance = create_column_partition(self.request.user, data["dataset"], data.get("name", ""), data["column"].strip())
+            return
         serializer.instance = create_partition(
             self.request.user, data["dataset"], data.get("name", ""), data["train_percent"], data["validation_percent"], data["test_percent"], data["seed"]
         )
+
+    @extend_schema(request=KFoldSerializer, responses={201: PartitionSerializer(many=True)})
+    @action(detail=False, methods=["post"])
+    def kfold(self, request):
+        """k partitions of one cross-validation (fold i validates, the rest train), patients kept whole."""
+        asked = KFoldSerializer(data=request.data, context={"request": request})
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        partitions = create_kfold_partitions(request.user, data["dataset"], data.get("name", ""), data["folds"], data["seed"])
+        return Response(PartitionSerializer(partitions, many=True).data, status=status.HTTP_201_CREATED)

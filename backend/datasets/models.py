@@ -168,8 +168,18 @@ class IngestReportEntry(models.Model):
 
 
 class Partition(models.Model):
+    class Method(models.TextChoices):
+        PERCENTAGES = "percentages", "Percentages, stratified by label, patients kept whole"
+        KFOLD = "kfold", "One fold of a k-fold cross-validation"
+        COLUMN = "column", "Taken from a table column"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="partitions")
     name = models.CharField(max_length=200)
+    method = models.CharField(max_length=20, choices=Method.choices, default=Method.PERCENTAGES)
+    folds = models.PositiveSmallIntegerField(default=0, help_text="k, for a k-fold partition.")
+    fold = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Which fold (1..k) is the validation subset.")
+    column = models.CharField(max_length=200, blank=True, help_text="The table column the subsets came from.")
+    leaking_patients = models.JSONField(default=dict, blank=True, help_text="{patient: [subsets]} for patients in more than one subset.")
     train_percent = models.FloatField()
     validation_percent = models.FloatField()
     test_percent = models.FloatField()

@@ -14,7 +14,7 @@ from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
-from workers.engine.splits import SUBSETS, grouped_split
+from workers.engine.splits import SUBSETS, grouped_split, kfold_split, leaking_patients, subsets_from_column
 
 from .models import Dataset, Partition, PartitionMember
 
@@ -156,28 +156,73 @@ def check_percentages(train: float, validation: float, test: float) -> None:
         raise ServiceError("The training subset needs a percentage above 0.", field="train_percent")
 
 
-def create_partition(actor, dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+def partition_samples(actor, dataset: Dataset) -> list[tuple[int, str, str, dict]]:
+    """(id, label, patient, meta) of the dataset's samples, after the checks every partition needs."""
     require_owner(actor, dataset.project)
     if dataset.status != Dataset.Status.READY:
         raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
-    check_percentages(train, validation, test)
-    samples = list(dataset.samples.order_by("id").values_list("pk", "label", "patient"))
+    samples = list(dataset.samples.order_by("id").values_list("pk", "label", "patient", "meta"))
     if not samples:
         raise ServiceError("This dataset has no samples to partition.", field="dataset")
+    return samples
+
+
+def create_partition(actor, dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+    check_percentages(train, validation, test)
+    samples = partition_samples(actor, dataset)
     percentages = {"train": train, "validation": validation, "test": test}
     # Patients stay whole: no one is tested on a model that trained on their other images.
-    assignment = grouped_split([label for _, label, _ in samples], percentages, seed, [patient for _, _, patient in samples])
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for (_, label, _), subset in zip(samples, assignment):
-        counts[subset][label] += 1
+    assignment = grouped_split([s[1] for s in samples], percentages, seed, [s[2] for s in samples])
+    return store_partition(actor, dataset, samples, assignment, name=(name or "").strip() or f"{train:g}/{validation:g}/{test:g} seed {seed}",
+                           train_percent=train, validation_percent=validation, test_percent=test, seed=seed)
+
+
+def create_kfold_partitions(actor, dataset: Dataset, name: str, folds: int, seed: int) -> list[Partition]:
+    """k partitions of one cross-validation: fold i is the validation subset of the i-th, the rest train."""
+    if not 2 <= folds <= 20:
+        raise ServiceError("folds must be between 2 and 20.", field="folds")
+    samples = partition_samples(actor, dataset)
+    assignment = kfold_split([s[1] for s in samples], folds, seed, [s[2] for s in samples])
+    base = (name or "").strip() or f"{folds}-fold seed {seed}"
+    partitions = []
     with transaction.atomic():
-        partition = Partition.objects.create(
-            dataset=dataset, name=(name or "").strip() or f"{train:g}/{validation:g}/{test:g} seed {seed}",
-            train_percent=train, validation_percent=validation, test_percent=test, seed=seed,
-            counts={subset: dict(sorted(counts[subset].items())) for subset in SUBSETS},
-        )
+        for fold in range(folds):
+            subsets = ["validation" if f == fold else "train" for f in assignment]
+            share = 100.0 * subsets.count("validation") / len(subsets)
+            partitions.append(store_partition(
+                actor, dataset, samples, subsets, name=f"{base}, fold {fold + 1} of {folds}", method=Partition.Method.KFOLD,
+                folds=folds, fold=fold + 1, seed=seed, train_percent=100.0 - share, validation_percent=share, test_percent=0.0))
+    return partitions
+
+
+def create_column_partition(actor, dataset: Dataset, name: str, column: str) -> Partition:
+    """Subsets as a joined table's column says (train / validation / test, or val, training ...)."""
+    samples = partition_samples(actor, dataset)
+    values = [str((meta or {}).get("table", {}).get(column, "")) for _, _, _, meta in samples]
+    if not any(values):
+        raise ServiceError(f"No sample has a value in a table column '{column}'. Join a table with that column on the "
+                           "dataset page ('Labels from a table') first.", field="column")
+    subsets, unknown = subsets_from_column(values)
+    if unknown:
+        examples = ", ".join(sorted({repr(v) for _, v in unknown})[:5])
+        raise ServiceError(f"{len(unknown)} samples have no subset in column '{column}' (values like {examples}); "
+                           "write train, validation or test for every sample.", field="column")
+    share = {subset: 100.0 * subsets.count(subset) / len(subsets) for subset in SUBSETS}
+    return store_partition(actor, dataset, samples, subsets, name=(name or "").strip() or f"from column {column}",
+                           method=Partition.Method.COLUMN, column=column, seed=0, train_percent=share["train"],
+                           validation_percent=share["validation"], test_percent=share["test"])
+
+
+def store_partition(actor, dataset: Dataset, samples, assignment: list[str], **fields) -> Partition:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for (_, label, _, _), subset in zip(samples, assignment):
+        counts[subset][label] += 1
+    leaks = leaking_patients(assignment, [s[2] for s in samples])
+    with transaction.atomic():
+        partition = Partition.objects.create(dataset=dataset, leaking_patients=leaks,
+                                             counts={subset: dict(sorted(counts[subset].items())) for subset in SUBSETS}, **fields)
         PartitionMember.objects.bulk_create(
-            [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _, _), subset in zip(samples, assignment)],
+            [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _, _, _), subset in zip(samples, assignment)],
             batch_size=5000,
         )
         record(actor, dataset.project, Action.CREATE, partition, name=f"{dataset.name}: {partition.name}")

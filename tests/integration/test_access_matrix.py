@@ -92,6 +92,7 @@ MATRIX = {
     ("GET", "/api/partitions/"): Case(LIST),
     ("POST", "/api/partitions/"): Case((401, 400, 403, 201), data=lambda w: {"dataset": w["dataset"]}),
     ("GET", "/api/partitions/{pk}/"): Case(READ, ids=lambda w: {"pk": w["partition"]}),
+    ("POST", "/api/partitions/kfold/"): Case((401, 400, 403, 201), data=lambda w: {"dataset": w["dataset"], "folds": 2}),
     ("GET", "/api/runs/"): Case(LIST),
     ("POST", "/api/runs/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
     ("GET", "/api/runs/{pk}/"): Case(READ, ids=run_id),

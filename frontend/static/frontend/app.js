@@ -408,7 +408,9 @@ async function setUpPartitions(dataset) {
     subsets.replaceChildren(el("option", { value: "", text: "All" }), ...page.results.flatMap((partition) =>
       ["train", "validation", "test"].map((subset) => el("option", { value: `${partition.id}:${subset}`, text: `${partition.name}: ${subset}` }))));
     table.replaceChildren(...page.results.map((partition) => el("tr", { "data-partition": partition.id }, [
-      el("td", { text: `${partition.name}` }),
+      el("td", {}, [el("a", { href: `/partitions/${partition.id}/`, text: partition.name }),
+        el("span", { class: Object.keys(partition.leaking_patients).length ? "error" : "muted",
+          text: Object.keys(partition.leaking_patients).length ? ` · ${Object.keys(partition.leaking_patients).length} patients in two subsets` : "" })]),
       el("td", { text: subsetSummary(partition.counts.train) }),
       el("td", { text: subsetSummary(partition.counts.validation) }),
       el("td", { text: subsetSummary(partition.counts.test) }),
@@ -428,6 +430,37 @@ async function setUpPartitions(dataset) {
   });
   await render();
 }
+
+pages.partition = async () => {
+  const root = document.getElementById("partition-root");
+  const partition = await api("GET", `/api/partitions/${root.dataset.partition}/`);
+  const subsets = ["train", "validation", "test"];
+  const labels = [...new Set(subsets.flatMap((subset) => Object.keys(partition.counts[subset] || {})))].sort();
+  const count = (subset, label) => (partition.counts[subset] || {})[label] || 0;
+  const table = document.querySelector("#partition-counts tbody");
+  table.replaceChildren(...labels.map((label) => el("tr", {}, [el("td", { text: label || "(unlabelled)" }),
+    ...subsets.map((subset) => el("td", { text: String(count(subset, label)) })),
+    el("td", { text: String(subsets.reduce((total, subset) => total + count(subset, label), 0)) })])),
+  el("tr", { class: "total" }, [el("td", { text: "All" }), ...subsets.map((subset) => el("td", {
+    text: String(labels.reduce((total, label) => total + count(subset, label), 0)) })),
+  el("td", { text: String(labels.reduce((total, label) => total + subsets.reduce((t, s) => t + count(s, label), 0), 0)) })]));
+  Plotly.newPlot("partition-chart", subsets.map((subset) => ({ type: "bar", name: subset, x: labels, y: labels.map((label) => count(subset, label)) })),
+    { ...CHART_LAYOUT, barmode: "group", title: { text: "Samples per class in each subset" }, yaxis: { title: { text: "samples" } } },
+    { displaylogo: false, responsive: true });
+  const leaks = Object.entries(partition.leaking_patients);
+  const check = document.getElementById("leakage");
+  if (!leaks.length) {
+    check.className = "ok";
+    check.textContent = "No patient in two subsets.";
+  } else {
+    check.className = "error";
+    check.replaceChildren(el("span", { text: `${leaks.length} patients are in more than one subset: ` }),
+      ...leaks.slice(0, 50).map(([patient, found]) => el("code", { text: `${patient} (${found.join(", ")}) ` })));
+  }
+  const how = { percentages: `${partition.train_percent}/${partition.validation_percent}/${partition.test_percent} %, stratified by label, patients kept whole`,
+    kfold: `fold ${partition.fold} of ${partition.folds} (validation), the other folds train`, column: `from the table column '${partition.column}'` };
+  document.getElementById("partition-facts").textContent = `${how[partition.method]}${partition.method === "column" ? "" : ` · seed ${partition.seed}`}`;
+};
 
 pages.sample = () => {
   const root = document.getElementById("viewer");
