@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/dicom_ingest.py
 	$(BIN)/python bench/upload_memory.py
 	$(BIN)/python bench/large_dataset_pages.py
+	$(BIN)/python bench/loader_throughput.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -79,6 +79,7 @@ def run_new_page(request, project_id):
     return render(request, "frontend/run_new.html", {
         "project": project, "partitions": partitions, "selected": selected,
         "architectures": ARCHITECTURES.values(),
+        "augmentations": project.pipelines.filter(kind="augmentation").prefetch_related("versions"),
     })
 
 

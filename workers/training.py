@@ -12,6 +12,8 @@ from backend.datasets.models import PartitionMember
 from backend.runs.models import TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
+from workers.engine.pipelines import Pipeline
+from workers.engine.splits import balanced_weights, oversampled
 from workers.engine.training import TrainingConfig, evaluate, train_classifier
 
 from .observers import RunObserver
@@ -21,9 +23,25 @@ Status = TrainingRun.Status
 
 
 def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedImages:
+    """A subset's images; the training subset with the run's augmentation and balancing."""
     members = PartitionMember.objects.filter(partition=run.partition, subset=subset).order_by("sample__cache_index")
     rows = list(members.values_list("sample__cache_index", "sample__label"))
-    return CachedImages(run.partition.dataset.cache_path, [i for i, _ in rows], [classes.index(label) for _, label in rows])
+    indices, labels = [i for i, _ in rows], [label for _, label in rows]
+    augment = None
+    if subset == "train":
+        indices, labels = balanced(run, indices, labels)
+        augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
+    return CachedImages(run.partition.dataset.cache_path, indices, [classes.index(label) for label in labels], augment=augment, seed=run.seed)
+
+
+def balanced(run: TrainingRun, indices: list[int], labels: list[str]) -> tuple[list[int], list[str]]:
+    """Oversampling and per-class factors repeat images (augmentation makes the copies differ)."""
+    label_of = dict(zip(indices, labels))
+    if run.balancing == "oversample":
+        indices = oversampled(indices, labels, run.seed)
+    elif run.balancing == "factors":
+        indices = [i for i, label in zip(indices, labels) for _ in range(run.class_factors.get(label, 1))]
+    return indices, [label_of[i] for i in indices]
 
 
 def claim(run_id: int) -> TrainingRun | None:
@@ -58,7 +76,8 @@ def train_and_store(run: TrainingRun) -> None:
         architecture=run.architecture, epochs=run.epochs, learning_rate=run.learning_rate,
         batch_size=run.batch_size, device=run.device, seed=run.seed,
     )
-    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), RunObserver(run))
+    weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.balancing == "weighted" else None
+    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), RunObserver(run), sample_weights=weights)
     model = outcome.model.cpu()
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)
@@ -66,6 +85,7 @@ def train_and_store(run: TrainingRun) -> None:
     test_loss = test_accuracy = None
     if len(test_set):
         test_loss, test_accuracy = evaluate(model, test_set, run.batch_size)
+    train_set.augment = None  # the export example is a plain image
     example = torch.stack([train_set[i][0] for i in range(min(2, len(train_set)))])
     export_onnx(model, example, run.onnx_path)
     results["onnx_max_abs_difference"] = max_abs_difference(model, run.onnx_path, example)

@@ -9,6 +9,7 @@ from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
+from backend.pipelines.services import pipelines_for
 from workers.engine.architectures import ARCHITECTURES
 
 from .models import MetricPoint, TrainingRun
@@ -31,6 +32,11 @@ class RunLaunchSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(default=32, min_value=1, max_value=4096)
     device = serializers.ChoiceField(choices=["cpu", "gpu"], default="cpu")
     seed = serializers.IntegerField(default=0, min_value=0, max_value=2**31 - 1)
+    augmentation = OwnedPrimaryKeyField(scope=pipelines_for, model_name="pipeline", required=False, allow_null=True,
+                                        help_text="An augmentation pipeline; its latest version is used (and kept as it is).")
+    balancing = serializers.ChoiceField(choices=["none", "weighted", "oversample", "factors"], default="none")
+    class_factors = serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=20), required=False, default=dict,
+                                          help_text="For balancing 'factors': {label: times each image is used per epoch}.")
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -43,7 +49,7 @@ class RunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
-            "device", "seed", "status", "message", "progress", "progress_message", "eta_seconds",
+            "device", "seed", "augmentation", "balancing", "class_factors", "status", "message", "progress", "progress_message", "eta_seconds",
             "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "worker",
             "created_at", "started_at", "finished_at",
         ]

@@ -25,6 +25,13 @@ class TrainingRun(models.Model):
     batch_size = models.PositiveIntegerField()
     device = models.CharField(max_length=10)
     seed = models.IntegerField(default=0)
+    augmentation = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="runs",
+                                     help_text="The augmentation pipeline version applied to training images on the fly.")
+    balancing = models.CharField(max_length=20, default="none", choices=[
+        ("none", "None"), ("weighted", "Weighted sampling (every class drawn equally often)"),
+        ("oversample", "Oversampling (smaller classes repeated up to the largest)"),
+        ("factors", "Per-class factors (each image of a class used N times per epoch)")])
+    class_factors = models.JSONField(default=dict, blank=True, help_text="{label: times per epoch} for balancing 'factors'.")
     config = models.JSONField(default=dict, help_text="Everything that produced the result.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     message = models.TextField(blank=True)

@@ -13,6 +13,7 @@ from backend.core.errors import ServiceError
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, send_after_commit
 from backend.datasets.models import Partition
+from backend.pipelines.services import mark_used
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 
 from .models import TrainingRun
@@ -66,14 +67,44 @@ def check_device(device: str) -> None:
         )
 
 
+def augmentation_version(pipeline, project):
+    """The latest version of an augmentation pipeline of the run's project, or None."""
+    if pipeline is None:
+        return None
+    if pipeline.project_id != project.pk:
+        raise ServiceError("This pipeline belongs to another project.", field="augmentation")
+    if pipeline.kind != pipeline.Kind.AUGMENTATION:
+        raise ServiceError("A preprocessing pipeline runs once over a dataset (run it from its page); choose an augmentation pipeline.",
+                           field="augmentation")
+    return pipeline.latest
+
+
+def check_balancing(balancing: str, factors: dict, partition: Partition) -> None:
+    labels = set(partition.dataset.labels)
+    if balancing == "factors":
+        if not factors:
+            raise ServiceError("Give a factor for at least one class, e.g. {\"pneumonia\": 3}.", field="class_factors")
+        unknown = sorted(set(factors) - labels)
+        if unknown:
+            raise ServiceError(f"The dataset has no class {', '.join(repr(u) for u in unknown)}; its classes are {', '.join(sorted(labels))}.",
+                               field="class_factors")
+    elif factors:
+        raise ServiceError("Class factors apply only when balancing is 'factors'.", field="class_factors")
+
+
 def launch_run(project, partition: Partition, settings_: dict, user) -> TrainingRun:
     require_owner(user, project)
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
     check_device(settings_["device"])
+    settings_ = dict(settings_)
+    augmentation = augmentation_version(settings_.pop("augmentation", None), project)
+    check_balancing(settings_.get("balancing", "none"), settings_.get("class_factors") or {}, partition)
     config = {
         **settings_,
+        "augmentation": {"pipeline": augmentation.pipeline_id, "name": augmentation.pipeline.name, "version": augmentation.number,
+                         "steps": augmentation.steps} if augmentation else None,
         "dataset": {"id": partition.dataset_id, "name": partition.dataset.name, "classes": partition.dataset.labels},
         "partition": {
             "id": partition.pk, "seed": partition.seed, "train_percent": partition.train_percent,
@@ -85,8 +116,11 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
         run = TrainingRun.objects.create(
             project=project, partition=partition, created_by=user, config=config,
             name=settings_.get("name") or f"{settings_['architecture']} on {partition.dataset.name}",
+            augmentation=augmentation, balancing=settings_.get("balancing", "none"), class_factors=settings_.get("class_factors") or {},
             **{key: settings_[key] for key in ("architecture", "epochs", "learning_rate", "batch_size", "device", "seed")},
         )
+        if augmentation:
+            mark_used(augmentation)
         send_after_commit("workers.tasks.train_run", run.pk, TRAIN_QUEUES[run.device])
         record(user, project, Action.CREATE, run)
     return run

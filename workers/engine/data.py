@@ -1,4 +1,4 @@
-"""Training-ready data: samples read from the memory-mapped cache."""
+"""Training-ready data: samples read from the memory-mapped cache, augmented on the fly."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +7,27 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .pipelines import Pipeline
+
 
 class CachedImages(Dataset):
-    """Images of one subset, as float tensors in [0, 1], with integer class targets."""
+    """Images of one subset, as float tensors in [0, 1], with integer class targets.
 
-    def __init__(self, cache_path: str | Path, indices: list[int], targets: list[int]):
+    With an augmentation pipeline, each image is augmented as it is read, with a seed drawn from
+    (run seed, epoch, position): every epoch sees new variations, and a run can be repeated
+    exactly. `set_epoch` is called by the training loop before each epoch.
+    """
+
+    def __init__(self, cache_path: str | Path, indices: list[int], targets: list[int],
+                 augment: Pipeline | None = None, seed: int = 0):
         if len(indices) != len(targets):
             raise ValueError("indices and targets differ in length")
         self.cache_path = str(cache_path)
         self.indices = np.asarray(indices, dtype=np.int64)
         self.targets = torch.as_tensor(targets, dtype=torch.long)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
         self._cache = None
 
     @property
@@ -26,10 +37,15 @@ class CachedImages(Dataset):
             self._cache = np.load(self.cache_path, mmap_mode="r")
         return self._cache
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, item):
-        pixels = torch.from_numpy(np.array(self.cache[self.indices[item]], dtype=np.float32))
-        return pixels / 255.0, self.targets[item]
-
+        pixels = np.asarray(self.cache[self.indices[item]], dtype=np.float32) / 255.0
+        if self.augment is not None:
+            seed = hash((self.seed, self.epoch, int(item))) & 0x7FFFFFFF
+            pixels = self.augment(pixels, seed)
+        return torch.from_numpy(np.ascontiguousarray(pixels)), self.targets[item]

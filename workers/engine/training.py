@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from .architectures import build_model
 from .observer import JobObserver
@@ -40,10 +40,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, device: torch.device) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, device: torch.device,
+                sample_weights: list[float] | None = None) -> DataLoader:
+    """Batches in a seeded order; with sample weights, drawn by weight (with replacement) instead."""
     generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if sample_weights is not None:
+        sampler = WeightedRandomSampler(sample_weights, num_samples=len(sample_weights), replacement=True, generator=generator)
+        shuffle = False
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+        dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
         pin_memory=device.type == "cuda",
     )
 
@@ -55,16 +61,19 @@ def train_classifier(
     in_channels: int,
     num_classes: int,
     observer: JobObserver,
+    sample_weights: list[float] | None = None,
 ) -> TrainingOutcome:
     """Train with Adam and cross-entropy; stops after the current batch when asked."""
     device = resolve_device(config.device)
     model = build_model(config.architecture, in_channels, num_classes, seed=config.seed).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
-    train_loader = make_loader(train_set, config.batch_size, True, config.seed, device)
+    train_loader = make_loader(train_set, config.batch_size, True, config.seed, device, sample_weights)
     batches = len(train_loader)
     total_steps = config.epochs * batches
     for epoch in range(1, config.epochs + 1):
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)  # new augmentation draws every epoch, reproducibly
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for batch, (images, targets) in enumerate(train_loader):

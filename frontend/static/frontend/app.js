@@ -702,7 +702,9 @@ pages["run-new"] = () => {
     event.preventDefault();
     clearErrors(form);
     try {
-      const run = await api("POST", "/api/runs/", formValues(form));
+      const values = formValues(form);
+      if (!values.augmentation) delete values.augmentation; // "None"
+      const run = await api("POST", "/api/runs/", values);
       window.location = `/runs/${run.id}/`;
     } catch (error) { showErrors(form, error); }
   });

@@ -1,0 +1,77 @@
+"""Runs with an augmentation pipeline and class balancing: what the API accepts, and a real worker training with them."""
+import numpy as np
+import pytest
+
+from backend.datasets.services import create_partition
+from backend.pipelines.services import create_pipeline
+from backend.runs.models import TrainingRun
+from tests.conftest import wait_for
+from tests.factories import ready_dataset
+from workers.training import subset_images
+
+AUGMENT = [{"op": "flip", "params": {"probability": 0.5}}, {"op": "additive_gaussian_noise", "params": {"std": 0.05}}]
+
+
+def imbalanced_partition(project, user):
+    dataset = ready_dataset(project, labels=("lesion", "normal"), per_class=10)
+    for sample in dataset.samples.filter(label="normal")[:6]:  # 10 lesion, 4 normal
+        sample.label = "lesion"
+        sample.save()
+    dataset.class_counts = {"lesion": 16, "normal": 4}
+    dataset.save()
+    dataset.cache_path.parent.mkdir(parents=True, exist_ok=True)
+    cache = np.lib.format.open_memmap(dataset.cache_path, mode="w+", dtype=np.uint8, shape=(20, 1, 64, 64))
+    cache[:] = np.random.default_rng(0).integers(0, 255, cache.shape, dtype=np.uint8)
+    cache.flush()
+    return create_partition(user, dataset, "", 70, 15, 15, 1)
+
+
+@pytest.mark.django_db
+def test_a_run_records_its_augmentation_version_and_balancing_and_freezes_the_version(api, project, user):
+    partition = imbalanced_partition(project, user)
+    pipeline = create_pipeline(user, project, "Flips", "augmentation", AUGMENT)
+    response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 1, "augmentation": pipeline.pk, "balancing": "factors",
+                                       "class_factors": {"normal": 3}}, format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["balancing"] == "factors" and body["class_factors"] == {"normal": 3}
+    assert body["config"]["augmentation"] == {"pipeline": pipeline.pk, "name": "Flips", "version": 1, "steps": pipeline.latest.steps}
+    pipeline.latest.refresh_from_db()
+    assert pipeline.latest.used_at is not None, "a run's augmentation version is kept as it was"
+    run = TrainingRun.objects.get(pk=body["id"])
+    train = subset_images(run, "train", ["lesion", "normal"])
+    counts = np.bincount(train.targets.numpy(), minlength=2)
+    plain = subset_images(TrainingRun(partition=partition, seed=0), "train", ["lesion", "normal"])
+    assert counts[1] == 3 * np.bincount(plain.targets.numpy(), minlength=2)[1], "each normal image used three times"
+    first, again = train[0][0], train[0][0]
+    assert np.array_equal(first, again), "the same epoch draws the same augmentation"
+    train.set_epoch(2)
+    assert not np.array_equal(train[0][0], first), "another epoch draws again"
+
+
+@pytest.mark.django_db
+def test_bad_augmentation_and_balancing_settings_are_refused_with_the_field(api, project, user):
+    partition = imbalanced_partition(project, user)
+    prepare = create_pipeline(user, project, "Prep", "preprocessing", [{"op": "min_max"}])
+    cases = [({"augmentation": prepare.pk}, "augmentation", "choose an augmentation pipeline"),
+             ({"balancing": "factors"}, "class_factors", "at least one class"),
+             ({"balancing": "factors", "class_factors": {"tumour": 2}}, "class_factors", "no class 'tumour'"),
+             ({"class_factors": {"normal": 2}}, "class_factors", "only when balancing is 'factors'"),
+             ({"balancing": "smote"}, "balancing", "not a valid choice")]
+    for settings, field, message in cases:
+        response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 1, **settings}, format="json")
+        assert response.status_code == 400 and response.json()["field"] == field, response.content
+        assert message in response.json()["message"]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_trains_with_augmentation_and_weighted_sampling(api, project, user, celery_worker_process):
+    partition = imbalanced_partition(project, user)
+    pipeline = create_pipeline(user, project, "Flips", "augmentation", AUGMENT)
+    response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 2, "batch_size": 4, "augmentation": pipeline.pk,
+                                       "balancing": "weighted"}, format="json")
+    run_id = response.json()["id"]
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=["succeeded", "failed"]).first(), 180, "the run")
+    assert run.status == "succeeded", run.message
+    assert run.metrics.filter(subset="train", name="loss").count() == 2
