@@ -51,12 +51,18 @@ def index_samples(merged: Dataset) -> None:
             Sample.objects.bulk_create(batch)
 
 
+def spec_of(sample: Sample) -> SampleSpec:
+    """What build_cache needs of a stored sample (merges and derived datasets cache stored samples)."""
+    shape = [sample.height, sample.width] + ([3] if sample.channels == 3 else []) if sample.kind == "image" else \
+        [sample.depth, sample.height, sample.width]
+    return SampleSpec(kind=sample.kind, label=sample.label, source_path=sample.source_path, files=[], array=sample.array,
+                      original="", modality=sample.modality, patient=sample.patient, study="", series="", shape=shape,
+                      dtype=sample.dtype, spacing=sample.spacing, meta=sample.meta, sha256=sample.sha256)
+
+
 def cache_samples(merged: Dataset) -> None:
     samples = list(merged.samples.order_by("id"))
-    specs = [SampleSpec(kind=s.kind, label=s.label, source_path=s.source_path, files=[], array=s.array, original="",
-                        modality=s.modality, patient=s.patient, study="", series="",
-                        shape=[s.height, s.width] + ([3] if s.channels == 3 else []) if s.kind == "image" else [s.depth, s.height, s.width],
-                        dtype=s.dtype, spacing=s.spacing, meta=s.meta, sha256=s.sha256) for s in samples]
+    specs = [spec_of(s) for s in samples]
     notes: dict[str, str] = {}
     channels, height, width = build_cache(specs, merged.project.storage_dir, merged.cache_path, DatabaseObserver(merged, has_message=False), notes)
     for sample, spec in zip(samples, specs):

@@ -17,11 +17,12 @@ import numpy as np
 from django.db import transaction
 
 from backend.datasets.models import Dataset, IngestReportEntry, Sample
-from workers.engine.ingest import SampleSpec, build_cache
+from workers.engine.ingest import build_cache
 from workers.engine.observer import JobStopped
 from workers.engine.pipelines import Context, ParamError, Pipeline, Statistics, UnsupportedInput
 
 from .ingest import IngestObserver, claim, finish
+from .merge import spec_of
 
 log = logging.getLogger(__name__)
 Status = Dataset.Status
@@ -136,10 +137,7 @@ def derived_sample(derived: Dataset, sample: Sample, stored: np.ndarray, relativ
 
 def cache_and_finish(derived: Dataset, observer, total: int) -> None:
     samples = list(derived.samples.order_by("id"))
-    specs = [SampleSpec(kind=s.kind, label=s.label, source_path=s.source_path, files=[], array=s.array, original="",
-                        modality=s.modality, patient=s.patient, study="", series="",
-                        shape=[s.height, s.width] + ([3] if s.channels == 3 else []) if s.kind == "image" else [s.depth, s.height, s.width],
-                        dtype=s.dtype, spacing=s.spacing, meta=s.meta, sha256=s.sha256) for s in samples]
+    specs = [spec_of(s) for s in samples]
     notes: dict[str, str] = {}
     channels, height, width = build_cache(specs, derived.project.storage_dir, derived.cache_path, observer, notes, progress_offset=total)
     for sample, spec in zip(samples, specs):

@@ -36,3 +36,11 @@ def page(browser):
     page.set_default_timeout(30_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def clinician(django_user_model):
+    """The person who uses the pages in these tests (password: test_walkthrough.PASSWORD)."""
+    from tests.browser.test_walkthrough import PASSWORD
+
+    return django_user_model.objects.create_user("clinician", password=PASSWORD)

@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_walkthrough import PASSWORD, log_in, shot
+from tests.browser.test_walkthrough import log_in, shot
 from tests.medical import dicom_bytes, nifti_bytes, series
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def clinician(django_user_model):
-    return django_user_model.objects.create_user("clinician", password=PASSWORD)
 
 
 def write_folder(root, files: dict[str, bytes]):

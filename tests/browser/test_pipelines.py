@@ -5,15 +5,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_walkthrough import PASSWORD, log_in, shot
+from tests.browser.test_walkthrough import log_in, shot
 from tests.factories import ready_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def clinician(django_user_model):
-    return django_user_model.objects.create_user("clinician", password=PASSWORD)
 
 
 def test_build_a_pipeline_by_pointing_and_clicking_with_a_live_preview(page, live_server, clinician):

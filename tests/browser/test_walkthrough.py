@@ -14,11 +14,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 PASSWORD = "clinician-password-1"
 
 
-@pytest.fixture
-def clinician(django_user_model):
-    return django_user_model.objects.create_user("clinician", password=PASSWORD)
-
-
 def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
