@@ -25,3 +25,37 @@ def ready_dataset(project, labels=("lesion", "normal"), per_class=10, size=64, n
             ))
     Sample.objects.bulk_create(samples)
     return dataset
+
+
+def volumes_with_masks(project, masked_voxels=((40, 120), (300,)), spacing=(2.0, 0.5, 0.5), shape=(6, 16, 16)) -> Dataset:
+    """A segmentation dataset of CT-like volumes; masked_voxels gives, per label, how many voxels each sample's mask holds.
+
+    Intensities are known (mask voxels 100 HU, the rest -50), so means and volumes can be checked by hand.
+    The last sample of the last label has no mask.
+    """
+    labels = [f"grade-{n}" for n in range(len(masked_voxels))]
+    count = sum(len(v) for v in masked_voxels) + 1
+    dataset = Dataset.objects.create(project=project, name="Volumes", status=Dataset.Status.READY, sample_count=count,
+                                     task=Dataset.Task.SEGMENTATION, channels=1, height=shape[1], width=shape[2], modalities="CT")
+    arrays = dataset.storage_dir / "arrays"
+    arrays.mkdir(parents=True, exist_ok=True)
+    plan = [(label, voxels) for label, group in zip(labels, masked_voxels) for voxels in group] + [(labels[-1], None)]
+    samples = []
+    for index, (label, voxels) in enumerate(plan):
+        mask = np.zeros(shape, dtype=np.uint8)
+        mask.reshape(-1)[: voxels or 0] = 1
+        volume = np.where(mask > 0, 100, -50).astype(np.int16)
+        np.save(arrays / f"{index:07d}.npy", volume)
+        mask_path = ""
+        if voxels is not None:
+            np.save(arrays / f"{index:07d}-mask.npy", mask)
+            mask_path = f"datasets/{dataset.pk}/arrays/{index:07d}-mask.npy"
+        samples.append(Sample(
+            dataset=dataset, source_dataset=dataset, label=label, kind=Sample.Kind.VOLUME, modality="CT",
+            source_path=f"{label}/{index}", files=[f"{label}/{index}"], array=f"datasets/{dataset.pk}/arrays/{index:07d}.npy",
+            mask=mask_path, depth=shape[0], height=shape[1], width=shape[2], channels=1, dtype="int16", spacing=list(spacing),
+            patient=f"P-{index:04d}", sha256=f"{dataset.pk:08d}v{index:055d}"[:64]))
+    Sample.objects.bulk_create(samples)
+    dataset.class_counts = {label: sum(1 for lab, _ in plan if lab == label) for label in labels}
+    dataset.save(update_fields=["class_counts"])
+    return dataset

@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from backend.core.api import ArchitectureList, ResourceList, api_not_found
 from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
-from backend.pipelines.api import OperationList, PipelineViewSet
+from backend.pipelines.api import AggregationViewSet, MeasureList, OperationList, PipelineViewSet
 from backend.projects.api import ProjectViewSet
 from backend.runs.api import RunViewSet
 
@@ -17,11 +17,13 @@ router.register("samples", SampleViewSet, basename="sample")
 router.register("partitions", PartitionViewSet, basename="partition")
 router.register("runs", RunViewSet, basename="run")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("aggregations", AggregationViewSet, basename="aggregation")
 
 api_urls = [
     path("", include(router.urls)),
     path("architectures/", ArchitectureList.as_view(), name="architectures"),
     path("operations/", OperationList.as_view(), name="operations"),
+    path("measures/", MeasureList.as_view(), name="measures"),
     path("resources/", ResourceList.as_view(), name="resources"),
     path("auth/token/", TokenLogin.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -32,3 +32,10 @@ def preprocess_dataset(self, dataset_id: int) -> None:
     from .preprocess import run_preprocess
 
     run_preprocess(dataset_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name="workers.tasks.aggregate_dataset", bind=True)
+def aggregate_dataset(self, aggregation_id: int) -> None:
+    from .aggregate import run_aggregation
+
+    run_aggregation(aggregation_id, hostname=self.request.hostname or "")

@@ -39,10 +39,12 @@ def beat(hostname: str, queues: list[str], gpus: list[str]) -> None:
 
 def recover(hostname: str, queues: list[str], starting: bool) -> None:
     from backend.core.tasks import INGEST_QUEUE, queue_name
+    from workers.aggregate import recover_interrupted_aggregations
     from workers.ingest import recover_interrupted_ingests
 
     if queue_name(INGEST_QUEUE) in queues:
         recover_interrupted_ingests(hostname, starting)
+        recover_interrupted_aggregations(hostname, starting)
 
 
 def heartbeat_loop(hostname, queues, gpus):

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
+from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
 from backend.runs.models import MetricPoint, TrainingRun
@@ -114,6 +115,14 @@ MATRIX = {
                                               data=lambda w: {"dataset": w["dataset"]}),
     ("POST", "/api/pipelines/preview/"): Case((401, 400, 200, 200), data=lambda w: {"dataset": w["dataset"], "steps": [{"op": "invert"}]},
                                               notes="a preview changes nothing: viewers may look"),
+    ("GET", "/api/measures/"): Case(LIST),
+    ("GET", "/api/aggregations/"): Case(LIST),
+    ("POST", "/api/aggregations/"): Case((401, 400, 403, 202), data=lambda w: {"pipeline": w["aggregation_pipeline"], "dataset": w["dataset"]}),
+    ("GET", "/api/aggregations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["aggregation"]}),
+    ("DELETE", "/api/aggregations/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["aggregation"]}),
+    ("POST", "/api/aggregations/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["aggregation"]}),
+    ("GET", "/api/aggregations/{pk}/rows/"): Case(READ, ids=lambda w: {"pk": w["aggregation"]}),
+    ("GET", "/api/aggregations/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["aggregation"]}),
 }
 
 
@@ -143,11 +152,14 @@ def world(django_user_model):
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
     preprocessing = create_pipeline(users["owner"], project, "Prepare", "preprocessing", [{"op": "min_max"}])
+    measuring = create_pipeline(users["owner"], project, "Measure", "aggregation", [], ["mean"])
+    aggregation = Aggregation.objects.create(dataset=dataset, pipeline_version=measuring.latest, name="Means", measures=["mean"],
+                                             status=Aggregation.Status.READY)
     return {
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
-        "preprocessing": preprocessing.pk,
+        "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from workers.engine.pipelines.measures import MEASURES, histogram, measure
+from workers.engine.pipelines.measures import MEASURES, box_statistics, checked_measures, histogram, measure, summarise
 
 
 def test_intensity_statistics_of_an_image():
@@ -40,3 +40,26 @@ def test_what_cannot_be_measured_is_said_not_guessed():
 def test_a_histogram_shares_its_bins_over_images():
     edges, counts = histogram([np.zeros((1, 2, 2)), np.ones((1, 2, 2))], bins=2)
     assert edges == [0.0, 0.5, 1.0] and counts == [4, 4]
+
+
+def test_boxes_follow_tukey_and_ignore_missing_values():
+    box = box_statistics([1, 2, 3, 4, 100, None, float("nan")])
+    assert box["count"] == 5 and box["median"] == 3 and (box["q1"], box["q3"]) == (2, 4)
+    assert box["upperfence"] == 4 and box["max"] == 100, "100 is an outlier beyond 1.5 IQR"
+    assert box_statistics([None]) == {"count": 0}
+
+
+def test_a_summary_gives_every_label_a_box_and_a_histogram_over_shared_bins():
+    rows = [("a", {"mean": 1.0, "mask_volume": 2.0}), ("a", {"mean": 3.0}), ("b", {"mean": 5.0, "mask_volume": None})]
+    summary = summarise(rows, ["mean", "mask_volume"], bins=4)
+    assert summary["mean"]["edges"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert summary["mean"]["labels"]["a"]["counts"] == [1, 0, 1, 0] and summary["mean"]["labels"]["b"]["counts"] == [0, 0, 0, 1]
+    assert set(summary["mask_volume"]["labels"]) == {"a"}, "a label without any value has no chart"
+
+
+def test_measure_names_are_checked_and_kept_in_order_once():
+    assert checked_measures(["p95", "mean", "p95", "histogram"]) == ["p95", "mean", "histogram"]
+    with pytest.raises(ValueError, match="unknown measure.*radius"):
+        checked_measures(["mean", "radius"])
+    with pytest.raises(ValueError, match="a list"):
+        checked_measures("mean")

@@ -96,8 +96,72 @@ def histogram(images: list[np.ndarray], bins: int = 64) -> tuple[list[float], li
     """One histogram over several images with shared bin edges: (edges, counts)."""
     if not images:
         return [], []
-    low = min(float(np.min(i)) for i in images)
-    high = max(float(np.max(i)) for i in images)
-    edges = np.linspace(low, high if high > low else low + 1, bins + 1)
-    counts = sum(np.histogram(i, bins=edges)[0] for i in images)
-    return edges.tolist(), [int(c) for c in counts]
+    edges = shared_edges(min(float(np.min(i)) for i in images), max(float(np.max(i)) for i in images), bins)
+    return edges, [int(c) for c in np.sum([counts_in(i, edges) for i in images], axis=0)]
+
+
+HISTOGRAM = "histogram"
+HISTOGRAM_BINS = 64
+CHART_BINS = 30
+
+
+def schemas() -> list[dict]:
+    """What an aggregation pipeline can compute, for the editor and the API."""
+    rows = [{"name": m.name, "title": m.title, "unit": m.unit, "needs_mask": m.needs_mask} for m in MEASURES.values()]
+    rows.append({"name": HISTOGRAM, "title": "Intensity histogram (shared bins, per sample and per label)", "unit": "voxels",
+                 "needs_mask": False})
+    return rows
+
+
+def checked_measures(names) -> list[str]:
+    """The names in the order given, once each; ValueError naming the unknown ones."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("measures must be a list of measure names")
+    known = [*MEASURES, HISTOGRAM]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; choose among {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def shared_edges(low: float, high: float, bins: int = HISTOGRAM_BINS) -> list[float]:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = 0.0, 1.0
+    return np.linspace(low, high if high > low else low + 1, bins + 1).tolist()
+
+
+def counts_in(values: np.ndarray, edges: list[float]) -> list[int]:
+    return [int(c) for c in np.histogram(np.asarray(values, dtype=np.float64), bins=np.asarray(edges))[0]]
+
+
+def box_statistics(values: list[float]) -> dict:
+    """Tukey's box (quartiles, whiskers at 1.5 IQR within the data) for a precomputed Plotly box trace."""
+    data = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if not data.size:
+        return {"count": 0}
+    q1, median, q3 = (float(v) for v in np.percentile(data, [25, 50, 75]))
+    reach = 1.5 * (q3 - q1)
+    inside = data[(data >= q1 - reach) & (data <= q3 + reach)]
+    return {"count": int(data.size), "mean": float(data.mean()), "q1": q1, "median": median, "q3": q3,
+            "lowerfence": float(inside.min()), "upperfence": float(inside.max()),
+            "min": float(data.min()), "max": float(data.max())}
+
+
+def summarise(rows: list[tuple[str, dict]], names: list[str], bins: int = CHART_BINS) -> dict:
+    """Per measure: a box per label and a histogram per label over bins shared by every label.
+
+    rows are (label, {measure: value}); a measure missing from a row (it could not be
+    taken on that sample) is left out of that measure's charts only.
+    """
+    labels = sorted({label for label, _ in rows})
+    summary = {}
+    for name in names:
+        by_label = {label: [values[name] for row_label, values in rows if row_label == label and values.get(name) is not None
+                            and np.isfinite(values[name])] for label in labels}
+        everything = [v for values in by_label.values() for v in values]
+        if not everything:
+            continue
+        edges = shared_edges(min(everything), max(everything), bins)
+        summary[name] = {"edges": edges, "labels": {
+            label: {"box": box_statistics(values), "counts": counts_in(values, edges)} for label, values in by_label.items() if values}}
+    return summary
