@@ -16,4 +16,5 @@ urlpatterns = [
     path("samples/<int:sample_id>/", views.sample_page, name="sample"),
     path("partitions/<int:partition_id>/", views.partition_page, name="partition"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
+    path("aggregations/<int:aggregation_id>/", views.aggregation_page, name="aggregation"),
 ]

@@ -7,6 +7,8 @@ from django.shortcuts import get_object_or_404, render
 from backend.audit.services import Action, events_for, record
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.services import datasets_for, partitions_for
+from backend.pipelines.models import Aggregation
+from backend.pipelines.services import aggregations_for
 from backend.projects.models import Role
 from backend.projects.services import get_project, projects_for, role_of
 from backend.runs.services import runs_for
@@ -29,6 +31,7 @@ def project_page(request, project_id):
         "datasets": project.datasets.all(),
         "runs": project.runs.select_related("partition__dataset"),
         "pipelines": project.pipelines.prefetch_related("versions"),
+        "aggregations": Aggregation.objects.filter(dataset__project=project).select_related("dataset"),
     })
 
 
@@ -52,6 +55,18 @@ def pipeline_page(request, project_id, pipeline_id=None):
         "project": project, "pipeline": pipeline, "can_change": role_of(request.user, project) == Role.OWNER,
         "datasets": project.datasets.filter(status=Dataset.Status.READY),
     })
+
+
+@login_required
+def aggregation_page(request, aggregation_id):
+    """A table of measures: its progress, then charts per label, the rows and the exports."""
+    aggregation = get_object_or_404(aggregations_for(request.user).select_related("dataset__project", "pipeline_version__pipeline"),
+                                    pk=aggregation_id)
+    project = aggregation.dataset.project
+    record(request.user, project, Action.READ, aggregation)
+    return render(request, "frontend/aggregation.html", {
+        "aggregation": aggregation, "dataset": aggregation.dataset, "project": project,
+        "version": aggregation.pipeline_version, "can_change": role_of(request.user, project) == Role.OWNER})
 
 
 @login_required

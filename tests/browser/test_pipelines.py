@@ -91,3 +91,49 @@ def test_run_a_preprocessing_pipeline_and_follow_the_derived_dataset_back(page, 
     shot(page, "p2-derived-dataset")
     page.get_by_role("link", name="X-rays").first.click()
     page.wait_for_url(re.compile(rf"/datasets/{source.pk}/$"))
+
+
+@pytest.mark.worker
+def test_measure_every_sample_and_read_the_table_charts_and_downloads(page, live_server, clinician, celery_worker_process):
+    from backend.projects.models import Project
+    from tests.factories import volumes_with_masks
+
+    project = Project.objects.create(owner=clinician, name="Liver")
+    volumes_with_masks(project, masked_voxels=((40, 120, 90, 60, 150), (300, 500, 420, 380, 610)))
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/pipelines/new/")
+    page.select_option('select[name="kind"]', "aggregation")
+    expect(page.locator("#measures-field")).to_be_visible()
+    page.fill('input[name="name"]', "Lesion burden")
+    page.click("#pipeline-save")
+    expect(page.locator('[data-error-for="measures"]')).to_contain_text("Choose at least one measure")
+    page.get_by_role("checkbox", name="Mean intensity", exact=True).check()
+    page.get_by_role("checkbox", name=re.compile(r"^Mask volume \(ml\)")).check()
+    page.get_by_role("checkbox", name=re.compile(r"^Lesion area")).check()
+    page.get_by_role("checkbox", name=re.compile(r"^Intensity histogram")).check()
+    page.click("#pipeline-save")
+    page.wait_for_url(re.compile(r"/pipelines/\d+/$"))
+    expect(page.locator('#measure-choices input[value="mask_volume"]')).to_be_checked()
+    expect(page.locator("#preview .preview-pair img")).to_have_count(16)
+    shot(page, "p3-aggregation-editor")
+
+    page.locator('#measure-form button[type="submit"]').click()
+    page.wait_for_url(re.compile(r"/aggregations/\d+/$"))
+    expect(page.locator("#aggregation-status")).to_have_text("Ready", timeout=120_000)
+    expect(page.locator("#aggregation-message")).to_have_text("11 of 11 samples measured.")
+    expect(page.locator("#aggregation-rows tbody tr")).to_have_count(11)
+    expect(page.locator("#aggregation-rows thead")).to_contain_text("Mask volume (ml)")
+    expect(page.locator("#aggregation-rows tbody tr").last).to_contain_text("mask_volume: this sample has no mask")
+    page.select_option("#chart-measure", "mask_volume")
+    expect(page.locator("#box-chart .boxlayer .trace")).to_have_count(2)
+    expect(page.locator("#box-chart .gtitle")).to_have_text("Mask volume per label")
+    expect(page.locator("#intensity-chart .scatterlayer .trace")).to_have_count(2)
+    page.select_option("#row-label", "grade-1")
+    expect(page.locator("#aggregation-rows tbody tr")).to_have_count(6)
+    expect(page.locator("#rows-shown")).to_have_text("1–6 of 6")
+    with page.expect_download() as download:
+        page.click("#export-xlsx")
+    assert download.value.suggested_filename == "Lesion-burden-v1-Volumes.xlsx"
+    shot(page, "p4-table-of-measures")
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    expect(page.locator("#aggregation-table")).to_contain_text("Lesion burden v1 · Volumes")

@@ -525,10 +525,15 @@ pages.pipeline = async () => {
   const projectId = Number(root.dataset.project);
   let pipelineId = root.dataset.pipeline ? Number(root.dataset.pipeline) : null;
   const catalogue = Object.fromEntries((await api("GET", "/api/operations/")).map((op) => [op.name, op]));
+  const measureSchemas = await api("GET", "/api/measures/");
+  const kindChoice = form.querySelector('select[name="kind"]');
   let steps = [];
+  let measures = [];
   if (pipelineId) {
     const pipeline = await api("GET", `/api/pipelines/${pipelineId}/`);
-    steps = pipeline.versions[pipeline.versions.length - 1].steps;
+    const latest = pipeline.versions[pipeline.versions.length - 1];
+    steps = latest.steps;
+    measures = latest.measures;
     describeVersions(pipeline.versions);
   }
   let seed = 0;
@@ -545,8 +550,10 @@ pages.pipeline = async () => {
   function renderCatalogue() {
     const query = document.getElementById("operation-search").value.trim().toLowerCase();
     const list = document.getElementById("operation-list");
-    const matches = Object.values(catalogue).filter((op) =>
-      !query || `${op.title} ${op.name} ${op.help} ${op.category}`.toLowerCase().includes(query));
+    // Preprocessing and aggregation run once: random operations belong in augmentation pipelines only.
+    const runOnce = kindChoice.value !== "augmentation";
+    const matches = Object.values(catalogue).filter((op) => !(runOnce && op.random) &&
+      (!query || `${op.title} ${op.name} ${op.help} ${op.category}`.toLowerCase().includes(query)));
     list.replaceChildren(...matches.map((op) => el("li", { title: op.help }, [
       el("button", { type: "button", class: "add-operation", "data-op": op.name, text: "Add" }),
       el("span", { class: "operation-title", text: ` ${op.title} ` }),
@@ -616,6 +623,19 @@ pages.pipeline = async () => {
 
   function changed() { renderSteps(); schedulePreview(); }
 
+  function renderMeasures() {
+    document.getElementById("measures-field").hidden = kindChoice.value !== "aggregation";
+    document.getElementById("measure-choices").replaceChildren(...measureSchemas.map((measure) => {
+      const box = el("input", { type: "checkbox", name: "measures", value: measure.name });
+      box.checked = measures.includes(measure.name);
+      box.addEventListener("change", () => {
+        measures = measureSchemas.map((m) => m.name).filter((name) => (name === measure.name ? box.checked : measures.includes(name)));
+      });
+      return el("label", { class: "check" }, [box, el("span", { text: ` ${measure.title}${measure.unit ? ` (${measure.unit})` : ""}` }),
+        measure.needs_mask ? el("small", { class: "muted", text: " needs a mask" }) : ""]);
+    }));
+  }
+
   function schedulePreview() {
     clearTimeout(previewTimer);
     previewTimer = setTimeout(drawPreview, 400);
@@ -661,13 +681,14 @@ pages.pipeline = async () => {
     clearErrors(form);
     const name = form.querySelector('input[name="name"]').value;
     try {
+      const aggregation = kindChoice.value === "aggregation";
       if (pipelineId) {
-        const pipeline = await api("PATCH", `/api/pipelines/${pipelineId}/`, { name, steps });
+        const pipeline = await api("PATCH", `/api/pipelines/${pipelineId}/`, aggregation ? { name, steps, measures } : { name, steps });
         describeVersions(pipeline.versions);
         document.getElementById("save-state").textContent = `Saved as version ${pipeline.versions[pipeline.versions.length - 1].number}.`;
       } else {
-        const kind = form.querySelector('select[name="kind"]').value;
-        const pipeline = await api("POST", "/api/pipelines/", { project: projectId, name, kind, steps });
+        const kind = kindChoice.value;
+        const pipeline = await api("POST", "/api/pipelines/", { project: projectId, name, kind, steps, ...(aggregation ? { measures } : {}) });
         window.location = `/projects/${projectId}/pipelines/${pipeline.id}/`;
       }
     } catch (error) { showErrors(form, error); }
@@ -681,10 +702,134 @@ pages.pipeline = async () => {
       window.location = `/datasets/${derived.id}/`;
     } catch (error) { showErrors(runForm, error); }
   });
+  const measureForm = document.getElementById("measure-form");
+  if (measureForm) measureForm.addEventListener("submit", async () => {
+    clearErrors(measureForm);
+    try {
+      const table = await api("POST", "/api/aggregations/", { pipeline: pipelineId,
+        dataset: Number(measureForm.querySelector('select[name="dataset"]').value), name: measureForm.querySelector('input[name="name"]').value });
+      window.location = `/aggregations/${table.id}/`;
+    } catch (error) { showErrors(measureForm, error); }
+  });
+  kindChoice.addEventListener("change", () => { renderMeasures(); renderCatalogue(); });
   renderCatalogue();
   renderSteps();
+  renderMeasures();
   drawPreview();
 };
+
+pages.aggregation = () => {
+  const id = document.getElementById("aggregation-root").dataset.aggregation;
+  const stopButton = document.getElementById("aggregation-stop") || document.createElement("button");
+  stopButton.addEventListener("click", async () => {
+    stopButton.disabled = true;
+    try { await api("POST", `/api/aggregations/${id}/stop/`); } catch (error) { alert(error.message); }
+  });
+  let firstSeen = null;
+  poll(async () => {
+    const table = await api("GET", `/api/aggregations/${id}/`);
+    setStatus(document.getElementById("aggregation-status"), table.status);
+    document.getElementById("aggregation-message").textContent = table.message;
+    const active = table.status === "queued" || table.status === "running";
+    stopButton.hidden = !active;
+    const progress = document.getElementById("aggregation-progress");
+    if (active) {
+      const done = table.progress_done;
+      if (firstSeen === null && table.status === "running") firstSeen = { time: Date.now(), done };
+      const rate = firstSeen && done > firstSeen.done ? (done - firstSeen.done) / ((Date.now() - firstSeen.time) / 1000) : 0;
+      const eta = rate ? ` · ${formatSeconds((table.progress_total - done) / rate)} left` : "";
+      const what = table.status === "queued" ? "Waiting for a worker" : `${done} of ${table.progress_total} steps`;
+      setProgress(progress, table.progress, `${Math.round(table.progress * 100)}% · ${what}${eta}`);
+      return false;
+    }
+    progress.hidden = true;
+    if (table.status === "ready") showMeasures(table);
+    return true;
+  });
+};
+
+function showMeasures(table) {
+  document.getElementById("aggregation-results").hidden = false;
+  const values = table.columns.filter((column) => column.name !== "histogram");
+  const labels = Object.keys(table.histograms).length ? Object.keys(table.histograms)
+    : [...new Set(Object.values(table.summary).flatMap((measure) => Object.keys(measure.labels)))].sort();
+  const unit = (column) => (column.unit ? ` (${column.unit})` : "");
+  const choice = document.getElementById("chart-measure");
+  choice.replaceChildren(...values.filter((c) => table.summary[c.name]).map((c) => el("option", { value: c.name, text: `${c.title}${unit(c)}` })));
+  const draw = () => {
+    const column = values.find((c) => c.name === choice.value);
+    if (!column) return;
+    const measure = table.summary[column.name];
+    const boxes = Object.entries(measure.labels).map(([label, data]) => ({
+      type: "box", name: label, x: [label], q1: [data.box.q1], median: [data.box.median], q3: [data.box.q3],
+      lowerfence: [data.box.lowerfence], upperfence: [data.box.upperfence], mean: [data.box.mean],
+      hovertext: `${data.box.count} samples · min ${data.box.min} · max ${data.box.max}`,
+    }));
+    Plotly.react("box-chart", boxes, { ...CHART_LAYOUT, title: { text: `${column.title} per label` }, showlegend: false,
+      yaxis: { title: { text: `${column.name}${unit(column)}` } } }, { displaylogo: false, responsive: true });
+    const centres = measure.edges.slice(0, -1).map((edge, k) => (edge + measure.edges[k + 1]) / 2);
+    const bars = Object.entries(measure.labels).map(([label, data]) => ({ type: "bar", name: label, x: centres, y: data.counts, opacity: 0.7 }));
+    Plotly.react("histogram-chart", bars, { ...CHART_LAYOUT, barmode: "overlay", bargap: 0, title: { text: `${column.title}: samples per bin` },
+      xaxis: { title: { text: `${column.name}${unit(column)}` } }, yaxis: { title: { text: "samples" } } }, { displaylogo: false, responsive: true });
+  };
+  choice.addEventListener("change", draw);
+  draw();
+  if (table.histogram_edges.length) drawIntensityHistogram(table);
+  setUpExports(table);
+  showRows(table, values, labels);
+}
+
+function drawIntensityHistogram(table) {
+  const chart = document.getElementById("intensity-chart");
+  chart.hidden = false;
+  const edges = table.histogram_edges;
+  const centres = edges.slice(0, -1).map((edge, k) => (edge + edges[k + 1]) / 2);
+  // Fractions, not counts: labels with more (or larger) samples would otherwise hide the others.
+  const traces = Object.entries(table.histograms).map(([label, counts]) => {
+    const total = counts.reduce((sum, count) => sum + count, 0) || 1;
+    return { type: "scatter", mode: "lines", line: { shape: "hvh" }, name: label, x: centres, y: counts.map((count) => count / total) };
+  });
+  Plotly.react(chart, traces, { ...CHART_LAYOUT, title: { text: "Intensity histogram per label (share of voxels)" },
+    xaxis: { title: { text: "intensity after the steps" } }, yaxis: { tickformat: ".1%" } }, { displaylogo: false, responsive: true });
+}
+
+function setUpExports(table) {
+  const base = `/api/aggregations/${table.id}/export/`;
+  document.getElementById("export-csv").href = base;
+  document.getElementById("export-xlsx").href = `${base}?file=xlsx`;
+  const histogram = document.getElementById("export-histogram");
+  histogram.hidden = !table.histogram_edges.length;
+  histogram.href = `${base}?table=histogram`;
+}
+
+function showRows(table, columns, labels) {
+  const PAGE = 100;
+  let offset = 0;
+  const labelChoice = document.getElementById("row-label");
+  labelChoice.replaceChildren(el("option", { value: "", text: "All" }), ...labels.map((label) => el("option", { value: label, text: label })));
+  document.querySelector("#aggregation-rows thead").replaceChildren(el("tr", {}, [
+    el("th", { text: "Sample" }), el("th", { text: "Label" }), el("th", { text: "Patient" }),
+    ...columns.map((c) => el("th", { text: c.unit ? `${c.title} (${c.unit})` : c.title })), el("th", { text: "Problems" })]));
+  const format = (value) => (value === undefined || value === null ? "–" : Number(value).toPrecision(4).replace(/\.?0+$/, ""));
+  const load = async () => {
+    const label = labelChoice.value ? `&label=${encodeURIComponent(labelChoice.value)}` : "";
+    const page = await api("GET", `/api/aggregations/${table.id}/rows/?limit=${PAGE}&offset=${offset}${label}`);
+    document.querySelector("#aggregation-rows tbody").replaceChildren(...page.results.map((row) => el("tr", {}, [
+      el("td", {}, [el("a", { href: `/samples/${row.sample}/`, text: `#${row.index + 1}` })]),
+      el("td", { class: "nowrap", text: row.label || "(unlabelled)" }), el("td", { class: "nowrap", text: row.patient }),
+      ...columns.map((c) => el("td", { class: "number", text: format(row.values[c.name]) })),
+      el("td", { class: "problems", text: Object.entries(row.problems).map(([name, why]) => `${name === "*" ? "steps" : name}: ${why}`).join("; ") }),
+    ])));
+    document.getElementById("rows-shown").textContent = page.count
+      ? `${offset + 1}–${offset + page.results.length} of ${page.count}` : "No rows.";
+    document.getElementById("rows-previous").disabled = offset === 0;
+    document.getElementById("rows-next").disabled = offset + PAGE >= page.count;
+  };
+  labelChoice.addEventListener("change", () => { offset = 0; load(); });
+  document.getElementById("rows-previous").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
+  document.getElementById("rows-next").addEventListener("click", () => { offset += PAGE; load(); });
+  load();
+}
 
 pages["run-new"] = () => {
   const form = document.getElementById("run-form");
