@@ -13,7 +13,7 @@ from backend.pipelines.services import pipelines_for
 from workers.engine.architectures import ARCHITECTURES
 
 from .models import MetricPoint, TrainingRun
-from .services import delete_run, launch_run, request_stop, runs_for, set_public
+from .services import MAX_PROCESSES, delete_run, launch_run, request_stop, runs_for, set_public
 
 
 def positive_learning_rate(value):
@@ -31,6 +31,9 @@ class RunLaunchSerializer(serializers.Serializer):
     learning_rate = serializers.FloatField(default=0.001, validators=[positive_learning_rate])
     batch_size = serializers.IntegerField(default=32, min_value=1, max_value=4096)
     device = serializers.ChoiceField(choices=["cpu", "gpu"], default="cpu")
+    processes = serializers.IntegerField(default=1, min_value=1, max_value=MAX_PROCESSES,
+                                         help_text="Data-parallel processes on one worker: one per GPU, or CPU processes. Each trains on "
+                                                   "its shard of the training subset; batch_size is per process.")
     seed = serializers.IntegerField(default=0, min_value=0, max_value=2**31 - 1)
     augmentation = OwnedPrimaryKeyField(scope=pipelines_for, model_name="pipeline", required=False, allow_null=True,
                                         help_text="An augmentation pipeline; its latest version is used (and kept as it is).")
@@ -49,7 +52,7 @@ class RunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
-            "device", "seed", "augmentation", "balancing", "class_factors", "status", "message", "progress", "progress_message", "eta_seconds",
+            "device", "processes", "seed", "augmentation", "balancing", "class_factors", "status", "message", "progress", "progress_message", "eta_seconds",
             "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "worker",
             "created_at", "started_at", "finished_at",
         ]

@@ -25,6 +25,8 @@ class TrainingRun(models.Model):
     batch_size = models.PositiveIntegerField()
     device = models.CharField(max_length=10)
     seed = models.IntegerField(default=0)
+    processes = models.PositiveSmallIntegerField(default=1, help_text="Data-parallel training processes on the worker (one per GPU, "
+                                                 "or CPU processes); each trains on its shard of the training subset.")
     augmentation = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="runs",
                                      help_text="The augmentation pipeline version applied to training images on the fly.")
     balancing = models.CharField(max_length=20, default="none", choices=[

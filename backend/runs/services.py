@@ -11,12 +11,14 @@ from django.db.models import Q
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.models import WorkerHeartbeat
-from backend.core.tasks import TRAIN_QUEUES, send_after_commit
+from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Partition
 from backend.pipelines.services import mark_used
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 
 from .models import TrainingRun
+
+MAX_PROCESSES = 16
 
 
 def runs_for(user):
@@ -59,12 +61,28 @@ def check_trainable(partition: Partition) -> None:
         raise ServiceError("The partition's training subset is empty; create a partition with a larger training share.", field="partition")
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, processes: int = 1) -> None:
     if device == "gpu" and not WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["gpu"]):
         raise ServiceError(
             "No GPU worker is online. Choose CPU, or ask your administrator to start a GPU worker.",
             field="device",
         )
+    check_processes(device, processes)
+
+
+def check_processes(device: str, processes: int) -> None:
+    """A run's processes share one worker: at most one per GPU, or one per CPU core of the largest worker online."""
+    if processes == 1:
+        return
+    queue = queue_name(TRAIN_QUEUES[device])
+    workers = [w for w in WorkerHeartbeat.online() if queue in w.queues]
+    if not workers:
+        return  # nothing to compare with: the run waits for a worker, which says so if it cannot run it
+    most = max(w.gpu_count if device == "gpu" else w.cpu_count for w in workers)
+    if processes > most:
+        unit = "GPU(s)" if device == "gpu" else "CPU core(s)"
+        raise ServiceError(f"The largest {device.upper()} worker online has {most} {unit}; choose at most {most} processes.",
+                           field="processes")
 
 
 def augmentation_version(pipeline, project):
@@ -97,7 +115,7 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
-    check_device(settings_["device"])
+    check_device(settings_["device"], settings_.get("processes", 1))
     settings_ = dict(settings_)
     augmentation = augmentation_version(settings_.pop("augmentation", None), project)
     check_balancing(settings_.get("balancing", "none"), settings_.get("class_factors") or {}, partition)
@@ -117,6 +135,7 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
             project=project, partition=partition, created_by=user, config=config,
             name=settings_.get("name") or f"{settings_['architecture']} on {partition.dataset.name}",
             augmentation=augmentation, balancing=settings_.get("balancing", "none"), class_factors=settings_.get("class_factors") or {},
+            processes=settings_.get("processes", 1),
             **{key: settings_[key] for key in ("architecture", "epochs", "learning_rate", "batch_size", "device", "seed")},
         )
         if augmentation:

@@ -1,4 +1,6 @@
 """Runs with an augmentation pipeline and class balancing: what the API accepts, and a real worker training with them."""
+import math
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,36 @@ def test_a_worker_trains_with_augmentation_and_weighted_sampling(api, project, u
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=["succeeded", "failed"]).first(), 180, "the run")
     assert run.status == "succeeded", run.message
     assert run.metrics.filter(subset="train", name="loss").count() == 2
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_spreads_a_run_over_two_processes_each_on_its_shard(api, project, user, celery_worker_process):
+    partition = imbalanced_partition(project, user)
+    pipeline = create_pipeline(user, project, "Flips", "augmentation", AUGMENT)
+    response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 2, "batch_size": 4, "augmentation": pipeline.pk,
+                                       "balancing": "weighted", "processes": 2}, format="json")
+    assert response.status_code == 202, response.content
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=response.json()["id"], status__in=["succeeded", "failed"]).first(), 240, "the run")
+    assert run.status == "succeeded", run.message
+    assert run.config["processes"] == 2 and run.processes == 2
+    train_images = sum(partition.counts["train"].values())
+    assert run.progress_total == 2 * math.ceil(math.ceil(train_images / 2) / 4), "each process runs the batches of half the images"
+    assert run.metrics.filter(subset="validation", name="accuracy").count() == 2
+    assert run.onnx_path.exists()
+
+
+def test_more_processes_than_the_largest_worker_has_are_refused(api, project, user):
+    from django.utils import timezone
+
+    from backend.core.models import WorkerHeartbeat
+    from backend.core.tasks import queue_name
+
+    partition = imbalanced_partition(project, user)
+    WorkerHeartbeat.objects.create(hostname="small", queues=[queue_name("train-cpu")], cpu_count=2, last_seen=timezone.now())
+    response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 1, "processes": 3}, format="json")
+    assert response.status_code == 400 and response.json()["field"] == "processes"
+    assert "has 2 CPU core(s); choose at most 2 processes" in response.json()["message"]
+    response = api.post("/api/runs/", {"partition": partition.pk, "epochs": 1, "processes": 0}, format="json")
+    assert response.status_code == 400 and response.json()["field"] == "processes"
+    assert api.post("/api/runs/", {"partition": partition.pk, "epochs": 1, "processes": 2}, format="json").status_code == 202

@@ -40,6 +40,10 @@ class CachedImages(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def __getstate__(self):
+        # Sent to other processes (data loading, parallel training) without the mapped file: each maps it itself.
+        return {**self.__dict__, "_cache": None}
+
     def __len__(self):
         return len(self.indices)
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import ctypes
 import itertools
 import multiprocessing as mp
 import os
-import signal
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
+from ..processes import die_with_parent
 from .sources import IngestLimits, upload_entries
 
 PARALLEL_MIN_FILES = 64
-PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
 _opened: dict = {}
 
@@ -49,8 +47,7 @@ def ingest_pool(upload_dir: Path, limits: IngestLimits, processes: int, files: i
 
 
 def start_process(upload_dir: Path, limits: IngestLimits) -> None:
-    with contextlib.suppress(OSError, AttributeError):  # Linux only
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     stack = contextlib.ExitStack()
     _opened.update(entries=stack.enter_context(upload_entries(upload_dir, limits)), stack=stack)
 
