@@ -75,6 +75,7 @@ def train_and_store(run: TrainingRun) -> None:
     config = TrainingConfig(
         architecture=run.architecture, epochs=run.epochs, learning_rate=run.learning_rate,
         batch_size=run.batch_size, device=run.device, seed=run.seed, processes=run.processes,
+        mixed_precision=run.device == "gpu",
     )
     weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.balancing == "weighted" else None
     outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), RunObserver(run), sample_weights=weights)

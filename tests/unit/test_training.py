@@ -121,3 +121,10 @@ def test_a_stop_reaches_every_process(demo_subsets):
     observer = StopAfterTwoBatches()
     outcome = train_classifier(TrainingConfig(epochs=5, processes=2), demo_subsets[0], demo_subsets[1], 1, 2, observer)
     assert outcome.stopped and outcome.epochs_completed == 0 and observer.last_progress[0] == 2
+
+
+def test_mixed_precision_trains_as_well(demo_subsets):
+    # On this CPU the path runs in bfloat16; on a GPU the same code runs float16 with loss scaling.
+    train, validation, test = demo_subsets
+    outcome = train_classifier(TrainingConfig(mixed_precision=True), train, validation, 1, 2, SilentObserver())
+    assert evaluate(outcome.model, test, 64)[1] > 0.9
