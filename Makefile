@@ -35,9 +35,10 @@ test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Regenerate docs/openapi.yaml after changing the API (a test fails until you do).
+# Regenerate docs/openapi.yaml and docs/operations.md after changing the API or the operations (a test fails until you do).
 schema: install
 	$(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate
+	$(BIN)/python manage.py operations_doc
 
 bench: install
 	$(BIN)/python bench/demo_run.py
