@@ -74,7 +74,8 @@ def dataset_page(request, dataset_id):
     dataset = get_object_or_404(datasets_for(request.user).select_related("project"), pk=dataset_id)
     can_change = role_of(request.user, dataset.project) == Role.OWNER
     record(request.user, dataset.project, Action.READ, dataset)
-    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change})
+    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change,
+                                                     "aggregations": dataset.aggregations.all()})
 
 
 @login_required

@@ -135,5 +135,7 @@ def test_measure_every_sample_and_read_the_table_charts_and_downloads(page, live
         page.click("#export-xlsx")
     assert download.value.suggested_filename == "Lesion-burden-v1-Volumes.xlsx"
     shot(page, "p4-table-of-measures")
+    page.get_by_role("link", name="Volumes").first.click()
+    expect(page.locator("#dataset-measures")).to_contain_text("Lesion burden v1 · Volumes")
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     expect(page.locator("#aggregation-table")).to_contain_text("Lesion burden v1 · Volumes")

@@ -165,3 +165,25 @@ def test_export_refuses_unknown_formats_and_a_histogram_never_measured(api, proj
     assert api.get(url + "?file=xlsx").status_code == 200
     assert np.isclose(float(list(csv.reader(io.StringIO(api.get(url).content.decode())))[1][3]),
                       np.load(dataset.samples.first().project_dir / dataset.samples.first().array).mean(), rtol=1e-5)
+
+
+def test_a_stop_during_the_measures_ends_the_job_before_the_next_sample(project):
+    from workers.engine.observer import JobStopped
+
+    class StopAfterTwo(Silent):
+        def __init__(self):
+            self.done = 0
+
+        def progress(self, done, total, message=""):
+            self.done = done
+
+        def should_stop(self):
+            return self.done >= 2
+
+    dataset = volumes_with_masks(project)
+    version = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
+    table = Aggregation.objects.create(dataset=dataset, pipeline_version=version, name="t", measures=["mean"], status="running")
+    observer = StopAfterTwo()
+    with pytest.raises(JobStopped):
+        measure_dataset(table, observer)
+    assert observer.done == 2 and table.rows.count() == 0, "nothing is written before the end"
