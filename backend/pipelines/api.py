@@ -38,6 +38,7 @@ from .services import (
 
 class ParamSchemaSerializer(serializers.Serializer):
     name = serializers.CharField()
+    label = serializers.CharField(help_text="What a form shows.")
     kind = serializers.ChoiceField(choices=PARAM_KINDS)
     default = serializers.JSONField()
     help = serializers.CharField()

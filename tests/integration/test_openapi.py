@@ -19,7 +19,7 @@ def test_checked_in_operations_reference_matches_the_registry(tmp_path):
     call_command("operations_doc", "--file", str(generated))
     text = generated.read_text()
     assert text == OPERATIONS.read_text(), "The operations changed: run `make schema` and commit docs/operations.md."
-    assert "### Rotate (`rotate`)" in text and "| `degrees` | range | -180 to 180 | -15 to 15 |" in text
+    assert "### Rotate (`rotate`)" in text and "| `degrees` (Angle (degrees)) | range | -180 to 180 | -15 to 15 |" in text
     assert "| `mask_volume` | Mask volume | ml | yes |" in text
 
 

@@ -30,7 +30,7 @@ def test_the_operation_schema_lists_every_operation_with_its_parameters(api):
     rotate = operations["rotate"]
     assert rotate["random"] and rotate["dims"] == [2, 3] and rotate["category"] == "augmentation"
     degrees = next(p for p in rotate["params"] if p["name"] == "degrees")
-    assert degrees == {"name": "degrees", "kind": "range", "default": [-15.0, 15.0], "help": degrees["help"], "minimum": -180.0, "maximum": 180.0}
+    assert degrees == {"name": "degrees", "label": "Angle (degrees)", "kind": "range", "default": [-15.0, 15.0], "help": degrees["help"], "minimum": -180.0, "maximum": 180.0}
     assert operations["window"]["category"] == "preprocessing" and not operations["window"]["random"]
 
 

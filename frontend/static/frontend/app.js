@@ -580,7 +580,7 @@ pages.pipeline = async () => {
       input.addEventListener("change", () => update(input.value));
     } else if (param.kind === "range") {
       const bound = (part) => {
-        const box = el("input", { type: "number", step: "any", name: `${name}.${part}`, "aria-label": `${param.name} ${part ? "high" : "low"}` });
+        const box = el("input", { type: "number", step: "any", name: `${name}.${part}`, "aria-label": `${param.label} ${part ? "high" : "low"}` });
         if (param.minimum !== undefined) box.min = param.minimum;
         if (param.maximum !== undefined) box.max = param.maximum;
         box.value = value[part];
@@ -595,7 +595,7 @@ pages.pipeline = async () => {
       input.value = value;
       input.addEventListener("input", () => update(param.kind === "text" ? input.value : Number(input.value)));
     }
-    return el("label", { title: param.help }, [el("span", { text: `${param.name} ` }), input,
+    return el("label", { title: param.help }, [el("span", { text: `${param.label} ` }), input,
       el("small", { class: "muted", text: ` ${param.help}` }), el("span", { class: "error", "data-error-for": name, role: "alert" })]);
   }
 

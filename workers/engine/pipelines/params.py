@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PARAM_KINDS = ("float", "int", "bool", "choice", "range", "text")  # "range": a [low, high] pair of floats
+# What a form shows for names that do not read well once capitalised; the others become "Per channel" etc.
+LABELS = {"std": "Standard deviation", "lam": "Mean count (λ)", "pixel_mm": "Pixel spacing (mm)",
+          "slice_mm": "Slice spacing (mm)", "from_file": "Use the file's window", "center": "Centre",
+          "grid": "Control points", "sigma": "Sigma (pixels)", "degrees": "Angle (degrees)"}
 
 
 class ParamError(ValueError):
@@ -24,9 +28,13 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name) or self.name.replace("_", " ").capitalize()
+
     def schema(self) -> dict:
-        described = {"name": self.name, "kind": self.kind, "default": list(self.default) if isinstance(self.default, tuple) else self.default,
-                     "help": self.help}
+        described = {"name": self.name, "label": self.label, "kind": self.kind,
+                     "default": list(self.default) if isinstance(self.default, tuple) else self.default, "help": self.help}
         if self.minimum is not None:
             described["minimum"] = self.minimum
         if self.maximum is not None:

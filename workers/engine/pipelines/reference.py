@@ -14,7 +14,7 @@ def parameter_line(param: dict) -> str:
         bounds = f"{param['minimum']:g} to {param['maximum']:g}"
     default = param["default"]
     shown = f"{default[0]:g} to {default[1]:g}" if param["kind"] == "range" else f"{default}"
-    return f"| `{param['name']}` | {param['kind']} | {bounds} | {shown} | {param['help']} |"
+    return f"| `{param['name']}` ({param['label']}) | {param['kind']} | {bounds} | {shown} | {param['help']} |"
 
 
 def operation_section(schema: dict) -> list[str]:
