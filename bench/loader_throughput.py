@@ -5,8 +5,8 @@ Target (issue 5): the data path is never what the model waits for. 224x224 grays
 - on a CPU machine, data path >= 3x ResNet-18's training throughput;
 - on a GPU machine (16 cores), data path >= 1.2x ResNet-18's mixed-precision training throughput.
 
-The data path is measured as training uses it: cache read in DataLoader processes, then the
-augmentation's batched form on the training device (`pipelines/batched.py`). The per-image form
+The data path is measured as training uses it: raw pixels read from the cache in DataLoader
+processes, then scaled and augmented (the batched form, `pipelines/batched.py`) on the training device. The per-image form
 (each image augmented in the loader processes) is measured beside it for comparison.
 
 Usage: python bench/loader_throughput.py [batches] [workers]
@@ -25,10 +25,9 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workers.engine.architectures import build_model  # noqa: E402
-from workers.engine.data import CachedImages  # noqa: E402
+from workers.engine.data import CachedImages, on_device  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
-from workers.engine.pipelines.batched import batched_form  # noqa: E402
-from workers.engine.training import MixedPrecision  # noqa: E402
+from workers.engine.training import MixedPrecision, on_batches  # noqa: E402
 
 BATCHES = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else (os.cpu_count() or 1)
@@ -54,14 +53,14 @@ def data_path_rate(dataset, workers: int, batches: int, augment=None) -> float:
     iterator = iter(loader)
     first, _ = next(iterator)  # worker start-up and first-call costs are not throughput
     if augment is not None:
-        augment(first.to(DEVICE), 0)
+        augment(on_device(first, DEVICE), 0)
     synchronise()
     start = time.perf_counter()
     seen = 0
     for batch in range(batches):
         images, _ = next(iterator)
         if augment is not None:
-            images = augment(images.to(DEVICE, non_blocking=True), batch)
+            images = augment(on_device(images, DEVICE), batch)
         seen += len(images)
     synchronise()
     return seen / (time.perf_counter() - start)
@@ -102,8 +101,8 @@ def main():
         array.flush()
         pipeline = Pipeline.from_steps(AUGMENTATION)
         per_image = CachedImages(cache, list(range(len(array))), [0] * len(array), augment=pipeline, seed=1)
-        plain = CachedImages(cache, list(range(len(array))), [0] * len(array))
-        batched = data_path_rate(plain, WORKERS, batches, batched_form(pipeline))
+        plain, augment = on_batches(per_image)  # what training does: raw pixels read, scaled and augmented on the device
+        batched = data_path_rate(plain, WORKERS, batches, augment)
         per_image_pooled = data_path_rate(per_image, WORKERS, BATCHES)
         per_image_single = data_path_rate(per_image, 0, max(2, BATCHES // 2))
         training = training_rate(mixed_precision=gpu)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.engine.data import CachedImages
+from workers.engine.data import CachedImages, on_device
 from workers.engine.pipelines import Pipeline
 from workers.engine.pipelines.batched import BATCHED, batched_form
 from workers.engine.training import on_batches
@@ -81,5 +81,7 @@ def test_pipelines_with_an_operation_without_a_batched_form_stay_per_image(tmp_p
     images = CachedImages(cache, [0, 1], [0, 1], augment=pipeline)
     plain, augment = on_batches(images)
     assert plain.augment is None and augment is not None and images.augment is pipeline, "the caller's set keeps its augmentation"
+    assert plain.raw and plain[0][0].dtype == torch.uint8 and images[0][0].dtype == torch.float32, "raw bytes, scaled on the device"
+    assert torch.equal(on_device(plain[1][0][None], torch.device("cpu")), images.__class__(cache, [1], [1])[0][0][None])
     slow = CachedImages(cache, [0, 1], [0, 1], augment=Pipeline.from_steps([{"op": "median_blur"}]))
     assert on_batches(slow) == (slow, None)

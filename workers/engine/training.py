@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from .architectures import build_model
+from .data import CachedImages, on_device
 from .observer import JobObserver, SilentObserver
 from .pipelines.batched import batched_form
 from .processes import die_with_parent
@@ -158,7 +159,7 @@ def train_process(config, train_set, validation_set, in_channels, num_classes, o
         trained.train()
         totals = torch.zeros(3, dtype=torch.double)  # loss sum, correct, seen
         for batch, (images, targets) in enumerate(train_loader):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            images, targets = on_device(images, device), targets.to(device, non_blocking=True)
             if augment is not None:
                 images = augment(images, batch_seed(config.seed, epoch, batch, rank))
             optimiser.zero_grad(set_to_none=True)
@@ -196,13 +197,17 @@ class MixedPrecision:
 
 
 def on_batches(train_set: Dataset) -> tuple[Dataset, Callable | None]:
-    """The training set without its augmentation, and the augmentation's batched form, when every step has one
-    (4x faster than per image on a CPU, and done on the GPU when training is); else the set as it is."""
-    augment = batched_form(getattr(train_set, "augment", None))
-    if augment is None:
+    """The training set as the loader should read it, and the augmentation to apply to whole batches.
+
+    When every step has a batched form (4x faster than per image on a CPU, and done on the GPU when training
+    is) or there is no augmentation, the loader reads raw pixels, scaled on the device; else the set as it is."""
+    if not isinstance(train_set, CachedImages):
         return train_set, None
+    augment = batched_form(train_set.augment)
+    if train_set.augment is not None and augment is None:
+        return train_set, None  # per-image augmentation in the loader
     plain = copy.copy(train_set)
-    plain.augment = None
+    plain.augment, plain.raw = None, True
     return plain, augment
 
 
