@@ -187,3 +187,15 @@ def test_a_stop_during_the_measures_ends_the_job_before_the_next_sample(project)
     with pytest.raises(JobStopped):
         measure_dataset(table, observer)
     assert observer.done == 2 and table.rows.count() == 0, "nothing is written before the end"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_table_whose_worker_died_is_measured_again_by_the_next_worker(project, celery_worker_process):
+    dataset = volumes_with_masks(project)
+    version = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
+    # As a worker killed mid-job leaves it: running, claimed, silent.
+    orphan = Aggregation.objects.create(dataset=dataset, pipeline_version=version, name="t", measures=["mean"], status="running",
+                                        claimed_by="celery@gone", heartbeat_at=None)
+    done = wait_for(lambda: Aggregation.objects.filter(pk=orphan.pk, status__in=["ready", "failed"]).first(), 120, "the restarted job")
+    assert done.status == "ready" and done.rows.count() == 4 and done.claimed_by != "celery@gone"
