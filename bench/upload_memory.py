@@ -6,7 +6,7 @@ the upload itself is streamed to disk (memory stays flat).
 The upload is a zip of CT series (512x512 16-bit slices, stored uncompressed as PACS exports
 are), sent to POST /api/datasets/ through Django's WSGI handler with a request body read from
 disk in 64 KB pieces, as a web server hands it over. The ingest is the worker's own job
-(workers.ingest.run_ingest) on that dataset, its pool of reader processes included. Each phase
+(workers.ingest.INGEST) on that dataset, its pool of reader processes included. Each phase
 runs in a fresh process against a throw-away SQLite database and storage folder. Its growth is
 the peak resident memory (VmHWM, reset once Django is set up and a first small request or
 decode has loaded what it imports) minus the resident memory at that point. For the ingest, the
@@ -197,7 +197,7 @@ def ingest_phase(dataset_id: str) -> dict:
     from tests.medical import dicom_bytes
     from workers.engine.ingest.deid import Deidentifier
     from workers.engine.ingest.dicom import read_dicom
-    from workers.ingest import run_ingest
+    from workers.ingest import INGEST
 
     read_dicom(dicom_bytes(np.zeros((8, 8), np.int16)), Deidentifier(b"w" * 32))  # decoders load once, not per ingest
     pool_peaks: dict[str, float] = {}
@@ -216,7 +216,7 @@ def ingest_phase(dataset_id: str) -> dict:
     watcher = threading.Thread(target=watch_pool, daemon=True)
     watcher.start()
     start = time.perf_counter()
-    run_ingest(int(dataset_id), "bench")
+    INGEST.run(int(dataset_id), "bench")
     took = time.perf_counter() - start
     done.set()
     watcher.join()

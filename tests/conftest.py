@@ -80,7 +80,7 @@ def database_url() -> str:
     return f"postgres://{auth}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
 
 
-def worker_environment() -> dict:
+def worker_environment(**overrides: str) -> dict:
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": "webapp.test_settings",
@@ -92,22 +92,24 @@ def worker_environment() -> dict:
     })
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
+    env.update(overrides)
     return env
 
 
-def start_worker(log_path: Path) -> subprocess.Popen:
-    """Start `manage.py runworker` (a real `celery worker`) and wait for its first heartbeat."""
+def start_worker(log_path: Path, name: str = "worker", **environment: str) -> subprocess.Popen:
+    """Start `manage.py runworker` (a real `celery worker`) and wait for its first heartbeat.
+    `name` makes its host name (name@host); `environment` overrides settings' variables."""
     from backend.core.models import WorkerHeartbeat
 
-    WorkerHeartbeat.objects.all().delete()
+    WorkerHeartbeat.objects.filter(hostname__startswith=f"{name}@").delete()
     log = open(log_path, "a")
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--loglevel", "INFO"],
-        cwd=ROOT, env=worker_environment(), stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "runworker", "--loglevel", "INFO", "--name", name],
+        cwd=ROOT, env=worker_environment(**environment), stdout=log, stderr=subprocess.STDOUT,
     )
     log.close()
     deadline = time.monotonic() + 90
-    while not WorkerHeartbeat.objects.exists():
+    while not WorkerHeartbeat.objects.filter(hostname__startswith=f"{name}@").exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail("The Celery worker did not start:\n" + log_path.read_text()[-4000:])

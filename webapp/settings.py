@@ -160,7 +160,17 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 24 * 3600}
+    # A task still unacknowledged after this long is delivered again (acks are late: a task is
+    # acknowledged when it ends, so a killed worker's task is not lost). A job longer than this is
+    # delivered again while it runs; the claim (queued -> running) makes that delivery a no-op.
+    BROKER_VISIBILITY_SECONDS = int(os.environ.get("TOOLKIT_BROKER_VISIBILITY_SECONDS", "3600"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": BROKER_VISIBILITY_SECONDS,
+        # kombu looks for overdue messages every interval x throttle seconds (100 s by default): keep that
+        # well inside the timeout, so a short one (tests use a few seconds) behaves like a long one.
+        "unacked_restore_interval": max(1, min(10, BROKER_VISIBILITY_SECONDS // 20)),
+        "unacked_restore_throttle": 1,
+    }
 else:
     for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
@@ -182,10 +192,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Heartbeats older than this mark a worker as gone in the resources list.
-WORKER_HEARTBEAT_SECONDS = 10
-# An ingest whose worker has written nothing for this long is taken to be dead and is resumed.
-INGEST_STALE_SECONDS = int(os.environ.get("TOOLKIT_INGEST_STALE_SECONDS", "180"))
+# How often a worker says it is online (three missed beats mark it gone in the resources list)
+# and sweeps for jobs whose worker died.
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("TOOLKIT_WORKER_HEARTBEAT_SECONDS", "10"))
+# A running job whose worker has said nothing for this long is taken to be dead and is recovered
+# (queued again, or failed, as its kind decides: workers/jobs.py). TOOLKIT_INGEST_STALE_SECONDS is its old name.
+JOB_STALE_SECONDS = float(os.environ.get("TOOLKIT_JOB_STALE_SECONDS", os.environ.get("TOOLKIT_INGEST_STALE_SECONDS", "180")))
 # Processes an ingest reads files with; 0: one per CPU core (uploads under 64 files use one).
 INGEST_PROCESSES = int(os.environ.get("TOOLKIT_INGEST_PROCESSES", "0"))
 

@@ -11,56 +11,42 @@ sample when a worker dies: rows are only written at the end.
 """
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from datetime import timedelta
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
+from backend.core.tasks import INGEST_QUEUE
 from backend.datasets.models import Sample
 from backend.pipelines.models import Aggregation, AggregationRow
 from workers.engine.observer import JobStopped
 from workers.engine.pipelines import Context, ParamError, Pipeline, UnsupportedInput
 from workers.engine.pipelines.measures import HISTOGRAM, MEASURES, counts_in, measure, shared_edges, summarise
 
-from .observers import DatabaseObserver
+from .jobs import JobRunner, finish, register
 from .preprocess import channels_first, fit_statistics
 
-log = logging.getLogger(__name__)
 Status = Aggregation.Status
 FAILED_STEPS = "*"  # the problems key when the steps, not one measure, failed on a sample
 
 
-class AggregationObserver(DatabaseObserver):
-    """Progress writes also say the worker is alive."""
+class AggregationJob(JobRunner):
+    """Rows are only written at the end, so a job started again (its worker died) begins at the first sample."""
 
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        super().progress(done, total, message)
-        Aggregation.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+    model = Aggregation
+    task = "workers.tasks.aggregate_dataset"
+    queue = INGEST_QUEUE
+    noun = "table of measures"
 
+    def work(self, aggregation: Aggregation, reporter) -> None:
+        aggregation = Aggregation.objects.select_related("dataset__project", "pipeline_version").get(pk=aggregation.pk)
+        measure_dataset(aggregation, reporter)
 
-def run_aggregation(aggregation_id: int, hostname: str = "") -> None:
-    claimed = Aggregation.objects.filter(pk=aggregation_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, claimed_by=hostname, heartbeat_at=timezone.now(), message="")
-    if not claimed:
-        return  # finished, stopped, deleted or taken by another worker
-    aggregation = Aggregation.objects.select_related("dataset__project", "pipeline_version").get(pk=aggregation_id)
-    try:
-        if aggregation.stop_requested:
-            raise JobStopped("stopped before it started")
-        measure_dataset(aggregation, AggregationObserver(aggregation, has_message=False))
-    except JobStopped:
-        finish(aggregation_id, Status.STOPPED, "Stopped by the user; nothing was kept.")
-    except Exception as exc:
-        log.exception("aggregation %s failed", aggregation_id)
-        finish(aggregation_id, Status.FAILED, f"The measures failed unexpectedly ({type(exc).__name__}); the worker log has the details.")
+    def failure_message(self, exc: Exception) -> str:
+        return f"The measures failed unexpectedly ({type(exc).__name__}); the worker log has the details."
 
 
-def finish(aggregation_id: int, status: str, message: str, **fields) -> None:
-    Aggregation.objects.filter(pk=aggregation_id).update(status=status, message=message, finished_at=timezone.now(), **fields)
+AGGREGATION = register(AggregationJob())
 
 
 def measure_dataset(aggregation: Aggregation, observer) -> None:
@@ -141,24 +127,4 @@ def store(aggregation: Aggregation, rows: list[AggregationRow], names: list[str]
     status = Status.READY if measured or not rows else Status.FAILED
     if status == Status.FAILED:
         message = "The steps could not take any sample; the table says why for each."
-    finish(aggregation.pk, status, message, histogram_edges=edges, histograms=histograms, summary=summary, measured_count=measured)
-
-
-def recover_interrupted_aggregations(hostname: str, starting: bool) -> int:
-    """Requeue aggregations whose worker died: ours from before a restart, or any silent for too long."""
-    from backend.core.tasks import INGEST_QUEUE, send_after_commit
-
-    stale = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
-    requeued = 0
-    for aggregation in Aggregation.objects.filter(status=Status.RUNNING):
-        mine = starting and aggregation.claimed_by == hostname
-        silent = aggregation.heartbeat_at is None or aggregation.heartbeat_at < stale
-        if not (mine or silent):
-            continue
-        with transaction.atomic():
-            if Aggregation.objects.filter(pk=aggregation.pk, status=Status.RUNNING, heartbeat_at=aggregation.heartbeat_at).update(
-                    status=Status.QUEUED, claimed_by="", message="Starting again after the worker stopped."):
-                log.warning("restarting aggregation %s (worker %s stopped)", aggregation.pk, aggregation.claimed_by or "unknown")
-                send_after_commit("workers.tasks.aggregate_dataset", aggregation.pk, INGEST_QUEUE)
-                requeued += 1
-    return requeued
+    finish(Aggregation, aggregation.pk, status, message, histogram_edges=edges, histograms=histograms, summary=summary, measured_count=measured)

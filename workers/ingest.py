@@ -2,21 +2,18 @@
 
 The report rows are the job's journal: they are written in batches as files are
 read, so a worker killed half-way leaves a record of what is done. Another
-worker (or the same one, restarted) resumes from there: `recover_interrupted_ingests`
-requeues ingests whose worker is gone, and `ingest_upload` skips journalled files.
+worker (or the same one, restarted) resumes from there: the recovery sweep
+(workers/jobs.py) queues the ingest again, and `ingest_upload` skips journalled files.
 """
 from __future__ import annotations
 
-import logging
 import shutil
 from collections import Counter
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from backend.core.tasks import INGEST_QUEUE, send_after_commit
+from backend.core.tasks import INGEST_QUEUE
 from backend.datasets.models import Dataset, IngestReportEntry, Sample
 from workers.engine.ingest import (
     ACCEPTED,
@@ -27,11 +24,9 @@ from workers.engine.ingest import (
     discard_slice_arrays,
     ingest_upload,
 )
-from workers.engine.observer import JobStopped
 
-from .observers import DatabaseObserver
+from .jobs import JobReporter, JobRunner, finish, register
 
-log = logging.getLogger(__name__)
 DERIVED_FOLDERS = ("arrays", "originals", "thumbnails", "cache")
 Status = Dataset.Status
 
@@ -54,15 +49,6 @@ class ReportJournal:
              for r in records],
             batch_size=1000, ignore_conflicts=True,
         )
-        Dataset.objects.filter(pk=self.dataset.pk).update(heartbeat_at=timezone.now())
-
-
-class IngestObserver(DatabaseObserver):
-    """Progress writes also say the worker is alive."""
-
-    def progress(self, done: int, total: int, message: str = "") -> None:
-        super().progress(done, total, message)
-        Dataset.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
 
 
 def clear_derived(dataset: Dataset) -> None:
@@ -72,50 +58,46 @@ def clear_derived(dataset: Dataset) -> None:
         shutil.rmtree(dataset.storage_dir / folder, ignore_errors=True)
 
 
-def finish(dataset_id: int, status: str, message: str, **fields) -> None:
-    Dataset.objects.filter(pk=dataset_id).update(status=status, message=message, finished_at=timezone.now(), **fields)
+class DatasetJob(JobRunner):
+    """What the three jobs that build a dataset's samples share: ingest, merge and preprocessing."""
 
+    model = Dataset
+    queue = INGEST_QUEUE
 
-def claim(dataset_id: int, hostname: str) -> Dataset | None:
-    """Take a queued (or resumed) ingest; None when it is finished, stopped, gone or taken by a live worker."""
-    claimed = Dataset.objects.filter(pk=dataset_id, status__in=[Status.QUEUED]).update(
-        status=Status.INGESTING, claimed_by=hostname, heartbeat_at=timezone.now(), message="")
-    if not claimed:
-        return None
-    return Dataset.objects.select_related("project").get(pk=dataset_id)
+    def owns(self, dataset: Dataset) -> bool:
+        return dataset.job_task == self.task
 
-
-def run_ingest(dataset_id: int, hostname: str = "") -> None:
-    dataset = claim(dataset_id, hostname)
-    if dataset is None:
-        return
-    if dataset.stop_requested:
+    def discard(self, dataset: Dataset, status: str) -> None:
         clear_derived(dataset)
-        finish(dataset_id, Status.STOPPED, "Stopped before it started.")
-        return
-    options = IngestOptions(deidentifier=dataset.project.deidentifier(), labels_from=dataset.labels_from,
-                            processes=settings.INGEST_PROCESSES)
-    journal = ReportJournal(dataset)
-    try:
-        summary = ingest_upload(dataset.upload_dir, dataset.storage_dir, options, IngestObserver(dataset, has_message=False), journal)
-    except JobStopped:
-        clear_derived(dataset)
+
+
+class IngestJob(DatasetJob):
+    task = "workers.tasks.ingest_dataset"
+    noun = "ingest"
+    stopped_message = "Ingest stopped by the user; nothing was kept."
+
+    def work(self, dataset: Dataset, reporter: JobReporter) -> None:
+        dataset = Dataset.objects.select_related("project").get(pk=dataset.pk)
+        options = IngestOptions(deidentifier=dataset.project.deidentifier(), labels_from=dataset.labels_from,
+                                processes=settings.INGEST_PROCESSES)
+        journal = ReportJournal(dataset)
+        try:
+            summary = ingest_upload(dataset.upload_dir, dataset.storage_dir, options, reporter, journal)
+        except ArchiveError as exc:  # the upload as a whole cannot be opened: say what is wrong with it
+            self.finish(dataset, Dataset.Status.FAILED, str(exc))
+            return
+        store_result(dataset, summary)
+        discard_slice_arrays(list(journal.recorded().values()), summary, dataset.storage_dir)
+        # The upload holds the files as they came, identifiers included: only the de-identified copies stay.
         shutil.rmtree(dataset.upload_dir, ignore_errors=True)
-        finish(dataset_id, Status.STOPPED, "Ingest stopped by the user; nothing was kept.")
-        return
-    except ArchiveError as exc:
-        finish(dataset_id, Status.FAILED, str(exc))
-        return
-    except Exception as exc:
-        log.exception("ingest of dataset %s failed", dataset_id)
+
+    def discard(self, dataset: Dataset, status: str) -> None:
         clear_derived(dataset)
-        finish(dataset_id, Status.FAILED, f"The ingest failed unexpectedly ({type(exc).__name__}). Nothing was kept; the worker log has the details.")
-        return
-    store_result(dataset, summary)
-    records = list(journal.recorded().values())
-    discard_slice_arrays(records, summary, dataset.storage_dir)
-    # The upload holds the files as they came, identifiers included: only the de-identified copies stay.
-    shutil.rmtree(dataset.upload_dir, ignore_errors=True)
+        if status == Dataset.Status.STOPPED:
+            shutil.rmtree(dataset.upload_dir, ignore_errors=True)
+
+
+INGEST = register(IngestJob())
 
 
 def sample_rows(dataset: Dataset, summary: IngestSummary) -> list[Sample]:
@@ -155,9 +137,9 @@ def store_result(dataset: Dataset, summary: IngestSummary) -> None:
         if samples:
             message = f"{len(samples):,} samples from {counts.get(ACCEPTED, 0):,} files" + (
                 f"; {not_taken:,} files not taken (see the report)." if not_taken else ".")
-            finish(dataset.pk, Status.READY, message, **fields)
+            finish(Dataset, dataset.pk, Status.READY, message, **fields)
         else:
-            finish(dataset.pk, Status.FAILED, "No usable images were found in the upload; the report says why for each file.", **fields)
+            finish(Dataset, dataset.pk, Status.FAILED, "No usable images were found in the upload; the report says why for each file.", **fields)
 
 
 def add_notes(dataset: Dataset, notes: dict[str, str]) -> None:
@@ -172,23 +154,3 @@ def add_notes(dataset: Dataset, notes: dict[str, str]) -> None:
 
 def folder_size(folder) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "upload" not in p.relative_to(folder).parts[:1])
-
-
-def recover_interrupted_ingests(hostname: str, starting: bool) -> int:
-    """Requeue ingests whose worker died: ours from before a restart, or any silent for too long."""
-    stale = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
-    candidates = Dataset.objects.filter(status=Status.INGESTING)
-    requeued = 0
-    for dataset in candidates:
-        mine = starting and dataset.claimed_by == hostname
-        silent = dataset.heartbeat_at is None or dataset.heartbeat_at < stale
-        if not (mine or silent):
-            continue
-        with transaction.atomic():
-            taken = Dataset.objects.filter(pk=dataset.pk, status=Status.INGESTING, heartbeat_at=dataset.heartbeat_at).update(
-                status=Status.QUEUED, claimed_by="", message="Resuming after the worker stopped.")
-            if taken:
-                log.warning("resuming ingest of dataset %s (worker %s stopped)", dataset.pk, dataset.claimed_by or "unknown")
-                send_after_commit(dataset.job_task, dataset.pk, INGEST_QUEUE)
-                requeued += 1
-    return requeued

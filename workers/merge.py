@@ -1,38 +1,35 @@
 """The merge job: index the samples of several datasets under one, with a label mapping, and cache them."""
 from __future__ import annotations
 
-import logging
 from collections import Counter
 
 from django.db import transaction
 
 from backend.datasets.models import Dataset, Sample
 from workers.engine.ingest import SampleSpec, build_cache
-from workers.engine.observer import JobStopped
 
-from .ingest import claim, finish
-from .observers import DatabaseObserver
+from .ingest import DatasetJob
+from .jobs import JobReporter, finish, register
 
-log = logging.getLogger(__name__)
 Status = Dataset.Status
 COPIED_FIELDS = ["source_dataset_id", "kind", "modality", "patient", "study_uid", "series_uid", "source_path", "files",
                  "array", "original", "mask", "depth", "height", "width", "channels", "dtype", "spacing", "meta", "sha256"]
 
 
-def run_merge(dataset_id: int, hostname: str = "") -> None:
-    merged = claim(dataset_id, hostname)
-    if merged is None:
-        return
-    try:
+class MergeJob(DatasetJob):
+    task = "workers.tasks.merge_datasets"
+    noun = "merge"
+    stopped_message = "Merge stopped by the user; nothing was kept."
+
+    def work(self, merged: Dataset, reporter: JobReporter) -> None:
         index_samples(merged)
-        cache_samples(merged)
-    except JobStopped:
-        merged.samples.all().delete()
-        finish(dataset_id, Status.STOPPED, "Merge stopped by the user; nothing was kept.")
-    except Exception as exc:
-        log.exception("merge into dataset %s failed", dataset_id)
-        merged.samples.all().delete()
-        finish(dataset_id, Status.FAILED, f"The merge failed unexpectedly ({type(exc).__name__}); the worker log has the details.")
+        cache_samples(merged, reporter)
+
+    def discard(self, merged: Dataset, status: str) -> None:
+        merged.samples.all().delete()  # the samples are rows over other datasets' files: no file to remove
+
+
+MERGE = register(MergeJob())
 
 
 def index_samples(merged: Dataset) -> None:
@@ -60,16 +57,16 @@ def spec_of(sample: Sample) -> SampleSpec:
                       dtype=sample.dtype, spacing=sample.spacing, meta=sample.meta, sha256=sample.sha256)
 
 
-def cache_samples(merged: Dataset) -> None:
+def cache_samples(merged: Dataset, reporter: JobReporter) -> None:
     samples = list(merged.samples.order_by("id"))
     specs = [spec_of(s) for s in samples]
     notes: dict[str, str] = {}
-    channels, height, width = build_cache(specs, merged.project.storage_dir, merged.cache_path, DatabaseObserver(merged, has_message=False), notes)
+    channels, height, width = build_cache(specs, merged.project.storage_dir, merged.cache_path, reporter, notes)
     for sample, spec in zip(samples, specs):
         sample.cache_index = spec.cache_index
     Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
     sources = list(merged.merged_from.values_list("name", flat=True))
-    finish(merged.pk, Status.READY, f"{len(samples):,} samples indexed from {', '.join(sources)}; no file was copied.",
+    finish(Dataset, merged.pk, Status.READY, f"{len(samples):,} samples indexed from {', '.join(sources)}; no file was copied.",
            class_counts=dict(sorted(Counter(s.label for s in samples).items())), channels=channels, height=height, width=width,
            sample_count=len(samples), patient_count=len({s.patient for s in samples if s.patient}),
            modalities=", ".join(sorted({s.modality for s in samples if s.modality}))[:200])

@@ -9,7 +9,6 @@ with the reason and left out; the rest come in.
 from __future__ import annotations
 
 import hashlib
-import logging
 import shutil
 from collections import Counter
 
@@ -21,29 +20,28 @@ from workers.engine.ingest import build_cache
 from workers.engine.observer import JobStopped
 from workers.engine.pipelines import Context, ParamError, Pipeline, Statistics, UnsupportedInput
 
-from .ingest import IngestObserver, claim, finish
+from .ingest import DatasetJob
+from .jobs import finish, register
 from .merge import spec_of
 
-log = logging.getLogger(__name__)
 Status = Dataset.Status
 # Steps after which the stored values no longer mean what the parent's header says.
 DROPS_RESCALE = {"rescale_to_hu", "window", "z_score", "min_max"}
 DROPS_WINDOW = {"window", "z_score", "min_max"}
 
 
-def run_preprocess(dataset_id: int, hostname: str = "") -> None:
-    derived = claim(dataset_id, hostname)
-    if derived is None:
-        return
-    try:
-        build(derived, IngestObserver(derived, has_message=False))
-    except JobStopped:
+class PreprocessingJob(DatasetJob):
+    task = "workers.tasks.preprocess_dataset"
+    noun = "preprocessing"
+
+    def work(self, derived: Dataset, reporter) -> None:
+        build(derived, reporter)
+
+    def discard(self, derived: Dataset, status: str) -> None:
         clear(derived)
-        finish(dataset_id, Status.STOPPED, "Stopped by the user; nothing was kept.")
-    except Exception as exc:
-        log.exception("preprocessing into dataset %s failed", dataset_id)
-        clear(derived)
-        finish(dataset_id, Status.FAILED, f"The preprocessing failed unexpectedly ({type(exc).__name__}); the worker log has the details.")
+
+
+PREPROCESSING = register(PreprocessingJob())
 
 
 def clear(derived: Dataset) -> None:
@@ -145,12 +143,12 @@ def cache_and_finish(derived: Dataset, observer, total: int) -> None:
     Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
     left_out = derived.report.exclude(status="accepted").count()
     if not samples:
-        finish(derived.pk, Status.FAILED, "The pipeline could not process any sample; the report says why for each.")
+        finish(Dataset, derived.pk, Status.FAILED, "The pipeline could not process any sample; the report says why for each.")
         return
     version = derived.pipeline_version
     message = f"{len(samples):,} samples through {version.pipeline.name} v{version.number}" + (
         f"; {left_out:,} left out (see the report)." if left_out else ".")
-    finish(derived.pk, Status.READY, message, class_counts=dict(sorted(Counter(s.label for s in samples).items())),
+    finish(Dataset, derived.pk, Status.READY, message, class_counts=dict(sorted(Counter(s.label for s in samples).items())),
            channels=channels, height=height, width=width, sample_count=len(samples),
            task=Dataset.Task.SEGMENTATION if any(s.mask for s in samples) else Dataset.Task.CLASSIFICATION,
            patient_count=len({s.patient for s in samples if s.patient}),

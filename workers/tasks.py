@@ -1,41 +1,40 @@
-"""Celery tasks: thin entry points that take ids and hand over to the job modules.
+"""Celery tasks: thin entry points that take ids and hand over to the job runners.
 
-Tasks are acknowledged late and are safe to run twice: a redelivered ingest
-resumes from its journal, and a redelivered run that is no longer queued is skipped.
+Tasks are acknowledged late and are safe to run twice: every job is claimed with a conditional
+update (workers/jobs.py), so a redelivered task whose job is running, finished or gone does nothing.
+Importing this module (the worker does, at start) registers every kind of job for the recovery
+sweep and connects the worker's heartbeat.
 """
 from celery import shared_task
 
+from . import heartbeat  # noqa: F401  (worker heartbeats and the recovery sweep)
+from .aggregate import AGGREGATION
+from .ingest import INGEST
+from .merge import MERGE
+from .preprocess import PREPROCESSING
+from .training import TRAINING
 
-@shared_task(name="workers.tasks.ingest_dataset", bind=True)
+
+@shared_task(name=INGEST.task, bind=True)
 def ingest_dataset(self, dataset_id: int) -> None:
-    from .ingest import run_ingest
-
-    run_ingest(dataset_id, hostname=self.request.hostname or "")
+    INGEST.run(dataset_id, hostname=self.request.hostname or "")
 
 
-@shared_task(name="workers.tasks.train_run")
-def train_run(run_id: int) -> None:
-    from .training import run_training
-
-    run_training(run_id)
-
-
-@shared_task(name="workers.tasks.merge_datasets", bind=True)
+@shared_task(name=MERGE.task, bind=True)
 def merge_datasets(self, dataset_id: int) -> None:
-    from .merge import run_merge
-
-    run_merge(dataset_id, hostname=self.request.hostname or "")
+    MERGE.run(dataset_id, hostname=self.request.hostname or "")
 
 
-@shared_task(name="workers.tasks.preprocess_dataset", bind=True)
+@shared_task(name=PREPROCESSING.task, bind=True)
 def preprocess_dataset(self, dataset_id: int) -> None:
-    from .preprocess import run_preprocess
-
-    run_preprocess(dataset_id, hostname=self.request.hostname or "")
+    PREPROCESSING.run(dataset_id, hostname=self.request.hostname or "")
 
 
-@shared_task(name="workers.tasks.aggregate_dataset", bind=True)
+@shared_task(name=AGGREGATION.task, bind=True)
 def aggregate_dataset(self, aggregation_id: int) -> None:
-    from .aggregate import run_aggregation
+    AGGREGATION.run(aggregation_id, hostname=self.request.hostname or "")
 
-    run_aggregation(aggregation_id, hostname=self.request.hostname or "")
+
+@shared_task(name=TRAINING.task, bind=True)
+def train_run(self, run_id: int) -> None:
+    TRAINING.run(run_id, hostname=self.request.hostname or "")

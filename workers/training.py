@@ -1,25 +1,61 @@
 """The training job: read a run's partition, train with the engine, store the results."""
 from __future__ import annotations
 
-import logging
-import socket
-
 import torch
 from django.db.models import F
 from django.utils import timezone
 
+from backend.core.tasks import TRAIN_QUEUES
 from backend.datasets.models import PartitionMember
-from backend.runs.models import TrainingRun
+from backend.runs.models import MetricPoint, TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
 from workers.engine.training import TrainingConfig, evaluate, train_classifier
 
-from .observers import RunObserver
+from .jobs import JobReporter, JobRunner, register
 
-log = logging.getLogger(__name__)
 Status = TrainingRun.Status
+
+
+class RunReporter(JobReporter):
+    """Also stores each metric point as it comes, so charts update while the run goes on, and
+    counts the epochs done, so a run whose worker dies can say where it got to."""
+
+    def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
+        MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
+        # Training metrics come once an epoch's batches are done: from the first of them the epoch counts as trained.
+        TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
+
+
+class TrainingJob(JobRunner):
+    model = TrainingRun
+    task = "workers.tasks.train_run"
+    noun = "training run"
+
+    @property
+    def queue(self):  # only used to queue a run again, which training does not do (yet: checkpoints will)
+        return TRAIN_QUEUES["cpu"]
+
+    def reporter(self, run: TrainingRun) -> RunReporter:
+        return RunReporter(run)
+
+    def work(self, run: TrainingRun, reporter: RunReporter) -> None:
+        run = TrainingRun.objects.select_related("partition__dataset__project").get(pk=run.pk)
+        train_and_store(run, reporter)
+
+    def failure_message(self, exc: Exception) -> str:
+        return f"Training failed ({type(exc).__name__}: {exc}). The metrics recorded so far are kept."
+
+    def on_worker_lost(self, run: TrainingRun) -> str:
+        """Until runs keep checkpoints there is nothing to resume from: the run ends, its metrics kept."""
+        self.finish(run, Status.FAILED, f"The worker running this stopped responding at epoch {run.epochs_completed + 1}; "
+                                        "the metrics so far are kept.")
+        return "failed (nothing to resume from)"
+
+
+TRAINING = register(TrainingJob())
 
 
 def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedImages:
@@ -44,31 +80,7 @@ def balanced(run: TrainingRun, indices: list[int], labels: list[str]) -> tuple[l
     return indices, [label_of[i] for i in indices]
 
 
-def claim(run_id: int) -> TrainingRun | None:
-    """Mark a queued run as running; None when it was stopped, finished or is gone."""
-    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now(), worker=socket.gethostname()
-    )
-    if not claimed:
-        return None
-    return TrainingRun.objects.select_related("partition__dataset__project").get(pk=run_id)
-
-
-def run_training(run_id: int) -> None:
-    run = claim(run_id)
-    if run is None:
-        return
-    try:
-        train_and_store(run)
-    except Exception as exc:
-        log.exception("training run %s failed", run_id)
-        TrainingRun.objects.filter(pk=run_id).update(
-            status=Status.FAILED, finished_at=timezone.now(),
-            message=f"Training failed: {exc}. The metrics recorded so far are kept.",
-        )
-
-
-def train_and_store(run: TrainingRun) -> None:
+def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     dataset = run.partition.dataset
     classes = dataset.labels
     train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))
@@ -78,7 +90,7 @@ def train_and_store(run: TrainingRun) -> None:
         mixed_precision=run.device == "gpu",
     )
     weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.balancing == "weighted" else None
-    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), RunObserver(run), sample_weights=weights)
+    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), reporter, sample_weights=weights)
     model = outcome.model.cpu()
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)

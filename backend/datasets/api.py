@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
+from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.projects.services import projects_for
 from workers.engine.splits import SUBSETS
 
@@ -28,19 +29,17 @@ from .services import (
 )
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(JobSerializer):
     num_samples = serializers.IntegerField(read_only=True)
-    progress = serializers.SerializerMethodField()
     merged_from = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     pipeline = serializers.SerializerMethodField(help_text="For a derived dataset: the pipeline version that made it.")
 
     class Meta:
         model = Dataset
         fields = [
-            "id", "project", "name", "status", "message", "upload_name", "labels_from", "task", "modalities",
-            "progress", "progress_done", "progress_total", "num_samples", "patient_count", "size_bytes",
-            "class_counts", "channels", "height", "width", "merged_from", "label_mapping", "derived_from", "pipeline",
-            "created_at", "finished_at",
+            "id", "project", "name", *JOB_FIELDS, "upload_name", "labels_from", "task", "modalities",
+            "num_samples", "patient_count", "size_bytes", "class_counts", "channels", "height", "width",
+            "merged_from", "label_mapping", "derived_from", "pipeline", "created_at",
         ]
         read_only_fields = fields
 
@@ -49,11 +48,6 @@ class DatasetSerializer(serializers.ModelSerializer):
         if version is None:
             return None
         return {"id": version.pipeline_id, "name": version.pipeline.name, "version": version.number}
-
-    def get_progress(self, dataset) -> float:
-        if dataset.status == Dataset.Status.READY:
-            return 1.0
-        return dataset.progress_done / dataset.progress_total if dataset.progress_total else 0.0
 
 
 class UploadSerializer(serializers.Serializer):

@@ -1,16 +1,21 @@
 from django.conf import settings
 from django.db import models
 
+from backend.core.models import Job
 from backend.projects.models import Project
 
 
-class Dataset(models.Model):
+class Dataset(Job):
+    """Samples from an upload, a merge or a preprocessing pipeline; the job that builds them is its own."""
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         INGESTING = "ingesting", "Ingesting"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
         STOPPED = "stopped", "Stopped"
+
+    RUNNING = Status.INGESTING
 
     class Task(models.TextChoices):
         CLASSIFICATION = "classification", "Classification"
@@ -22,18 +27,11 @@ class Dataset(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    message = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     upload_name = models.CharField(max_length=255, blank=True)
     labels_from = models.CharField(max_length=20, choices=LabelsFrom.choices, default=LabelsFrom.FOLDERS)
     task = models.CharField(max_length=20, choices=Task.choices, default=Task.CLASSIFICATION)
     modalities = models.CharField(max_length=200, blank=True, help_text="Modalities and formats of the samples, e.g. 'CT, MR'.")
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    stop_requested = models.BooleanField(default=False)
-    # Which worker runs the ingest and when it last said so: a dead worker's ingest is resumed.
-    claimed_by = models.CharField(max_length=255, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     channels = models.PositiveSmallIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     width = models.PositiveIntegerField(default=0)
@@ -49,7 +47,6 @@ class Dataset(models.Model):
                                          related_name="derived_datasets")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

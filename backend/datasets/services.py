@@ -11,6 +11,7 @@ from django.db import transaction
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
+from backend.core.jobs import require_finished, require_stoppable, stop
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
@@ -134,9 +135,8 @@ def create_dataset_from_upload(project, name: str, files, user, paths=(), labels
 
 def request_ingest_stop(actor, dataset: Dataset) -> Dataset:
     require_owner(actor, dataset.project)
-    if dataset.status not in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
-        raise ServiceError(f"This dataset is {dataset.get_status_display().lower()}; only an ingest in progress can be stopped.", code="conflict", status_code=409)
-    Dataset.objects.filter(pk=dataset.pk).update(stop_requested=True)
+    require_stoppable(dataset, "dataset's job")
+    stop(dataset)
     record(actor, dataset.project, Action.CHANGE, dataset, name=f"{dataset.name}: ingest stopped")
     dataset.refresh_from_db()
     return dataset
@@ -231,8 +231,7 @@ def store_partition(actor, dataset: Dataset, samples, assignment: list[str], **f
 
 def delete_dataset(actor, dataset: Dataset) -> None:
     require_owner(actor, dataset.project)
-    if dataset.status in (Dataset.Status.QUEUED, Dataset.Status.INGESTING):
-        raise ServiceError("This dataset is still being ingested; stop the ingest first.", code="conflict", status_code=409)
+    require_finished(dataset, "dataset")
     merges = list(dataset.merged_into.values_list("name", flat=True))
     if merges:
         raise ServiceError(

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
+from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.api import DatasetSerializer
 from backend.datasets.services import datasets_for
 from backend.projects.models import Project
@@ -200,23 +201,16 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         return Response(items, status=status.HTTP_200_OK)
 
 
-class AggregationSerializer(serializers.ModelSerializer):
-    progress = serializers.SerializerMethodField()
+class AggregationSerializer(JobSerializer):
     pipeline = serializers.SerializerMethodField(help_text="The aggregation pipeline version that made the table.")
     sample_count = serializers.SerializerMethodField()
     columns = serializers.SerializerMethodField(help_text="The measures in table order, with their titles and units.")
 
     class Meta:
         model = Aggregation
-        fields = ["id", "name", "dataset", "pipeline", "status", "message", "progress", "progress_done", "progress_total",
-                  "measures", "columns", "sample_count", "measured_count", "histogram_edges", "histograms", "summary",
-                  "created_at", "finished_at"]
+        fields = ["id", "name", "dataset", "pipeline", *JOB_FIELDS, "measures", "columns", "sample_count", "measured_count",
+                  "histogram_edges", "histograms", "summary", "created_at"]
         read_only_fields = fields
-
-    def get_progress(self, aggregation) -> float:
-        if aggregation.status == Aggregation.Status.READY:
-            return 1.0
-        return aggregation.progress_done / aggregation.progress_total if aggregation.progress_total else 0.0
 
     def get_pipeline(self, aggregation) -> dict:
         version = aggregation.pipeline_version

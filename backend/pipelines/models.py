@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.db import models
 
+from backend.core.models import Job
 from backend.projects.models import Project
 
 
@@ -46,26 +47,12 @@ class PipelineVersion(models.Model):
         return f"{self.pipeline.name} v{self.number}"
 
 
-class Aggregation(models.Model):
+class Aggregation(Job):
     """A table of measures: an aggregation pipeline version run over a dataset by a worker."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
-        STOPPED = "stopped", "Stopped"
 
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, related_name="aggregations")
     pipeline_version = models.ForeignKey(PipelineVersion, on_delete=models.RESTRICT, related_name="aggregations")
     name = models.CharField(max_length=200)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    message = models.TextField(blank=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    stop_requested = models.BooleanField(default=False)
-    claimed_by = models.CharField(max_length=255, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     measures = models.JSONField(default=list, help_text="The version's measures, in table order.")
     histogram_edges = models.JSONField(default=list, blank=True, help_text="Bin edges shared by every sample's histogram.")
     histograms = models.JSONField(default=dict, blank=True, help_text="{label: voxel counts per bin}, summed over the label's samples.")
@@ -74,7 +61,6 @@ class Aggregation(models.Model):
     measured_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
+from backend.core.jobs import require_finished, stop
 from backend.projects.services import projects_for, require_owner
 from workers.engine.pipelines import OPERATIONS, PipelineError
 from workers.engine.pipelines import Pipeline as EnginePipeline
@@ -14,7 +15,6 @@ from workers.engine.pipelines.measures import checked_measures
 from .models import Aggregation, Pipeline, PipelineVersion
 
 RUN_ONCE = (Pipeline.Kind.PREPROCESSING, Pipeline.Kind.AGGREGATION)
-ACTIVE = (Aggregation.Status.QUEUED, Aggregation.Status.RUNNING)
 
 
 def pipelines_for(user):
@@ -174,12 +174,11 @@ def start_aggregation(user, pipeline: Pipeline, dataset, name: str = "") -> Aggr
 
 def stop_aggregation(user, aggregation: Aggregation) -> None:
     require_owner(user, aggregation.project)
-    Aggregation.objects.filter(pk=aggregation.pk, status__in=ACTIVE).update(stop_requested=True)
+    stop(aggregation)
 
 
 def delete_aggregation(user, aggregation: Aggregation) -> None:
     require_owner(user, aggregation.project)
-    if aggregation.status in ACTIVE:
-        raise ServiceError("A worker is still measuring; stop it first, then delete the table.", code="conflict", status_code=409)
+    require_finished(aggregation, "table of measures")
     record(user, aggregation.project, Action.DELETE, aggregation)
     aggregation.delete()

@@ -1,5 +1,4 @@
 from django.http import FileResponse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -8,6 +7,7 @@ from rest_framework.response import Response
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
+from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
 from backend.pipelines.services import pipelines_for
 from workers.engine.architectures import ARCHITECTURES
@@ -42,9 +42,7 @@ class RunLaunchSerializer(serializers.Serializer):
                                           help_text="For balancing 'factors': {label: times each image is used per epoch}.")
 
 
-class RunSerializer(serializers.ModelSerializer):
-    progress = serializers.SerializerMethodField()
-    eta_seconds = serializers.SerializerMethodField()
+class RunSerializer(JobSerializer):
     model_url = serializers.SerializerMethodField()
     dataset = serializers.IntegerField(source="partition.dataset_id", read_only=True)
 
@@ -52,20 +50,10 @@ class RunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
-            "device", "processes", "seed", "augmentation", "balancing", "class_factors", "status", "message", "progress", "progress_message", "eta_seconds",
-            "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "worker",
-            "created_at", "started_at", "finished_at",
+            "device", "processes", "seed", "augmentation", "balancing", "class_factors", *JOB_FIELDS,
+            "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "created_at",
         ]
         read_only_fields = fields
-
-    def get_progress(self, run) -> float:
-        return run.progress_done / run.progress_total if run.progress_total else 0.0
-
-    def get_eta_seconds(self, run) -> float | None:
-        if run.is_finished or not run.started_at or not run.progress_done or not run.progress_total:
-            return None
-        elapsed = (timezone.now() - run.started_at).total_seconds()
-        return round(elapsed * (run.progress_total - run.progress_done) / run.progress_done, 1)
 
     def get_model_url(self, run) -> str | None:
         return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None

@@ -1,20 +1,23 @@
 from django.conf import settings
 from django.db import models
 
+from backend.core.models import Job
 from backend.datasets.models import Partition
 from backend.projects.models import Project
 
 
-class TrainingRun(models.Model):
+class TrainingRun(Job):
+    """A model trained on a partition by a worker. A stop asked while it runs is `stop_requested`:
+    it ends after the current batch, keeping the model as it was."""
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
-        STOPPING = "stopping", "Stopping"
-        STOPPED = "stopped", "Stopped"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
 
-    FINISHED = (Status.STOPPED, Status.SUCCEEDED, Status.FAILED)
+    DONE = Status.SUCCEEDED
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     partition = models.ForeignKey(Partition, on_delete=models.PROTECT, related_name="runs")
@@ -35,23 +38,15 @@ class TrainingRun(models.Model):
         ("factors", "Per-class factors (each image of a class used N times per epoch)")])
     class_factors = models.JSONField(default=dict, blank=True, help_text="{label: times per epoch} for balancing 'factors'.")
     config = models.JSONField(default=dict, help_text="Everything that produced the result.")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    message = models.TextField(blank=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    progress_message = models.CharField(max_length=200, blank=True)
-    stop_requested = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     epochs_completed = models.PositiveIntegerField(default=0)
     test_accuracy = models.FloatField(null=True, blank=True)
     test_loss = models.FloatField(null=True, blank=True)
-    worker = models.CharField(max_length=255, blank=True)
     public = models.BooleanField(
         default=False, help_text="Shared with every user of the server: they may read it and download its model."
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -70,10 +65,6 @@ class TrainingRun(models.Model):
     @property
     def weights_path(self):
         return self.storage_dir / "weights.pt"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
 
 class MetricPoint(models.Model):

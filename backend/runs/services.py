@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
+from backend.core.jobs import require_finished, require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Partition
@@ -148,15 +149,8 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
 def request_stop(actor, run: TrainingRun) -> TrainingRun:
     """Queued runs stop at once; running ones after their current batch, keeping what was done."""
     require_owner(actor, run.project)
-    if run.is_finished:
-        raise ServiceError(f"This run has already {run.get_status_display().lower()}.", code="conflict", status_code=409)
-    if run.status == TrainingRun.Status.QUEUED:
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.STOPPED, stop_requested=True, message="Stopped before it started."
-        )
-    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-        status=TrainingRun.Status.STOPPING, stop_requested=True
-    )
+    require_stoppable(run, "run")
+    stop(run)
     record(actor, run.project, Action.CHANGE, run, name=f"{run.name}: stop requested")
     run.refresh_from_db()
     return run
@@ -164,8 +158,7 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
 
 def delete_run(actor, run: TrainingRun) -> None:
     require_owner(actor, run.project)
-    if not run.is_finished:
-        raise ServiceError("This run is still going; stop it before deleting it.", code="conflict", status_code=409)
+    require_finished(run, "run")
     folder = run.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
         record(actor, run.project, Action.DELETE, run)

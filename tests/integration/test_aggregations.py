@@ -9,7 +9,7 @@ from openpyxl import load_workbook
 from backend.pipelines.models import Aggregation, Pipeline
 from tests.conftest import wait_for
 from tests.factories import ready_dataset, volumes_with_masks
-from workers.aggregate import measure_dataset, run_aggregation
+from workers.aggregate import AGGREGATION, measure_dataset
 
 pytestmark = pytest.mark.django_db
 VOXEL_MM3 = 2.0 * 0.5 * 0.5
@@ -146,7 +146,7 @@ def test_a_stop_before_a_worker_starts_keeps_nothing_and_exports_wait_for_a_read
     assert response.status_code == 409 and "not ready" in response.json()["message"]
     assert api.delete(f"/api/aggregations/{table['id']}/").status_code == 409, "stop it first"
     assert api.post(f"/api/aggregations/{table['id']}/stop/").status_code == 202
-    run_aggregation(table["id"])
+    AGGREGATION.run(table["id"], "test")
     stopped = Aggregation.objects.get(pk=table["id"])
     assert stopped.status == "stopped" and stopped.rows.count() == 0
     assert api.delete(f"/api/aggregations/{table['id']}/").status_code == 204
@@ -196,6 +196,7 @@ def test_a_table_whose_worker_died_is_measured_again_by_the_next_worker(project,
     version = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
     # As a worker killed mid-job leaves it: running, claimed, silent.
     orphan = Aggregation.objects.create(dataset=dataset, pipeline_version=version, name="t", measures=["mean"], status="running",
-                                        claimed_by="celery@gone", heartbeat_at=None)
+                                        worker="celery@gone", heartbeat_at=None, attempts=1)
     done = wait_for(lambda: Aggregation.objects.filter(pk=orphan.pk, status__in=["ready", "failed"]).first(), 120, "the restarted job")
-    assert done.status == "ready" and done.rows.count() == 4 and done.claimed_by != "celery@gone"
+    assert done.status == "ready" and done.rows.count() == 4 and done.worker != "celery@gone"
+    assert done.attempts == 2, "the next worker claimed it a second time"

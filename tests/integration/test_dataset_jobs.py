@@ -60,7 +60,8 @@ def test_killing_the_worker_mid_ingest_and_starting_another_finishes_with_nothin
         if first.poll() is None:
             first.kill()
     assert dataset.status == "ready", dataset.message + log.read_text()[-3000:]
-    assert "resuming ingest of dataset" in log.read_text()
+    assert f"ingest {dataset_id}: its worker" in log.read_text() and "queued again (attempt 2 of 3)" in log.read_text()
+    assert dataset.attempts == 2
     samples = Sample.objects.filter(dataset_id=dataset_id)
     assert samples.count() == FILES
     assert samples.values("source_path").distinct().count() == FILES, "no sample twice"

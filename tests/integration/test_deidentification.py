@@ -17,7 +17,7 @@ from backend.projects.models import Project
 from tests.conftest import make_zip
 from tests.medical import dicom_bytes
 from workers.engine.ingest.deid import EXACT_ACTIONS, Deidentifier
-from workers.ingest import run_ingest
+from workers.ingest import INGEST
 
 PLANTED_DATE, PLANTED_DATETIME, PLANTED_TIME = "18500615", "18500615131313", "131313.1313"
 UID_MARK = "1.2.826.0.1.3680043.10.999."
@@ -74,7 +74,7 @@ def everything_in_the_database() -> str:
 def ingest(project, user, files: dict[str, bytes]) -> ImageDataset:
     upload = SimpleUploadedFile("upload.zip", make_zip(files))
     dataset, _ = create_dataset_from_upload(project, "planted", [upload], user, labels_from="none")
-    run_ingest(dataset.pk)
+    INGEST.run(dataset.pk, "test")
     dataset.refresh_from_db()
     return dataset
 

@@ -48,7 +48,7 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     # Points arrive in the database while the run is still going.
     wait_for(lambda: MetricPoint.objects.filter(run_id=run_id).exists(), 120, "the first metric point")
     seen_while_running = TrainingRun.objects.get(pk=run_id).status in ("running",)
-    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.FINISHED).first(), 300, "the run to finish")
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.finished_statuses()).first(), 300, "the run to finish")
     assert run.status == "succeeded", run.message + celery_worker_process.log_path.read_text()[-3000:]
     assert seen_while_running
     assert MetricPoint.objects.filter(run=run).count() == 12 * 4
@@ -79,8 +79,8 @@ def test_stop_ends_a_run_after_the_current_batch_and_keeps_its_work(api, project
     run_id = api.post("/api/runs/", {"partition": partition_id, "epochs": 500, "batch_size": 8}, format="json").json()["id"]
     wait_for(lambda: MetricPoint.objects.filter(run_id=run_id, epoch=2).exists(), 120, "two epochs")
     response = api.post(f"/api/runs/{run_id}/stop/")
-    assert response.status_code == 202 and response.json()["status"] == "stopping"
-    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.FINISHED).first(), 60, "the run to stop")
+    assert response.status_code == 202 and response.json()["status"] == "running" and response.json()["stop_requested"]
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.finished_statuses()).first(), 60, "the run to stop")
     assert run.status == "stopped", run.message
     assert 2 <= run.epochs_completed < 500
     assert MetricPoint.objects.filter(run=run, epoch__lte=run.epochs_completed).count() == 4 * run.epochs_completed

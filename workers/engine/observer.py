@@ -17,6 +17,11 @@ class JobStopped(Exception):
     """Raised by engine work that was asked to stop and has nothing worth keeping."""
 
 
+class JobFault(Exception):
+    """A fault of the job itself, not of one of its files (the disk is full, say): it ends the job,
+    and its message, which says what happened and what to do, is the job's."""
+
+
 class SilentObserver:
     """An observer that records metrics in memory and never asks to stop."""
 

@@ -1,4 +1,5 @@
-"""Worker heartbeats: each worker writes what it serves, so pages can offer only real resources."""
+"""Worker heartbeats: each worker writes what it serves, so pages can offer only real resources,
+and sweeps for jobs whose worker died (workers/jobs.py). Connected when the worker imports its tasks."""
 import logging
 import os
 import socket
@@ -8,6 +9,8 @@ from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
+
+from .jobs import recover_stale_jobs
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -25,7 +28,7 @@ def gpu_inventory() -> list[str]:
 
 
 def beat(hostname: str, queues: list[str], gpus: list[str]) -> None:
-    from .models import WorkerHeartbeat
+    from backend.core.models import WorkerHeartbeat
 
     close_old_connections()
     WorkerHeartbeat.objects.update_or_create(
@@ -37,22 +40,12 @@ def beat(hostname: str, queues: list[str], gpus: list[str]) -> None:
     )
 
 
-def recover(hostname: str, queues: list[str], starting: bool) -> None:
-    from backend.core.tasks import INGEST_QUEUE, queue_name
-    from workers.aggregate import recover_interrupted_aggregations
-    from workers.ingest import recover_interrupted_ingests
-
-    if queue_name(INGEST_QUEUE) in queues:
-        recover_interrupted_ingests(hostname, starting)
-        recover_interrupted_aggregations(hostname, starting)
-
-
 def heartbeat_loop(hostname, queues, gpus):
     starting = True
     while not _stop.is_set():
         try:
             beat(hostname, queues, gpus)
-            recover(hostname, queues, starting)
+            recover_stale_jobs(hostname, starting)
             starting = False
         except Exception:
             log.exception("heartbeat failed")
@@ -73,7 +66,7 @@ def start_heartbeat(sender=None, **kwargs):
 @worker_shutdown.connect
 def stop_heartbeat(sender=None, **kwargs):
     _stop.set()
-    from .models import WorkerHeartbeat
+    from backend.core.models import WorkerHeartbeat
 
     try:
         hostname = getattr(sender, "hostname", None)

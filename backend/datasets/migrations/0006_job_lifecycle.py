@@ -1,0 +1,41 @@
+"""Datasets share the one job lifecycle (backend.core.models.Job): the ingest's worker is `worker`."""
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [("datasets", "0005_partition_methods")]
+
+    operations = [
+        migrations.RenameField("dataset", "claimed_by", "worker"),
+        migrations.AddField(
+            model_name='dataset',
+            name='attempts',
+            field=models.PositiveSmallIntegerField(default=0, help_text='How many times a worker has started this job.'),
+        ),
+        migrations.AddField(
+            model_name='dataset',
+            name='progress_message',
+            field=models.CharField(blank=True, max_length=200),
+        ),
+        migrations.AddField(
+            model_name='dataset',
+            name='started_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AlterField(
+            model_name='dataset',
+            name='heartbeat_at',
+            field=models.DateTimeField(blank=True, help_text='When its worker last said it was alive.', null=True),
+        ),
+        migrations.AlterField(
+            model_name='dataset',
+            name='status',
+            field=models.CharField(choices=[('queued', 'Queued'), ('ingesting', 'Ingesting'), ('ready', 'Ready'), ('failed', 'Failed'), ('stopped', 'Stopped')], db_index=True, default='queued', max_length=20),
+        ),
+        migrations.AlterField(
+            model_name='dataset',
+            name='worker',
+            field=models.CharField(blank=True, help_text='The worker that runs (or ran) the job.', max_length=255),
+        ),
+    ]
