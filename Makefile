@@ -33,6 +33,7 @@ test: install browser
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate docs/openapi.yaml and docs/operations.md after changing the API or the operations (a test fails until you do).

@@ -9,10 +9,9 @@ from backend.datasets.models import Dataset, Sample
 from backend.datasets.services import datasets_for, partitions_for
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
+from backend.projects.access import can_change, get_project, projects_for
 from backend.projects.models import Role
-from backend.projects.services import get_project, projects_for, role_of
-from backend.runs.services import runs_for
-from workers.engine.architectures import ARCHITECTURES
+from backend.runs.services import architectures, runs_for
 
 
 @login_required
@@ -23,10 +22,10 @@ def home(request):
 @login_required
 def project_page(request, project_id):
     project = get_project(request.user, project_id)
-    can_change = role_of(request.user, project) == Role.OWNER
+    changeable = can_change(request.user, project)
     return render(request, "frontend/project.html", {
-        "project": project, "can_change": can_change,
-        "events": events_for(request.user, project)[:20] if can_change else [],
+        "project": project, "can_change": changeable,
+        "events": events_for(request.user, project)[:20] if changeable else [],
         "members": project.members.select_related("user"), "roles": Role.choices,
         "datasets": project.datasets.all(),
         "runs": project.runs.select_related("partition__dataset"),
@@ -41,7 +40,7 @@ def partition_page(request, partition_id):
     project = partition.dataset.project
     record(request.user, project, Action.READ, partition)
     return render(request, "frontend/partition.html", {"partition": partition, "dataset": partition.dataset, "project": project,
-                                                        "can_change": role_of(request.user, project) == Role.OWNER})
+                                                        "can_change": can_change(request.user, project)})
 
 
 @login_required
@@ -52,7 +51,7 @@ def pipeline_page(request, project_id, pipeline_id=None):
     if pipeline is not None:
         record(request.user, project, Action.READ, pipeline)
     return render(request, "frontend/pipeline.html", {
-        "project": project, "pipeline": pipeline, "can_change": role_of(request.user, project) == Role.OWNER,
+        "project": project, "pipeline": pipeline, "can_change": can_change(request.user, project),
         "datasets": project.datasets.filter(status=Dataset.Status.READY),
     })
 
@@ -66,15 +65,15 @@ def aggregation_page(request, aggregation_id):
     record(request.user, project, Action.READ, aggregation)
     return render(request, "frontend/aggregation.html", {
         "aggregation": aggregation, "dataset": aggregation.dataset, "project": project,
-        "version": aggregation.pipeline_version, "can_change": role_of(request.user, project) == Role.OWNER})
+        "version": aggregation.pipeline_version, "can_change": can_change(request.user, project)})
 
 
 @login_required
 def dataset_page(request, dataset_id):
     dataset = get_object_or_404(datasets_for(request.user).select_related("project"), pk=dataset_id)
-    can_change = role_of(request.user, dataset.project) == Role.OWNER
+    changeable = can_change(request.user, dataset.project)
     record(request.user, dataset.project, Action.READ, dataset)
-    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": can_change,
+    return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": changeable,
                                                      "aggregations": dataset.aggregations.all()})
 
 
@@ -88,13 +87,13 @@ def sample_page(request, sample_id):
 @login_required
 def run_new_page(request, project_id):
     project = get_project(request.user, project_id)
-    if role_of(request.user, project) != Role.OWNER:
+    if not can_change(request.user, project):
         raise PermissionDenied("Only the project's owners can launch training runs.")
     partitions = partitions_for(request.user).filter(dataset__project=project, dataset__status=Dataset.Status.READY).select_related("dataset")
     selected = request.GET.get("partition", "")
     return render(request, "frontend/run_new.html", {
         "project": project, "partitions": partitions, "selected": selected,
-        "architectures": ARCHITECTURES.values(),
+        "architectures": architectures(),
         "augmentations": project.pipelines.filter(kind="augmentation").prefetch_related("versions"),
     })
 
@@ -102,6 +101,6 @@ def run_new_page(request, project_id):
 @login_required
 def run_page(request, run_id):
     run = get_object_or_404(runs_for(request.user).select_related("project", "partition__dataset"), pk=run_id)
-    can_change = role_of(request.user, run.project) == Role.OWNER
+    changeable = can_change(request.user, run.project)
     record(request.user, run.project, Action.READ, run)
-    return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": can_change})
+    return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable})

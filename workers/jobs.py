@@ -26,7 +26,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, connection
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -154,6 +154,8 @@ class JobRunner:
                 self.end(job, job.FAILED, str(fault))
             except DatabaseError as exc:
                 log.exception("%s %s lost the database", self.noun, pk)
+                if not connection.in_atomic_block:
+                    connection.close()  # the next query opens a new connection, if the database is back
                 self.end(job, job.FAILED, f"The {self.noun} stopped because the database could not be reached "
                                              f"({type(exc).__name__}); start it again once the database is back.")
             except Exception as exc:
@@ -167,7 +169,6 @@ class JobRunner:
         """A job that did not finish its work: discard what it left, then say why it ended. When the
         database itself is gone this cannot be written; the recovery sweep finds the job later."""
         try:
-            close_old_connections()
             self.discard(job, status)
             self.finish(job, status, message)
         except DatabaseError:

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from backend.projects.services import require_owner
+from backend.projects.access import require_owner
 
 from .models import AuditEvent
 

@@ -11,7 +11,7 @@ from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
-from backend.projects.services import projects_for
+from backend.projects.access import projects_for
 from workers.engine.splits import SUBSETS
 
 from . import tables, viewer

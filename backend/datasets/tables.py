@@ -16,7 +16,7 @@ from django.db import transaction
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
-from backend.projects.services import require_owner
+from backend.projects.access import require_owner
 
 from .models import Dataset, Sample
 

@@ -16,8 +16,8 @@ from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.api import DatasetSerializer
 from backend.datasets.services import datasets_for
+from backend.projects.access import projects_for
 from backend.projects.models import Project
-from backend.projects.services import projects_for
 from workers.engine.pipelines.measures import schemas as measure_schemas
 from workers.engine.pipelines.params import PARAM_KINDS
 

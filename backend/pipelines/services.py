@@ -7,7 +7,7 @@ from django.utils import timezone
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.jobs import require_finished, stop
-from backend.projects.services import projects_for, require_owner
+from backend.projects.access import projects_for, require_owner
 from workers.engine.pipelines import OPERATIONS, PipelineError
 from workers.engine.pipelines import Pipeline as EnginePipeline
 from workers.engine.pipelines.measures import checked_measures

@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from backend.audit.models import AuditEvent
 from backend.audit.services import events_for
 
+from .access import projects_for, role_of
 from .models import Project, ProjectMember, Role
-from .services import create_project, delete_project, projects_for, role_of, share_project, unshare_project, update_project
+from .services import create_project, delete_project, share_project, unshare_project, update_project
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -15,7 +15,8 @@ from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Partition
 from backend.pipelines.services import mark_used
-from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
+from backend.projects.access import projects_for, require_owner
+from backend.projects.services import remove_tree_after_commit
 
 from .models import TrainingRun
 
@@ -144,6 +145,13 @@ def launch_run(project, partition: Partition, settings_: dict, user) -> Training
         send_after_commit("workers.tasks.train_run", run.pk, TRAIN_QUEUES[run.device])
         record(user, project, Action.CREATE, run)
     return run
+
+
+def architectures() -> list:
+    """The architectures a run can train (name, title, description), for the run form."""
+    from workers.engine.architectures import ARCHITECTURES
+
+    return list(ARCHITECTURES.values())
 
 
 def request_stop(actor, run: TrainingRun) -> TrainingRun:

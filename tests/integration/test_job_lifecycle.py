@@ -1,0 +1,174 @@
+"""The one job lifecycle's rules on real rows (no worker process: see test_job_recovery.py for those):
+claims, endings, stops, ETA, the recovery sweep for every kind, and the fields every job shows."""
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from backend.core.jobs import JOB_FIELDS, stop
+from backend.datasets.models import Dataset
+from backend.pipelines.models import Aggregation, Pipeline
+from backend.runs.models import TrainingRun
+from tests.factories import ready_dataset
+from workers import jobs
+from workers.aggregate import AGGREGATION
+from workers.engine.observer import JobFault, JobStopped
+from workers.ingest import INGEST, DatasetJob
+from workers.merge import MERGE
+from workers.preprocess import PREPROCESSING
+from workers.training import TRAINING
+
+pytestmark = pytest.mark.django_db
+
+
+class ScriptedJob(DatasetJob):
+    """A dataset job whose work is given by the test."""
+
+    task = "tests.scripted"
+    noun = "scripted job"
+
+    def __init__(self, work):
+        self.scripted = work
+        self.discarded = []
+
+    def work(self, dataset, reporter):
+        self.scripted(dataset, reporter)
+
+    def discard(self, dataset, status):
+        self.discarded.append(status)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Tasks the lifecycle sends, caught here: no broker message may outlive the test."""
+    calls = []
+    monkeypatch.setattr(jobs, "send_after_commit", lambda task, pk, queue: calls.append((task, pk, queue)))
+    return calls
+
+
+def queued_dataset(project, **fields) -> Dataset:
+    return Dataset.objects.create(project=project, name="Upload", **fields)
+
+
+def test_a_claim_takes_a_queued_job_once(project):
+    dataset = queued_dataset(project)
+    claimed = jobs.claim(Dataset, dataset.pk, "worker@a")
+    assert claimed.status == "ingesting" and claimed.worker == "worker@a" and claimed.attempts == 1
+    assert claimed.started_at is not None and claimed.heartbeat_at is not None
+    assert jobs.claim(Dataset, dataset.pk, "worker@b") is None, "a second delivery of the same task does nothing"
+
+
+@pytest.mark.parametrize("raised, status, message", [
+    (None, "ready", "done"),
+    (JobStopped("asked"), "stopped", "Stopped by the user; nothing was kept."),
+    (JobFault("The disk holding the datasets is full; free space and upload again."), "failed",
+     "The disk holding the datasets is full; free space and upload again."),
+    (OperationalError("server closed the connection"), "failed",
+     "The scripted job stopped because the database could not be reached (OperationalError); start it again once the database is back."),
+    (TypeError("encoding without a string argument"), "failed",
+     "The scripted job failed unexpectedly (TypeError). Nothing was kept; the worker log has the details."),
+])
+def test_every_ending_of_the_work_is_recorded_with_a_reason(project, raised, status, message):
+    def work(dataset, reporter):
+        reporter.progress(1, 2, "half")
+        if raised is not None:
+            raise raised
+        runner.finish(dataset, Dataset.Status.READY, "done")
+
+    runner = ScriptedJob(work)
+    dataset = queued_dataset(project)
+    runner.run(dataset.pk, "worker@a")
+    dataset.refresh_from_db()
+    assert (dataset.status, dataset.message) == (status, message)
+    assert dataset.finished_at is not None and dataset.is_finished
+    assert runner.discarded == ([] if raised is None else [status]), "what a job that ended early left is thrown away"
+
+
+def test_a_job_stopped_while_queued_ends_at_once_and_is_never_started(project):
+    started = []
+    runner = ScriptedJob(lambda dataset, reporter: started.append(dataset.pk))
+    dataset = queued_dataset(project)
+    assert stop(dataset)
+    dataset.refresh_from_db()
+    assert dataset.status == "stopped" and dataset.message == "Stopped before it started."
+    runner.run(dataset.pk, "worker@a")
+    assert started == []
+
+
+def test_a_running_job_is_asked_to_stop_and_its_reporter_says_so(project):
+    dataset = queued_dataset(project, status=Dataset.Status.INGESTING)
+    assert stop(dataset)
+    dataset.refresh_from_db()
+    assert dataset.status == "ingesting" and dataset.stop_requested
+    assert jobs.JobReporter(dataset, interval=0).should_stop()
+    finished = queued_dataset(project, status=Dataset.Status.READY)
+    assert not stop(finished), "a finished job has nothing to stop"
+
+
+def test_progress_gives_the_fraction_and_the_time_left_at_the_pace_so_far(project):
+    dataset = queued_dataset(project, status=Dataset.Status.INGESTING, progress_done=25, progress_total=100,
+                             started_at=timezone.now() - timedelta(seconds=30))
+    assert dataset.progress == 0.25
+    assert dataset.eta_seconds == pytest.approx(90, abs=2)
+    dataset.stop_requested = True
+    assert dataset.eta_seconds is None, "a job being stopped has no time left to show"
+
+
+def silent(**fields) -> dict:
+    return {"heartbeat_at": timezone.now() - timedelta(hours=1), "worker": "worker@gone", **fields}
+
+
+def test_the_sweep_queues_silent_data_jobs_again_and_fails_them_after_three_deaths(project, sent):
+    resumed = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, **silent())
+    exhausted = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=jobs.MAX_ATTEMPTS, **silent())
+    alive = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, worker="worker@b", heartbeat_at=timezone.now())
+    assert jobs.recover_stale_jobs("worker@c", starting=False) == 2
+    resumed.refresh_from_db(), exhausted.refresh_from_db(), alive.refresh_from_db()
+    assert resumed.status == "queued" and resumed.message == "Starting again after the worker stopped."
+    assert sent == [(INGEST.task, resumed.pk, INGEST.queue)]
+    assert exhausted.status == "failed" and "stopped 3 times" in exhausted.message
+    assert alive.status == "ingesting", "a job whose worker is alive is left alone"
+    assert jobs.recover_stale_jobs("worker@c", starting=False) == 0, "a job is recovered once"
+
+
+def test_a_worker_that_restarts_takes_back_its_own_jobs_at_once(project, sent):
+    mine = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, worker="worker@a", heartbeat_at=timezone.now())
+    assert jobs.recover_stale_jobs("worker@b", starting=True) == 0, "another worker's fresh job"
+    assert jobs.recover_stale_jobs("worker@a", starting=False) == 0, "only at the worker's start"
+    assert jobs.recover_stale_jobs("worker@a", starting=True) == 1
+    assert sent == [(INGEST.task, mine.pk, INGEST.queue)]
+
+
+def test_the_sweep_knows_every_kind_of_job(project, sent):
+    source = ready_dataset(project)
+    merged = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, label_mapping={"a": "b"}, **silent())
+    version = Pipeline.objects.create(project=project, name="P", kind="preprocessing").versions.create(number=1, steps=[])
+    derived = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, derived_from=source, pipeline_version=version, **silent())
+    measures = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
+    table = Aggregation.objects.create(dataset=source, pipeline_version=measures, name="t", measures=["mean"], status="running",
+                                       attempts=1, **silent())
+    partition = source.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=9,
+                                     learning_rate=0.001, batch_size=8, device="cpu", status="running", epochs_completed=4,
+                                     attempts=1, **silent())
+    assert jobs.recover_stale_jobs("worker@c", starting=False) == 4
+    assert sorted(sent) == sorted([(MERGE.task, merged.pk, MERGE.queue), (PREPROCESSING.task, derived.pk, PREPROCESSING.queue),
+                                   (AGGREGATION.task, table.pk, AGGREGATION.queue)])
+    run.refresh_from_db()
+    assert run.status == "failed" and run.is_finished
+    assert run.message == "The worker running this stopped responding at epoch 5; the metrics so far are kept."
+    assert TRAINING.queue == "train-cpu"
+
+
+@pytest.mark.parametrize("url", ["/api/datasets/{dataset}/", "/api/aggregations/{table}/", "/api/runs/{run}/"])
+def test_every_kind_of_job_shows_the_same_fields(api, project, url):
+    dataset = ready_dataset(project)
+    measures = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
+    table = Aggregation.objects.create(dataset=dataset, pipeline_version=measures, name="t", measures=["mean"])
+    partition = dataset.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=9,
+                                     learning_rate=0.001, batch_size=8, device="cpu")
+    body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk)).json()
+    assert set(JOB_FIELDS) <= set(body)
+    assert body["finished"] is (body["status"] in ("ready", "succeeded", "failed", "stopped"))
