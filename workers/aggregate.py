@@ -20,11 +20,11 @@ from backend.core.tasks import INGEST_QUEUE
 from backend.datasets.models import Sample
 from backend.pipelines.models import Aggregation, AggregationRow
 from workers.engine.observer import JobStopped
-from workers.engine.pipelines import Context, ParamError, Pipeline, UnsupportedInput
+from workers.engine.pipelines import ParamError, Pipeline, UnsupportedInput
 from workers.engine.pipelines.measures import HISTOGRAM, MEASURES, counts_in, measure, shared_edges, summarise
 
+from .datasets import context_of, pixels_of, statistics_for
 from .jobs import JobRunner, finish, register
-from .preprocess import channels_first, fit_statistics
 
 Status = Aggregation.Status
 FAILED_STEPS = "*"  # the problems key when the steps, not one measure, failed on a sample
@@ -56,7 +56,7 @@ def measure_dataset(aggregation: Aggregation, observer) -> None:
     wants_histogram = HISTOGRAM in aggregation.measures
     samples = list(aggregation.dataset.samples.order_by("id"))
     total = len(samples) * (2 if wants_histogram else 1)
-    fitted = fit_statistics(pipeline, samples, observer)
+    fitted = statistics_for(pipeline, samples, observer)
     rows, low, high = [], np.inf, -np.inf
     for index, sample in enumerate(samples):
         check_stop(observer)
@@ -83,9 +83,8 @@ def check_stop(observer) -> None:
 
 def processed(pipeline: Pipeline, sample: Sample, index: int, fitted: dict) -> tuple[np.ndarray | None, str]:
     """The sample after the steps, or None and why the steps could not take it."""
-    context = Context(spacing=tuple(sample.spacing), meta=sample.meta, patient=sample.patient, statistics=fitted)
     try:
-        return pipeline(channels_first(np.load(sample.project_dir / sample.array), sample), index, context), ""
+        return pipeline(pixels_of(sample), index, context_of(sample, fitted)), ""
     except (UnsupportedInput, ParamError, ValueError) as exc:
         return None, str(exc)
 

@@ -13,7 +13,6 @@ from collections import Counter
 from django.conf import settings
 from django.db import transaction
 
-from backend.core.tasks import INGEST_QUEUE
 from backend.datasets.models import Dataset, IngestReportEntry, Sample
 from workers.engine.ingest import (
     ACCEPTED,
@@ -24,10 +23,11 @@ from workers.engine.ingest import (
     discard_slice_arrays,
     ingest_upload,
 )
+from workers.engine.samples import grid, summarise
 
-from .jobs import JobReporter, JobRunner, finish, register
+from .datasets import DatasetJob, clear_derived
+from .jobs import JobReporter, finish, register
 
-DERIVED_FOLDERS = ("arrays", "originals", "thumbnails", "cache")
 Status = Dataset.Status
 
 
@@ -49,26 +49,6 @@ class ReportJournal:
              for r in records],
             batch_size=1000, ignore_conflicts=True,
         )
-
-
-def clear_derived(dataset: Dataset) -> None:
-    dataset.samples.all().delete()
-    dataset.report.all().delete()
-    for folder in DERIVED_FOLDERS:
-        shutil.rmtree(dataset.storage_dir / folder, ignore_errors=True)
-
-
-class DatasetJob(JobRunner):
-    """What the three jobs that build a dataset's samples share: ingest, merge and preprocessing."""
-
-    model = Dataset
-    queue = INGEST_QUEUE
-
-    def owns(self, dataset: Dataset) -> bool:
-        return dataset.job_task == self.task
-
-    def discard(self, dataset: Dataset, status: str) -> None:
-        clear_derived(dataset)
 
 
 class IngestJob(DatasetJob):
@@ -104,16 +84,13 @@ def sample_rows(dataset: Dataset, summary: IngestSummary) -> list[Sample]:
     prefix = f"datasets/{dataset.pk}/"
     rows = []
     for spec in summary.samples:
-        shape = spec.shape
-        colour = spec.kind == "image" and len(shape) == 3 or spec.kind == "volume" and len(shape) == 4 and shape[-1] == 3
-        spatial = shape[:2] if spec.kind == "image" else (shape[-4:-1] if colour else shape[-3:])
-        depth, (height, width) = (1, spatial) if spec.kind == "image" else (spatial[0], spatial[1:])
+        depth, height, width, channels = grid(spec.shape, spec.kind)
         rows.append(Sample(
             dataset=dataset, source_dataset=dataset, label=spec.label, kind=spec.kind, modality=spec.modality[:20],
             patient=spec.patient[:64], study_uid=spec.study[:64], series_uid=spec.series[:64],
             source_path=spec.source_path[:1024], files=spec.files, array=prefix + spec.array,
             original=prefix + spec.original if spec.original else "", mask=prefix + spec.mask if spec.mask else "",
-            cache_index=spec.cache_index, depth=depth, height=height, width=width, channels=3 if colour else 1,
+            cache_index=spec.cache_index, depth=depth, height=height, width=width, channels=channels,
             dtype=spec.dtype, spacing=spec.spacing, meta=spec.meta, sha256=spec.sha256,
         ))
     return rows
@@ -127,13 +104,8 @@ def store_result(dataset: Dataset, summary: IngestSummary) -> None:
         add_notes(dataset, summary.notes)
         counts = Counter(dataset.report.values_list("status", flat=True))
         not_taken = sum(n for status, n in counts.items() if status != ACCEPTED)
-        modalities = sorted({s.modality for s in samples if s.modality})
-        fields = {
-            "class_counts": summary.class_counts, "channels": summary.channels, "height": summary.height,
-            "width": summary.width, "task": summary.task, "sample_count": len(samples),
-            "patient_count": len({s.patient for s in samples if s.patient}), "modalities": ", ".join(modalities)[:200],
-            "size_bytes": folder_size(dataset.storage_dir),
-        }
+        fields = {**summarise(samples), "channels": summary.channels, "height": summary.height, "width": summary.width,
+                  "size_bytes": folder_size(dataset.storage_dir)}
         if samples:
             message = f"{len(samples):,} samples from {counts.get(ACCEPTED, 0):,} files" + (
                 f"; {not_taken:,} files not taken (see the report)." if not_taken else ".")

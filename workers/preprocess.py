@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections import Counter
 
 import numpy as np
 from django.db import transaction
 
 from backend.datasets.models import Dataset, IngestReportEntry, Sample
-from workers.engine.ingest import build_cache
 from workers.engine.observer import JobStopped
-from workers.engine.pipelines import Context, ParamError, Pipeline, Statistics, UnsupportedInput
+from workers.engine.pipelines import Context, ParamError, Pipeline, UnsupportedInput
+from workers.engine.samples import grid, stored_layout
 
-from .ingest import DatasetJob
-from .jobs import finish, register
-from .merge import spec_of
+from .datasets import DatasetJob, cache_stored_samples, context_of, pixels_of, statistics_for
+from .jobs import JobReporter, register
 
-Status = Dataset.Status
 # Steps after which the stored values no longer mean what the parent's header says.
 DROPS_RESCALE = {"rescale_to_hu", "window", "z_score", "min_max"}
 DROPS_WINDOW = {"window", "z_score", "min_max"}
@@ -34,8 +31,18 @@ class PreprocessingJob(DatasetJob):
     task = "workers.tasks.preprocess_dataset"
     noun = "preprocessing"
 
-    def work(self, derived: Dataset, reporter) -> None:
-        build(derived, reporter)
+    def work(self, derived: Dataset, reporter: JobReporter) -> None:
+        clear(derived)  # a redelivered job starts again: preprocessing is cheap next to an ingest
+        processed = process_samples(derived, reporter)
+        fields = cache_stored_samples(derived, reporter, progress_offset=processed)
+        if not fields["sample_count"]:
+            self.finish(derived, Dataset.Status.FAILED, "The pipeline could not process any sample; the report says why for each.")
+            return
+        left_out = derived.report.exclude(status="accepted").count()
+        version = derived.pipeline_version
+        message = f"{fields['sample_count']:,} samples through {version.pipeline.name} v{version.number}" + (
+            f"; {left_out:,} left out (see the report)." if left_out else ".")
+        self.finish(derived, Dataset.Status.READY, message, **fields)
 
     def discard(self, derived: Dataset, status: str) -> None:
         clear(derived)
@@ -45,73 +52,40 @@ PREPROCESSING = register(PreprocessingJob())
 
 
 def clear(derived: Dataset) -> None:
+    """A derived dataset's folder holds only what the job made: all of it goes."""
     derived.samples.all().delete()
     derived.report.all().delete()
     shutil.rmtree(derived.storage_dir, ignore_errors=True)
 
 
-def build(derived: Dataset, observer) -> None:
-    clear(derived)  # a redelivered job starts again: preprocessing is cheap next to an ingest
-    parent, version = derived.derived_from, derived.pipeline_version
-    pipeline = Pipeline.from_steps(version.steps)
-    samples = list(parent.samples.order_by("id"))
-    fitted = fit_statistics(pipeline, samples, observer)
-    arrays = derived.storage_dir / "arrays"
-    arrays.mkdir(parents=True, exist_ok=True)
+def process_samples(derived: Dataset, reporter: JobReporter) -> int:
+    """Every parent sample through the steps; returns how many were tried."""
+    pipeline = Pipeline.from_steps(derived.pipeline_version.steps)
+    samples = list(derived.derived_from.samples.order_by("id"))
+    fitted = statistics_for(pipeline, samples, reporter)
+    (derived.storage_dir / "arrays").mkdir(parents=True, exist_ok=True)
     rows, outcomes = [], []
     for index, sample in enumerate(samples):
-        if observer.should_stop():
+        if reporter.should_stop():
             raise JobStopped("stopped by the user")
-        context = Context(spacing=tuple(sample.spacing), meta=sample.meta, patient=sample.patient, statistics=fitted)
+        outcome = IngestReportEntry(dataset=derived, index=index, path=sample.source_path[:1024], status="accepted",
+                                    reason=f"from sample {sample.pk}")
         try:
-            output, context = pipeline.apply(channels_first(np.load(sample.project_dir / sample.array), sample), index, context)
+            output, context = pipeline.apply(pixels_of(sample), index, context_of(sample, fitted))
         except (UnsupportedInput, ParamError, ValueError) as exc:
-            outcomes.append(IngestReportEntry(dataset=derived, index=index, path=sample.source_path[:1024], status="rejected", reason=str(exc)))
-            continue
-        stored = stored_layout(output, sample)
-        relative = f"datasets/{derived.pk}/arrays/{index:07d}.npy"
-        np.save(derived.project.storage_dir / relative, stored)
-        rows.append(derived_sample(derived, sample, stored, relative, context, pipeline))
-        outcomes.append(IngestReportEntry(dataset=derived, index=index, path=sample.source_path[:1024], status="accepted",
-                                          reason=f"from sample {sample.pk}"))
+            outcome.status, outcome.reason = "rejected", str(exc)
+        else:
+            stored = stored_layout(output, sample.kind)
+            relative = f"datasets/{derived.pk}/arrays/{index:07d}.npy"
+            np.save(derived.project.storage_dir / relative, stored)
+            rows.append(derived_sample(derived, sample, stored, relative, context, pipeline))
+        outcomes.append(outcome)
         if index % 50 == 0:
-            observer.progress(index + 1, len(samples) * 2, f"processed {index + 1:,} of {len(samples):,} samples")
+            reporter.progress(index + 1, len(samples) * 2, f"processed {index + 1:,} of {len(samples):,} samples")
     with transaction.atomic():
         Sample.objects.bulk_create(rows, batch_size=2000)
         IngestReportEntry.objects.bulk_create(outcomes, batch_size=2000)
-    cache_and_finish(derived, observer, len(samples))
-
-
-def fit_statistics(pipeline: Pipeline, samples: list[Sample], observer) -> dict:
-    """Statistics of the images as they reach the first step that needs them (per patient or dataset)."""
-    first = next((k for k, op in enumerate(pipeline.operations) if getattr(op, "scope", "image") != "image"), None)
-    if first is None:
-        return {}
-    before = Pipeline(pipeline.operations[:first])
-    statistics = Statistics()
-    for index, sample in enumerate(samples):
-        if observer.should_stop():
-            raise JobStopped("stopped by the user")
-        context = Context(spacing=tuple(sample.spacing), meta=sample.meta, patient=sample.patient)
-        try:
-            statistics.add(before(channels_first(np.load(sample.project_dir / sample.array), sample), index, context), sample.patient)
-        except (UnsupportedInput, ParamError, ValueError):
-            continue  # reported when the sample itself is processed
-    return statistics.fitted()
-
-
-def channels_first(array: np.ndarray, sample: Sample) -> np.ndarray:
-    """Stored layouts (H, W), (H, W, 3), (D, H, W), (C, D, H, W) as the operations take them."""
-    array = np.asarray(array, dtype=np.float32)
-    if sample.kind == Sample.Kind.IMAGE:
-        return array.transpose(2, 0, 1) if array.ndim == 3 else array[None]
-    return array if array.ndim == 4 else array[None]
-
-
-def stored_layout(output: np.ndarray, sample: Sample) -> np.ndarray:
-    if sample.kind == Sample.Kind.IMAGE:
-        return output.transpose(1, 2, 0) if output.shape[0] == 3 else output[0]
-    return output[0] if output.shape[0] == 1 else output
+    return len(samples)
 
 
 def derived_sample(derived: Dataset, sample: Sample, stored: np.ndarray, relative: str, context: Context, pipeline: Pipeline) -> Sample:
@@ -120,36 +94,12 @@ def derived_sample(derived: Dataset, sample: Sample, stored: np.ndarray, relativ
             if not (k in ("rescale_slope", "rescale_intercept") and names & DROPS_RESCALE)
             and not (k in ("window_center", "window_width") and names & DROPS_WINDOW)}
     meta["derived_from_sample"] = sample.pk
-    colour = sample.kind == Sample.Kind.IMAGE and stored.ndim == 3
-    spatial = stored.shape[:2] if sample.kind == Sample.Kind.IMAGE else stored.shape[-3:]
-    depth, (height, width) = (1, spatial) if sample.kind == Sample.Kind.IMAGE else (spatial[0], spatial[1:])
+    depth, height, width, channels = grid(stored.shape, sample.kind)
     same_grid = (depth, height, width) == (sample.depth, sample.height, sample.width)
     return Sample(
         dataset=derived, source_dataset=derived, label=sample.label, kind=sample.kind, modality=sample.modality,
         patient=sample.patient, study_uid=sample.study_uid, series_uid=sample.series_uid, source_path=sample.source_path,
         files=sample.files, array=relative, original=sample.original,
         mask=sample.mask if same_grid else "",  # a mask no longer fits once the pixel grid changed
-        depth=depth, height=height, width=width, channels=3 if colour else 1, dtype=str(stored.dtype),
+        depth=depth, height=height, width=width, channels=channels, dtype=str(stored.dtype),
         spacing=[round(float(v), 6) for v in context.spacing], meta=meta, sha256=hashlib.sha256(stored.tobytes()).hexdigest())
-
-
-def cache_and_finish(derived: Dataset, observer, total: int) -> None:
-    samples = list(derived.samples.order_by("id"))
-    specs = [spec_of(s) for s in samples]
-    notes: dict[str, str] = {}
-    channels, height, width = build_cache(specs, derived.project.storage_dir, derived.cache_path, observer, notes, progress_offset=total)
-    for sample, spec in zip(samples, specs):
-        sample.cache_index = spec.cache_index
-    Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
-    left_out = derived.report.exclude(status="accepted").count()
-    if not samples:
-        finish(Dataset, derived.pk, Status.FAILED, "The pipeline could not process any sample; the report says why for each.")
-        return
-    version = derived.pipeline_version
-    message = f"{len(samples):,} samples through {version.pipeline.name} v{version.number}" + (
-        f"; {left_out:,} left out (see the report)." if left_out else ".")
-    finish(Dataset, derived.pk, Status.READY, message, class_counts=dict(sorted(Counter(s.label for s in samples).items())),
-           channels=channels, height=height, width=width, sample_count=len(samples),
-           task=Dataset.Task.SEGMENTATION if any(s.mask for s in samples) else Dataset.Task.CLASSIFICATION,
-           patient_count=len({s.patient for s in samples if s.patient}),
-           modalities=", ".join(sorted({s.modality for s in samples if s.modality}))[:200])

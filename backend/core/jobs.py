@@ -3,6 +3,7 @@
 The workers' half (claim, heartbeat, finish, recovery) is workers/jobs.py; the states are
 backend.core.models.Job's.
 """
+from django.utils import timezone
 from rest_framework import serializers
 
 from .errors import ServiceError
@@ -21,13 +22,19 @@ class JobSerializer(serializers.ModelSerializer):
                                         help_text="True once the job has ended (done, failed or stopped): nothing about it changes any more.")
 
 
-def stop(job: Job, stopped_before_start: str = "Stopped before it started.") -> bool:
-    """A queued job stops at once; a running one is asked to, and its worker ends it after the
-    current unit of work. Returns False when the job had already finished (a 409 for the caller)."""
+STOPPED_AT_ONCE = "stopped"
+ASKED_TO_STOP = "asked"
+
+
+def stop(job: Job) -> str:
+    """A queued job stops at once (STOPPED_AT_ONCE: no worker will see it, so the caller discards
+    what it had); a running one is asked to (ASKED_TO_STOP) and its worker ends it after the current
+    unit of work. "" when the job had already finished."""
     model = type(job)
-    if model.objects.filter(pk=job.pk, status=job.QUEUED).update(status=job.STOPPED, stop_requested=True, message=stopped_before_start):
-        return True
-    return bool(model.objects.filter(pk=job.pk, status=job.RUNNING).update(stop_requested=True))
+    if model.objects.filter(pk=job.pk, status=job.QUEUED).update(status=job.STOPPED, stop_requested=True,
+                                                                  message="Stopped before it started.", finished_at=timezone.now()):
+        return STOPPED_AT_ONCE
+    return ASKED_TO_STOP if model.objects.filter(pk=job.pk, status=job.RUNNING).update(stop_requested=True) else ""
 
 
 def require_stoppable(job: Job, what: str) -> None:

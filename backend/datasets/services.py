@@ -11,9 +11,10 @@ from django.db import transaction
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
-from backend.core.jobs import require_finished, require_stoppable, stop
+from backend.core.jobs import STOPPED_AT_ONCE, require_finished, require_stoppable, stop
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
-from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
+from backend.projects.access import projects_for, require_owner
+from backend.projects.services import remove_tree_after_commit
 from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
 from workers.engine.splits import SUBSETS, grouped_split, kfold_split, leaking_patients, subsets_from_column
 
@@ -136,7 +137,9 @@ def create_dataset_from_upload(project, name: str, files, user, paths=(), labels
 def request_ingest_stop(actor, dataset: Dataset) -> Dataset:
     require_owner(actor, dataset.project)
     require_stoppable(dataset, "dataset's job")
-    stop(dataset)
+    if stop(dataset) == STOPPED_AT_ONCE:
+        # No worker will discard what came in: the upload holds the files as they came, identifiers included.
+        remove_tree_after_commit(dataset.upload_dir)
     record(actor, dataset.project, Action.CHANGE, dataset, name=f"{dataset.name}: ingest stopped")
     dataset.refresh_from_db()
     return dataset

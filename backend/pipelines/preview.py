@@ -13,7 +13,8 @@ import numpy as np
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.viewer import load, volume_of
 from workers.engine.display import plane, png_bytes, to_uint8
-from workers.engine.pipelines import Context, ParamError, Pipeline, Statistics, UnsupportedInput
+from workers.engine.pipelines import Context, ParamError, Pipeline, UnsupportedInput, fit_statistics
+from workers.engine.samples import IMAGE, channels_first
 
 from .services import checked_steps
 
@@ -24,17 +25,15 @@ def preview(user, dataset: Dataset, steps, seed: int, count: int) -> list[dict]:
     pipeline = Pipeline.from_steps(checked_steps(steps, "augmentation"))
     samples = spread(dataset, count)
     slices = [middle_slice(sample) for sample in samples]
-    statistics = Statistics()
-    for sample, pixels in zip(samples, slices):
-        statistics.add(channels_first(pixels, sample), sample.patient)
-    fitted = statistics.fitted()
+    inputs = [channels_first(pixels, IMAGE) for pixels in slices]
+    fitted = fit_statistics(pipeline, ((lambda image=image: image, plane_context(sample)) for sample, image in zip(samples, inputs)))
     items = []
-    for index, (sample, pixels) in enumerate(zip(samples, slices)):
-        context = Context(spacing=tuple(sample.spacing[-2:]), meta=sample.meta, patient=sample.patient, statistics=fitted)
+    for index, (sample, pixels, image) in enumerate(zip(samples, slices, inputs)):
+        context = plane_context(sample, fitted)
         item = {"sample": sample.pk, "label": sample.label, "before": data_url(to_uint8(pixels, sample.meta)),
                 "after": "", "shape": [], "error": ""}
         try:
-            result = pipeline(channels_first(pixels, sample), seed + index, context)
+            result = pipeline(image, seed + index, context)
             item["after"], item["shape"] = data_url(displayable(result)), list(result.shape)
         except (UnsupportedInput, ParamError, ValueError, RuntimeError) as exc:
             item["error"] = str(exc)
@@ -58,14 +57,19 @@ def middle_slice(sample: Sample) -> np.ndarray:
     return np.asarray(picture)
 
 
-def channels_first(pixels: np.ndarray, sample: Sample) -> np.ndarray:
-    array = np.asarray(pixels, dtype=np.float32)
-    return array.transpose(2, 0, 1) if array.ndim == 3 else array[None]
+def plane_context(sample: Sample, statistics: dict | None = None) -> Context:
+    """The steps run on a volume's middle slice as on a 2D image, with the in-plane spacing."""
+    return Context(spacing=tuple(sample.spacing[-2:]), meta=sample.meta, patient=sample.patient, statistics=statistics or {})
+
+
+def displayed(pixels: np.ndarray) -> np.ndarray:
+    """Channels-first pixels as a picture: (H, W) or (H, W, 3)."""
+    return pixels.transpose(1, 2, 0) if pixels.shape[0] == 3 else pixels[0]
 
 
 def displayable(result: np.ndarray) -> np.ndarray:
     """The pipeline's output (any units) stretched to 0..255 for the eye."""
-    picture = result.transpose(1, 2, 0) if result.shape[0] == 3 else result[0]
+    picture = displayed(result)
     low, high = float(picture.min()), float(picture.max())
     scaled = (picture - low) / (high - low) * 255 if high > low else np.zeros_like(picture)
     return scaled.astype(np.uint8)

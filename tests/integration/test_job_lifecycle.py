@@ -89,7 +89,7 @@ def test_a_job_stopped_while_queued_ends_at_once_and_is_never_started(project):
     started = []
     runner = ScriptedJob(lambda dataset, reporter: started.append(dataset.pk))
     dataset = queued_dataset(project)
-    assert stop(dataset)
+    assert stop(dataset) == "stopped"
     dataset.refresh_from_db()
     assert dataset.status == "stopped" and dataset.message == "Stopped before it started."
     runner.run(dataset.pk, "worker@a")
@@ -98,12 +98,12 @@ def test_a_job_stopped_while_queued_ends_at_once_and_is_never_started(project):
 
 def test_a_running_job_is_asked_to_stop_and_its_reporter_says_so(project):
     dataset = queued_dataset(project, status=Dataset.Status.INGESTING)
-    assert stop(dataset)
+    assert stop(dataset) == "asked"
     dataset.refresh_from_db()
     assert dataset.status == "ingesting" and dataset.stop_requested
     assert jobs.JobReporter(dataset, interval=0).should_stop()
     finished = queued_dataset(project, status=Dataset.Status.READY)
-    assert not stop(finished), "a finished job has nothing to stop"
+    assert stop(finished) == "", "a finished job has nothing to stop"
 
 
 def test_progress_gives_the_fraction_and_the_time_left_at_the_pace_so_far(project):
@@ -172,3 +172,21 @@ def test_every_kind_of_job_shows_the_same_fields(api, project, url):
     body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk)).json()
     assert set(JOB_FIELDS) <= set(body)
     assert body["finished"] is (body["status"] in ("ready", "succeeded", "failed", "stopped"))
+
+
+def test_an_upload_stopped_before_a_worker_took_it_leaves_no_file_behind(api, project, django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import demo_entries, make_zip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post("/api/datasets/", {"project": project.pk, "files": [SimpleUploadedFile("d.zip", make_zip(demo_entries(2)))]},
+                           format="multipart")
+    dataset = Dataset.objects.get(pk=created.json()["id"])
+    assert dataset.upload_dir.exists() and dataset.status == "queued"
+    with django_capture_on_commit_callbacks(execute=True):
+        stopped = api.post(f"/api/datasets/{dataset.pk}/stop/")
+    assert stopped.status_code == 202 and stopped.json()["status"] == "stopped" and stopped.json()["finished"]
+    assert not dataset.upload_dir.exists(), "the files as they came, identifiers included, are gone"
+    assert api.post(f"/api/datasets/{dataset.pk}/stop/").status_code == 409
+    assert api.delete(f"/api/datasets/{dataset.pk}/").status_code == 204

@@ -28,7 +28,7 @@ def test_a_run_whose_worker_is_killed_is_failed_by_the_next_worker_with_its_metr
     try:
         partition = ingested_partition(api, project, per_class=40)
         run_id = api.post("/api/runs/", {"partition": partition, "epochs": 500, "batch_size": 8}, format="json").json()["id"]
-        wait_for(lambda: MetricPoint.objects.filter(run_id=run_id, epoch=2).exists(), 120, "two epochs")
+        wait_for(lambda: MetricPoint.objects.filter(run_id=run_id, epoch=2).exists(), 300, "two epochs")
         first.kill()  # SIGKILL: no clean-up of any kind
         first.wait(timeout=30)
         run = TrainingRun.objects.get(pk=run_id)

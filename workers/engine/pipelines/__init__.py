@@ -5,7 +5,7 @@ Importing the package registers every operation (`OPERATIONS`, name -> class).
 from . import geometry, intensity, preprocessing  # noqa: F401  (registration)
 from .operations import AUGMENTATION, OPERATIONS, PREPROCESSING, Context, Operation, UnsupportedInput
 from .params import Param, ParamError
-from .pipeline import Pipeline, PipelineError, Statistics, StepError
+from .pipeline import Pipeline, PipelineError, Statistics, StepError, fit_statistics
 
 __all__ = ["AUGMENTATION", "OPERATIONS", "PREPROCESSING", "Context", "Operation", "Param", "ParamError", "Pipeline",
-           "PipelineError", "Statistics", "StepError", "UnsupportedInput"]
+           "PipelineError", "Statistics", "StepError", "UnsupportedInput", "fit_statistics"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
-from .operations import OPERATIONS, Context, Operation
+from .operations import OPERATIONS, Context, Operation, UnsupportedInput
 from .params import ParamError
 
 MAX_STEPS = 50
@@ -104,3 +105,23 @@ class Statistics:
             mean = total / count
             result[key] = (mean, float(np.sqrt(max(squares / count - mean * mean, 0.0))), low, high)
         return result
+
+
+def fit_statistics(pipeline: Pipeline, images: Iterable[tuple[Callable[[], np.ndarray], Context]],
+                   check_stop: Callable[[], None] = lambda: None) -> dict:
+    """Statistics of the images as they reach the first step that needs them (z-score or min-max per
+    patient or dataset); {} when no step does. Images come as (load, context) so that a pipeline that
+    needs no statistics reads none. An image the earlier steps cannot take is left out: the job
+    reports it when it processes that image."""
+    first = next((k for k, op in enumerate(pipeline.operations) if getattr(op, "scope", "image") != "image"), None)
+    if first is None:
+        return {}
+    before = Pipeline(pipeline.operations[:first])
+    statistics = Statistics()
+    for index, (load, context) in enumerate(images):
+        check_stop()
+        try:
+            statistics.add(before(load(), index, context), context.patient)
+        except (UnsupportedInput, ParamError, ValueError):
+            continue
+    return statistics.fitted()
