@@ -81,9 +81,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # The web server, the worker and the test server share one file; waiting for a
-    # lock beats failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+    # The web server, the worker (and its job heartbeat thread) and the test server share one
+    # file; waiting for a lock beats failing with "database is locked". Transactions take the
+    # write lock when they begin: a transaction that read first and then writes could not wait
+    # for it (SQLite answers such an upgrade "locked" at once).
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -62,11 +62,14 @@ def error_response(message: str, field: str | None = None, code: str = "invalid"
     return Response(error_body([{"code": code, "message": message, "field": field}]), status=status_code)
 
 
+LARGEST_ID = 2**63 - 1  # a database's largest integer key: a larger number cannot name anything
+
+
 def int_query_param(request, name: str) -> int | None:
     """An optional whole-number query parameter; anything else is a 400, not silently ignored."""
     raw = request.query_params.getlist(name)
     if not raw:
         return None
-    if len(raw) > 1 or not raw[0].isdigit():
+    if len(raw) > 1 or not raw[0].isdigit() or int(raw[0]) > LARGEST_ID:
         raise ServiceError(f"'{name}' must be given once, as a whole number (an id).", field=name)
     return int(raw[0])
