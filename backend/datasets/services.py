@@ -13,7 +13,6 @@ from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.services import projects_for, remove_tree_after_commit, require_owner
-from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
 from workers.engine.splits import SUBSETS, grouped_split, kfold_split, leaking_patients, subsets_from_column
 
 from .models import Dataset, Partition, PartitionMember
@@ -102,6 +101,9 @@ def create_dataset_from_upload(project, name: str, files, user, paths=(), labels
     require_owner(user, project)
     if not files:
         raise ServiceError("Choose files, a folder or a zip archive to upload.", field="files")
+    # The ingest engine reads DICOM and NIfTI (pydicom, nibabel: ~50 MB resident): only uploads import it.
+    from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
+
     check_upload_size(files)
     staging = stage_files(project, files, list(paths))
     try:
