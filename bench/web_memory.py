@@ -188,13 +188,14 @@ def start_server(environment: dict, folder: Path, eager: bool) -> tuple[subproce
         config = folder / "eager_gunicorn.py"
         config.write_text(EAGER_CONFIG)
         command += ["--config", str(config)]
-    log = open(folder / f"gunicorn{'-eager' if eager else ''}.log", "w")
-    server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    log = folder / f"gunicorn{'-eager' if eager else ''}.log"
+    with open(log, "w") as output:
+        server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited; see {log.name}")
+            raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return server, base
@@ -275,7 +276,7 @@ def main():
         connection.creation.destroy_test_db(test_database, verbosity=0)
         shutil.rmtree(folder, ignore_errors=True)
     result = {"rss_mb": lean["rss_mb"], "target_mb": TARGET_MB, "meets_target": lean["rss_mb"] < TARGET_MB,
-              "peak_mb": lean["peak_mb"], "after_boot_mb": lean["after_boot_mb"], "pages": len(plan["pages"]) + 2,
+              "peak_mb": lean["peak_mb"], "after_boot_mb": lean["after_boot_mb"], "pages": len(plan["pages"]) + 2,  # + login, logout
               "api_lists": len(plan["api_lists"]), "page_data_requests": len(plan["page_data"]), "heavy_modules_loaded": loaded,
               "failed_requests": lean["failed_requests"], "database": connection.vendor}
     if eager:
