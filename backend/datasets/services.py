@@ -15,7 +15,6 @@ from backend.core.jobs import STOPPED_AT_ONCE, require_finished, require_stoppab
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
-from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
 from workers.engine.splits import SUBSETS, grouped_split, kfold_split, leaking_patients, subsets_from_column
 
 from .models import Dataset, Partition, PartitionMember
@@ -104,6 +103,9 @@ def create_dataset_from_upload(project, name: str, files, user, paths=(), labels
     require_owner(user, project)
     if not files:
         raise ServiceError("Choose files, a folder or a zip archive to upload.", field="files")
+    # The ingest engine reads DICOM and NIfTI (pydicom, nibabel: ~50 MB resident): only uploads import it.
+    from workers.engine.ingest import ArchiveError, IngestLimits, inspect_upload
+
     check_upload_size(files)
     staging = stage_files(project, files, list(paths))
     try:

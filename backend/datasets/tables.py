@@ -10,8 +10,8 @@ import io
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from django.db import transaction
 
 from backend.audit.services import Action, record
@@ -19,6 +19,9 @@ from backend.core.errors import ServiceError
 from backend.projects.access import require_owner
 
 from .models import Dataset, Sample
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_TABLE_BYTES = 200 * 1024**2
 EXAMPLES = 10
@@ -42,6 +45,8 @@ class TableJoin:
 
 
 def read_table(upload) -> pd.DataFrame:
+    import pandas as pd  # ~60 MB resident: only the workers that read a table pay for it
+
     name = (upload.name or "").lower()
     if upload.size and upload.size > MAX_TABLE_BYTES:
         raise ServiceError(f"The table is larger than {MAX_TABLE_BYTES // 1024**2} MB; split it.", field="table")

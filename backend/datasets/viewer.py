@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pydicom
 
 from backend.core.errors import ServiceError
 from workers.engine.display import AXES, default_window, modality_values, overlay, plane, png_bytes, to_uint8
@@ -113,6 +112,8 @@ def display_facts(sample: Sample) -> dict:
 def tags(sample: Sample) -> list[dict]:
     """The stored (de-identified) header: DICOM attributes, or the NIfTI facts kept at ingest."""
     if sample.original.endswith(".dcm") and (sample.project_dir / sample.original).is_file():
+        import pydicom  # ~30 MB resident beside NumPy: only the workers that show a header pay for it
+
         ds = pydicom.dcmread(sample.project_dir / sample.original, stop_before_pixels=True, force=True)
         return tag_rows(ds, 0)
     facts = {k: v for k, v in sample.meta.items() if k not in ("table",)}

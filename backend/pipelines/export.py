@@ -5,8 +5,6 @@ import csv
 import io
 import json
 
-from openpyxl import Workbook
-
 from workers.engine.pipelines.measures import HISTOGRAM, MEASURES
 
 from .models import Aggregation
@@ -61,6 +59,8 @@ def as_csv(rows) -> bytes:
 
 def as_xlsx(aggregation: Aggregation) -> bytes:
     """Every table in one workbook: Values, Histogram (when measured), About."""
+    from openpyxl import Workbook  # ~30 MB resident: only the workers that export XLSX pay for it
+
     book = Workbook(write_only=True)
     sheets = [("Values", values_table(aggregation))]
     if aggregation.histogram_edges:

@@ -1,11 +1,16 @@
-"""The pool of network topologies, by name, in the manner of torchvision's get_model."""
+"""The pool of network topologies, by name, in the manner of torchvision's get_model.
+
+Names, titles and descriptions are all the web tier reads (the run form, GET /api/architectures/),
+so torch is imported by the builders, in the worker that trains: importing it costs a web
+worker about 500 MB (tests/integration/test_web_imports.py keeps it out).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,7 @@ class Architecture:
 
 def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
     """Three conv blocks and global pooling: trains in seconds on a CPU, any input size >= 8."""
+    from torch import nn
 
     def block(cin, cout):
         return nn.Sequential(
@@ -39,6 +45,7 @@ def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
 
 
 def resnet18(in_channels: int, num_classes: int) -> nn.Module:
+    from torch import nn
     from torchvision.models import resnet18 as tv_resnet18
 
     model = tv_resnet18(weights=None, num_classes=num_classes)
@@ -59,5 +66,7 @@ ARCHITECTURES = {
 def build_model(name: str, in_channels: int, num_classes: int, seed: int = 0) -> nn.Module:
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}")
+    import torch
+
     torch.manual_seed(seed)
     return ARCHITECTURES[name].build(in_channels, num_classes)

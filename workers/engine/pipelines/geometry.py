@@ -1,25 +1,15 @@
 """Geometric augmentations and sizing (P3): flip, rotate, zoom, shift, crops, resize, elastic.
 
 All through MONAI's spatial transforms, which take channel-first 2D and 3D arrays
-alike. Rotation is in the image plane (about the slice axis for a volume), as
-the theses used it; rotating out of plane would mix slices of different spacing.
+alike (imported in `apply`, see operations.py). Rotation is in the image plane
+(about the slice axis for a volume), as the theses used it; rotating out of plane
+would mix slices of different spacing.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from monai.transforms import (
-    CenterSpatialCrop,
-    RandAffine,
-    RandFlip,
-    RandRotate,
-    RandSpatialCrop,
-    RandZoom,
-    Resize,
-)
 
 from .intensity import monai
 from .operations import Operation, ParamError, applies, probability, register
@@ -35,6 +25,8 @@ class Flip(Operation):
     params = (Param("axis", "choice", "left-right", "Which way to mirror.", choices=FLIP_AXES), probability(0.5))
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandFlip
+
         spatial = image.ndim - 1
         if self.axis == "head-foot" and spatial == 2:
             raise ParamError("axis", "A 2D image has no head-foot axis; flip left-right or up-down.")
@@ -49,6 +41,8 @@ class Rotate(Operation):
     params = (Param("degrees", "range", (-15.0, 15.0), "Angle in degrees, drawn from this range.", -180.0, 180.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandRotate
+
         radians = tuple(math.radians(d) for d in self.degrees)
         transform = RandRotate(range_x=radians, prob=self.probability, keep_size=True, padding_mode="zeros")
         return monai(transform, image, rng)
@@ -61,6 +55,8 @@ class Zoom(Operation):
     params = (Param("factor", "range", (0.9, 1.1), "Zoom factor, drawn from this range; above 1 enlarges.", 0.1, 10.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandZoom
+
         low, high = self.factor
         return monai(RandZoom(prob=self.probability, min_zoom=low, max_zoom=high, keep_size=True, padding_mode="constant"), image, rng)
 
@@ -72,6 +68,8 @@ class Shift(Operation):
     params = (Param("fraction", "float", 0.1, "Largest shift as a fraction of the image's side.", 0.0, 1.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandAffine
+
         sides = image.shape[1:]
         ranges = [(0.0, 0.0)] * (len(sides) - 2) + [(-self.fraction * s, self.fraction * s) for s in sides[-2:]]
         return monai(RandAffine(prob=self.probability, translate_range=ranges, padding_mode="zeros"), image, rng)
@@ -88,6 +86,8 @@ class RandomCrop(Operation):
     params = (Param("fraction", "float", 0.9, "Side of the crop as a fraction of the image's side.", 0.05, 1.0),)
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandSpatialCrop
+
         return monai(RandSpatialCrop(roi_size=crop_size(image, self.fraction), random_size=False), image, rng)
 
 
@@ -99,6 +99,8 @@ class CenterCrop(Operation):
     params = (Param("fraction", "float", 0.9, "Side of the crop as a fraction of the image's side.", 0.05, 1.0),)
 
     def apply(self, image, rng, context):
+        from monai.transforms import CenterSpatialCrop
+
         return monai(CenterSpatialCrop(roi_size=crop_size(image, self.fraction)), image, rng)
 
 
@@ -111,6 +113,8 @@ class ResizeTo(Operation):
               Param("depth", "int", 0, "Slices (volumes only; 0 keeps them).", 0, 2048))
 
     def apply(self, image, rng, context):
+        from monai.transforms import Resize
+
         sides = list(image.shape[1:])
         wanted = ([self.depth] if len(sides) == 3 else []) + [self.height, self.width]
         size = [w or s for w, s in zip(wanted, sides)]
@@ -135,6 +139,9 @@ class Elastic(Operation):
         # grid is resampled off by a fraction of a pixel), so "no deformation" would not be the identity.
         if not applies(self, rng):
             return image
+        import torch
+        import torch.nn.functional as F
+
         spatial = image.ndim - 1
         sides = image.shape[1:]
         magnitude = rng.uniform(*self.magnitude)

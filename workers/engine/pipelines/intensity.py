@@ -2,21 +2,11 @@
 
 MONAI's transforms do the image arithmetic where they match an operation; the
 noise kinds MONAI lacks (Laplace, Poisson, impulse, salt and pepper) are single
-numpy draws.
+numpy draws. MONAI and torch are imported in `apply` (see operations.py).
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from monai.transforms import (
-    HistogramNormalize,
-    MedianSmooth,
-    RandAdjustContrast,
-    RandCoarseDropout,
-    RandGaussianNoise,
-    RandGaussianSmooth,
-)
 
 from .operations import Operation, ParamError, applies, probability, register, seed_from
 from .params import Param
@@ -69,6 +59,8 @@ class AdditiveGaussianNoise(Operation):
               Param("mean", "float", 0.0, "Mean of the noise.", -1e4, 1e4), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandGaussianNoise
+
         return monai(RandGaussianNoise(prob=self.probability, mean=self.mean, std=self.std, sample_std=False), image, rng)
 
 
@@ -165,6 +157,8 @@ class CoarseDropout(Operation):
               Param("size", "float", 0.1, "Side of a hole as a fraction of the image's side.", 0.01, 1.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandCoarseDropout
+
         size = [max(1, round(s * self.size)) for s in image.shape[1:]]
         return monai(RandCoarseDropout(holes=self.holes, spatial_size=size, fill_value=0, prob=self.probability), image, rng)
 
@@ -199,6 +193,8 @@ class GaussianBlur(Operation):
     params = (Param("sigma", "range", (0.5, 1.5), "Sigma in pixels, drawn from this range.", 0.0, 50.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandGaussianSmooth
+
         return monai(RandGaussianSmooth(sigma_x=self.sigma, sigma_y=self.sigma, sigma_z=self.sigma, prob=self.probability), image, rng)
 
 
@@ -215,6 +211,9 @@ class AverageBlur(Operation):
     def apply(self, image, rng, context):
         if not applies(self, rng) or self.size == 1:
             return image
+        import torch
+        import torch.nn.functional as F
+
         tensor = torch.from_numpy(image)[None]
         pad = self.size // 2
         spatial = image.ndim - 1
@@ -230,6 +229,8 @@ class MedianBlur(Operation):
     params = (Param("radius", "int", 1, "Neighbourhood radius in pixels (1 is 3x3).", 1, 10), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import MedianSmooth
+
         return monai(MedianSmooth(radius=self.radius), image, rng) if applies(self, rng) else image
 
 
@@ -242,6 +243,8 @@ class HistogramEqualization(Operation):
     def apply(self, image, rng, context):
         if not applies(self, rng):
             return image
+        from monai.transforms import HistogramNormalize
+
         low, high = extent(image)
         return image if high <= low else monai(HistogramNormalize(num_bins=self.bins, min=low, max=high), image, rng)
 
@@ -253,6 +256,8 @@ class GammaContrast(Operation):
     params = (Param("gamma", "range", (0.7, 1.5), "Gamma, drawn from this range; below 1 brightens.", 0.05, 10.0), probability())
 
     def apply(self, image, rng, context):
+        from monai.transforms import RandAdjustContrast
+
         return monai(RandAdjustContrast(prob=self.probability, gamma=self.gamma), image, rng)
 
 

@@ -6,6 +6,10 @@ it supports; `random` operations draw everything from the generator they are
 given, so a seed reproduces them. `Context` carries what an operation may need
 beyond the pixels: the sample's spacing, its DICOM facts and table row, and
 statistics fitted over a patient or the whole dataset.
+
+The web tier reads this registry on every pipeline form and API call (schemas, parameter
+checks), so operation modules import MONAI and torch inside `apply`: only the processes
+that run operations (workers, the editor's preview) pay for them, some 800 MB resident.
 """
 from __future__ import annotations
 

@@ -2,14 +2,14 @@
 
 These read the sample's own facts from the Context: rescale slope and intercept
 and its window (from the DICOM header), its voxel spacing, its table row, and
-statistics fitted over its patient or the whole dataset before the run.
+statistics fitted over its patient or the whole dataset before the run. MONAI is
+imported in `apply` (see operations.py).
 """
 from __future__ import annotations
 
 import re
 
 import numpy as np
-from monai.transforms import NormalizeIntensity, Resize, ScaleIntensity, ScaleIntensityRange
 
 from .intensity import monai
 from .operations import PREPROCESSING, Operation, ParamError, UnsupportedInput, register
@@ -43,6 +43,8 @@ class Window(Preprocessing):
               Param("from_file", "bool", False, "Use the window stored in each file's header when it has one."))
 
     def apply(self, image, rng, context):
+        from monai.transforms import ScaleIntensityRange
+
         center, width = self.center, self.width
         if self.from_file and context.meta.get("window_width"):
             center, width = float(context.meta["window_center"]), float(context.meta["window_width"])
@@ -64,6 +66,8 @@ class ZScore(Preprocessing):
 
     def apply(self, image, rng, context):
         if self.scope == "image":
+            from monai.transforms import NormalizeIntensity
+
             return monai(NormalizeIntensity(), image, rng)
         mean, std, _, _ = fitted(context, self.scope, self.title)
         return (image - mean) / (std if std > 0 else 1.0)
@@ -77,6 +81,8 @@ class MinMax(Preprocessing):
 
     def apply(self, image, rng, context):
         if self.scope == "image":
+            from monai.transforms import ScaleIntensity
+
             return monai(ScaleIntensity(minv=0.0, maxv=1.0), image, rng)
         _, _, low, high = fitted(context, self.scope, self.title)
         return (image - low) / (high - low if high > low else 1.0)
@@ -90,6 +96,8 @@ class Resample(Preprocessing):
               Param("slice_mm", "float", 0.0, "Spacing of slices, in mm (volumes; 0 keeps it).", 0.0, 100.0))
 
     def apply(self, image, rng, context):
+        from monai.transforms import Resize
+
         sides = image.shape[1:]
         spacing = tuple(context.spacing)[-len(sides):]
         if len(spacing) != len(sides) or not all(s > 0 for s in spacing):
