@@ -81,7 +81,7 @@ def make_content() -> dict:
     from backend.runs.models import MetricPoint, TrainingRun
     from backend.runs.services import launch_run
     from tests.factories import ready_dataset, volumes_with_masks
-    from workers.aggregate import run_aggregation
+    from workers.aggregate import AGGREGATION
 
     user = get_user_model().objects.create_user(USER, password=PASSWORD)
     project = Project.objects.create(owner=user, name="Bench", description="Web memory benchmark")
@@ -92,7 +92,7 @@ def make_content() -> dict:
     measuring = create_pipeline(user, project, "Measure", "aggregation", [{"op": "rescale_to_hu"}],
                                 ["mean", "p95", "mask_volume", "histogram"])
     aggregation = start_aggregation(user, measuring, volumes)
-    run_aggregation(aggregation.pk)
+    AGGREGATION.run(aggregation.pk, "bench")
     run = launch_run(project, partition, {"architecture": "small_cnn", "epochs": 3, "learning_rate": 0.001, "batch_size": 8,
                                           "device": "cpu", "processes": 1, "seed": 0, "augmentation": augmentation,
                                           "balancing": "none", "class_factors": {}}, user)
