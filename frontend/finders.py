@@ -20,7 +20,7 @@ class PlotlyFinder(BaseFinder):
     def find(self, path, find_all=False, **kwargs):
         if path == STATIC_NAME:
             return [str(PLOTLY_JS)] if find_all else str(PLOTLY_JS)
-        return [] if find_all else None
+        return []  # Django's finders answer "not found" with an empty list, whatever find_all says
 
     def list(self, ignore_patterns):
         storage = FileSystemStorage(location=str(PLOTLY_JS.parent))

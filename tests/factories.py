@@ -1,4 +1,6 @@
 """Real objects for tests: a ready dataset whose samples have pixels on disk, as an ingest leaves them."""
+import hashlib
+
 import numpy as np
 
 from backend.datasets.models import Dataset, Sample
@@ -21,7 +23,7 @@ def ready_dataset(project, labels=("lesion", "normal"), per_class=10, size=64, n
                 dataset=dataset, source_dataset=dataset, label=label, source_path=f"{label}/{i}.png",
                 files=[f"{label}/{i}.png"], array=f"datasets/{dataset.pk}/arrays/{index:07d}.npy", cache_index=index,
                 width=size, height=size, channels=1, dtype="uint8", modality="PNG", patient=f"P-{index // 2:04d}",
-                sha256=f"{dataset.pk:08d}{label}{i:056d}"[:64],
+                sha256=hashlib.sha256(f"{dataset.pk} {label} {i}".encode()).hexdigest(),  # thumbnails are named by it
             ))
     Sample.objects.bulk_create(samples)
     return dataset

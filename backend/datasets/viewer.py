@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,7 @@ def thumbnail(sample: Sample) -> Path:
         picture, _, _ = plane(volume, "axial", None)
         data = png_bytes(to_uint8(np.asarray(picture), sample.meta), max_size=THUMBNAIL_SIZE)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
+        temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")  # threads of one process may draw the same one
         temporary.write_bytes(data)
         os.replace(temporary, path)
     return path
