@@ -28,7 +28,7 @@ def a_project_with_one_of_everything(user):
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
     from backend.runs.models import MetricPoint, TrainingRun
-    from workers.aggregate import run_aggregation
+    from workers.aggregate import AGGREGATION
 
     project = Project.objects.create(owner=user, name="Chest")
     dataset = ready_dataset(project, per_class=6, name="X-rays")
@@ -40,7 +40,7 @@ def a_project_with_one_of_everything(user):
     partition = create_partition(user, dataset, "", 60, 20, 20, 7)
     measuring = create_pipeline(user, project, "Brightness", "aggregation", [], ["mean"])
     table = start_aggregation(user, measuring, dataset)
-    run_aggregation(table.pk)  # the worker's job, done here: the page shows a finished table
+    AGGREGATION.run(table.pk, "test")  # the worker's job, done here: the page shows a finished table
     run = TrainingRun.objects.create(project=project, partition=partition, name="first", architecture="small_cnn", epochs=2,
                                      learning_rate=0.001, batch_size=8, device="cpu", status="succeeded", test_accuracy=0.75, test_loss=0.5)
     MetricPoint.objects.bulk_create([MetricPoint(run=run, epoch=epoch, subset=subset, name=name, value=0.5)
