@@ -17,6 +17,12 @@ class JobStopped(Exception):
     """Raised by engine work that was asked to stop and has nothing worth keeping."""
 
 
+class JobFault(Exception):
+    """A fault of the job itself, not of any one input (the disk is full, the processes doing
+    the work cannot run): the job ends. The message says what happened and what to do, for a
+    person to read."""
+
+
 class SilentObserver:
     """An observer that records metrics in memory and never asks to stop."""
 
