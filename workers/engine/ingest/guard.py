@@ -48,8 +48,10 @@ def raise_job_fault(exc: BaseException) -> None:
 def exception_text(exc: BaseException) -> str:
     """'TypeError: encoding without a string argument': the class says what kind of fault it is to
     whoever reads the report, the message's first line says where; control characters (a damaged
-    file's bytes can end up in a message) are dropped, since the database stores this text."""
-    lines = str(exc).strip().splitlines()
+    file's bytes can end up in a message) are dropped, since the database stores this text. An
+    OSError's file name is left out: it is a path on the server, of no use to the reader."""
+    text = f"[Errno {exc.errno}] {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+    lines = text.strip().splitlines()
     message = printable(lines[0])[:200] if lines else ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 

@@ -12,6 +12,7 @@ their images, and 2D images go into the training cache.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -186,8 +187,7 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
         with guarded("the file could not be ingested"):
             return take_entry(entry, index, roots, dest, options, written)
     except FileOutcome as exc:
-        for path in written:
-            path.unlink(missing_ok=True)
+        remove(written)
         return FileRecord(index, entry.path, exc.status, printable(str(exc)), outcome_detail(exc, entry))
 
 
@@ -244,10 +244,16 @@ def patient_from_folders(entry: Entry, options: IngestOptions) -> str:
 def withdraw(record: FileRecord, reason: str, dest: Path) -> FileRecord:
     """An accepted file turned away after all (a duplicate, or a later step failed on it): the
     files written for it go, and its record says why."""
-    for written in (record.detail["array"], record.detail["original"]):
-        if written:
-            (dest / written).unlink(missing_ok=True)
+    remove([dest / written for written in (record.detail["array"], record.detail["original"]) if written])
     return FileRecord(record.index, record.path, REJECTED, reason)
+
+
+def remove(paths: list[Path]) -> None:
+    """Best effort: what cannot be removed (the name is taken by a folder) must not turn a file's
+    outcome into the job's end; a resumed job writes over it, a deleted dataset takes it along."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver,
@@ -416,7 +422,7 @@ def stack_slices(slices: list[Path], path: Path) -> tuple[int, ...]:
             for slice_path in slices:  # read, not mapped: mapped pages would count against this process
                 handle.write(memoryview(np.ascontiguousarray(np.load(slice_path), dtype=dtype)))
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        remove([temporary])
         raise
     os.replace(temporary, path)
     return shape
