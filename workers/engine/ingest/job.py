@@ -9,6 +9,9 @@ killed worker's ingest finishes with no file missing and none twice.
 Pass 2 assembles samples: DICOM slices of one series become a volume ordered by
 position along the slice normal (never by file name), masks are paired with
 their images, and 2D images go into the training cache.
+
+Every step that touches one file runs under the per-file guard (guard.py): what
+it raises becomes that file's outcome, and only faults of the job itself end it.
 """
 from __future__ import annotations
 
@@ -85,7 +88,10 @@ class FileRecord:
 
 class Journal(Protocol):
     def recorded(self) -> dict[int, FileRecord]: ...
-    def record(self, records: list[FileRecord]) -> None: ...
+
+    def record(self, records: list[FileRecord]) -> None:
+        """Keeps each file's outcome; recording a file again replaces its outcome (assembling
+        samples withdraws files that pass 1 accepted)."""
 
 
 @dataclass
