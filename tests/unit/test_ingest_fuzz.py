@@ -1,7 +1,8 @@
 """Damaged files by the thousand through the real ingest: each gets an outcome, none ends the job.
 
 Valid DICOM (explicit and implicit VR, deflated, JPEG, JPEG 2000, multi-frame, nested sequences with
-undefined lengths, no preamble, an element written the implicit way inside an explicit file),
+undefined lengths, no preamble, an element written the implicit way inside an explicit file, burned-in
+annotation, a DICOMDIR),
 NIfTI (.nii, .nii.gz, 2D) and pictures (PNG, JPEG, 16-bit TIFF) are mutated: bytes flipped in the
 header and in the pixel data, truncated, spans repeated and deleted, DICOM element lengths and VRs
 rewritten, sequence delimiters dropped and item lengths made wrong. Each mutant is made from its
@@ -20,6 +21,7 @@ import json
 import os
 import random
 import struct
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from PIL import Image
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
+from pydicom.fileset import FileSet
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit
 
@@ -40,11 +43,12 @@ from workers.engine.ingest.decoded import IMAGE
 from workers.engine.ingest.deid import Deidentifier
 from workers.engine.observer import SilentObserver
 
-MUTANTS = int(os.environ.get("INGEST_FUZZ_MUTANTS", "2400"))
+MUTANTS = int(os.environ.get("INGEST_FUZZ_MUTANTS", "7500"))
 SEED = int(os.environ.get("INGEST_FUZZ_SEED", "20260601"))
 BATCH = 150  # mutants per upload
 GOOD_PER_BATCH = 6
 OUTCOMES = {ACCEPTED, REJECTED, SKIPPED, QUARANTINED}
+UNDAMAGED_OUTCOMES = {"burned.dcm": QUARANTINED, "DICOMDIR": SKIPPED}  # the others are accepted
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 VRS = [b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OW", b"PN",
        b"SH", b"SL", b"SQ", b"SS", b"ST", b"TM", b"UI", b"UL", b"UN", b"US", b"UT"]
@@ -143,6 +147,17 @@ def implicit_element_in_explicit_dicom() -> bytes:
     return data.replace(explicit, implicit)
 
 
+def dicomdir() -> bytes:
+    """A DICOMDIR (patient, study, series and image records in nested sequences) as pydicom's FileSet writes it."""
+    file_set = FileSet()
+    ds = dataset(patient_id="INDEXED")
+    ds.StudyTime, ds.StudyID, ds.SeriesNumber = "101010", "1", 1
+    file_set.add(ds)
+    with tempfile.TemporaryDirectory() as folder:
+        file_set.write(folder)
+        return (Path(folder) / "DICOMDIR").read_bytes()
+
+
 def picture(array: np.ndarray, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=fmt, **options)
@@ -164,6 +179,8 @@ def valid_files() -> dict[str, bytes]:
         "nested_implicit.dcm": nested_dicom(implicit=True),
         "IM000001": headless_dicom(),
         "mixed_vr.dcm": implicit_element_in_explicit_dicom(),
+        "burned.dcm": dicom_bytes(np.full((16, 16), 5, np.int16), patient_id="BURNED", burned_in="YES"),
+        "DICOMDIR": dicomdir(),
         "explicit.dcm.gz": gzip.compress(dicom_bytes(np.full((16, 16), 7, np.int16), patient_id="GZIP")),
         "volume.nii": nifti_bytes(volume),
         "volume.nii.gz": nifti_bytes(volume + 1, compressed=True),
@@ -251,7 +268,7 @@ class Seed:
 
 def seed_of(name: str, data: bytes) -> Seed:
     fields: list[Field] = []
-    if name.endswith(".dcm") or name.startswith("IM"):
+    if name.endswith(".dcm") or name.startswith("IM") or name == "DICOMDIR":
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
         if not (syntax and syntax.is_deflated):
@@ -346,7 +363,8 @@ def check_batch(dest: Path, summary, journal: MemoryJournal, names: dict[str, tu
             problems.append(f"{path}: its record cannot be stored: {record.reason!r} {record.detail!r}")
     in_samples = Counter(f for s in summary.samples for f in s.files)
     for path in good:
-        if records[path].status != ACCEPTED or in_samples[path] != 1:
+        expected = UNDAMAGED_OUTCOMES.get(names[path][0], ACCEPTED)
+        if records[path].status != expected or in_samples[path] != (expected == ACCEPTED):
             problems.append(f"{path} (undamaged): {records[path].status}, {records[path].reason}, in {in_samples[path]} samples")
     for sample in summary.samples:
         if not storable(dataclasses.asdict(sample)):

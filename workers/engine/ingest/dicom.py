@@ -53,8 +53,8 @@ def looks_like_dicom(name: str, head: bytes) -> bool:
 def looks_headless(head: bytes) -> bool:
     """A data set written without preamble, 'DICM' and (often) file meta, as some archives and old
     modalities do: its first element is of group 0x0002 or 0x0008, followed by an explicit VR or a
-    plausible implicit length. Whatever its name:
-    such files are often named by their SOP instance UID ('1.2.840.113619.2.55.3.604688119.971')."""
+    plausible implicit length. Told by its bytes, not its name: such files are often named by their
+    SOP instance UID ('1.2.840.113619.2.55.3.604688119.971'), dots and all."""
     if len(head) < 8 or head[:2] not in HEADLESS_FIRST_GROUPS:
         return False
     return head[4:6].isalpha() and head[4:6].isupper() or int.from_bytes(head[4:8], "little") < 0x10000
@@ -72,11 +72,8 @@ def read_dicom(data: bytes, deidentifier: Deidentifier | None) -> Decoded:
     with guarded("the DICOM attributes could not be read"):
         meta = describe(ds)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if deidentifier:
-        with guarded("the file could not be de-identified"):
-            patient, touched = deidentifier.deidentify(ds)
-    else:
-        patient, touched = str(ds.get("PatientID", "") or ""), set()
+    with guarded("the file could not be de-identified" if deidentifier else "the DICOM attributes could not be read"):
+        patient, touched = deidentifier.deidentify(ds) if deidentifier else (str(ds.get("PatientID", "") or ""), set())
     with guarded("the de-identified header could not be written"):
         header = write_copy(ds, data, layout, touched)
     kind = VOLUME if frames > 1 else SLICE
@@ -141,7 +138,7 @@ def is_dicomdir(ds) -> bool:
 
 def listed_files(ds) -> list[str]:
     """The files a DICOMDIR lists, in its order, as paths relative to its folder ('' for a
-    record whose ReferencedFileID cannot be read: the reason counts it)."""
+    record whose ReferencedFileID cannot be read: the DICOMDIR's note counts it)."""
     with guarded("DICOMDIR whose directory records cannot be read"):
         listed = []
         for record in ds.get("DirectoryRecordSequence", None) or []:
@@ -150,7 +147,8 @@ def listed_files(ds) -> list[str]:
                 continue
             parts = [file_id] if isinstance(file_id, str) else list(file_id)
             path = posixpath.normpath("/".join(str(part).strip() for part in parts))
-            listed.append("" if path.startswith("../") or path.startswith("/") else path)
+            readable = path.isprintable() and not path.startswith(("../", "/"))  # a damaged record says nothing
+            listed.append(path if readable else "")
         return listed
 
 

@@ -29,10 +29,10 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.valuerep import PersonName
 
 LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-# Text VRs with a 2-byte length whose values we write ourselves when they are plain ASCII.
 # Pixel data (integer, float, double) and the padding after it; and command or file meta elements in
 # the data set, which PS3.10 does not allow there (DIMSE captures have them) and dcmwrite refuses to write.
 LEFT_OUT_GROUPS = {0x7FE0, 0xFFFC, 0x0000, 0x0002}
+# Text VRs with a 2-byte length whose values we write ourselves when they are plain ASCII.
 PLAIN_TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "PN", "SH", "TM", "UI"}
 
 
@@ -112,21 +112,18 @@ def encoded_copy(ds, data: bytes, layout: dict[int, tuple[int, int]] | None, tou
     return b"".join(parts)
 
 
-def name_missing_vrs(ds) -> bool:
+def name_missing_vrs(ds) -> None:
     """Give every undecoded element read with no VR the VR the dictionary names (UN when it names
-    none, or two), here and in the items of decoded sequences; True when one was found. Only the
-    label changes: a value's bytes are the same in implicit and explicit VR."""
-    named = False
+    none, or two), here and in the items of decoded sequences. Only the label changes: a value's
+    bytes are the same in implicit and explicit VR."""
     for tag in list(ds.keys()):
         element = ds.get_item(tag)
         if getattr(element, "is_raw", False):
             if element.VR is None:
                 ds[tag] = element._replace(VR=dictionary_vr_or_un(tag))
-                named = True
         elif element.VR == "SQ":
             for item in element.value or []:
-                named = name_missing_vrs(item) or named
-    return named
+                name_missing_vrs(item)
 
 
 def standard_meta(meta) -> FileMetaDataset:
