@@ -274,7 +274,7 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
     if pool is None:
         results = ([process_entry(entries[i], i, roots, dest, options) for i in chunk] for chunk in chunks)
     else:
-        results = map_in_order(pool, read_chunk, chunks, roots, dest, options, crashed=crashed_reader(entries))
+        results = map_in_order(pool, read_chunk, chunks, roots, dest, options, crashed=read_crash_outcome(entries))
     pending: list[FileRecord] = []
     last_flush = time.monotonic()
     total_units = len(entries) * 2
@@ -302,7 +302,7 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
     return [done[i] for i in sorted(done)]
 
 
-def crashed_reader(entries: list[Entry]):
+def read_crash_outcome(entries: list[Entry]):
     def outcome(index: int, how: str) -> FileRecord:
         return FileRecord(index, entries[index].path, REJECTED, f"the image decoder crashed on this file ({how})")
     return outcome
@@ -529,7 +529,7 @@ def build_cache(samples: list[SampleSpec], root: Path, cache_path: Path, observe
         data_start = write_npy_header(handle, np.uint8, (len(flat), *shape))
         handle.truncate(data_start + len(flat) * int(np.prod(shape)))
     chunks = chunked([(index, spec.array, spec.meta, spec.source_path) for index, spec in enumerate(flat)], CACHE_CHUNK)
-    results = map_in_order(pool, fill_cache_rows, chunks, temporary, data_start, root, shape, crashed=crashed_cache_row)
+    results = map_in_order(pool, fill_cache_rows, chunks, temporary, data_start, root, shape, crashed=cache_crash_outcome)
     total = progress_offset or len(flat)
     filled = 0
     failed: dict[int, str] = {}
@@ -577,7 +577,7 @@ def fill_cache_rows(rows: list[tuple], cache_path: Path, data_start: int, root: 
     return results
 
 
-def crashed_cache_row(row: tuple, how: str) -> tuple[str, str]:
+def cache_crash_outcome(row: tuple, how: str) -> tuple[str, str]:
     return "", f"the training cache could not be filled from this image ({how})"
 
 
