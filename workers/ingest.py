@@ -42,12 +42,14 @@ class ReportJournal:
         return {index: FileRecord(index, path, status, reason, detail) for index, path, status, reason, detail in rows}
 
     def record(self, records: list[FileRecord]) -> None:
+        """Records a file's outcome; recording it again replaces it (the engine revises outcomes
+        when assembling samples fails on a file it had accepted)."""
         if not records:
             return
         IngestReportEntry.objects.bulk_create(
             [IngestReportEntry(dataset=self.dataset, index=r.index, path=r.path[:1024], status=r.status, reason=r.reason, detail=r.detail)
              for r in records],
-            batch_size=1000, ignore_conflicts=True,
+            batch_size=1000, update_conflicts=True, unique_fields=["dataset", "index"], update_fields=["status", "reason", "detail"],
         )
 
 

@@ -1,17 +1,28 @@
 """Every format the issue names comes in with the right pixels, order and geometry; the rest gets a reason."""
+import gzip
 import io
+import struct
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.fileset import FileSet
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -24,7 +35,17 @@ from pydicom.uid import (
 
 from tests.medical import dicom_bytes, nifti_bytes, series
 from workers.engine.display import to_uint8
-from workers.engine.ingest import ACCEPTED, QUARANTINED, REJECTED, SKIPPED, IngestOptions, MemoryJournal, ingest_upload
+from workers.engine.ingest import (
+    ACCEPTED,
+    QUARANTINED,
+    REJECTED,
+    SKIPPED,
+    IngestLimits,
+    IngestOptions,
+    MemoryJournal,
+    dicom,
+    ingest_upload,
+)
 from workers.engine.ingest.deid import Deidentifier
 from workers.engine.ingest.dicom import describe, read_dicom
 from workers.engine.observer import SilentObserver
@@ -246,6 +267,12 @@ def test_nifti_with_an_impossible_header_or_truncated_data_is_rejected(tmp_path)
     assert outcomes["v/ok.nii"].status == ACCEPTED
 
 
+def written(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
 def raster(array, fmt, **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=fmt, **options)
@@ -305,3 +332,162 @@ def test_zip_of_dicom_series_with_labels_from_folders(tmp_path):
     summary, _ = ingest_files(tmp_path, {"upload.zip": buffer.getvalue()})
     assert summary.class_counts == {"healthy": 1, "tumour": 1}
     assert len({s.patient for s in summary.samples}) == 2
+
+
+# ------------------------------------------------- files from the wild: odd but readable
+
+
+def with_one_element_written_the_implicit_way() -> bytes:
+    """An explicit-VR file whose AccessionNumber is written the implicit way (no VR, a 4-byte
+    length), as some writers do: pydicom reads it with no VR and, once de-identification replaces
+    it, cannot write it back (TypeError: encoding without a string argument). The original failure."""
+    data = dicom_bytes(patient_id="MIXED", extra={"AccessionNumber": "ZQACCESX"})
+    explicit = struct.pack("<HH2sH", 0x0008, 0x0050, b"SH", 8) + b"ZQACCESX"
+    return data.replace(explicit, struct.pack("<HHI", 0x0008, 0x0050, 8) + b"ZQACCESX")
+
+
+def test_pydicom_alone_cannot_write_back_an_element_read_with_no_vr():
+    ds = pydicom.dcmread(io.BytesIO(with_one_element_written_the_implicit_way()))
+    assert ds.get_item(0x00080050).VR is None
+    Deidentifier(b"k" * 32).deidentify(ds)
+    with pytest.raises(TypeError, match="encoding without a string argument"):
+        ds.save_as(io.BytesIO(), enforce_file_format=False)
+
+
+def test_an_element_pydicom_cannot_write_back_no_longer_stops_the_file_or_the_upload(tmp_path):
+    files = {"x/mixed.dcm": with_one_element_written_the_implicit_way(), "x/good.dcm": dicom_bytes(patient_id="GOOD"),
+             "x/good.png": raster(np.zeros((8, 8), np.uint8), "PNG")}
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert {p: o.status for p, o in outcomes.items()} == {p: ACCEPTED for p in files}, {p: o.reason for p, o in outcomes.items()}
+    kept = (tmp_path / "dataset" / outcomes["x/mixed.dcm"].detail["original"]).read_bytes()
+    header = pydicom.dcmread(io.BytesIO(kept))
+    assert b"ZQACCESX" not in kept and header.PatientIdentityRemoved == "YES" and header.AccessionNumber == ""
+
+
+def test_a_header_that_cannot_be_written_rejects_its_file_with_the_reason_and_the_rest_comes_in(tmp_path, monkeypatch):
+    original = dicom.write_copy
+
+    def write_copy(ds, data, layout, touched):
+        if ds.Modality == "XA":
+            raise TypeError("encoding without a string argument")
+        return original(ds, data, layout, touched)
+
+    monkeypatch.setattr(dicom, "write_copy", write_copy)
+    files = {"x/broken.dcm": dicom_bytes(modality="XA"), "x/good.dcm": dicom_bytes(patient_id="GOOD"),
+             "x/good.png": raster(np.zeros((8, 8), np.uint8), "PNG")}
+    summary, outcomes = ingest_files(tmp_path, files)
+    assert outcomes["x/broken.dcm"].status == REJECTED
+    assert outcomes["x/broken.dcm"].reason == "the de-identified header could not be written (TypeError: encoding without a string argument)"
+    assert sorted(s.source_path for s in summary.samples) == ["x/good.dcm", "x/good.png"]
+
+
+def without_file_meta(ds, implicit: bool) -> bytes:
+    """What pydicom reads only with force=True: no preamble, no 'DICM', no file meta; the data set
+    starts with a group 0x0008 element."""
+    del ds.file_meta
+    ds.preamble = None
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, implicit", [("IM0001", True), ("1.2.826.0.1.3680043.8.498.77", True), ("scan.dcm", False)])
+def test_dicom_with_no_preamble_and_no_file_meta_is_read_and_kept_with_a_proper_header(tmp_path, name, implicit):
+    pixels = np.arange(16 * 16, dtype=np.int16).reshape(16, 16)
+    data = without_file_meta(pydicom.dcmread(io.BytesIO(dicom_bytes(pixels))), implicit)
+    assert data[:2] == b"\x08\x00" and b"DICM" not in data[:200]
+    with pytest.raises(InvalidDicomError):
+        pydicom.dcmread(io.BytesIO(data))
+    summary, outcomes = ingest_files(tmp_path, {f"x/{name}": data})
+    assert outcomes[f"x/{name}"].status == ACCEPTED, outcomes[f"x/{name}"].reason
+    assert np.array_equal(np.load(tmp_path / "dataset" / summary.samples[0].array), pixels)
+    header = pydicom.dcmread(tmp_path / "dataset" / summary.samples[0].original)  # no force: a proper file
+    expected = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    assert header.file_meta.TransferSyntaxUID == expected and header.PatientIdentityRemoved == "YES"
+    assert header.file_meta.MediaStorageSOPClassUID == header.SOPClassUID
+
+
+def cd_with_dicomdir(count: int) -> dict[str, bytes]:
+    """A DICOMDIR and its files as pydicom's FileSet writes them (PT000000/ST000000/SE000000/IM00000k)."""
+    file_set = FileSet()
+    for data in series(count).values():
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.StudyTime, ds.StudyID, ds.SeriesNumber = "101010", "1", 1
+        file_set.add(ds)
+    with tempfile.TemporaryDirectory() as folder:
+        file_set.write(folder)
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def test_a_dicomdir_is_skipped_as_an_index_and_its_order_orders_slices_that_say_nothing_of_theirs(tmp_path):
+    files = cd_with_dicomdir(4)
+    images = sorted(name for name in files if name != "DICOMDIR")
+    dicomdir = pydicom.dcmread(io.BytesIO(files["DICOMDIR"]))
+    listed_order = [2, 0, 1, 3]  # the DICOMDIR lists IM000002, IM000000, IM000001, IM000003
+    for record, k in zip([r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"], listed_order):
+        record.ReferencedFileID = images[k].split("/")
+    files["DICOMDIR"] = written(dicomdir)
+    for name in images:  # no position, no InstanceNumber: nothing in the files orders them
+        ds = pydicom.dcmread(io.BytesIO(files[name]))
+        del ds.ImagePositionPatient, ds.InstanceNumber
+        files[name] = written(ds)
+    del files[images[3]]  # listed, not uploaded
+    summary, outcomes = ingest_files(tmp_path, {f"cd/{name}": data for name, data in files.items()}, labels_from="none")
+    index = outcomes["cd/DICOMDIR"]
+    assert index.status == SKIPPED and index.reason.startswith("DICOMDIR: an index of the files beside it; upload them with it")
+    assert f"1 of the 4 files it lists are not in the upload (cd/{images[3]})" in summary.notes["cd/DICOMDIR"]
+    volume = np.load(tmp_path / "dataset" / summary.samples[0].array)
+    assert [int(volume[k, 0, 0]) for k in range(3)] == [200, 0, 100]
+    assert summary.samples[0].meta["ordered_by"] == "the DICOMDIR's order"
+
+
+def test_a_dicomdir_is_recognised_by_its_sop_class_whatever_its_name(tmp_path):
+    files = cd_with_dicomdir(2)
+    _, outcomes = ingest_files(tmp_path, {"cd/index.dcm": files["DICOMDIR"]})
+    assert outcomes["cd/index.dcm"].status == SKIPPED and outcomes["cd/index.dcm"].reason.startswith("DICOMDIR: an index")
+
+
+def test_single_gzipped_files_are_read_as_what_they_hold_within_the_limits(tmp_path):
+    pixels = np.arange(32 * 32, dtype=np.int16).reshape(32, 32)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:9, 4:9] = 255
+    files = {
+        "images/scan.dcm.gz": gzip.compress(dicom_bytes(pixels)),
+        "images/photo.png.gz": gzip.compress(raster(mask // 3, "PNG")),
+        "masks/photo.png.gz": gzip.compress(raster(mask, "PNG")),
+        "images/bomb.dcm.gz": gzip.compress(b"\0" * (8 * 1024**2)),
+        "images/broken.dcm.gz": gzip.compress(dicom_bytes(patient_id="B"))[:-40],
+        "images/volume.nii.gz": nifti_bytes(np.zeros((4, 4, 3), np.int16), compressed=True),
+    }
+    summary, outcomes = ingest_files(tmp_path, files)
+    for name in ("images/scan.dcm.gz", "images/photo.png.gz", "masks/photo.png.gz", "images/volume.nii.gz"):
+        assert outcomes[name].status == ACCEPTED, outcomes[name].reason
+    samples = {s.source_path: s for s in summary.samples}
+    assert np.array_equal(np.load(tmp_path / "dataset" / samples["images/scan.dcm.gz"].array), pixels)
+    assert samples["images/photo.png.gz"].mask, "a gzipped mask pairs with its gzipped image"
+    assert outcomes["images/bomb.dcm.gz"].status == REJECTED
+    assert outcomes["images/bomb.dcm.gz"].reason == "compression ratio over 200:1 is too high (possible gzip bomb)"
+    assert outcomes["images/broken.dcm.gz"].status == REJECTED and outcomes["images/broken.dcm.gz"].reason.startswith("corrupt gzip file")
+
+
+def test_a_gzipped_file_larger_than_the_limit_once_decompressed_is_rejected(tmp_path):
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    (upload / "big.dcm.gz").write_bytes(gzip.compress(dicom_bytes(np.zeros((1024, 1024), np.int16))))  # 2 MB in 2 kB
+    journal = MemoryJournal()
+    limits = IngestLimits(max_entry_bytes=1024**2)
+    ingest_upload(upload, tmp_path / "dataset", IngestOptions(deidentifier=None, limits=limits), SilentObserver(), journal)
+    outcome, = journal.records.values()
+    assert (outcome.status, outcome.reason) == (REJECTED, "once decompressed, the file is larger than 1 MB")
+
+
+def test_de_identification_removes_what_it_cannot_read_rather_than_failing_the_file():
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes()))
+    item = Dataset()
+    item[0x00080100] = RawDataElement(Tag(0x00080100), "ZZ", 0, None, 0, False, True)  # a VR pydicom does not know
+    ds.AnatomicRegionSequence = Sequence([item])  # kept by the profile: its items are cleaned too
+    ds.AccessionNumber = "ZQACCESX"
+    patient, touched = Deidentifier(b"k" * 32).deidentify(ds)
+    assert 0x00080100 not in ds.AnatomicRegionSequence[0], "what cannot be read (and so not cleaned) goes"
+    assert not ds.AccessionNumber and ds.PatientID == patient, "the rest is de-identified as always"
+    ds.save_as(io.BytesIO(), enforce_file_format=False)

@@ -1,6 +1,9 @@
 """The engine's archive ingest: good files come in, every bad one gets a reason."""
+import errno
+import faulthandler
 import io
 import os
+import signal
 import stat
 import zipfile
 
@@ -9,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import demo_entries, make_zip, png_bytes
+from tests.medical import series
 from workers.engine.ingest import (
     ACCEPTED,
     CACHE_FILE,
@@ -21,8 +25,10 @@ from workers.engine.ingest import (
     ingest_upload,
     inspect_upload,
     job,
+    pool,
 )
-from workers.engine.observer import JobStopped, SilentObserver
+from workers.engine.ingest.sources import upload_entries
+from workers.engine.observer import JobFault, JobStopped, SilentObserver
 
 
 class Result:
@@ -270,3 +276,188 @@ def test_a_pool_of_processes_reads_an_upload_exactly_as_one_process_does(tmp_pat
     assert np.array_equal(np.load(tmp_path / "pooled" / CACHE_FILE), np.load(tmp_path / "alone" / CACHE_FILE))
     duplicate_index = outcome_of(pooled, "part2.zip/lesion/copy_of_first.png").index
     assert not (tmp_path / "pooled" / f"arrays/{duplicate_index:07d}.npy").exists(), "a duplicate's array is removed"
+
+
+# ----------------------------------------------------------- the per-file guard
+
+
+def crash_or_raise_on(names: dict[str, BaseException | str], original):
+    """Stands in for job.decode: files named in `names` raise what is given, or die ('SIGSEGV');
+    a pool forked after the patch inherits it."""
+    def decode(entry, data, options):
+        what = names.get(entry.path.rsplit("/", 1)[-1])
+        if what == "SIGSEGV":
+            segfault()
+        if what is not None:
+            raise what
+        return original(entry, data, options)
+    return decode
+
+
+def upload_of(tmp_path, per_class=40, extra=()):
+    entries = demo_entries(per_class=per_class)
+    for name in extra:
+        entries[f"normal/{name}"] = png_bytes(np.full((64, 64), 3 + len(entries) % 250, np.uint8))
+    return write(tmp_path, make_zip(entries)), entries
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_whatever_one_file_raises_is_its_outcome_and_the_others_come_in(tmp_path, monkeypatch, processes):
+    monkeypatch.setattr(pool, "PARALLEL_MIN_FILES", 16)
+    upload, entries = upload_of(tmp_path, per_class=20, extra=["type_error.png", "memory_error.png", "os_error.png"])
+    monkeypatch.setattr(job, "decode", crash_or_raise_on({
+        "type_error.png": TypeError("encoding without a string argument"), "memory_error.png": MemoryError(),
+        "os_error.png": PermissionError(13, "Permission denied")}, job.decode))
+    result = run(upload, tmp_path / "d", processes=processes)
+    assert outcome_of(result, "normal/type_error.png").status == REJECTED
+    assert outcome_of(result, "normal/type_error.png").reason == \
+        "the file could not be ingested (TypeError: encoding without a string argument)"
+    assert outcome_of(result, "normal/memory_error.png").reason == "the file could not be ingested (MemoryError)"
+    assert "(PermissionError: [Errno 13] Permission denied)" in outcome_of(result, "normal/os_error.png").reason
+    assert result.class_counts == {"lesion": 20, "normal": 20}
+    assert not list((tmp_path / "d" / "arrays").glob(f"{outcome_of(result, 'normal/type_error.png').index:07d}*"))
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_full_disk_ends_the_job_with_a_fault_that_says_what_to_do(tmp_path, monkeypatch, processes):
+    monkeypatch.setattr(pool, "PARALLEL_MIN_FILES", 16)
+    upload, _ = upload_of(tmp_path, per_class=20)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
+    with pytest.raises(JobFault, match="The disk holding the datasets is full; free space and upload again."):
+        run(upload, tmp_path / "d", processes=processes)
+
+
+def test_an_interrupt_is_never_taken_for_a_file_fault(tmp_path, monkeypatch):
+    upload, _ = upload_of(tmp_path, per_class=2, extra=["interrupt.png"])
+    monkeypatch.setattr(job, "decode", crash_or_raise_on({"interrupt.png": KeyboardInterrupt()}, job.decode))
+    with pytest.raises(KeyboardInterrupt):
+        run(upload, tmp_path / "d", processes=1)
+
+
+def test_a_file_that_kills_its_reader_process_is_rejected_and_the_job_goes_on(tmp_path, monkeypatch):
+    """A segfault in a C decoder breaks the pool: the files in flight are read again one at a time,
+    each in a process of its own; the one that kills it is rejected, a new pool reads the rest."""
+    monkeypatch.setattr(pool, "PARALLEL_MIN_FILES", 16)
+    upload, _ = upload_of(tmp_path, per_class=40, extra=["crash_early.png"])
+    (upload / "late").mkdir()
+    (upload / "late" / "crash_late.png").write_bytes(png_bytes(np.full((64, 64), 200, np.uint8)))
+    monkeypatch.setattr(job, "decode", crash_or_raise_on({"crash_early.png": "SIGSEGV", "crash_late.png": "SIGSEGV"}, job.decode))
+    result = run(upload, tmp_path / "d", processes=2)
+    for path in ("upload.zip/normal/crash_early.png", "late/crash_late.png"):
+        outcome = outcome_of(result, path)
+        assert (outcome.status, outcome.reason) == (REJECTED, "the image decoder crashed on this file (the process died: signal 11)")
+    assert result.class_counts == {"lesion": 40, "normal": 40}
+    assert sum(o.status == ACCEPTED for o in result.outcomes) == 80
+
+
+def segfault():
+    faulthandler.disable()  # the crash is the test's own: no traceback dump
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def cache_pixels_failing_on_value(value):
+    original = job.cache_pixels
+
+    def cache_pixels(pixels, meta, shape):
+        if pixels.flat[0] == value:
+            segfault()
+        if pixels.flat[0] == value + 1:
+            raise ValueError("cannot cast")
+        return original(pixels, meta, shape)
+    return cache_pixels
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_image_whose_cache_row_fails_is_left_out_and_the_rows_stay_dense(tmp_path, monkeypatch, processes):
+    monkeypatch.setattr(pool, "PARALLEL_MIN_FILES", 16)
+    entries = demo_entries(per_class=20)
+    entries["lesion/cannot_cache.png"] = png_bytes(np.full((64, 64), 251, np.uint8))
+    if processes > 1:  # a crash is only survivable in a pool process
+        entries["lesion/crashes_cache.png"] = png_bytes(np.full((64, 64), 250, np.uint8))
+    monkeypatch.setattr(job, "cache_pixels", cache_pixels_failing_on_value(250))
+    result = run(write(tmp_path, make_zip(entries)), tmp_path / "d", processes=processes)
+    left_out = outcome_of(result, "lesion/cannot_cache.png")
+    assert (left_out.status, left_out.reason) == (REJECTED, "the training cache could not be filled from this image (ValueError: cannot cast)")
+    if processes > 1:
+        assert outcome_of(result, "lesion/crashes_cache.png").reason == \
+            "the training cache could not be filled from this image (the process died: signal 11)"
+    assert result.class_counts == {"lesion": 20, "normal": 20}
+    assert sorted(s.cache_index for s in result.summary.samples) == list(range(40))
+    cache = np.load(tmp_path / "d" / CACHE_FILE)
+    assert cache.shape == (40, 1, 64, 64)
+    for sample in result.summary.samples:
+        assert np.array_equal(cache[sample.cache_index, 0], np.load(tmp_path / "d" / sample.array)), "each row is its own image"
+    assert not (tmp_path / "d" / f"arrays/{left_out.index:07d}.npy").exists()
+
+
+def test_a_series_that_cannot_be_stacked_is_rejected_whole_and_other_series_come_in(tmp_path, monkeypatch):
+    files = {f"a/{name}": data for name, data in series(3, patient_id="A").items()}
+    files.update({f"b/{name}": data for name, data in series(4, patient_id="B").items()})
+    original = job.stack_slices
+
+    def stack_slices(slices, path):
+        if len(slices) == 4:
+            raise OSError(errno.EIO, "Input/output error")
+        return original(slices, path)
+
+    monkeypatch.setattr(job, "stack_slices", stack_slices)
+    result = run(write_files(tmp_path, files), tmp_path / "d", labels_from="none")
+    assert [len(s.files) for s in result.summary.samples] == [3]
+    for k in range(4):
+        outcome = outcome_of(result, f"b/slice_{k:03d}.dcm")
+        assert (outcome.status, outcome.reason) == (
+            REJECTED, "the series could not be stacked into a volume (OSError: [Errno 5] Input/output error)")
+    assert not list((tmp_path / "d").rglob("*.part"))
+
+
+def test_a_mask_that_cannot_be_made_into_labels_is_rejected_and_its_image_stays(tmp_path, monkeypatch):
+    image = np.zeros((16, 16), np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:8, 4:8] = 255
+    files = {"images/a.png": png_bytes(image), "masks/a.png": png_bytes(mask),
+             "images/b.png": png_bytes(image + 1), "masks/b.png": png_bytes(mask // 255)}
+    original = job.binarise_mask
+
+    def binarise_mask(path):
+        if np.load(path).max() == 255:
+            raise TypeError("no loop matching the specified signature")
+        original(path)
+
+    monkeypatch.setattr(job, "binarise_mask", binarise_mask)
+    result = run(write_files(tmp_path, files), tmp_path / "d")
+    samples = {s.source_path: s for s in result.summary.samples}
+    assert samples["images/a.png"].mask == "" and samples["images/b.png"].mask
+    assert outcome_of(result, "masks/a.png").reason == \
+        "the mask's values could not be made into labels (TypeError: no loop matching the specified signature)"
+    assert result.summary.task == "segmentation"
+
+
+def test_reader_processes_that_keep_dying_for_no_file_end_the_job(tmp_path):
+    """Every pool process dies at its first item, yet each item read alone comes through: the cause
+    is not a file (the machine kills them), and after a few tries the job ends with JobFault."""
+    upload, _ = upload_of(tmp_path, per_class=8)
+    with upload_entries(upload) as entries:
+        readers = pool.ReaderPool(upload, IngestLimits(), 2, entries)
+        try:
+            with pytest.raises(JobFault, match="kept dying"):
+                list(readers.map(die_in_pool_processes, [[i] for i in range(16)], (), crashed=lambda item, how: how))
+        finally:
+            readers.close()
+
+
+def die_in_pool_processes(chunk):
+    if "stack" in pool._opened:  # set only in pool processes, not in single-use ones
+        os.kill(os.getpid(), signal.SIGKILL)
+    return chunk
+
+
+def write_files(tmp_path, files: dict[str, bytes]):
+    upload = tmp_path / "upload"
+    for name, data in files.items():
+        (upload / name).parent.mkdir(parents=True, exist_ok=True)
+        (upload / name).write_bytes(data)
+    return upload

@@ -18,8 +18,9 @@ class JobStopped(Exception):
 
 
 class JobFault(Exception):
-    """A fault of the job itself, not of one of its files (the disk is full, say): it ends the job,
-    and its message, which says what happened and what to do, is the job's."""
+    """A fault of the job itself, not of any one input (the disk is full, the processes doing
+    the work cannot run): the job ends. The message says what happened and what to do, for a
+    person to read."""
 
 
 class SilentObserver:

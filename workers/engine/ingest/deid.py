@@ -16,7 +16,7 @@ import hmac
 
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from pydicom.charset import default_encoding
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -24,6 +24,9 @@ from pydicom.filewriter import write_sequence
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+
+from .decoded import Rejected
+from .guard import exception_text
 
 PROFILE_EDITION = "dicomfields_2026c"
 METHOD = "PS3.15 Annex E Basic Profile, modified dates"  # LO: at most 64 characters
@@ -40,6 +43,7 @@ REPEATING_GROUPS_REMOVED = (0x5000, 0x6000)
 # PatientName, PatientID, PatientIdentityRemoved, DeidentificationMethod (and its code sequence),
 # LongitudinalTemporalInformationModified
 METHOD_CODES_TAG = 0x00120064
+MEDIA_INSTANCE_TAG = 0x00020003  # MediaStorageSOPInstanceUID
 WRITTEN_TAGS = frozenset({0x00100010, 0x00100020, 0x00120062, 0x00120063, 0x00120064, 0x00280303})
 
 
@@ -109,21 +113,19 @@ class Deidentifier:
         pseudonym = self.patient_pseudonym(key)
         offset = self.date_offset(key)
         touched = self.clean(ds, offset)
-        ds.PatientID = pseudonym
-        ds.PatientName = pseudonym
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = METHOD
+        for keyword, value in (("PatientID", pseudonym), ("PatientName", pseudonym), ("PatientIdentityRemoved", "YES"),
+                               ("DeidentificationMethod", METHOD), ("LongitudinalTemporalInformationModified", "MODIFIED")):
+            tag = tag_for_keyword(keyword)  # a new element, not a new value: the file's may carry a wrong VR
+            ds[tag] = DataElement(tag, dictionary_VR(tag), value)
         ds[METHOD_CODES_TAG] = method_codes_element(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None))
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
         touched |= WRITTEN_TAGS
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             if "SOPInstanceUID" in ds:
-                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                meta[MEDIA_INSTANCE_TAG] = DataElement(MEDIA_INSTANCE_TAG, "UI", ds.SOPInstanceUID)
             for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
                             "ReceivingApplicationEntityTitle", "PrivateInformation"):
-                if keyword in meta:
-                    delattr(meta, keyword)
+                meta.pop(tag_for_keyword(keyword), None)
         return pseudonym, touched
 
     def clean(self, ds: Dataset, offset: dt.timedelta) -> set[int]:
@@ -138,15 +140,28 @@ class Deidentifier:
                 del ds[tag]  # private tags, curves and overlays
                 touched.add(tag)
                 continue
-            action = EXACT_ACTIONS.get(tag, "")
-            if action:
-                if not self.apply_raw(ds, tag, action, offset):
-                    self.apply(ds, tag, ds[tag], action, offset)
-                touched.add(tag)
-            elif raw_vr(ds, tag) == "SQ":
-                self.clean_items(ds[tag].value, offset)
+            try:
+                if self.clean_element(ds, tag, offset):
+                    touched.add(tag)
+            except Exception:
+                # The element the profile acts on (or a sequence to look into) cannot be read or take
+                # its replacement: pydicom raises many kinds for a value that does not fit its VR.
+                # Removing it is always safe, and the rest of the file can still come in.
+                del ds[tag]
                 touched.add(tag)
         return touched
+
+    def clean_element(self, ds: Dataset, tag: int, offset: dt.timedelta) -> bool:
+        """Applies the profile to one element; True when it changed (or may have changed) it."""
+        action = EXACT_ACTIONS.get(tag, "")
+        if action:
+            if not self.apply_raw(ds, tag, action, offset):
+                self.apply(ds, tag, ds[tag], action, offset)
+            return True
+        if raw_vr(ds, tag) == "SQ":
+            self.clean_items(ds[tag].value, offset)
+            return True
+        return False
 
     def clean_items(self, sequence: Sequence, offset: dt.timedelta) -> None:
         for item in sequence:
@@ -238,7 +253,12 @@ def method_codes() -> Sequence:
 def patient_key(ds: Dataset) -> str:
     """The value that identifies the patient: ID, else name, else the study (one pseudonym per study)."""
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID"):
-        value = str(ds.get(keyword, "") or "").strip()
+        try:
+            value = str(ds.get(keyword, "") or "").strip()
+        except Exception as exc:  # pydicom raises many kinds for a value that does not fit its VR
+            # Going on to the next attribute could give this patient another pseudonym than their other files get.
+            raise Rejected(f"the file could not be de-identified: its {keyword} cannot be read, so it cannot be given "
+                           f"its patient's pseudonym ({exception_text(exc)})") from exc
         if value:
             return f"{keyword}:{value}"
     return "unknown"

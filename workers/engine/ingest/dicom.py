@@ -2,17 +2,28 @@
 from __future__ import annotations
 
 import io
+import math
+import posixpath
 
 import numpy as np
 import pydicom
 from pydicom import config
-from pydicom.errors import InvalidDicomError
+from pydicom.dataset import FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+)
 
-from .decoded import IMAGE, SLICE, VOLUME, Decoded, NotAnImage, Quarantined
+from .decoded import IMAGE, SLICE, VOLUME, Decoded, DirectoryIndex, NotAnImage, Quarantined, Rejected
 from .deid import Deidentifier
 from .dicom_copy import element_layout, write_copy
+from .guard import exception_text, guarded
 
 # Clinical files are full of small VR violations (over-long strings, stray characters). The ingest
 # reports what stops a file; pydicom's per-value checks would only log warnings, at a tenth of the
@@ -24,49 +35,121 @@ NON_IMAGE_MODALITIES = {
     "KO": "key object selection", "ECG": "waveform", "DOC": "encapsulated document", "REG": "registration",
     "SEG": "segmentation object", "RTRECORD": "RT treatment record",
 }
+DICOMDIR_REASON = "DICOMDIR: an index of the files beside it; upload them with it"
+# The groups a DICOM data set without a preamble starts with: file meta, then identification.
+HEADLESS_FIRST_GROUPS = (b"\x02\x00", b"\x08\x00")
+# The transfer syntax a file without file meta is encoded in, by (implicit VR, little endian) as pydicom found it.
+SYNTAX_BY_ENCODING = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+                      (False, False): ExplicitVRBigEndian}
 
 
 def looks_like_dicom(name: str, head: bytes) -> bool:
     if head[128:132] == b"DICM":
         return True
-    lower = name.lower()
-    # Files written without the preamble still start with a group 0x0008 (or 0x0002) element.
-    return lower.endswith((".dcm", ".dicom", ".ima")) or ("." not in lower.rsplit("/", 1)[-1] and head[:2] in (b"\x08\x00", b"\x02\x00"))
+    base = name.lower().rsplit("/", 1)[-1]
+    return base.endswith((".dcm", ".dicom", ".ima")) or base == "dicomdir" or looks_headless(head)
+
+
+def looks_headless(head: bytes) -> bool:
+    """A data set written without preamble, 'DICM' and (often) file meta, as some archives and old
+    modalities do: its first element is of group 0x0002 or 0x0008, followed by an explicit VR or a
+    plausible implicit length. Told by its bytes, not its name: such files are often named by their
+    SOP instance UID ('1.2.840.113619.2.55.3.604688119.971'), dots and all."""
+    if len(head) < 8 or head[:2] not in HEADLESS_FIRST_GROUPS:
+        return False
+    return head[4:6].isalpha() and head[4:6].isupper() or int.from_bytes(head[4:8], "little") < 0x10000
 
 
 def read_dicom(data: bytes, deidentifier: Deidentifier | None) -> Decoded:
-    try:
+    with guarded("corrupt or truncated DICOM"):
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        name_transfer_syntax(ds)
         layout = element_layout(ds, data)
-        ds.get("Modality")  # a file that is not DICOM at all fails on its first element
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
-        raise ValueError(f"corrupt or truncated DICOM ({short(exc)})")
-    modality = str(ds.get("Modality", "") or "")
+        modality = code_string(ds.get("Modality", ""))  # a file that is not DICOM at all fails on its first element
+        check_holds_an_image(ds, modality)
+    with guarded("corrupt or truncated DICOM pixel data"):
+        pixels = decode_pixels(ds)
+    with guarded("the DICOM attributes could not be read"):
+        meta = describe(ds)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    with guarded("the file could not be de-identified" if deidentifier else "the DICOM attributes could not be read"):
+        patient, touched = deidentifier.deidentify(ds) if deidentifier else (str(ds.get("PatientID", "") or ""), set())
+    with guarded("the de-identified header could not be written"):
+        header = write_copy(ds, data, layout, touched)
+    kind = VOLUME if frames > 1 else SLICE
+    if kind == SLICE and pixels.ndim == 3 and pixels.shape[-1] != 3:
+        kind = VOLUME
+    with guarded("the DICOM attributes could not be read"):
+        study, series = str(ds.get("StudyInstanceUID", "") or ""), str(ds.get("SeriesInstanceUID", "") or "")
+    return Decoded(
+        kind=kind, pixels=pixels, format="DICOM", original=header, original_suffix=".dcm",
+        modality=modality, patient=patient, study=study, series=series, meta=meta,
+        notes=["de-identified (PS3.15 Basic Profile)"] if deidentifier else [],
+    )
+
+
+def name_transfer_syntax(ds) -> None:
+    """A file with no file meta says nothing of its encoding; pydicom found it from the first element
+    (implicit VR little endian when it could not tell). Naming it lets the pixels decode and gives
+    the kept header a proper file meta, so it reads without force."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    implicit, little = ds.original_encoding
+    meta.TransferSyntaxUID = SYNTAX_BY_ENCODING.get((implicit, little), ImplicitVRLittleEndian)
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    for meta_keyword, keyword in (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        if meta_keyword not in meta and keyword in ds:
+            setattr(meta, meta_keyword, ds[keyword].value)
+    ds.preamble = ds.preamble or b"\0" * 128
+
+
+def check_holds_an_image(ds, modality: str) -> None:
+    if is_dicomdir(ds):
+        raise DirectoryIndex(DICOMDIR_REASON, listed_files(ds))
     if not any(keyword in ds for keyword in ("SOPClassUID", "Modality", "PixelData", "StudyInstanceUID")):
-        raise ValueError("corrupt or truncated DICOM (no recognisable DICOM attributes)")
+        raise Rejected("corrupt or truncated DICOM (no recognisable DICOM attributes)")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        what = NON_IMAGE_MODALITIES.get(modality, f"{modality or 'unknown'} object")
+        sop_class = UID(str(ds.get("SOPClassUID", "") or ""))
+        if 0x00280010 in ds or "Image Storage" in sop_class.name:  # Rows, or an image's SOP class: the pixels were lost
+            raise Rejected("corrupt or truncated DICOM (it is an image but its pixel data is missing)")
+        known_class = sop_class.name != sop_class  # pydicom names the SOP classes of the standard
+        if modality not in NON_IMAGE_MODALITIES and not known_class:
+            raise Rejected("corrupt or truncated DICOM (no pixel data, and nothing says what else it holds)")
+        what = NON_IMAGE_MODALITIES.get(modality) or f"{sop_class.name} object"
         raise NotAnImage(f"DICOM {what} with no pixel data; recognised and left out (not an image)")
     if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         raise Quarantined("quarantined: BurnedInAnnotation is YES, so text on the pixels may identify the "
                           "patient; review it outside the toolkit before uploading a cleaned copy")
-    pixels = decode_pixels(ds)
-    meta = describe(ds)
-    if deidentifier:
-        patient, touched = deidentifier.deidentify(ds)
-    else:
-        patient, touched = str(ds.get("PatientID", "") or ""), set()
-    header = write_copy(ds, data, layout, touched)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    kind = VOLUME if frames > 1 else SLICE
-    if kind == SLICE and pixels.ndim == 3 and pixels.shape[-1] != 3:
-        kind = VOLUME
-    return Decoded(
-        kind=kind, pixels=pixels, format="DICOM", original=header, original_suffix=".dcm",
-        modality=modality, patient=patient, study=str(ds.get("StudyInstanceUID", "") or ""),
-        series=str(ds.get("SeriesInstanceUID", "") or ""), meta=meta,
-        notes=["de-identified (PS3.15 Basic Profile)"] if deidentifier else [],
-    )
+
+
+def code_string(value) -> str:
+    """A code string (Modality) as the file has it, or '' when it is no code string at all."""
+    text = str(value or "").strip()
+    return text if len(text) <= 16 and text.replace("_", "").replace(" ", "").isalnum() and text.isascii() else ""
+
+
+def is_dicomdir(ds) -> bool:
+    return str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MediaStorageDirectoryStorage or 0x00041220 in ds
+
+
+def listed_files(ds) -> list[str]:
+    """The files a DICOMDIR lists, in its order, as paths relative to its folder ('' for a
+    record whose ReferencedFileID cannot be read: the DICOMDIR's note counts it)."""
+    with guarded("DICOMDIR whose directory records cannot be read"):
+        listed = []
+        for record in ds.get("DirectoryRecordSequence", None) or []:
+            file_id = record.get("ReferencedFileID")
+            if file_id is None:
+                continue
+            parts = [file_id] if isinstance(file_id, str) else list(file_id)
+            path = posixpath.normpath("/".join(str(part).strip() for part in parts))
+            readable = path.isprintable() and not path.startswith(("../", "/"))  # a damaged record says nothing
+            listed.append(path if readable else "")
+        return listed
 
 
 def decode_pixels(ds) -> np.ndarray:
@@ -76,9 +159,9 @@ def decode_pixels(ds) -> np.ndarray:
         if pixels is None:
             pixels = ds.pixel_array
     except NotImplementedError as exc:
-        raise ValueError(f"pixel data compressed as {syntax.name if syntax else 'unknown'} and no installed decoder reads it ({short(exc)})")
-    except (ValueError, AttributeError, EOFError, OSError, RuntimeError, KeyError, TypeError) as exc:
-        raise ValueError(f"corrupt or truncated DICOM pixel data ({short(exc)})")
+        if not (syntax and syntax.is_compressed):
+            raise
+        raise Rejected(f"pixel data compressed as {syntax.name} and no installed decoder reads it ({exception_text(exc)})")
     if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
         if pixels.dtype != np.uint8:
@@ -167,6 +250,8 @@ def decimals(ds, tag: int) -> list[float] | None:
             values = [float(v) for v in items if v not in (None, "")]
     except (ValueError, TypeError, UnicodeDecodeError):
         return None
+    if not all(map(math.isfinite, values)):
+        return None  # 'NaN' and '1e999' parse, but no geometry or window is made of them (and JSON refuses them)
     return values or None
 
 
@@ -180,11 +265,6 @@ def slice_location(meta: dict) -> float | None:
         row, col = np.array(meta["orientation"][:3]), np.array(meta["orientation"][3:])
         return float(np.dot(np.cross(row, col), meta["position"]))
     return None
-
-
-def short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 __all__ = ["IMAGE", "looks_like_dicom", "read_dicom", "slice_location"]

@@ -16,17 +16,23 @@ that do not lay out as read) goes through dcmwrite.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 
 from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from pydicom.valuerep import PersonName
 
 LONG_HEADER_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+# Pixel data (integer, float, double) and the padding after it; and command or file meta elements in
+# the data set, which PS3.10 does not allow there (DIMSE captures have them) and dcmwrite refuses to write.
+LEFT_OUT_GROUPS = {0x7FE0, 0xFFFC, 0x0000, 0x0002}
 # Text VRs with a 2-byte length whose values we write ourselves when they are plain ASCII.
-PIXEL_GROUPS = {0x7FE0, 0xFFFC}  # pixel data (integer, float, double) and the padding after it
 PLAIN_TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "PN", "SH", "TM", "UI"}
 
 
@@ -63,8 +69,22 @@ def element_layout(ds, data: bytes) -> dict[int, tuple[int, int]] | None:
 def write_copy(ds, data: bytes, layout: dict[int, tuple[int, int]] | None, touched: set[int]) -> bytes:
     """The header file for ds, pixel data left out: elements not in `touched` are copied from
     `data` where `layout` places them."""
-    for tag in [tag for tag in ds.keys() if tag >> 16 in PIXEL_GROUPS]:
+    for tag in [tag for tag in ds.keys() if tag >> 16 in LEFT_OUT_GROUPS]:
         del ds[tag]
+    try:
+        return encoded_copy(ds, data, layout, touched)
+    except Exception:
+        # pydicom reads what it cannot write back: an element written the implicit way inside an
+        # explicit-VR file (some writers do, in sequences above all) is read with no VR, and writing
+        # it raises TypeError ("encoding without a string argument"); a damaged file meta fails
+        # likewise. Name those VRs from the dictionary, keep only the file meta PS3.10 requires, and
+        # write once more; whatever still fails is the file's (the per-file guard reports it).
+        name_missing_vrs(ds)
+        ds.file_meta = standard_meta(ds.file_meta)
+        return encoded_copy(ds, data, layout, touched)
+
+
+def encoded_copy(ds, data: bytes, layout: dict[int, tuple[int, int]] | None, touched: set[int]) -> bytes:
     if layout is None:
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=False)
@@ -75,7 +95,7 @@ def write_copy(ds, data: bytes, layout: dict[int, tuple[int, int]] | None, touch
     encodings = ds.get("SpecificCharacterSet") or default_encoding
     view = memoryview(data)
     for tag in sorted(ds.keys()):
-        if tag & 0xFFFF == 0 or tag >> 16 == 0x0002:
+        if tag & 0xFFFF == 0:
             continue  # group lengths go stale once elements change; dcmwrite leaves them out too
         if tag in layout and tag not in touched:
             start, end = layout[tag]
@@ -90,6 +110,40 @@ def write_copy(ds, data: bytes, layout: dict[int, tuple[int, int]] | None, touch
             encoded = fp.getvalue()
         parts.append(encoded)
     return b"".join(parts)
+
+
+def name_missing_vrs(ds) -> None:
+    """Give every undecoded element read with no VR the VR the dictionary names (UN when it names
+    none, or two), here and in the items of decoded sequences. Only the label changes: a value's
+    bytes are the same in implicit and explicit VR."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag)
+        if getattr(element, "is_raw", False):
+            if element.VR is None:
+                ds[tag] = element._replace(VR=dictionary_vr_or_un(tag))
+        elif element.VR == "SQ":
+            for item in element.value or []:
+                name_missing_vrs(item)
+
+
+def standard_meta(meta) -> FileMetaDataset:
+    """A file meta of the elements PS3.10 requires, with the values of the one read."""
+    standard = FileMetaDataset()
+    standard.FileMetaInformationVersion = b"\x00\x01"
+    for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID"):
+        with contextlib.suppress(Exception):  # a value that cannot be read is left out, not guessed
+            if meta.get(keyword):
+                setattr(standard, keyword, str(meta.get(keyword)))
+    standard.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return standard
+
+
+def dictionary_vr_or_un(tag: int) -> str:
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "LO" if tag >> 16 & 1 and 0x0010 <= tag & 0xFFFF <= 0x00FF else "UN"  # private creators are LO
+    return "UN" if " or " in vr else vr
 
 
 def encoded_meta(meta) -> bytes:

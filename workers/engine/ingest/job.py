@@ -9,12 +9,19 @@ killed worker's ingest finishes with no file missing and none twice.
 Pass 2 assembles samples: DICOM slices of one series become a volume ordered by
 position along the slice normal (never by file name), masks are paired with
 their images, and 2D images go into the training cache.
+
+Every step that touches one file runs under the per-file guard (guard.py): what
+it raises becomes that file's outcome, and only faults of the job itself end it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import json
+import math
 import os
+import posixpath
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -26,9 +33,11 @@ from PIL import Image
 
 from ..display import to_uint8
 from ..observer import JobObserver, JobStopped
-from .decoded import IMAGE, SLICE, VOLUME, Decoded, NotAnImage, Quarantined
+from .decoded import IMAGE, SLICE, VOLUME, Decoded, DirectoryIndex, FileOutcome, Rejected
 from .deid import Deidentifier
 from .dicom import looks_like_dicom, read_dicom, slice_location
+from .guard import guarded, printable, raise_job_fault
+from .gzipped import GZIP_MAGIC, gunzip, is_gzipped_file
 from .nifti import looks_like_nifti, read_nifti
 from .pool import chunked, ingest_pool, map_in_order, opened_entries
 from .raster import read_raster
@@ -36,7 +45,6 @@ from .sources import (
     ACCEPTED,
     IMAGE_FOLDERS,
     MASK_FOLDERS,
-    QUARANTINED,
     REJECTED,
     SKIPPED,
     ArchiveError,
@@ -80,7 +88,10 @@ class FileRecord:
 
 class Journal(Protocol):
     def recorded(self) -> dict[int, FileRecord]: ...
-    def record(self, records: list[FileRecord]) -> None: ...
+
+    def record(self, records: list[FileRecord]) -> None:
+        """Keeps each file's outcome; recording a file again replaces its outcome (assembling
+        samples withdraws files that pass 1 accepted)."""
 
 
 @dataclass
@@ -135,10 +146,15 @@ class MemoryJournal:
 
 
 def decode(entry: Entry, data: bytes, options: IngestOptions) -> Decoded:
+    name = entry.path
+    if is_gzipped_file(name):
+        name = name[:-3]  # read as what it holds
+        if data[:2] == GZIP_MAGIC:
+            data = gunzip(data, options.limits)
     head = data[:352]
-    if looks_like_nifti(entry.path, head):
-        return read_nifti(data, entry.path)
-    if looks_like_dicom(entry.path, head):
+    if looks_like_nifti(name, head):
+        return read_nifti(data, name)
+    if looks_like_dicom(name, head):
         return read_dicom(data, options.deidentifier)
     return read_raster(data, keep_original=options.deidentifier is None)
 
@@ -166,41 +182,60 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, options: IngestOptions) -> FileRecord:
-    """Check, decode and store one file. Its files are written under their final names, with no
-    temporary name and rename: they are only referenced once the journal holds the record, and a
-    resumed job overwrites whatever a killed one left of files it never journalled."""
+    """Check, decode and store one file, under the per-file guard (guard.py): whatever goes wrong
+    with this file becomes its outcome, and what it had written is removed; only a fault of the
+    job itself (JobFault, JobStopped) gets out."""
     status, reason = entry_problem(entry, options.limits)
     if status:
         return FileRecord(index, entry.path, status, reason)
+    written: list[Path] = []
     try:
+        with guarded("the file could not be ingested"):
+            return take_entry(entry, index, roots, dest, options, written)
+    except FileOutcome as exc:
+        remove(written)
+        return FileRecord(index, entry.path, exc.status, printable(str(exc)), outcome_detail(exc, entry))
+
+
+def take_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, options: IngestOptions,
+               written: list[Path]) -> FileRecord:
+    """Files are written under their final names, with no temporary name and rename: they are only
+    referenced once the journal holds the record, and a resumed job overwrites whatever a killed
+    one left of files it never journalled."""
+    with guarded("cannot be read from the upload"):  # zipfile raises many kinds for damaged members
         data = entry.read()
-    except Exception as exc:  # zipfile raises many kinds for damaged members
-        return FileRecord(index, entry.path, REJECTED, f"cannot be read from the upload ({type(exc).__name__}: {exc})")
-    try:
-        decoded = decode(entry, data, options)
-    except Quarantined as exc:
-        return FileRecord(index, entry.path, QUARANTINED, str(exc))
-    except NotAnImage as exc:
-        return FileRecord(index, entry.path, SKIPPED, str(exc))
-    except ValueError as exc:
-        return FileRecord(index, entry.path, REJECTED, str(exc))
+    decoded = decode(entry, data, options)
     label, role = label_and_role(entry, roots, options)
     patient = decoded.patient or patient_from_folders(entry, options)
     array_path = f"arrays/{index:07d}.npy"
-    with open(dest / array_path, "wb") as handle:
-        np.lib.format.write_array(handle, decoded.pixels, allow_pickle=False)
+    with guarded("the pixels could not be written"):
+        written.append(dest / array_path)
+        with open(dest / array_path, "wb") as handle:
+            np.lib.format.write_array(handle, decoded.pixels, allow_pickle=False)
     original = ""
     if decoded.original is not None:
         original = f"originals/{index:07d}{decoded.original_suffix}"
-        (dest / original).write_bytes(decoded.original)
+        with guarded("the kept copy of the file (its de-identified header) could not be written"):
+            written.append(dest / original)
+            (dest / original).write_bytes(decoded.original)
     detail = {
         "kind": decoded.kind, "role": role, "label": label, "stem": stem(entry.label_path),
-        "array": array_path, "original": original, "format": decoded.format, "modality": decoded.modality,
-        "patient": patient, "study": decoded.study, "series": decoded.series,
+        "array": array_path, "original": original, "format": decoded.format, "modality": printable(decoded.modality),
+        "patient": printable(patient), "study": printable(decoded.study), "series": printable(decoded.series),
         "shape": list(decoded.pixels.shape), "dtype": str(decoded.pixels.dtype), "meta": decoded.meta,
         "sha256": hashlib.sha256(data).hexdigest(), "folder": "/".join(entry.path.split("/")[:-1]),
     }
+    with guarded("what was read of the file cannot be stored in the database"):
+        json.dumps(detail, allow_nan=False)  # report and samples are JSON there: a NaN would end the whole job
     return FileRecord(index, entry.path, ACCEPTED, "; ".join(decoded.notes), detail)
+
+
+def outcome_detail(outcome: FileOutcome, entry: Entry) -> dict:
+    """A DICOMDIR's record keeps the upload paths of the files it lists, in its order (pass 2 orders by it)."""
+    if not isinstance(outcome, DirectoryIndex):
+        return {}
+    folder = posixpath.dirname(entry.path)
+    return {"lists": [posixpath.join(folder, path) if path else "" for path in outcome.listed]}
 
 
 def patient_from_folders(entry: Entry, options: IngestOptions) -> str:
@@ -212,11 +247,19 @@ def patient_from_folders(entry: Entry, options: IngestOptions) -> str:
     return subject
 
 
-def drop_duplicate(record: FileRecord, first_path: str, dest: Path) -> FileRecord:
-    for written in (record.detail["array"], record.detail["original"]):
-        if written:
-            (dest / written).unlink(missing_ok=True)
-    return FileRecord(record.index, record.path, REJECTED, f"duplicate of {first_path} (same content)")
+def withdraw(record: FileRecord, reason: str, dest: Path) -> FileRecord:
+    """An accepted file turned away after all (a duplicate, or a later step failed on it): the
+    files written for it go, and its record says why."""
+    remove([dest / written for written in (record.detail["array"], record.detail["original"]) if written])
+    return FileRecord(record.index, record.path, REJECTED, reason)
+
+
+def remove(paths: list[Path]) -> None:
+    """Best effort: what cannot be removed (the name is taken by a folder) must not turn a file's
+    outcome into the job's end; a resumed job writes over it, a deleted dataset takes it along."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver,
@@ -231,7 +274,7 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
     if pool is None:
         results = ([process_entry(entries[i], i, roots, dest, options) for i in chunk] for chunk in chunks)
     else:
-        results = map_in_order(pool, read_chunk, chunks, roots, dest, options)
+        results = map_in_order(pool, read_chunk, chunks, roots, dest, options, crashed=read_crash_outcome(entries))
     pending: list[FileRecord] = []
     last_flush = time.monotonic()
     total_units = len(entries) * 2
@@ -241,12 +284,12 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
         if record.status == ACCEPTED:
             digest = record.detail["sha256"]
             if digest in seen:
-                record = drop_duplicate(record, seen[digest], dest)
+                record = withdraw(record, f"duplicate of {seen[digest]} (same content)", dest)
             else:
                 seen[digest] = record.path
                 total_bytes += entries[record.index].size
                 if total_bytes > options.limits.max_total_bytes:
-                    record = FileRecord(record.index, record.path, REJECTED, "the upload exceeds the total size limit; split it")
+                    record = withdraw(record, "the upload exceeds the total size limit; split it", dest)
         pending.append(record)
         if len(pending) >= JOURNAL_EVERY_FILES or time.monotonic() - last_flush > JOURNAL_EVERY_SECONDS:
             journal.record(pending)
@@ -257,6 +300,12 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
     done.update({r.index: r for r in pending})
     observer.progress(len(entries), total_units, f"read {len(entries):,} files")
     return [done[i] for i in sorted(done)]
+
+
+def read_crash_outcome(entries: list[Entry]):
+    def outcome(index: int, how: str) -> FileRecord:
+        return FileRecord(index, entries[index].path, REJECTED, f"the image decoder crashed on this file ({how})")
+    return outcome
 
 
 def read_chunk(indices: list[int], roots: dict[str, str], dest: Path, options: IngestOptions) -> list[FileRecord]:
@@ -280,8 +329,31 @@ def spec_from(record: FileRecord, kind: str | None = None) -> SampleSpec:
     )
 
 
-def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str]) -> list[SampleSpec]:
-    """Single-frame DICOM files of one series and one geometry become one volume."""
+def dicomdir_order(records: list[FileRecord], notes: dict[str, str]) -> dict[str, int]:
+    """Where each file of the upload stands in the DICOMDIRs that list it, by upload path in lower
+    case (DICOM media name their files in capitals; copies often are not). What a DICOMDIR lists
+    and the upload lacks goes to the DICOMDIR's note."""
+    present = {r.path.lower() for r in records}
+    order: dict[str, int] = {}
+    for record in records:
+        listed = record.detail.get("lists") if record.status == SKIPPED else None
+        if not listed:
+            continue
+        for path in listed:
+            if path and path.lower() in present:
+                order.setdefault(path.lower(), len(order))
+        missing = [path or "(unreadable record)" for path in listed if not path or path.lower() not in present]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            notes[record.path] = f"{len(missing):,} of the {len(listed):,} files it lists are not in the upload ({shown})"
+    return order
+
+
+def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str], listed: dict[str, int],
+                    revised: list[FileRecord]) -> list[SampleSpec]:
+    """Single-frame DICOM files of one series and one geometry become one volume. A series that
+    cannot be stacked is rejected, all its files with it: its slices as loose 2D images would be
+    samples of another kind than the rest of the series' kin, and a half volume is no better."""
     groups: dict[tuple, list[FileRecord]] = defaultdict(list)
     for record in slices:
         d = record.detail
@@ -292,18 +364,26 @@ def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str])
         if len(members) == 1:
             specs.append(spec_from(members[0], IMAGE))
             continue
-        specs.append(stack_series(members, dest, notes))
+        try:
+            with guarded("the series could not be stacked into a volume"):
+                specs.append(stack_series(members, dest, notes, listed))
+        except Rejected as exc:
+            revised.extend(withdraw(m, str(exc), dest) for m in members)
     return specs
 
 
-def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str]) -> SampleSpec:
+def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str], listed: dict[str, int]) -> SampleSpec:
     locations = [slice_location(m.detail["meta"]) for m in members]
     if all(loc is not None for loc in locations):
         order = sorted(range(len(members)), key=lambda i: locations[i])
         how = "position along the slice normal"
     else:
-        order = sorted(range(len(members)), key=lambda i: members[i].detail["meta"].get("instance", 0))
-        how = "InstanceNumber"
+        # Without positions: InstanceNumber, then the DICOMDIR's order, then the upload's (file names).
+        def rank(i: int) -> tuple:
+            return members[i].detail["meta"].get("instance", 0), listed.get(members[i].path.lower(), math.inf), i
+        order = sorted(range(len(members)), key=rank)
+        how = ("InstanceNumber" if any("instance" in m.detail["meta"] for m in members)
+               else "the DICOMDIR's order" if any(m.path.lower() in listed for m in members) else "file name")
         locations = [None] * len(members)
     ordered = [members[i] for i in order]
     first = ordered[0]
@@ -319,6 +399,8 @@ def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str]) -
     ordered_locations = sorted(loc for loc in locations if loc is not None)
     gaps = np.diff(ordered_locations) if len(ordered_locations) > 1 else []
     slice_spacing = float(np.median(gaps)) if len(gaps) else spec.meta.get("slice_thickness", 1.0)
+    if not math.isfinite(slice_spacing):  # positions so far out that their differences overflow
+        slice_spacing = spec.meta.get("slice_thickness", 1.0)
     pixel = spec.meta.get("pixel_spacing", [1.0, 1.0])
     spec.spacing = [round(slice_spacing, 6), *pixel]
     spec.meta["ordered_by"] = how
@@ -340,10 +422,14 @@ def stack_slices(slices: list[Path], path: Path) -> tuple[int, ...]:
     dtype = np.result_type(*(dtype for _, dtype in headers))
     shape = (len(slices), *headers[0][0])
     temporary = path.with_name(path.name + ".part")
-    with open(temporary, "wb") as handle:
-        write_npy_header(handle, dtype, shape)
-        for slice_path in slices:  # read, not mapped: mapped pages would count against this process
-            handle.write(memoryview(np.ascontiguousarray(np.load(slice_path), dtype=dtype)))
+    try:
+        with open(temporary, "wb") as handle:
+            write_npy_header(handle, dtype, shape)
+            for slice_path in slices:  # read, not mapped: mapped pages would count against this process
+                handle.write(memoryview(np.ascontiguousarray(np.load(slice_path), dtype=dtype)))
+    except BaseException:
+        remove([temporary])
+        raise
     os.replace(temporary, path)
     return shape
 
@@ -363,35 +449,48 @@ def write_npy_header(handle, dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return handle.tell()
 
 
-def pair_masks(images: list[SampleSpec], masks: list[FileRecord], notes: dict[str, str]) -> None:
+def pair_masks(images: list[SampleSpec], masks: list[FileRecord], notes: dict[str, str], dest: Path,
+               revised: list[FileRecord]) -> None:
     by_stem = {stem(s.source_path): s for s in images}
     for mask in masks:
-        image = by_stem.get(mask.detail["stem"])
-        if image is None:
-            notes[mask.path] = "mask with no image of the same name; not used"
-            continue
-        spatial = image.shape[:2] if image.kind == IMAGE else image.shape[-3:]
-        if list(mask.detail["shape"][: len(spatial)]) != list(spatial):
-            notes[mask.path] = f"mask shape {mask.detail['shape']} differs from its image's {image.shape}; not used"
-            continue
-        image.mask = mask.detail["array"]
-        notes[mask.path] = f"mask of {image.source_path}"
+        try:
+            with guarded("the mask could not be paired with its image"):
+                notes[mask.path] = pair_mask(mask, by_stem, dest)
+        except Rejected as exc:
+            revised.append(withdraw(mask, str(exc), dest))
 
 
-def assemble(records: list[FileRecord], dest: Path) -> IngestSummary:
+def pair_mask(mask: FileRecord, by_stem: dict[str, SampleSpec], dest: Path) -> str:
+    """Gives the mask to the image of its name when their shapes agree; returns the mask's note."""
+    image = by_stem.get(mask.detail["stem"])
+    if image is None:
+        return "mask with no image of the same name; not used"
+    spatial = image.shape[:2] if image.kind == IMAGE else image.shape[-3:]
+    if list(mask.detail["shape"][: len(spatial)]) != list(spatial):
+        return f"mask shape {mask.detail['shape']} differs from its image's {image.shape}; not used"
+    with guarded("the mask's values could not be made into labels"):
+        binarise_mask(dest / mask.detail["array"])
+    image.mask = mask.detail["array"]
+    return f"mask of {image.source_path}"
+
+
+def assemble(records: list[FileRecord], dest: Path, revised: list[FileRecord]) -> IngestSummary:
+    """Samples from the accepted files. A file that a step of assembly fails on is withdrawn: its
+    record, now rejected with the reason, is added to `revised` (for the journal)."""
     notes: dict[str, str] = {}
     accepted = [r for r in records if r.status == ACCEPTED]
     images = [r for r in accepted if r.detail["role"] == "image"]
     masks = [r for r in accepted if r.detail["role"] == "mask"]
     slices = [r for r in images if r.detail["kind"] == SLICE]
-    specs = assemble_series(slices, dest, notes) + [spec_from(r) for r in images if r.detail["kind"] != SLICE]
+    listed = dicomdir_order(records, notes)
+    specs = assemble_series(slices, dest, notes, listed, revised) + [spec_from(r) for r in images if r.detail["kind"] != SLICE]
     specs.sort(key=lambda s: s.source_path)
-    pair_masks(specs, masks, notes)
-    for spec in specs:
-        if spec.mask:
-            binarise_mask(dest / spec.mask)
-    task = SEGMENTATION if any(s.mask for s in specs) else CLASSIFICATION
-    return IngestSummary(samples=specs, notes=notes, task=task)
+    pair_masks(specs, masks, notes, dest, revised)
+    return IngestSummary(samples=specs, notes=notes, task=task_of(specs))
+
+
+def task_of(samples: list[SampleSpec]) -> str:
+    return SEGMENTATION if any(s.mask for s in samples) else CLASSIFICATION
 
 
 def binarise_mask(path: Path) -> None:
@@ -409,11 +508,14 @@ def binarise_mask(path: Path) -> None:
 
 
 def build_cache(samples: list[SampleSpec], root: Path, cache_path: Path, observer: JobObserver,
-                notes: dict[str, str], progress_offset: int = 0, pool=None) -> tuple[int, int, int]:
+                notes: dict[str, str], progress_offset: int = 0, pool=None,
+                failures: dict[str, str] | None = None) -> tuple[int, int, int]:
     """One (N, C, H, W) uint8 array of the 2D images at their most common size; returns (C, H, W).
 
     Sample arrays are read relative to `root`; volumes are left out (cache_index stays None).
-    Rows are filled in chunks, by the pool's processes when there is a pool.
+    Rows are filled in chunks, by the pool's processes when there is a pool. An image whose row
+    cannot be filled is left out too (cache_index None; the others' rows stay dense, 0..N-1) and
+    its reason goes to `failures` by source path; with no `failures` to take it, the build fails.
     """
     flat = [s for s in samples if s.kind == IMAGE]
     if not flat:
@@ -426,37 +528,70 @@ def build_cache(samples: list[SampleSpec], root: Path, cache_path: Path, observe
     with open(temporary, "wb") as handle:
         data_start = write_npy_header(handle, np.uint8, (len(flat), *shape))
         handle.truncate(data_start + len(flat) * int(np.prod(shape)))
-    rows = [(index, spec.array, spec.meta, spec.source_path) for index, spec in enumerate(flat)]
+    chunks = chunked([(index, spec.array, spec.meta, spec.source_path) for index, spec in enumerate(flat)], CACHE_CHUNK)
+    results = map_in_order(pool, fill_cache_rows, chunks, temporary, data_start, root, shape, crashed=cache_crash_outcome)
     total = progress_offset or len(flat)
     filled = 0
-    for chunk_notes in map_in_order(pool, fill_cache_rows, chunked(rows, CACHE_CHUNK), temporary, data_start, root, shape):
+    failed: dict[int, str] = {}
+    for chunk, chunk_results in zip(chunks, results):
         if observer.should_stop():
             raise JobStopped("stopped by the user")
-        for path, note in chunk_notes.items():
-            notes[path] = "; ".join(filter(None, [notes.get(path), note]))
+        for (index, _, _, source_path), (note, failure) in zip(chunk, chunk_results):
+            if failure:
+                failed[index] = failure
+            elif note:
+                notes[source_path] = "; ".join(filter(None, [notes.get(source_path), note]))
         filled = min(filled + CACHE_CHUNK, len(flat))
         observer.progress(total + filled * total // len(flat), total * 2, f"cached {filled:,} of {len(flat):,} images")
-    for index, spec in enumerate(flat):
-        spec.cache_index = index
+    kept = [index for index in range(len(flat)) if index not in failed]
+    if failed:
+        if failures is None:
+            raise Rejected(f"{flat[min(failed)].source_path}: {failed[min(failed)]}")
+        failures.update({flat[index].source_path: reason for index, reason in failed.items()})
+        compact_cache(temporary, data_start, shape, kept)
+    for row, index in enumerate(kept):
+        flat[index].cache_index = row
     os.replace(temporary, cache_path)
     return shape
 
 
-def fill_cache_rows(rows: list[tuple], cache_path: Path, data_start: int, root: Path, shape: tuple[int, int, int]) -> dict[str, str]:
+def fill_cache_rows(rows: list[tuple], cache_path: Path, data_start: int, root: Path,
+                    shape: tuple[int, int, int]) -> list[tuple[str, str]]:
     """Writes rows (index, array path, meta, source path) into their places in the cache file
-    (positioned writes, so pool processes fill their chunks side by side); returns notes by source path."""
+    (positioned writes, so pool processes fill their chunks side by side); returns (note, failure)
+    for each row, failure saying why its row could not be filled ('' when it was)."""
     row_bytes = int(np.prod(shape))
-    notes = {}
+    results = []
     descriptor = os.open(cache_path, os.O_WRONLY)
     try:
-        for index, array, meta, source_path in rows:
-            pixels, note = cache_pixels(np.load(root / array), meta, shape)
-            os.pwrite(descriptor, memoryview(np.ascontiguousarray(pixels)), data_start + index * row_bytes)
-            if note:
-                notes[source_path] = note
+        for index, array, meta, _ in rows:
+            try:
+                with guarded("the training cache could not be filled from this image"):
+                    pixels, note = cache_pixels(np.load(root / array), meta, shape)
+                    os.pwrite(descriptor, memoryview(np.ascontiguousarray(pixels)), data_start + index * row_bytes)
+                results.append((note, ""))
+            except Rejected as exc:
+                results.append(("", str(exc)))
     finally:
         os.close(descriptor)
-    return notes
+    return results
+
+
+def cache_crash_outcome(row: tuple, how: str) -> tuple[str, str]:
+    return "", f"the training cache could not be filled from this image ({how})"
+
+
+def compact_cache(path: Path, data_start: int, shape: tuple[int, int, int], kept: list[int]) -> None:
+    """Rewrites the cache file with only the rows in `kept`, in order (only when some image could
+    not be cached, so a second pass over the file is rare)."""
+    row_bytes = int(np.prod(shape))
+    compacted = path.with_name(path.name + ".compact")
+    with open(path, "rb") as source, open(compacted, "wb") as target:
+        write_npy_header(target, np.uint8, (len(kept), *shape))
+        for index in kept:
+            source.seek(data_start + index * row_bytes)
+            target.write(source.read(row_bytes))
+    os.replace(compacted, path)
 
 
 def cache_pixels(pixels: np.ndarray, meta: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, str]:
@@ -473,18 +608,49 @@ def cache_pixels(pixels: np.ndarray, meta: dict, shape: tuple[int, int, int]) ->
     return pixels.transpose(2, 0, 1), note
 
 
+def leave_out_uncached(summary: IngestSummary, failures: dict[str, str], records: list[FileRecord],
+                       dest: Path) -> list[FileRecord]:
+    """Images whose cache row could not be filled leave the samples (their files are withdrawn);
+    returns their revised records."""
+    if not failures:
+        return []
+    by_path = {r.path: r for r in records}
+    by_array = {r.detail["array"]: r for r in records if r.status == ACCEPTED}
+    left_out = [s for s in summary.samples if s.kind == IMAGE and s.source_path in failures]
+    for sample in left_out:
+        if sample.mask:
+            summary.notes[by_array[sample.mask].path] = f"mask of {sample.source_path}, which was left out; not used"
+    summary.samples = [s for s in summary.samples if not (s.kind == IMAGE and s.source_path in failures)]
+    summary.task = task_of(summary.samples)
+    return [withdraw(by_path[s.source_path], failures[s.source_path], dest) for s in left_out]
+
+
 # ------------------------------------------------------------------ the job
 
 
 def ingest_upload(upload_dir: Path, dest: Path, options: IngestOptions, observer: JobObserver, journal: Journal) -> IngestSummary:
+    """Every file of the upload gets an outcome in the journal; the good ones become the summary's
+    samples. Raises only for the job as a whole: ArchiveError (the upload is unusable), JobStopped,
+    JobFault (the disk is full, the reader processes cannot run)."""
     dest = Path(dest)
-    with upload_entries(Path(upload_dir), options.limits) as entries:
-        count = len(entries)
-        with ingest_pool(Path(upload_dir), options.limits, options.processes, count, READ_CHUNK) as pool:
-            records = read_files(entries, dest, options, observer, journal, pool)
-            summary = assemble(records, dest)
-            summary.channels, summary.height, summary.width = build_cache(
-                summary.samples, dest, dest / CACHE_FILE, observer, summary.notes, progress_offset=count, pool=pool)
+    revised: list[FileRecord] = []
+    try:
+        with upload_entries(Path(upload_dir), options.limits) as entries:
+            count = len(entries)
+            with ingest_pool(Path(upload_dir), options.limits, options.processes, entries, READ_CHUNK) as pool:
+                records = read_files(entries, dest, options, observer, journal, pool)
+                summary = assemble(records, dest, revised)
+                failures: dict[str, str] = {}
+                summary.channels, summary.height, summary.width = build_cache(
+                    summary.samples, dest, dest / CACHE_FILE, observer, summary.notes, progress_offset=count, pool=pool,
+                    failures=failures)
+                revised += leave_out_uncached(summary, failures, records, dest)
+    except OSError as exc:  # outside any one file's steps: writing the volumes or the cache
+        raise_job_fault(exc)
+        raise
+    journal.record(revised)
+    for record in revised:
+        summary.notes.pop(record.path, None)  # its reason says it all now
     observer.progress(count * 2, count * 2, f"{len(summary.samples):,} samples ready")
     return summary
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
+import math
 
 import nibabel as nib
 import numpy as np
 
-from .decoded import IMAGE, VOLUME, Decoded
+from .decoded import IMAGE, VOLUME, Decoded, Rejected
+from .guard import guarded
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # Free-text header fields where scanners and tools sometimes write names or dates.
@@ -25,36 +26,38 @@ def looks_like_nifti(name: str, head: bytes) -> bool:
 
 
 def read_nifti(data: bytes, name: str) -> Decoded:
-    try:
-        if data[:2] == b"\x1f\x8b":
+    if data[:2] == b"\x1f\x8b":
+        with guarded("corrupt or truncated .nii.gz"):
             data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"corrupt or truncated .nii.gz ({exc})")
     image_class = header_class(data)
-    try:
+    with guarded("NIfTI with an impossible header or data"):
         check_header(image_class.header_class.from_fileobj(io.BytesIO(data)), len(data))
         img = image_class.from_bytes(data)
         canonical = nib.as_closest_canonical(img)
         array = np.asanyarray(canonical.dataobj)
-    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError, EOFError, OSError) as exc:
-        raise ValueError(f"NIfTI with an impossible header or data ({str(exc)[:200]})")
+        meta = describe(img, canonical, image_class)
+        if array.ndim > 4:
+            raise Rejected(f"NIfTI with {array.ndim} dimensions; 3D and 4D volumes are supported")
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
+            return Decoded(kind=IMAGE, pixels=radiological(array.reshape(array.shape[0], array.shape[1], 1))[0],
+                           format="NIfTI", meta=meta)
+        volume = radiological(array)
+    if volume.ndim == 4 and volume.shape[0] == 1:
+        volume = volume[0]
+    return Decoded(kind=VOLUME, pixels=volume, format="NIfTI", meta=meta,
+                   notes=[f"{volume.shape[0]} volumes (4D)"] if volume.ndim == 4 else [])
+
+
+def describe(img, canonical, image_class) -> dict:
+    if not np.all(np.isfinite(img.affine)):
+        raise Rejected("NIfTI with an impossible header or data (its affine holds values that are not numbers)")
     zooms = [round(float(z), 6) for z in canonical.header.get_zooms()[:3]]
-    meta = {
+    return {
         "voxel_spacing": [zooms[2], zooms[1], zooms[0]] if len(zooms) == 3 else zooms,
         "orientation_codes": "".join(nib.aff2axcodes(img.affine)),
         "affine": np.round(canonical.affine, 6).tolist(),
         "nifti_version": 2 if image_class is nib.Nifti2Image else 1,
     }
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
-        return Decoded(kind=IMAGE, pixels=radiological(array.reshape(array.shape[0], array.shape[1], 1))[0],
-                       format="NIfTI", meta=meta)
-    if array.ndim > 4:
-        raise ValueError(f"NIfTI with {array.ndim} dimensions; 3D and 4D volumes are supported")
-    volume = radiological(array)
-    if volume.ndim == 4 and volume.shape[0] == 1:
-        volume = volume[0]
-    return Decoded(kind=VOLUME, pixels=volume, format="NIfTI", meta=meta,
-                   notes=[f"{volume.shape[0]} volumes (4D)"] if volume.ndim == 4 else [])
 
 
 def header_class(data: bytes):
@@ -64,19 +67,20 @@ def header_class(data: bytes):
         return nib.Nifti2Image
     if 348 in (size, big):
         return nib.Nifti1Image
-    raise ValueError("NIfTI with an impossible header (sizeof_hdr is neither 348 nor 540); the file is not NIfTI or is damaged")
+    raise Rejected("NIfTI with an impossible header (sizeof_hdr is neither 348 nor 540); the file is not NIfTI or is damaged")
 
 
 def check_header(header, size: int) -> None:
     dims = header["dim"]
     ndim = int(dims[0])
     if not 1 <= ndim <= 7 or any(int(d) < 1 for d in dims[1:ndim + 1]):
-        raise ValueError(f"dimensions {list(map(int, dims[:ndim + 1]))} are impossible")
-    if any(float(z) <= 0 for z in header.get_zooms()[:3]):
-        raise ValueError(f"voxel sizes {[float(z) for z in header.get_zooms()[:3]]} must be positive")
+        raise Rejected(f"NIfTI with an impossible header or data (dimensions {list(map(int, dims[:ndim + 1]))} are impossible)")
+    if not all(0 < float(z) < math.inf for z in header.get_zooms()[:3]):
+        raise Rejected(f"NIfTI with an impossible header or data (voxel sizes {[float(z) for z in header.get_zooms()[:3]]} "
+                       "must be positive numbers)")
     expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
     if size < expected:
-        raise ValueError(f"the file holds {size:,} bytes but its header describes {expected:,}; it is truncated")
+        raise Rejected(f"NIfTI with an impossible header or data (the file holds {size:,} bytes but its header describes {expected:,}; it is truncated)")
 
 
 def radiological(array: np.ndarray) -> np.ndarray:

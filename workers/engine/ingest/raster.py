@@ -6,7 +6,8 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .decoded import IMAGE, Decoded
+from .decoded import IMAGE, Decoded, Rejected
+from .guard import guarded
 
 RASTER_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "PPM", "MPO"}
 SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
@@ -23,22 +24,24 @@ def read_raster(data: bytes, keep_original: bool) -> Decoded:
 
     With de-identification on, only the pixels are kept: text chunks and EXIF may name the patient.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in RASTER_FORMATS:
-                raise ValueError(f"{img.format} images are not supported; use PNG, JPEG, BMP, TIFF or PGM/PPM")
-            pages = getattr(img, "n_frames", 1)
-            img.load()
-            pixels, fmt = to_array(img), img.format
-    except UnidentifiedImageError:
-        if claimed_format(data):
-            raise ValueError(f"corrupt or truncated image (starts like a {claimed_format(data)} file but cannot be decoded)")
-        raise ValueError("unknown format: not DICOM, NIfTI, PNG, JPEG, BMP, TIFF or PGM/PPM")
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"corrupt or truncated image ({exc})")
+    with guarded("corrupt or truncated image"), opened(data) as img:
+        if img.format not in RASTER_FORMATS:
+            raise Rejected(f"{img.format} images are not supported; use PNG, JPEG, BMP, TIFF or PGM/PPM")
+        pages = getattr(img, "n_frames", 1)
+        img.load()
+        pixels, fmt = to_array(img), img.format
     notes = [f"only the first of {pages} pages was taken"] if pages > 1 else []
     return Decoded(kind=IMAGE, pixels=pixels, format=fmt, original=data if keep_original else None,
                    original_suffix="." + fmt.lower().replace("mpo", "jpeg"), notes=notes)
+
+
+def opened(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if claimed_format(data):
+            raise Rejected(f"corrupt or truncated image (starts like a {claimed_format(data)} file but cannot be decoded)")
+        raise Rejected("unknown format: not DICOM, NIfTI, PNG, JPEG, BMP, TIFF or PGM/PPM")
 
 
 def to_array(img: Image.Image) -> np.ndarray:

@@ -10,13 +10,13 @@ import contextlib
 import os
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".bz2", ".xz", ".7z", ".rar")
 TABLE_SUFFIXES = (".csv", ".xlsx", ".xls", ".tsv")
-SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini", "dicomdir"}
+SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 MASK_FOLDERS = {"masks", "mask", "labels", "segmentations", "segmentation", "seg", "labelstr", "labelsts"}
 IMAGE_FOLDERS = {"images", "image", "imgs", "imagestr", "imagests", "volumes"}
 
@@ -48,6 +48,7 @@ class Entry:
     is_link: bool
     read: Callable[[], bytes]
     source: str = ""       # the zip it came from ("" for loose files): labels are read per source
+    archive: zipfile.ZipFile | None = field(default=None, repr=False)  # the open zip that read() reads from
 
 
 def zip_entries(archive: zipfile.ZipFile, prefix: str) -> list[Entry]:
@@ -59,7 +60,7 @@ def zip_entries(archive: zipfile.ZipFile, prefix: str) -> list[Entry]:
         entries.append(Entry(
             path=prefix + name, label_path=name, size=info.file_size, compressed_size=info.compress_size,
             is_link=stat.S_ISLNK(info.external_attr >> 16),
-            read=lambda info=info: archive.read(info), source=prefix or "zip",
+            read=lambda info=info: archive.read(info), source=prefix or "zip", archive=archive,
         ))
     return entries
 
@@ -95,6 +96,14 @@ def upload_entries(upload_dir: Path, limits: IngestLimits = IngestLimits()):
         if len(entries) > limits.max_entries:
             raise ArchiveError(f"The upload holds {len(entries):,} files; the limit is {limits.max_entries:,}. Split it into smaller uploads.")
         yield entries
+
+
+def reopen_archives(entries: list[Entry]) -> None:
+    """In a forked process: read the zips through handles of its own. A handle inherited from the
+    parent shares its file offset with every other process forked from it, while each process's
+    buffered reader believes it knows where that offset is."""
+    for archive in {id(e.archive): e.archive for e in entries if e.archive is not None}.values():
+        archive.fp = open(archive.filename, "rb")
 
 
 def wrapping_roots(entries: list[Entry]) -> dict[str, str]:
@@ -148,6 +157,8 @@ def entry_problem(entry: Entry, limits: IngestLimits) -> tuple[str, str]:
 def stem(path: str) -> str:
     """File name without extensions and mask suffixes: pairs images with their masks."""
     base = os.path.basename(path).lower()
+    if base.endswith(".gz") and not base.endswith(".nii.gz"):
+        base = base[:-3]  # a single gzipped file pairs as what it holds
     for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
