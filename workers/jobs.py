@@ -62,6 +62,9 @@ class JobReporter:
     def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
         pass
 
+    def log(self, message: str) -> None:
+        pass
+
     def should_stop(self) -> bool:
         now = time.monotonic()
         if not self._stop and now - self._last_check >= self.interval:

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from backend.core.tasks import TRAIN_QUEUES
 from backend.datasets.models import PartitionMember
-from backend.runs.models import MetricPoint, TrainingRun
+from backend.runs.models import MetricPoint, RunLogLine, TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
 from workers.engine.pipelines import Pipeline
@@ -27,6 +27,9 @@ class RunReporter(JobReporter):
         MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
         # Training metrics come once an epoch's batches are done: from the first of them the epoch counts as trained.
         TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
+
+    def log(self, message: str) -> None:
+        RunLogLine.objects.create(run_id=self.pk, text=message)
 
 
 class TrainingJob(JobRunner):

@@ -80,3 +80,14 @@ class MetricPoint(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "epoch", "subset", "name"], name="one_value_per_epoch")
         ]
+
+
+class RunLogLine(models.Model):
+    """One line of a run's log (what the trainer did, in words): the run page shows the tail."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="log_lines")
+    text = models.TextField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

@@ -12,6 +12,9 @@ class JobObserver(Protocol):
     def should_stop(self) -> bool:
         """Polled between units of work; True asks the engine to stop cleanly."""
 
+    def log(self, message: str) -> None:
+        """A line for the job's log, which its page shows (what happened, in words)."""
+
 
 class JobStopped(Exception):
     """Raised by engine work that was asked to stop and has nothing worth keeping."""
@@ -29,6 +32,7 @@ class SilentObserver:
     def __init__(self):
         self.metrics: list[tuple[int, str, str, float]] = []
         self.last_progress: tuple[int, int] = (0, 0)
+        self.lines: list[str] = []
 
     def progress(self, done, total, message=""):
         self.last_progress = (done, total)
@@ -38,3 +42,6 @@ class SilentObserver:
 
     def should_stop(self):
         return False
+
+    def log(self, message):
+        self.lines.append(message)
