@@ -18,8 +18,8 @@ from backend.datasets.api import DatasetSerializer
 from backend.datasets.services import datasets_for
 from backend.projects.access import projects_for
 from backend.projects.models import Project
+from workers.engine.params import PARAM_KINDS
 from workers.engine.pipelines.measures import schemas as measure_schemas
-from workers.engine.pipelines.params import PARAM_KINDS
 
 from . import export, preview
 from .models import Aggregation, AggregationRow, Pipeline, PipelineVersion

@@ -59,7 +59,7 @@ def test_bad_steps_are_refused_with_every_problem_named_by_step_and_field(api, p
     assert response.status_code == 400
     body = response.json()
     assert [e["field"] for e in body["errors"]] == ["steps[0].axis", "steps[1].op", "steps[2].size"]
-    assert body["message"].startswith("Step 1: Flip: axis must be one of")
+    assert body["message"].startswith("Step 1: Flip: Axis must be one of")
     assert "GET /api/operations/" in body["errors"][1]["message"]
     response = create(api, project, [{"op": "window"}, {"op": "rotate"}], name="Prep", kind="preprocessing")
     assert response.status_code == 400 and "cannot hold random operations (Rotate)" in response.json()["message"]

@@ -81,7 +81,7 @@ def test_parameters_are_checked_with_a_message_naming_them():
     cases = [("gaussian_blur", {"sigma": [2, 1]}, "sigma", "low (2.0) must not be above high"),
              ("average_blur", {"size": 4}, "size", "odd"),
              ("average_blur", {"size": 2.5}, "size", "whole number"),
-             ("rotate", {"degrees": [-200, 10]}, "degrees", "between -180.0 and 180.0"),
+             ("rotate", {"degrees": [-200, 10]}, "degrees", "between -180 and 180; it is -200"),
              ("flip", {"axis": "diagonal"}, "axis", "one of left-right, up-down, head-foot"),
              ("invert", {"probability": "often"}, "probability", "a number"),
              ("window", {"from_file": "yes"}, "from_file", "true or false"),

@@ -2,9 +2,9 @@
 
 Importing the package registers every operation (`OPERATIONS`, name -> class).
 """
+from ..params import Param, ParamError
 from . import geometry, intensity, preprocessing  # noqa: F401  (registration)
 from .operations import AUGMENTATION, OPERATIONS, PREPROCESSING, Context, Operation, UnsupportedInput
-from .params import Param, ParamError
 from .pipeline import Pipeline, PipelineError, Statistics, StepError, fit_statistics
 
 __all__ = ["AUGMENTATION", "OPERATIONS", "PREPROCESSING", "Context", "Operation", "Param", "ParamError", "Pipeline",

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
+from ..params import Param, ParamError
 from .intensity import monai
-from .operations import Operation, ParamError, applies, probability, register
-from .params import Param
+from .operations import Operation, applies, probability, register
 
 FLIP_AXES = ("left-right", "up-down", "head-foot")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .operations import Operation, ParamError, applies, probability, register, seed_from
-from .params import Param
+from ..params import Param, ParamError
+from .operations import Operation, applies, probability, register, seed_from
 
 
 def monai(transform, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -18,11 +18,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .params import Param, ParamError
+from ..params import Configurable, Param, registry_of
 
 AUGMENTATION = "augmentation"
 PREPROCESSING = "preprocessing"
-OPERATIONS: dict[str, type[Operation]] = {}
 
 
 class UnsupportedInput(ValueError):
@@ -39,30 +38,10 @@ class Context:
     statistics: dict = field(default_factory=dict)  # {(scope, key): (mean, std, minimum, maximum)}
 
 
-class Operation:
-    name: ClassVar[str]
-    title: ClassVar[str]
+class Operation(Configurable):
     category: ClassVar[str] = AUGMENTATION
-    params: ClassVar[tuple[Param, ...]] = ()
     dims: ClassVar[tuple[int, ...]] = (2, 3)
     random: ClassVar[bool] = True
-    help: ClassVar[str] = ""
-
-    def __init__(self, **values):
-        known = {p.name: p for p in self.params}
-        unknown = set(values) - set(known)
-        if unknown:
-            name = sorted(unknown)[0]
-            raise ParamError(name, f"{self.title} has no parameter '{name}'; it has: {', '.join(known) or 'none'}.")
-        for param in self.params:
-            setattr(self, param.name, param.clean(values[param.name]) if param.name in values else param.default)
-        self.check()
-
-    def check(self) -> None:
-        """Checks across parameters; raise ParamError."""
-
-    def values(self) -> dict:
-        return {p.name: getattr(self, p.name) for p in self.params}
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator, context: Context | None = None) -> np.ndarray:
         spatial = image.ndim - 1
@@ -77,15 +56,10 @@ class Operation:
 
     @classmethod
     def schema(cls) -> dict:
-        return {"name": cls.name, "title": cls.title, "category": cls.category, "help": cls.help or (cls.__doc__ or "").strip(),
-                "dims": list(cls.dims), "random": cls.random, "params": [p.schema() for p in cls.params]}
+        return {**super().schema(), "category": cls.category, "dims": list(cls.dims), "random": cls.random}
 
 
-def register(cls: type[Operation]) -> type[Operation]:
-    if cls.name in OPERATIONS:
-        raise RuntimeError(f"two operations are called {cls.name}")
-    OPERATIONS[cls.name] = cls
-    return cls
+OPERATIONS, register = registry_of("operation")
 
 
 def seed_from(rng: np.random.Generator) -> int:

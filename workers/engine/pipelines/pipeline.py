@@ -8,8 +8,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..params import ParamError
 from .operations import OPERATIONS, Context, Operation, UnsupportedInput
-from .params import ParamError
 
 MAX_STEPS = 50
 

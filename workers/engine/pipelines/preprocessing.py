@@ -11,9 +11,9 @@ import re
 
 import numpy as np
 
+from ..params import Param, ParamError
 from .intensity import monai
-from .operations import PREPROCESSING, Operation, ParamError, UnsupportedInput, register
-from .params import Param
+from .operations import PREPROCESSING, Operation, UnsupportedInput, register
 
 SCOPES = ("image", "patient", "dataset")
 
