@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workers.engine.architectures import build_model  # noqa: E402
 from workers.engine.data import CachedImages, on_device  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
-from workers.engine.training import MixedPrecision, on_batches  # noqa: E402
+from workers.engine.training.sampling import on_batches  # noqa: E402
+from workers.engine.training.trainer import MixedPrecision  # noqa: E402
 
 BATCHES = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else (os.cpu_count() or 1)

@@ -6,7 +6,7 @@ worker about 500 MB (tests/integration/test_web_imports.py keeps it out).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -19,10 +19,15 @@ class Architecture:
     title: str
     description: str
     build: Callable[[int, int], nn.Module]
+    head: str                # the module holding the classifier: what a "head only" phase trains
+    # Training settings (a partial spec) that make a first run with this network a good one; see docs/training.md.
+    defaults: dict = field(default_factory=dict)
 
 
 def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
     """Three conv blocks and global pooling: trains in seconds on a CPU, any input size >= 8."""
+    from collections import OrderedDict
+
     from torch import nn
 
     def block(cin, cout):
@@ -33,15 +38,15 @@ def small_cnn(in_channels: int, num_classes: int) -> nn.Module:
             nn.MaxPool2d(2),
         )
 
-    return nn.Sequential(
-        block(in_channels, 16),
-        block(16, 32),
-        block(32, 64),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),
-        nn.Linear(64, num_classes),
-    )
+    return nn.Sequential(OrderedDict([
+        ("block1", block(in_channels, 16)),
+        ("block2", block(16, 32)),
+        ("block3", block(32, 64)),
+        ("pool", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+        ("dropout", nn.Dropout(0.2)),
+        ("head", nn.Linear(64, num_classes)),
+    ]))
 
 
 def resnet18(in_channels: int, num_classes: int) -> nn.Module:
@@ -57,8 +62,10 @@ def resnet18(in_channels: int, num_classes: int) -> nn.Module:
 ARCHITECTURES = {
     arch.name: arch
     for arch in (
-        Architecture("small_cnn", "Small CNN", "Three convolution blocks; fast, for small images and first tries.", small_cnn),
-        Architecture("resnet18", "ResNet-18", "torchvision's ResNet-18 from random initialisation; slower, stronger.", resnet18),
+        Architecture("small_cnn", "Small CNN", "Three convolution blocks; fast, for small images and first tries.", small_cnn,
+                     head="head", defaults={"optimizer": {"name": "adamw", "learning_rate": 3e-3}}),
+        Architecture("resnet18", "ResNet-18", "torchvision's ResNet-18 from random initialisation; slower, stronger.", resnet18,
+                     head="fc", defaults={"optimizer": {"name": "adamw", "learning_rate": 1e-3}}),
     )
 }
 

@@ -1,0 +1,349 @@
+"""The training spec: every setting of a run as data (JSON), checked and resolved through the registries.
+
+`resolve_spec(data)` fills in the defaults (the chosen architecture's, then the toolkit's), checks
+every field and returns a `TrainingSpec`; whatever is wrong comes back at once as `SpecInvalid`,
+one message per field, named by its path ("optimizer.momentum", "phases.1.epochs"). The resolved
+dict (`spec.to_dict()`) is what a run stores, shows and clones; resolving it again gives it back.
+Checks that need the database (a GPU online, the partition's size) are the backend's.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+from ..architectures import ARCHITECTURES
+from ..params import Configurable, Param, ParamError
+from .losses import LOSSES, Loss
+from .metrics import METRICS
+from .optimizers import OPTIMIZERS, Optimizer
+from .schedules import SCHEDULES, Plateau, Schedule
+
+TASKS = ("classification",)
+PRECISIONS = ("auto", "float32", "mixed")
+BALANCING = ("none", "weighted", "oversample", "factors")
+PHASE_TRAINING = ("all", "head")
+MAX_PHASES = 10
+POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+DEFAULTS = {
+    "task": "classification",
+    "model": {"architecture": "small_cnn", "weights": "random"},
+    "epochs": 20,
+    "batch_size": 32,
+    "optimizer": {"name": "adamw"},
+    "loss": {"name": "cross_entropy"},
+    "schedule": {"name": "cosine", "warmup_epochs": 1},
+    "phases": [],
+    "metrics": ["accuracy"],
+    "monitor": "validation.loss",
+    "early_stopping": {"enabled": False},
+    "gradient_clipping": 0.0,
+    "precision": "auto",
+    "seed": 0,
+    "checkpoints": {},
+    "resources": {},
+    "data": {},
+}
+CHOSEN_BY_NAME = ("optimizer", "loss", "schedule")  # sections whose parameters depend on the chosen "name"
+REGISTRIES = {"optimizer": OPTIMIZERS, "loss": LOSSES, "schedule": SCHEDULES}
+
+
+class Section(Configurable):
+    """A fixed group of settings (no choice of class), checked like a registry entry's parameters."""
+
+
+class ModelSection(Section):
+    name, title = "model", "Model"
+    params = (Param("architecture", "choice", "small_cnn", "The network to train.", choices=tuple(ARCHITECTURES)),
+              Param("weights", "choice", "random", "Where the weights start from.", choices=("random",)))
+
+
+class EarlyStoppingSection(Section):
+    name, title = "early_stopping", "Early stopping"
+    params = (Param("enabled", "bool", False, "End the run once the monitored metric stops improving (the best epoch is kept "
+                                             "either way)."),
+              Param("patience", "int", 10, "Epochs without improvement before the run ends.", 1, 1000),
+              Param("min_delta", "float", 0.0, "The smallest change that counts as an improvement.", 0.0, 1e6))
+
+
+class CheckpointSection(Section):
+    name, title = "checkpoints", "Checkpoints"
+    params = (Param("every_minutes", "int", 10, "Besides the one after every epoch, a checkpoint during long epochs every this "
+                                               "many minutes (0: only after epochs).", 0, 1440),)
+
+
+class ResourceSection(Section):
+    name, title = "resources", "Resources"
+    params = (Param("device", "choice", "cpu", "Train on a CPU worker or a GPU worker.", choices=("cpu", "gpu")),
+              Param("processes", "int", 1, "Data-parallel processes on one worker (one per GPU, or CPU processes); each trains "
+                                           "on its shard of the training images, so the batch size is per process.", 1, 16),
+              Param("pool", "text", "", "A named pool of workers (its queue is train-<device>-<pool>); empty: any worker of "
+                                        "the device."))
+
+    def __init__(self, **values):
+        pool = values.pop("pool", "")
+        super().__init__(**values)
+        if pool not in ("", None) and not (isinstance(pool, str) and POOL_NAME.match(pool)):
+            raise ParamError("pool", "A pool name is lower-case letters, digits and dashes (up to 40), e.g. 'a100'.")
+        self.pool = pool or ""
+
+
+class DataSection(Section):
+    name, title = "data", "Data"
+    params = (Param("balancing", "choice", "none", "For datasets where a class is much rarer: weighted sampling draws every "
+                                                   "class equally often; oversampling repeats the smaller classes; factors "
+                                                   "use each image of a class N times per epoch.", choices=BALANCING),)
+
+    def __init__(self, **values):
+        self.class_factors = values.pop("class_factors", None) or {}
+        self.augmentation = values.pop("augmentation", None)
+        super().__init__(**values)
+
+    def check(self):
+        if not isinstance(self.class_factors, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20
+                for k, v in self.class_factors.items()):
+            raise ParamError("class_factors", "Class factors are {class: times per epoch}, each a whole number from 1 to 20.")
+        if self.balancing == "factors" and not self.class_factors:
+            raise ParamError("class_factors", "Give a factor for at least one class, e.g. {\"pneumonia\": 3}.")
+        if self.balancing != "factors" and self.class_factors:
+            raise ParamError("class_factors", "Class factors apply only when balancing is 'factors'.")
+        if self.augmentation is not None and not isinstance(self.augmentation, int | dict):
+            raise ParamError("augmentation", "The augmentation is a pipeline's id, or none.")
+
+    def values(self):
+        return {**super().values(), "class_factors": self.class_factors, "augmentation": self.augmentation}
+
+
+SECTIONS = {section.name: section for section in (ModelSection, EarlyStoppingSection, CheckpointSection, ResourceSection,
+                                                  DataSection)}
+TOP_LEVEL = (
+    Param("task", "choice", "classification", "What the model learns: one class per image.", choices=TASKS),
+    Param("epochs", "int", 20, "Passes over the training images.", 1, 1000),
+    Param("batch_size", "int", 32, "Images per training step (per process).", 1, 4096, typical="16 to 128 is usual"),
+    Param("gradient_clipping", "float", 0.0, "Caps the size of each update's gradient (its norm); 0: no cap. 1 to 5 steadies "
+                                             "training that spikes.", 0.0, 1000.0),
+    Param("precision", "choice", "auto", "Mixed precision computes in 16-bit floats: about twice as fast on recent GPUs. Auto: "
+                                         "mixed on a GPU, 32-bit on a CPU.", choices=PRECISIONS),
+    Param("seed", "int", 0, "Same seed and settings, same result.", 0, 2**31 - 1),
+)
+PHASE_PARAMS = (
+    Param("epochs", "int", 5, "Epochs of this phase.", 1, 1000),
+    Param("learning_rate", "float", 0.001, "This phase's learning rate (empty: the optimizer's).", maximum=10.0, above=0.0),
+    Param("train", "choice", "all", "What trains: the whole network, or only its head (the rest frozen, BatchNorm "
+                                    "statistics included).", choices=PHASE_TRAINING),
+)
+
+
+class SpecInvalid(ValueError):
+    """Settings that cannot make a run: {field path: what is wrong and what to do}."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Phase:
+    epochs: int
+    learning_rate: float
+    train: str
+    first_epoch: int  # 1-based
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    settings: dict
+    optimizer: Optimizer
+    loss: Loss
+    schedule: Schedule
+    phases: tuple[Phase, ...]
+
+    def __getitem__(self, key):
+        return self.settings[key]
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.settings)
+
+    @property
+    def epochs(self) -> int:
+        return self.settings["epochs"]
+
+    @property
+    def monitored(self) -> tuple[str, str, bool]:
+        """(subset, metric, higher is better) of the metric that picks the kept epoch."""
+        subset, metric = self.settings["monitor"].split(".", 1)
+        return subset, metric, metric != "loss" and METRICS[metric].higher_is_better
+
+    def phase_at(self, epoch: int) -> Phase:
+        """The phase a 1-based epoch belongs to."""
+        return next(phase for phase in reversed(self.phases) if epoch >= phase.first_epoch)
+
+    def learning_rate(self, epoch: int, step_in_epoch: int, steps_per_epoch: int, plateau: Plateau | None = None) -> float:
+        """The rate of a training step, by its place in its phase: the trainer's and the curve's one source."""
+        phase = self.phase_at(epoch)
+        step = (epoch - phase.first_epoch) * steps_per_epoch + step_in_epoch
+        return phase.learning_rate * self.schedule.factor(step, steps_per_epoch, phase.epochs * steps_per_epoch, plateau)
+
+    def rate_curve(self, steps_per_epoch: int, points: int = 400) -> dict:
+        """The planned rate along the run, at most `points` points: x in epochs (fractional), y the rate."""
+        total = self.epochs * steps_per_epoch
+        stride = max(1, total // points)
+        steps = [*range(0, total, stride), total - 1]
+        epochs = [step / steps_per_epoch for step in steps]
+        rates = [self.learning_rate(step // steps_per_epoch + 1, step % steps_per_epoch, steps_per_epoch) for step in steps]
+        return {"epochs": epochs, "learning_rates": rates, "steps_per_epoch": steps_per_epoch,
+                "depends_on_metric": self.schedule.name == "reduce_on_plateau"}
+
+
+def resolve_spec(data: dict) -> TrainingSpec:
+    """The full spec from what a user gave (any subset of the fields), or SpecInvalid."""
+    if not isinstance(data, dict):
+        raise SpecInvalid({"spec": "The training settings must be a JSON object."})
+    errors: dict[str, str] = {}
+    unknown = sorted(set(data) - set(DEFAULTS))
+    for key in unknown:
+        errors[key] = f"There is no setting '{key}'; the settings are {', '.join(DEFAULTS)}."
+    merged = merged_with_defaults({k: v for k, v in data.items() if k not in unknown}, errors)
+    settings: dict = {}
+    for param in TOP_LEVEL:
+        settings[param.name] = checked(param, merged[param.name], param.name, errors)
+    settings["model"] = section_values(ModelSection, merged["model"], "model", errors)
+    parts = {}
+    for key in CHOSEN_BY_NAME:
+        parts[key], settings[key] = chosen_part(key, merged[key], errors)
+    for key in ("early_stopping", "checkpoints", "resources", "data"):
+        settings[key] = section_values(SECTIONS[key], merged[key], key, errors)
+    settings["metrics"] = metric_names(merged["metrics"], errors)
+    settings["monitor"] = monitored_metric(merged["monitor"], settings["metrics"], errors)
+    settings["phases"], phases = phase_plan(merged["phases"], data, settings, parts.get("optimizer"), errors)
+    if phases and parts.get("schedule"):
+        check_schedule_fits(parts["schedule"], phases, errors)
+    check_early_stopping(settings, errors)
+    if errors:
+        raise SpecInvalid(errors)
+    settings = {key: settings[key] for key in DEFAULTS}  # one order, the documented one
+    return TrainingSpec(settings, parts["optimizer"], parts["loss"], parts["schedule"], tuple(phases))
+
+
+def defaults_for(architecture: str) -> dict:
+    """The toolkit's defaults with the architecture's own on top (its rate, epochs, batch size ...)."""
+    chosen = ARCHITECTURES.get(architecture)
+    return merge(DEFAULTS, chosen.defaults if chosen else {})
+
+
+def merged_with_defaults(data: dict, errors: dict) -> dict:
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    defaults = defaults_for(model.get("architecture", DEFAULTS["model"]["architecture"]))
+    for key in ("model", *CHOSEN_BY_NAME, "early_stopping", "checkpoints", "resources", "data"):
+        if key in data and not isinstance(data[key], dict):
+            errors[key] = f"'{key}' must be an object of settings, e.g. {{\"name\": ...}}."
+            data = {k: v for k, v in data.items() if k != key}
+    for key in CHOSEN_BY_NAME:
+        if key in data and data[key].get("name", defaults[key]["name"]) != defaults[key]["name"]:
+            defaults = {**defaults, key: {}}  # another optimizer (loss, schedule): the defaults' parameters are not its own
+    return merge(defaults, data)
+
+
+def merge(base: dict, over: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else copy.deepcopy(value)
+    return merged
+
+
+def checked(param: Param, value, path: str, errors: dict):
+    try:
+        return param.clean(value)
+    except ParamError as error:
+        errors[path] = str(error)
+        return param.default
+
+
+def section_values(section: type[Section], values: dict, path: str, errors: dict) -> dict:
+    try:
+        return section(**values).values()
+    except ParamError as error:
+        errors[f"{path}.{error.param}"] = str(error)
+        return {}
+
+
+def chosen_part(key: str, values: dict, errors: dict) -> tuple[Configurable | None, dict]:
+    registry = REGISTRIES[key]
+    values = dict(values)
+    name = values.pop("name", None)
+    if name not in registry:
+        errors[f"{key}.name"] = f"Choose a {key} among {', '.join(registry)}; '{name}' is not one."
+        return None, {"name": name}
+    try:
+        part = registry[name](**values)
+    except ParamError as error:
+        errors[f"{key}.{error.param}"] = str(error)
+        return None, {"name": name, **values}
+    return part, {"name": name, **part.values()}
+
+
+def metric_names(value, errors: dict) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        errors["metrics"] = "Metrics are a list of names, e.g. [\"accuracy\", \"auc\"]."
+        return []
+    unknown = [v for v in value if v not in METRICS]
+    if unknown:
+        errors["metrics"] = f"There is no metric {', '.join(repr(u) for u in unknown)}; choose among {', '.join(METRICS)}."
+    return list(dict.fromkeys(v for v in value if v in METRICS))
+
+
+def monitor_choices(metrics: list[str]) -> list[str]:
+    return ["validation.loss", "train.loss", *(f"validation.{m}" for m in metrics),
+            *(f"train.{m}" for m in metrics if not METRICS[m].needs_scores)]
+
+
+def monitored_metric(value, metrics: list[str], errors: dict) -> str:
+    choices = monitor_choices(metrics)
+    if value not in choices:
+        errors["monitor"] = (f"The monitored metric must be one the run measures: {', '.join(choices)}. "
+                             "Add a metric to the list to monitor it.")
+        return "validation.loss"
+    return value
+
+
+def phase_plan(value, data: dict, settings: dict, optimizer: Optimizer | None, errors: dict) -> tuple[list, list[Phase]]:
+    """The phases as given ([] for one phase of the whole run) and as the trainer follows them."""
+    base_rate = optimizer.learning_rate if optimizer else 1e-3
+    if value in (None, []):
+        return [], [Phase(settings["epochs"], base_rate, "all", 1)]
+    if not isinstance(value, list) or not all(isinstance(p, dict) for p in value) or len(value) > MAX_PHASES:
+        errors["phases"] = f"Phases are a list of up to {MAX_PHASES} objects like {{\"epochs\": 5, \"train\": \"head\"}}."
+        return [], []
+    given, plan, first = [], [], 1
+    for number, phase in enumerate(value):
+        unknown = sorted(set(phase) - {p.name for p in PHASE_PARAMS})
+        if unknown:
+            errors[f"phases.{number}.{unknown[0]}"] = f"A phase has no setting '{unknown[0]}'; it has epochs, learning_rate, train."
+        epochs = checked(PHASE_PARAMS[0], phase.get("epochs", PHASE_PARAMS[0].default), f"phases.{number}.epochs", errors)
+        rate = phase.get("learning_rate")
+        rate = None if rate is None else checked(PHASE_PARAMS[1], rate, f"phases.{number}.learning_rate", errors)
+        train = checked(PHASE_PARAMS[2], phase.get("train", "all"), f"phases.{number}.train", errors)
+        given.append({"epochs": epochs, "learning_rate": rate, "train": train})
+        plan.append(Phase(epochs, rate or base_rate, train, first))
+        first += epochs
+    total = first - 1
+    if "epochs" in data and data["epochs"] != total and "epochs" not in errors:
+        errors["epochs"] = f"The phases add up to {total} epochs but epochs is {data['epochs']}; leave epochs out or make them agree."
+    settings["epochs"] = total
+    return given, plan
+
+
+def check_schedule_fits(schedule: Schedule, phases: list[Phase], errors: dict) -> None:
+    try:
+        schedule.check_fits(min(phase.epochs for phase in phases))
+    except ParamError as error:
+        errors[f"schedule.{error.param}"] = str(error)
+
+
+def check_early_stopping(settings: dict, errors: dict) -> None:
+    stopping = settings.get("early_stopping") or {}
+    if stopping.get("enabled") and stopping.get("patience", 0) >= settings["epochs"]:
+        errors["early_stopping.patience"] = (f"With a patience of {stopping['patience']} epochs a run of {settings['epochs']} epochs "
+                                             "could never stop early; lower the patience or turn early stopping off.")
