@@ -8,7 +8,7 @@ from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
 from backend.pipelines.api import AggregationViewSet, MeasureList, OperationList, PipelineViewSet
 from backend.projects.api import ProjectViewSet
-from backend.runs.api import RunViewSet
+from backend.runs.api import RunViewSet, TrainingOptions
 
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -25,6 +25,7 @@ api_urls = [
     path("operations/", OperationList.as_view(), name="operations"),
     path("measures/", MeasureList.as_view(), name="measures"),
     path("resources/", ResourceList.as_view(), name="resources"),
+    path("training/", TrainingOptions.as_view(), name="training-options"),
     path("auth/token/", TokenLogin.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -184,9 +184,16 @@ class JobRunner:
             self.finish(job, job.FAILED, f"The worker running this stopped {job.attempts} times; it is not tried again. "
                                          "The worker log says why (often memory); start it again once that is fixed.")
             return f"failed after {job.attempts} attempts"
-        self.model.objects.filter(pk=job.pk).update(status=job.QUEUED, worker="", message="Starting again after the worker stopped.")
-        send_after_commit(self.task, job.pk, self.queue)
+        self.requeue(job, "Starting again after the worker stopped.")
         return f"queued again (attempt {job.attempts + 1} of {MAX_ATTEMPTS})"
+
+    def requeue(self, job: Job, message: str) -> None:
+        self.model.objects.filter(pk=job.pk).update(status=job.QUEUED, worker="", message=message)
+        send_after_commit(self.task, job.pk, self.queue_of(job))
+
+    def queue_of(self, job: Job) -> str:
+        """The logical queue a job is sent to again; one per kind unless a kind routes each job (runs by resource)."""
+        return self.queue
 
 
 RUNNERS: list[JobRunner] = []

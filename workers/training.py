@@ -1,31 +1,34 @@
-"""The training job: read a run's partition, train with the engine, store the results."""
+"""The training job: read a run's partition, train its spec with the engine, store what it kept."""
 from __future__ import annotations
 
 import torch
 from django.db.models import F
 from django.utils import timezone
 
-from backend.core.tasks import TRAIN_QUEUES
 from backend.datasets.models import PartitionMember
 from backend.runs.models import MetricPoint, RunLogLine, TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
-from workers.engine.training import TrainingConfig, evaluate, train_classifier
+from workers.engine.training.evaluation import evaluate
+from workers.engine.training.losses import LossContext
+from workers.engine.training.run import train
+from workers.engine.training.spec import TrainingSpec, resolve_spec
+from workers.engine.training.trainer import TrainingData, TrainingOutcome
 
-from .jobs import JobReporter, JobRunner, register
+from .jobs import MAX_ATTEMPTS, JobReporter, JobRunner, register
 
 Status = TrainingRun.Status
 
 
 class RunReporter(JobReporter):
-    """Also stores each metric point as it comes, so charts update while the run goes on, and
-    counts the epochs done, so a run whose worker dies can say where it got to."""
+    """Also stores each metric point and log line as it comes, so the page shows them while the run goes
+    on, and counts the epochs done, so a run whose worker dies can say where it got to."""
 
     def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
         MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
-        # Training metrics come once an epoch's batches are done: from the first of them the epoch counts as trained.
+        # An epoch's metrics come once its batches are done: from the first of them the epoch counts as trained.
         TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
 
     def log(self, message: str) -> None:
@@ -36,26 +39,38 @@ class TrainingJob(JobRunner):
     model = TrainingRun
     task = "workers.tasks.train_run"
     noun = "training run"
+    queue = "train-cpu"
 
-    @property
-    def queue(self):  # only used to queue a run again, which training does not do (yet: checkpoints will)
-        return TRAIN_QUEUES["cpu"]
+    def queue_of(self, run: TrainingRun) -> str:
+        return run.queue
 
     def reporter(self, run: TrainingRun) -> RunReporter:
         return RunReporter(run)
 
     def work(self, run: TrainingRun, reporter: RunReporter) -> None:
-        run = TrainingRun.objects.select_related("partition__dataset__project").get(pk=run.pk)
+        run = TrainingRun.objects.select_related("partition__dataset__project", "augmentation").get(pk=run.pk)
         train_and_store(run, reporter)
 
     def failure_message(self, exc: Exception) -> str:
         return f"Training failed ({type(exc).__name__}: {exc}). The metrics recorded so far are kept."
 
     def on_worker_lost(self, run: TrainingRun) -> str:
-        """Until runs keep checkpoints there is nothing to resume from: the run ends, its metrics kept."""
-        self.finish(run, Status.FAILED, f"The worker running this stopped responding at epoch {run.epochs_completed + 1}; "
-                                        "the metrics so far are kept.")
-        return "failed (nothing to resume from)"
+        """With a checkpoint the run goes on from it (up to MAX_ATTEMPTS workers lost); without, it ends, its metrics kept."""
+        where = f"in epoch {run.epochs_completed + 1}"
+        if not run.has_checkpoint:
+            self.finish(run, Status.FAILED, f"The worker running this stopped responding {where}, before the run's first "
+                                            "checkpoint; the metrics so far are kept. Launch it again (Clone).")
+            return "failed (no checkpoint to resume from)"
+        if run.attempts >= MAX_ATTEMPTS:
+            self.finish(run, Status.FAILED, f"The worker running this stopped {run.attempts} times (last {where}); it is not "
+                                            "tried again. The worker log says why (often memory); Resume goes on from the last "
+                                            "checkpoint once that is fixed.")
+            return f"failed after {run.attempts} attempts"
+        message = (f"The worker running this stopped responding {where}; it resumes from its last checkpoint "
+                   f"(attempt {run.attempts + 1} of {MAX_ATTEMPTS}).")
+        self.requeue(run, message)
+        RunLogLine.objects.create(run_id=run.pk, text=message)
+        return f"queued again to resume (attempt {run.attempts + 1} of {MAX_ATTEMPTS})"
 
 
 TRAINING = register(TrainingJob())
@@ -70,49 +85,89 @@ def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedIm
     if subset == "train":
         indices, labels = balanced(run, indices, labels)
         augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
-    return CachedImages(run.partition.dataset.cache_path, indices, [classes.index(label) for label in labels], augment=augment, seed=run.seed)
+    return CachedImages(run.partition.dataset.cache_path, indices, [classes.index(label) for label in labels], augment=augment,
+                        seed=run.spec["seed"])
 
 
 def balanced(run: TrainingRun, indices: list[int], labels: list[str]) -> tuple[list[int], list[str]]:
     """Oversampling and per-class factors repeat images (augmentation makes the copies differ)."""
     label_of = dict(zip(indices, labels))
-    if run.balancing == "oversample":
-        indices = oversampled(indices, labels, run.seed)
-    elif run.balancing == "factors":
-        indices = [i for i, label in zip(indices, labels) for _ in range(run.class_factors.get(label, 1))]
+    data = run.spec["data"]
+    if data["balancing"] == "oversample":
+        indices = oversampled(indices, labels, run.spec["seed"])
+    elif data["balancing"] == "factors":
+        indices = [i for i, label in zip(indices, labels) for _ in range(data["class_factors"].get(label, 1))]
     return indices, [label_of[i] for i in indices]
 
 
-def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
+def training_data(run: TrainingRun) -> tuple[TrainingData, CachedImages]:
     dataset = run.partition.dataset
     classes = dataset.labels
     train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))
-    config = TrainingConfig(
-        architecture=run.architecture, epochs=run.epochs, learning_rate=run.learning_rate,
-        batch_size=run.batch_size, device=run.device, seed=run.seed, processes=run.processes,
-        mixed_precision=run.device == "gpu",
-    )
-    weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.balancing == "weighted" else None
-    outcome = train_classifier(config, train_set, validation_set, dataset.channels, len(classes), reporter, sample_weights=weights)
-    model = outcome.model.cpu()
+    weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.spec["data"]["balancing"] == "weighted" else None
+    return TrainingData(train_set, validation_set, dataset.channels, classes, weights), test_set
+
+
+def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
+    spec = resolve_spec(run.spec)
+    data, test_set = training_data(run)
+    resume = run.has_checkpoint
+    if resume:
+        reporter.log(f"Resuming from the last checkpoint (attempt {run.attempts}).")
+    else:
+        reporter.log(f"Training {spec['model']['architecture']} on {len(data.train)} training images, validating on "
+                     f"{len(data.validation)}; {spec.epochs} epochs of {spec['batch_size']} images per step.")
+    outcome = train(spec, data, reporter, run.checkpoint_dir, resume=resume)
+    last_weights = {key: tensor.clone() for key, tensor in outcome.model.state_dict().items()}
+    model = outcome.kept_model()
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)
-    results = {"classes": classes, "input_shape": [dataset.channels, dataset.height, dataset.width]}
-    test_loss = test_accuracy = None
-    if len(test_set):
-        test_loss, test_accuracy = evaluate(model, test_set, run.batch_size)
-    train_set.augment = None  # the export example is a plain image
-    example = torch.stack([train_set[i][0] for i in range(min(2, len(train_set)))])
+    results = {"classes": data.classes, "input_shape": [data.in_channels, *data.train.cache.shape[-2:]],
+               "kept": kept_epoch(spec, outcome), "last_epoch": outcome.state.epoch, "ended": outcome.ended,
+               "test": measure(spec, data, model, test_set)}
+    if outcome.best_weights is not None and outcome.state.best_epoch != outcome.state.epoch:
+        results["test_last_epoch"] = measure(spec, data, model_with(model, last_weights), test_set)
+        model.load_state_dict(outcome.best_weights)
+    data.train.augment = None  # the export example is a plain image
+    example = torch.stack([data.train[i][0] for i in range(min(2, len(data.train)))])
     export_onnx(model, example, run.onnx_path)
     results["onnx_max_abs_difference"] = max_abs_difference(model, run.onnx_path, example)
-    status = Status.STOPPED if outcome.stopped else Status.SUCCEEDED
-    message = (f"Stopped by the user after {outcome.epochs_completed} full epochs; the model as it was is kept."
-               if outcome.stopped else "Finished.")
-    finished = {
-        "status": status, "message": message, "finished_at": timezone.now(),
-        "epochs_completed": outcome.epochs_completed, "test_accuracy": test_accuracy, "test_loss": test_loss,
-        "config": {**run.config, "results": results},
-    }
-    if not outcome.stopped:
+    status, message = ending(spec, outcome, results["kept"])
+    finished = {"status": status, "message": message, "finished_at": timezone.now(), "results": results}
+    if status == Status.SUCCEEDED:
         finished["progress_done"] = F("progress_total")
+    reporter.log(message)
     TrainingRun.objects.filter(pk=run.pk).update(**finished)
+
+
+def model_with(model, weights: dict):
+    model.load_state_dict(weights)
+    return model
+
+
+def measure(spec: TrainingSpec, data: TrainingData, model, test_set) -> dict:
+    """The loss and metrics of a model on the test subset ({} when it is empty)."""
+    loss_fn = spec.loss.build(LossContext(len(data.classes), data.class_counts))
+    return evaluate(model, test_set, loss_fn, spec.loss.probabilities, spec["metrics"], len(data.classes), spec["batch_size"])
+
+
+def kept_epoch(spec: TrainingSpec, outcome: TrainingOutcome) -> dict:
+    """Which epoch's model is kept, and why, in words."""
+    state = outcome.state
+    subset, name, higher = spec.monitored
+    if outcome.best_weights is None:
+        return {"epoch": state.epoch, "reason": "No epoch was measured yet: the model as training left it."}
+    best = "highest" if higher else "lowest"
+    return {"epoch": state.best_epoch, "monitor": f"{subset}.{name}", "value": state.best_value,
+            "reason": f"Epoch {state.best_epoch} of {state.epoch}: the {best} {subset} {name} ({state.best_value:.4g})."}
+
+
+def ending(spec: TrainingSpec, outcome: TrainingOutcome, kept: dict) -> tuple[str, str]:
+    state = outcome.state
+    if outcome.ended == "stopped":
+        kept_what = f"kept epoch {kept['epoch']}" if outcome.best_weights is not None else "kept the model as it was"
+        return Status.STOPPED, f"Stopped by the user in epoch {state.epoch + 1}; {kept_what}. Resume goes on from the checkpoint."
+    if outcome.ended == "early_stopping":
+        return Status.SUCCEEDED, (f"Stopped early after epoch {state.epoch} of {spec.epochs}: the monitored metric had not "
+                                  f"improved for {spec['early_stopping']['patience']} epochs. {kept['reason']}")
+    return Status.SUCCEEDED, f"Finished {state.epoch} epochs. Kept: {kept['reason']}"

@@ -1,62 +1,85 @@
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
-from backend.pipelines.services import pipelines_for
-from workers.engine.architectures import ARCHITECTURES
+from workers.engine.training.spec import spec_schema
 
 from .models import MetricPoint, TrainingRun
-from .services import MAX_PROCESSES, delete_run, launch_run, request_stop, runs_for, set_public
+from .services import delete_run, launch_run, queue_position, rate_curve, request_stop, resume_run, runs_for, set_public
 
-
-def positive_learning_rate(value):
-    if not value > 0:
-        raise serializers.ValidationError("Learning rate must be greater than 0; typical values are 0.0001 to 0.01.")
-    if value > 10:
-        raise serializers.ValidationError("Learning rate must be at most 10; typical values are 0.0001 to 0.01.")
+SPEC_HELP = "The training settings; any left out take the architecture's defaults. See docs/training.md and GET /api/training/."
 
 
 class RunLaunchSerializer(serializers.Serializer):
+    """A run to launch: the partition, a name, and the training spec's fields at the top level
+    (checked by the spec's own schema, each error named by its path, e.g. `optimizer.momentum`)."""
+
     partition = OwnedPrimaryKeyField(scope=partitions_for, model_name="partition")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    architecture = serializers.ChoiceField(choices=sorted(ARCHITECTURES), default="small_cnn")
-    epochs = serializers.IntegerField(default=10, min_value=1, max_value=1000)
-    learning_rate = serializers.FloatField(default=0.001, validators=[positive_learning_rate])
-    batch_size = serializers.IntegerField(default=32, min_value=1, max_value=4096)
-    device = serializers.ChoiceField(choices=["cpu", "gpu"], default="cpu")
-    processes = serializers.IntegerField(default=1, min_value=1, max_value=MAX_PROCESSES,
-                                         help_text="Data-parallel processes on one worker: one per GPU, or CPU processes. Each trains on "
-                                                   "its shard of the training subset; batch_size is per process.")
-    seed = serializers.IntegerField(default=0, min_value=0, max_value=2**31 - 1)
-    augmentation = OwnedPrimaryKeyField(scope=pipelines_for, model_name="pipeline", required=False, allow_null=True,
-                                        help_text="An augmentation pipeline; its latest version is used (and kept as it is).")
-    balancing = serializers.ChoiceField(choices=["none", "weighted", "oversample", "factors"], default="none")
-    class_factors = serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=20), required=False, default=dict,
-                                          help_text="For balancing 'factors': {label: times each image is used per epoch}.")
+    task = serializers.CharField(required=False, help_text="classification")
+    model = serializers.JSONField(required=False, help_text='{"architecture": "resnet18", "weights": "random"}')
+    epochs = serializers.JSONField(required=False, help_text="Passes over the training subset (1 to 1000).")
+    batch_size = serializers.JSONField(required=False, help_text="Images per step, per process.")
+    optimizer = serializers.JSONField(required=False, help_text='{"name": "sgd", "learning_rate": 0.01, "momentum": 0.9, ...}')
+    loss = serializers.JSONField(required=False, help_text='{"name": "focal", "gamma": 2}')
+    schedule = serializers.JSONField(required=False, help_text='{"name": "cosine", "warmup_epochs": 1}')
+    phases = serializers.JSONField(required=False, help_text='[{"epochs": 5, "train": "head"}, {"epochs": 15, "learning_rate": 1e-4}]')
+    metrics = serializers.JSONField(required=False, help_text='["accuracy", "auc"]')
+    monitor = serializers.JSONField(required=False, help_text='The metric that picks the kept epoch, e.g. "validation.loss".')
+    early_stopping = serializers.JSONField(required=False, help_text='{"enabled": true, "patience": 10, "min_delta": 0}')
+    gradient_clipping = serializers.JSONField(required=False, help_text="Largest gradient norm; 0: no clipping.")
+    precision = serializers.JSONField(required=False, help_text="auto, float32 or mixed.")
+    seed = serializers.JSONField(required=False, help_text="Same seed and settings, same result.")
+    checkpoints = serializers.JSONField(required=False, help_text='{"every_minutes": 10}')
+    resources = serializers.JSONField(required=False, help_text='{"device": "gpu", "processes": 2, "pool": ""}')
+    data = serializers.JSONField(required=False, help_text='{"augmentation": <pipeline id>, "balancing": "weighted", "class_factors": {}}')
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: f"There is no setting '{unknown[0]}'. {SPEC_HELP}"})
+        return attrs
+
+    def spec_data(self) -> dict:
+        return {key: value for key, value in self.validated_data.items() if key not in ("partition", "name")}
 
 
 class RunSerializer(JobSerializer):
     model_url = serializers.SerializerMethodField()
     dataset = serializers.IntegerField(source="partition.dataset_id", read_only=True)
+    architecture = serializers.CharField(read_only=True)
+    queue_position = serializers.SerializerMethodField(help_text="1: next to be taken by a worker of its queue; null once it left the queue.")
+    has_checkpoint = serializers.BooleanField(read_only=True, help_text="A checkpoint exists: a stopped or failed run can be resumed.")
 
     class Meta:
         model = TrainingRun
         fields = [
-            "id", "project", "dataset", "partition", "name", "architecture", "epochs", "learning_rate", "batch_size",
-            "device", "processes", "seed", "augmentation", "balancing", "class_factors", *JOB_FIELDS,
-            "epochs_completed", "test_accuracy", "test_loss", "model_url", "public", "config", "created_at",
+            "id", "project", "dataset", "partition", "name", "architecture", "spec", "provenance", "results", "queue",
+            "queue_position", *JOB_FIELDS, "epochs_completed", "has_checkpoint", "model_url", "public", "created_at",
         ]
         read_only_fields = fields
 
     def get_model_url(self, run) -> str | None:
         return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None
+
+    def get_queue_position(self, run) -> int | None:
+        return queue_position(run)
+
+
+class CurveSerializer(serializers.Serializer):
+    epochs = serializers.ListField(child=serializers.FloatField(), help_text="x: the run's progress in epochs.")
+    learning_rates = serializers.ListField(child=serializers.FloatField())
+    steps_per_epoch = serializers.IntegerField()
+    depends_on_metric = serializers.BooleanField(help_text="True for reduce-on-plateau: cuts come when the metric stalls.")
 
 
 class VisibilitySerializer(serializers.Serializer):
@@ -94,12 +117,28 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
 
     @extend_schema(request=RunLaunchSerializer, responses={202: RunSerializer})
     def create(self, request):
+        """Launch a run: it waits in its resource's queue until a worker takes it."""
         launch = RunLaunchSerializer(data=request.data, context={"request": request})
         launch.is_valid(raise_exception=True)
-        data = dict(launch.validated_data)
-        partition = data.pop("partition")
-        run = launch_run(partition.dataset.project, partition, data, request.user)
+        partition = launch.validated_data["partition"]
+        run = launch_run(partition.dataset.project, partition, launch.spec_data(), request.user,
+                         name=launch.validated_data.get("name", ""))
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=RunLaunchSerializer, responses={200: CurveSerializer})
+    @action(detail=False, methods=["post"], url_path="schedule")
+    def schedule(self, request):
+        """The learning rate along the run these settings would make, step by step, computed by the trainer's own code."""
+        launch = RunLaunchSerializer(data=request.data, context={"request": request})
+        launch.is_valid(raise_exception=True)
+        partition = launch.validated_data["partition"]
+        return Response(rate_curve(partition.dataset.project, partition, launch.spec_data(), request.user))
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Go on from the last checkpoint of a stopped or failed run (its spec unchanged)."""
+        return Response(RunSerializer(resume_run(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=VisibilitySerializer, responses={200: RunSerializer})
     @action(detail=True, methods=["post"])
@@ -112,7 +151,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(request=None, responses={202: RunSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
-        """Stop after the current batch; the metrics and the model so far are kept."""
+        """Stop: a queued run leaves its queue at once; a running one stops after the current batch, with a checkpoint to resume from."""
         return Response(RunSerializer(request_stop(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -138,3 +177,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         filename = f"run-{run.pk}-{run.architecture}.onnx"
         record(request.user, run.project, Action.DOWNLOAD, run, name=f"{run.name}: {filename}")
         return FileResponse(open(run.onnx_path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")
+
+
+class TrainingOptions(APIView):
+    """The training spec's schema: every setting's kind, bounds, default and help; the optimizers, losses, schedules and
+    metrics with their parameters; each architecture's resolved defaults. The run form builds itself from it."""
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(spec_schema())

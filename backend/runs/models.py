@@ -7,8 +7,11 @@ from backend.projects.models import Project
 
 
 class TrainingRun(Job):
-    """A model trained on a partition by a worker. A stop asked while it runs is `stop_requested`:
-    it ends after the current batch, keeping the model as it was."""
+    """A model trained on a partition by a worker, as its spec says (docs/training.md).
+
+    Settings, provenance and results are data, not columns: a new optimizer, metric or result
+    needs no migration. A stop asked while it runs is `stop_requested`: it ends after the current
+    batch with a checkpoint, from which Resume goes on."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -22,26 +25,16 @@ class TrainingRun(Job):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     partition = models.ForeignKey(Partition, on_delete=models.PROTECT, related_name="runs")
     name = models.CharField(max_length=200)
-    architecture = models.CharField(max_length=50)
-    epochs = models.PositiveIntegerField()
-    learning_rate = models.FloatField()
-    batch_size = models.PositiveIntegerField()
-    device = models.CharField(max_length=10)
-    seed = models.IntegerField(default=0)
-    processes = models.PositiveSmallIntegerField(default=1, help_text="Data-parallel training processes on the worker (one per GPU, "
-                                                 "or CPU processes); each trains on its shard of the training subset.")
+    spec = models.JSONField(default=dict, help_text="The resolved training spec: every setting of the run (docs/training.md).")
+    provenance = models.JSONField(default=dict, help_text="What else produced the result: code and package versions; the "
+                                                         "dataset, partition and pipeline versions.")
+    results = models.JSONField(default=dict, blank=True, help_text="What the run measured and kept: the kept epoch and why, "
+                                                                   "test metrics, the export's check.")
+    queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the run waits in (by resource).")
     augmentation = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.RESTRICT, null=True, blank=True, related_name="runs",
                                      help_text="The augmentation pipeline version applied to training images on the fly.")
-    balancing = models.CharField(max_length=20, default="none", choices=[
-        ("none", "None"), ("weighted", "Weighted sampling (every class drawn equally often)"),
-        ("oversample", "Oversampling (smaller classes repeated up to the largest)"),
-        ("factors", "Per-class factors (each image of a class used N times per epoch)")])
-    class_factors = models.JSONField(default=dict, blank=True, help_text="{label: times per epoch} for balancing 'factors'.")
-    config = models.JSONField(default=dict, help_text="Everything that produced the result.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     epochs_completed = models.PositiveIntegerField(default=0)
-    test_accuracy = models.FloatField(null=True, blank=True)
-    test_loss = models.FloatField(null=True, blank=True)
     public = models.BooleanField(
         default=False, help_text="Shared with every user of the server: they may read it and download its model."
     )
@@ -55,8 +48,32 @@ class TrainingRun(Job):
         return self.name
 
     @property
+    def architecture(self) -> str:
+        return self.spec.get("model", {}).get("architecture", "")
+
+    @property
+    def epochs(self) -> int:
+        return self.spec.get("epochs", 0)
+
+    @property
+    def device(self) -> str:
+        return self.spec.get("resources", {}).get("device", "cpu")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.results.get("test", {}).get("accuracy")
+
+    @property
     def storage_dir(self):
         return self.project.storage_dir / "runs" / str(self.pk)
+
+    @property
+    def checkpoint_dir(self):
+        return self.storage_dir / "checkpoints"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint_dir / "checkpoint.pt").is_file()
 
     @property
     def onnx_path(self):

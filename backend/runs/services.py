@@ -1,6 +1,8 @@
 """Training runs: launching, stopping, and the rules that decide whether a run can start."""
 from __future__ import annotations
 
+import math
+import platform
 import subprocess
 from pathlib import Path
 
@@ -14,13 +16,17 @@ from backend.core.jobs import require_finished, require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Partition
+from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
+from workers.engine.training.spec import SpecInvalid, TrainingSpec, resolve_spec
 
 from .models import TrainingRun
 
-MAX_PROCESSES = 16
+
+def pipelines_for_project(project):
+    return Pipeline.objects.filter(project=project)
 
 
 def runs_for(user):
@@ -63,88 +69,161 @@ def check_trainable(partition: Partition) -> None:
         raise ServiceError("The partition's training subset is empty; create a partition with a larger training share.", field="partition")
 
 
-def check_device(device: str, processes: int = 1) -> None:
-    if device == "gpu" and not WorkerHeartbeat.queue_is_served(TRAIN_QUEUES["gpu"]):
-        raise ServiceError(
-            "No GPU worker is online. Choose CPU, or ask your administrator to start a GPU worker.",
-            field="device",
-        )
-    check_processes(device, processes)
+def spec_errors(invalid: SpecInvalid) -> ServiceError:
+    errors = [{"code": "invalid", "message": message, "field": field} for field, message in invalid.errors.items()]
+    return ServiceError(errors[0]["message"], field=errors[0]["field"], errors=errors)
 
 
-def check_processes(device: str, processes: int) -> None:
+def resolved(spec_data: dict) -> TrainingSpec:
+    try:
+        return resolve_spec(spec_data)
+    except SpecInvalid as invalid:
+        raise spec_errors(invalid) from None
+
+
+def queue_for(resources: dict) -> str:
+    """The logical queue of a run: by device, and by pool when one is named (train-gpu-a100)."""
+    base = TRAIN_QUEUES[resources["device"]]
+    return f"{base}-{resources['pool']}" if resources.get("pool") else base
+
+
+def check_resources(resources: dict) -> None:
+    queue = queue_for(resources)
+    if resources["device"] == "gpu" and not WorkerHeartbeat.queue_is_served(queue):
+        where = f"in the pool '{resources['pool']}'" if resources.get("pool") else "online"
+        raise ServiceError(f"No GPU worker is {where}. Choose CPU, or ask your administrator to start a GPU worker.",
+                           field="resources.device")
+    check_processes(resources["device"], resources["processes"], queue)
+
+
+def check_processes(device: str, processes: int, queue: str) -> None:
     """A run's processes share one worker: at most one per GPU, or one per CPU core of the largest worker online."""
     if processes == 1:
         return
-    queue = queue_name(TRAIN_QUEUES[device])
-    workers = [w for w in WorkerHeartbeat.online() if queue in w.queues]
+    workers = [w for w in WorkerHeartbeat.online() if queue_name(queue) in w.queues]
     if not workers:
         return  # nothing to compare with: the run waits for a worker, which says so if it cannot run it
     most = max(w.gpu_count if device == "gpu" else w.cpu_count for w in workers)
     if processes > most:
         unit = "GPU(s)" if device == "gpu" else "CPU core(s)"
         raise ServiceError(f"The largest {device.upper()} worker online has {most} {unit}; choose at most {most} processes.",
-                           field="processes")
+                           field="resources.processes")
 
 
-def augmentation_version(pipeline, project):
+def check_fits_partition(spec: TrainingSpec, partition: Partition) -> None:
+    """Settings that depend on the partition's sizes."""
+    counts = partition.counts
+    train = sum(counts.get("train", {}).values())
+    per_process = math.ceil(train / spec["resources"]["processes"])
+    if spec["batch_size"] > per_process:
+        each = " in each process" if spec["resources"]["processes"] > 1 else ""
+        raise ServiceError(f"The batch size ({spec['batch_size']}) is larger than the training subset ({per_process} images{each}); "
+                           f"choose at most {per_process}.", field="batch_size")
+    subset, name, _ = spec.monitored
+    if subset == "validation" and not sum(counts.get("validation", {}).values()):
+        raise ServiceError(f"The partition has no validation images to measure the {name} on; monitor train.loss, or make a "
+                           "partition with a validation share.", field="monitor")
+
+
+def augmentation_version(pipeline_id, project):
     """The latest version of an augmentation pipeline of the run's project, or None."""
-    if pipeline is None:
+    if pipeline_id is None:
         return None
-    if pipeline.project_id != project.pk:
-        raise ServiceError("This pipeline belongs to another project.", field="augmentation")
+    pipeline = pipelines_for_project(project).filter(pk=pipeline_id).first() if isinstance(pipeline_id, int) else None
+    if pipeline is None:
+        raise ServiceError(f"This project has no pipeline with id {pipeline_id}.", field="data.augmentation")
     if pipeline.kind != pipeline.Kind.AUGMENTATION:
         raise ServiceError("A preprocessing pipeline runs once over a dataset (run it from its page); choose an augmentation pipeline.",
-                           field="augmentation")
+                           field="data.augmentation")
     return pipeline.latest
 
 
-def check_balancing(balancing: str, factors: dict, partition: Partition) -> None:
-    labels = set(partition.dataset.labels)
-    if balancing == "factors":
-        if not factors:
-            raise ServiceError("Give a factor for at least one class, e.g. {\"pneumonia\": 3}.", field="class_factors")
-        unknown = sorted(set(factors) - labels)
-        if unknown:
-            raise ServiceError(f"The dataset has no class {', '.join(repr(u) for u in unknown)}; its classes are {', '.join(sorted(labels))}.",
-                               field="class_factors")
-    elif factors:
-        raise ServiceError("Class factors apply only when balancing is 'factors'.", field="class_factors")
+def check_class_factors(factors: dict, partition: Partition) -> None:
+    unknown = sorted(set(factors) - set(partition.dataset.labels))
+    if unknown:
+        raise ServiceError(f"The dataset has no class {', '.join(repr(u) for u in unknown)}; its classes are "
+                           f"{', '.join(sorted(partition.dataset.labels))}.", field="data.class_factors")
 
 
-def launch_run(project, partition: Partition, settings_: dict, user) -> TrainingRun:
-    require_owner(user, project)
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "monai", "numpy", "onnx", "onnxruntime", "scikit-learn", "pydicom"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def provenance_of(partition: Partition, augmentation) -> dict:
+    """What besides the spec made the result: the code, the packages and the versions of the data."""
+    dataset = partition.dataset
+    return {
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "dataset": {"id": dataset.pk, "name": dataset.name, "classes": dataset.labels, "samples": dataset.sample_count,
+                    "created_at": dataset.created_at.isoformat(), "derived_from": dataset.derived_from_id,
+                    "preprocessing": {"pipeline": dataset.pipeline_version.pipeline_id, "version": dataset.pipeline_version.number}
+                    if dataset.pipeline_version_id else None},
+        "partition": {"id": partition.pk, "name": partition.name, "method": partition.method, "seed": partition.seed,
+                      "train_percent": partition.train_percent, "validation_percent": partition.validation_percent,
+                      "test_percent": partition.test_percent, "counts": partition.counts},
+        "augmentation": {"pipeline": augmentation.pipeline_id, "name": augmentation.pipeline.name, "version": augmentation.number}
+        if augmentation else None,
+    }
+
+
+def prepared_spec(project, partition: Partition, spec_data: dict):
+    """The resolved spec for this partition, with every check that needs the database, and the augmentation version."""
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
-    check_device(settings_["device"], settings_.get("processes", 1))
-    settings_ = dict(settings_)
-    augmentation = augmentation_version(settings_.pop("augmentation", None), project)
-    check_balancing(settings_.get("balancing", "none"), settings_.get("class_factors") or {}, partition)
-    config = {
-        **settings_,
-        "augmentation": {"pipeline": augmentation.pipeline_id, "name": augmentation.pipeline.name, "version": augmentation.number,
-                         "steps": augmentation.steps} if augmentation else None,
-        "dataset": {"id": partition.dataset_id, "name": partition.dataset.name, "classes": partition.dataset.labels},
-        "partition": {
-            "id": partition.pk, "seed": partition.seed, "train_percent": partition.train_percent,
-            "validation_percent": partition.validation_percent, "test_percent": partition.test_percent,
-        },
-        "code_version": code_version(),
-    }
+    spec = resolved(spec_data)
+    check_resources(spec["resources"])
+    check_fits_partition(spec, partition)
+    check_class_factors(spec["data"]["class_factors"], partition)
+    augmentation = augmentation_version(spec["data"]["augmentation"], project)
+    settings_ = spec.to_dict()
+    settings_["data"]["augmentation"] = augmentation.pipeline_id if augmentation else None
+    return resolve_spec(settings_), augmentation
+
+
+def launch_run(project, partition: Partition, spec_data: dict, user, name: str = "") -> TrainingRun:
+    require_owner(user, project)
+    spec, augmentation = prepared_spec(project, partition, spec_data)
     with transaction.atomic():
         run = TrainingRun.objects.create(
-            project=project, partition=partition, created_by=user, config=config,
-            name=settings_.get("name") or f"{settings_['architecture']} on {partition.dataset.name}",
-            augmentation=augmentation, balancing=settings_.get("balancing", "none"), class_factors=settings_.get("class_factors") or {},
-            processes=settings_.get("processes", 1),
-            **{key: settings_[key] for key in ("architecture", "epochs", "learning_rate", "batch_size", "device", "seed")},
+            project=project, partition=partition, created_by=user, spec=spec.to_dict(), queue=queue_for(spec["resources"]),
+            provenance=provenance_of(partition, augmentation), augmentation=augmentation,
+            name=name or f"{architecture_title(spec['model']['architecture'])} on {partition.dataset.name}",
         )
         if augmentation:
             mark_used(augmentation)
-        send_after_commit("workers.tasks.train_run", run.pk, TRAIN_QUEUES[run.device])
+        send_after_commit("workers.tasks.train_run", run.pk, run.queue)
         record(user, project, Action.CREATE, run)
     return run
+
+
+def architecture_title(name: str) -> str:
+    return next((a.title for a in architectures() if a.name == name), name)
+
+
+def rate_curve(project, partition: Partition, spec_data: dict, user) -> dict:
+    """The learning rate along the run these settings would make: the form draws it before launch."""
+    spec, _ = prepared_spec(project, partition, spec_data)
+    train = sum(partition.counts.get("train", {}).values())
+    per_process = math.ceil(train / spec["resources"]["processes"])
+    return spec.rate_curve(max(1, math.ceil(per_process / spec["batch_size"])))
+
+
+def queue_position(run: TrainingRun) -> int | None:
+    """1 for the next run its queue's workers will take; None once it left the queue."""
+    if run.status != TrainingRun.Status.QUEUED:
+        return None
+    ahead = TrainingRun.objects.filter(queue=run.queue, status=TrainingRun.Status.QUEUED, created_at__lt=run.created_at)
+    return ahead.count() + 1
 
 
 def architectures() -> list:
@@ -152,6 +231,25 @@ def architectures() -> list:
     from workers.engine.architectures import ARCHITECTURES
 
     return list(ARCHITECTURES.values())
+
+
+def resume_run(actor, run: TrainingRun) -> TrainingRun:
+    """Queue a stopped or failed run again; the worker goes on from its last checkpoint."""
+    require_owner(actor, run.project)
+    if not run.is_finished or run.status == TrainingRun.Status.SUCCEEDED:
+        state = "is still running" if not run.is_finished else "has finished all its epochs"
+        raise ServiceError(f"Only a stopped or failed run can be resumed; this one {state}.", code="not_resumable")
+    if not run.has_checkpoint:
+        raise ServiceError("This run has no checkpoint to resume from (it ended before its first checkpoint); launch it again "
+                           "instead (Clone).", code="no_checkpoint")
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.QUEUED, stop_requested=False, attempts=0, worker="", finished_at=None,
+            message=f"Resuming from the checkpoint after epoch {run.epochs_completed}.")
+        send_after_commit("workers.tasks.train_run", run.pk, run.queue)
+        record(actor, run.project, Action.CHANGE, run, name=f"{run.name}: resumed")
+    run.refresh_from_db()
+    return run
 
 
 def request_stop(actor, run: TrainingRun) -> TrainingRun:

@@ -38,7 +38,7 @@ class Schedule(Configurable):
         warm = self.warmup_epochs * steps_per_epoch
         reduced = plateau.factor if plateau else 1.0
         if step < warm:
-            return self.shape(0, steps_per_epoch, max(total_steps - warm, 1)) * reduced * (step + 1) / (warm + 1)
+            return self.shape(0, steps_per_epoch, max(total_steps - warm, 1)) * reduced * (step + 1) / warm
         return self.shape(step - warm, steps_per_epoch, max(total_steps - warm, 1)) * reduced
 
     def shape(self, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -116,7 +116,7 @@ class ReduceOnPlateau(Schedule):
     """The rate cut by a factor whenever the monitored metric has not improved for a few epochs. The curve drawn before launch
     shows the rate before any cut: when cuts come depends on the run."""
     name, title = "reduce_on_plateau", "Reduce on plateau"
-    own_params = (Param("factor", "float", 0.1, "What the rate is multiplied by at each cut.", 0.001, 0.999),
+    own_params = (Param("reduction", "float", 0.1, "What the rate is multiplied by at each cut.", 0.001, 0.999),
                   Param("patience", "int", 3, "Epochs without improvement before a cut.", 1, 100),
                   Param("min_factor", "float", 0.001, "No cut takes the rate below this fraction of the start.", 0.0, 1.0))
 
@@ -136,5 +136,5 @@ class ReduceOnPlateau(Schedule):
         if improved:
             return Plateau(plateau.factor, value, 0)
         if plateau.bad_epochs + 1 >= self.patience:
-            return Plateau(max(plateau.factor * self.factor, self.min_factor), plateau.best, 0)
+            return Plateau(max(plateau.factor * self.reduction, self.min_factor), plateau.best, 0)
         return Plateau(plateau.factor, plateau.best, plateau.bad_epochs + 1)

@@ -206,6 +206,7 @@ def resolve_spec(data: dict) -> TrainingSpec:
     for key in unknown:
         errors[key] = f"There is no setting '{key}'; the settings are {', '.join(DEFAULTS)}."
     merged = merged_with_defaults({k: v for k, v in data.items() if k not in unknown}, errors)
+    shorten_default_warmup(merged, data)
     settings: dict = {}
     for param in TOP_LEVEL:
         settings[param.name] = checked(param, merged[param.name], param.name, errors)
@@ -244,6 +245,19 @@ def merged_with_defaults(data: dict, errors: dict) -> dict:
         if key in data and data[key].get("name", defaults[key]["name"]) != defaults[key]["name"]:
             defaults = {**defaults, key: {}}  # another optimizer (loss, schedule): the defaults' parameters are not its own
     return merge(defaults, data)
+
+
+def shorten_default_warmup(merged: dict, data: dict) -> None:
+    """A warm-up the user did not ask for is dropped from runs (or phases) too short to hold it: a 1-epoch
+    run should not be refused over a default."""
+    given = data.get("schedule") if isinstance(data.get("schedule"), dict) else {}
+    schedule = merged.get("schedule")
+    if "warmup_epochs" in given or not isinstance(schedule, dict) or not isinstance(schedule.get("warmup_epochs"), int):
+        return
+    lengths = [phase.get("epochs") for phase in merged["phases"] if isinstance(phase, dict)] if isinstance(merged["phases"], list) else []
+    lengths = [n for n in lengths if isinstance(n, int)] or [merged["epochs"]]
+    if all(isinstance(n, int) for n in lengths) and schedule["warmup_epochs"] >= min(lengths):
+        schedule["warmup_epochs"] = 0
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -347,3 +361,20 @@ def check_early_stopping(settings: dict, errors: dict) -> None:
     if stopping.get("enabled") and stopping.get("patience", 0) >= settings["epochs"]:
         errors["early_stopping.patience"] = (f"With a patience of {stopping['patience']} epochs a run of {settings['epochs']} epochs "
                                              "could never stop early; lower the patience or turn early stopping off.")
+
+
+def spec_schema() -> dict:
+    """Everything a form needs to build itself and the docs to describe the spec: each field's type,
+    bounds, default and help; the registries' entries with theirs; each architecture's defaults."""
+    return {
+        "top_level": [p.schema() for p in TOP_LEVEL],
+        "sections": {name: section.schema() for name, section in SECTIONS.items()},
+        "optimizers": [kind.schema() for kind in OPTIMIZERS.values()],
+        "losses": [kind.schema() for kind in LOSSES.values()],
+        "schedules": [kind.schema() for kind in SCHEDULES.values()],
+        "metrics": [kind.schema() for kind in METRICS.values()],
+        "phase": [p.schema() for p in PHASE_PARAMS],
+        "architectures": [{"name": a.name, "title": a.title, "description": a.description,
+                           "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
+                          for a in ARCHITECTURES.values()],
+    }
