@@ -93,14 +93,12 @@ def make_content() -> dict:
                                 ["mean", "p95", "mask_volume", "histogram"])
     aggregation = start_aggregation(user, measuring, volumes)
     AGGREGATION.run(aggregation.pk, "bench")
-    run = launch_run(project, partition, {"architecture": "small_cnn", "epochs": 3, "learning_rate": 0.001, "batch_size": 8,
-                                          "device": "cpu", "processes": 1, "seed": 0, "augmentation": augmentation,
-                                          "balancing": "none", "class_factors": {}}, user)
+    run = launch_run(project, partition, {"epochs": 3, "batch_size": 8, "data": {"augmentation": augmentation.pk}}, user)
     MetricPoint.objects.bulk_create([MetricPoint(run=run, epoch=epoch, subset=subset, name=name, value=value)
                                      for epoch in range(1, 4) for subset in ("train", "validation")
                                      for name, value in (("loss", 1.0 / epoch), ("accuracy", 0.5 + 0.1 * epoch))])
-    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, epochs_completed=3, test_accuracy=0.8,
-                                                 test_loss=0.4, progress_done=3, progress_total=3, started_at=timezone.now(),
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, epochs_completed=3,
+                                                 results={"test": {"accuracy": 0.8, "loss": 0.4}}, progress_done=3, progress_total=3, started_at=timezone.now(),
                                                  finished_at=timezone.now())
     return {"project": project.pk, "dataset": dataset.pk, "volumes": volumes.pk, "partition": partition.pk,
             "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk,

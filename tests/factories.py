@@ -61,3 +61,10 @@ def volumes_with_masks(project, masked_voxels=((40, 120), (300,)), spacing=(2.0,
     dataset.class_counts = {label: sum(1 for lab, _ in plan if lab == label) for label in labels}
     dataset.save(update_fields=["class_counts"])
     return dataset
+
+
+def training_spec(**settings) -> dict:
+    """A resolved training spec, the defaults with these settings on top (what a run stores)."""
+    from workers.engine.training.spec import resolve_spec
+
+    return resolve_spec(settings).to_dict()

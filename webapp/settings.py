@@ -153,7 +153,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "backend.runs.models.TrainingRun.Status",
         "SampleKindEnum": "backend.datasets.models.Sample.Kind",
         "PipelineKindEnum": "backend.pipelines.models.Pipeline.Kind",
-        "ParamKindEnum": "workers.engine.pipelines.params.PARAM_KINDS",
+        "ParamKindEnum": "workers.engine.params.PARAM_KINDS",
     },
 }
 

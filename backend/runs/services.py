@@ -110,11 +110,14 @@ def check_processes(device: str, processes: int, queue: str) -> None:
                            field="resources.processes")
 
 
+def training_images_per_process(spec: TrainingSpec, partition: Partition) -> int:
+    return math.ceil(sum(partition.counts.get("train", {}).values()) / spec["resources"]["processes"])
+
+
 def check_fits_partition(spec: TrainingSpec, partition: Partition) -> None:
     """Settings that depend on the partition's sizes."""
     counts = partition.counts
-    train = sum(counts.get("train", {}).values())
-    per_process = math.ceil(train / spec["resources"]["processes"])
+    per_process = training_images_per_process(spec, partition)
     if spec["batch_size"] > per_process:
         each = " in each process" if spec["resources"]["processes"] > 1 else ""
         raise ServiceError(f"The batch size ({spec['batch_size']}) is larger than the training subset ({per_process} images{each}); "
@@ -181,6 +184,9 @@ def prepared_spec(project, partition: Partition, spec_data: dict):
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
     spec = resolved(spec_data)
+    if "batch_size" not in spec_data and spec["batch_size"] > training_images_per_process(spec, partition):
+        # The default batch, not one the user chose, gives way to a small training subset.
+        spec = resolved({**spec_data, "batch_size": max(1, training_images_per_process(spec, partition))})
     check_resources(spec["resources"])
     check_fits_partition(spec, partition)
     check_class_factors(spec["data"]["class_factors"], partition)
@@ -213,9 +219,7 @@ def architecture_title(name: str) -> str:
 def rate_curve(project, partition: Partition, spec_data: dict, user) -> dict:
     """The learning rate along the run these settings would make: the form draws it before launch."""
     spec, _ = prepared_spec(project, partition, spec_data)
-    train = sum(partition.counts.get("train", {}).values())
-    per_process = math.ceil(train / spec["resources"]["processes"])
-    return spec.rate_curve(max(1, math.ceil(per_process / spec["batch_size"])))
+    return spec.rate_curve(max(1, math.ceil(training_images_per_process(spec, partition) / spec["batch_size"])))
 
 
 def queue_position(run: TrainingRun) -> int | None:

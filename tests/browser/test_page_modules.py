@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_walkthrough import log_in, shot
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, training_spec
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -41,8 +41,8 @@ def a_project_with_one_of_everything(user):
     measuring = create_pipeline(user, project, "Brightness", "aggregation", [], ["mean"])
     table = start_aggregation(user, measuring, dataset)
     AGGREGATION.run(table.pk, "test")  # the worker's job, done here: the page shows a finished table
-    run = TrainingRun.objects.create(project=project, partition=partition, name="first", architecture="small_cnn", epochs=2,
-                                     learning_rate=0.001, batch_size=8, device="cpu", status="succeeded", test_accuracy=0.75, test_loss=0.5)
+    run = TrainingRun.objects.create(project=project, partition=partition, name="first", spec=training_spec(epochs=2), status="succeeded",
+                                     results={"test": {"accuracy": 0.75, "loss": 0.5}, "kept": {"epoch": 2, "reason": "Epoch 2 of 2: the lowest validation loss (0.5)."}})
     MetricPoint.objects.bulk_create([MetricPoint(run=run, epoch=epoch, subset=subset, name=name, value=0.5)
                                      for epoch in (1, 2) for subset in ("train", "validation") for name in ("loss", "accuracy")])
     return {"project": project, "dataset": dataset, "partition": partition, "pipeline": measuring, "table": table, "run": run,

@@ -19,7 +19,7 @@ from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, training_spec
 
 ROLES = ("anonymous", "outsider", "viewer", "owner")
 PASSWORD = "matrix-password-1"
@@ -102,6 +102,10 @@ MATRIX = {
     ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
     ("POST", "/api/runs/{pk}/visibility/"): Case((401, 404, 403, 200), ids=run_id, data=lambda w: {"public": True}),
     ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),
+    # The owner's answer is a 400: a finished run has nothing to resume (the order of checks is what is tested).
+    ("POST", "/api/runs/{pk}/resume/"): Case((401, 404, 403, 400), ids=run_id),
+    ("POST", "/api/runs/schedule/"): Case((401, 400, 200, 200), data=lambda w: {"partition": w["partition"], "epochs": 2}),
+    ("GET", "/api/training/"): Case(LIST),
     ("GET", "/api/operations/"): Case(LIST),
     ("GET", "/api/pipelines/"): Case(LIST),
     ("POST", "/api/pipelines/"): Case((401, 400, 403, 201), data=lambda w: {"project": w["project"], "name": "Flips", "steps": [{"op": "flip"}]}),
@@ -141,13 +145,11 @@ def world(django_user_model):
     dataset = ready_dataset(project)
     sample = dataset.samples.first()
     partition = create_partition(users["owner"], dataset, "", 70, 15, 15, 1)
-    run = TrainingRun.objects.create(project=project, partition=partition, name="done", architecture="small_cnn", epochs=1,
-                                     learning_rate=0.001, batch_size=8, device="cpu", status="succeeded")
+    run = TrainingRun.objects.create(project=project, partition=partition, name="done", spec=training_spec(epochs=1), status="succeeded")
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     run.onnx_path.write_bytes(b"onnx")
     MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
-    queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", architecture="small_cnn", epochs=1,
-                                        learning_rate=0.001, batch_size=8, device="cpu")
+    queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])

@@ -1,4 +1,6 @@
 """The REST API on the configured database: bad input gets a 400 with a reason, never a 500."""
+import math
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -6,6 +8,7 @@ from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
 from tests.conftest import demo_entries, make_zip
 from tests.factories import ready_dataset
+from workers.engine.training.spec import resolve_spec
 
 pytestmark = pytest.mark.django_db
 
@@ -115,20 +118,59 @@ def launch(api, partition, **overrides):
     return api.post("/api/runs/", {"partition": partition.pk, "epochs": 2, **overrides}, format="json")
 
 
-def test_negative_learning_rate_is_refused(api, project):
-    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
-    assert_error(launch(api, partition, learning_rate=-1), 400, "learning_rate", "greater than 0")
-
-
-@pytest.mark.parametrize("field, value, words", [
-    ("epochs", 0, ["greater than or equal to 1"]),
-    ("batch_size", "many", ["valid integer"]),
-    ("architecture", "gpt", ["not a valid choice"]),
-    ("device", "tpu", ["not a valid choice"]),
+@pytest.mark.parametrize("spec, field, words", [
+    ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate", ["greater than 0", "typical"]),
+    ({"optimizer": {"name": "sgd", "momentum": 2}}, "optimizer.momentum", ["between 0 and 0.999"]),
+    ({"early_stopping": {"enabled": True, "patience": -1}}, "early_stopping.patience", ["between 1 and 1000"]),
+    ({"epochs": 10, "schedule": {"name": "step", "step_epochs": 12}}, "schedule.step_epochs", ["after the run's 10 epochs"]),
+    ({"epochs": 0}, "epochs", ["between 1 and 1000"]),
+    ({"batch_size": "many"}, "batch_size", ["whole number"]),
+    ({"batch_size": 64}, "batch_size", ["batch size (64) is larger than the training subset", "choose at most"]),
+    ({"model": {"architecture": "gpt"}}, "model.architecture", ["one of"]),
+    ({"resources": {"device": "tpu"}}, "resources.device", ["one of cpu, gpu"]),
+    ({"learning_rate": 0.1}, "learning_rate", ["no setting 'learning_rate'"]),
 ])
-def test_other_bad_run_settings_are_refused(api, project, field, value, words):
+def test_bad_run_settings_are_refused_with_the_field(api, project, spec, field, words):
     partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
-    assert_error(launch(api, partition, **{field: value}), 400, field, *words)
+    assert_error(launch(api, partition, **spec), 400, field, *words)
+
+
+def test_a_partition_without_validation_images_cannot_monitor_a_validation_metric(api, project):
+    partition = create_partition(project.owner, ready_dataset(project), "", 80, 0, 20, 1)
+    assert_error(launch(api, partition), 400, "monitor", "no validation images", "train.loss")
+    assert launch(api, partition, monitor="train.loss").status_code == 202
+
+
+def test_resume_needs_a_stopped_run_with_a_checkpoint(api, project):
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
+    run = launch(api, partition).json()
+    assert_error(api.post(f"/api/runs/{run['id']}/resume/"), 400, None, "Only a stopped or failed run", "still running")
+    api.post(f"/api/runs/{run['id']}/stop/")
+    assert_error(api.post(f"/api/runs/{run['id']}/resume/"), 400, None, "no checkpoint", "Clone")
+
+
+def test_the_schedule_curve_is_drawn_by_the_trainers_own_code(api, project):
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
+    response = api.post("/api/runs/schedule/", {"partition": partition.pk, "epochs": 4, "batch_size": 3,
+                                                "schedule": {"name": "step", "step_epochs": 1, "gamma": 0.5, "warmup_epochs": 1}},
+                        format="json")
+    assert response.status_code == 200, response.content
+    curve = response.json()
+    steps = math.ceil(sum(partition.counts["train"].values()) / 3)
+    assert curve["steps_per_epoch"] == steps
+    assert curve["learning_rates"][0] == pytest.approx(0.003 / steps), "the first step of a 1-epoch warm-up"
+    assert curve["learning_rates"][-1] == pytest.approx(0.003 * 0.5 ** 2), "warm-up, then halved after each of 2 epochs"
+    assert_error(api.post("/api/runs/schedule/", {"partition": partition.pk, "optimizer": {"learning_rate": 0}}, format="json"),
+                 400, "optimizer.learning_rate", "greater than 0")
+
+
+def test_queued_runs_show_their_place_in_their_resources_queue(api, project):
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
+    first, second = launch(api, partition).json(), launch(api, partition).json()
+    assert (first["queue"], first["queue_position"], second["queue_position"]) == ("train-cpu", 1, 2)
+    api.post(f"/api/runs/{first['id']}/stop/")  # cancelling a queued run takes it out of the queue
+    assert api.get(f"/api/runs/{second['id']}/").json()["queue_position"] == 1
+    assert api.get(f"/api/runs/{first['id']}/").json()["queue_position"] is None
 
 
 def test_launch_on_a_single_class_dataset_is_refused(api, project):
@@ -138,7 +180,7 @@ def test_launch_on_a_single_class_dataset_is_refused(api, project):
 
 def test_gpu_launch_without_a_gpu_worker_is_refused(api, project):
     partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
-    assert_error(launch(api, partition, device="gpu"), 400, "device", "No GPU worker is online")
+    assert_error(launch(api, partition, resources={"device": "gpu"}), 400, "resources.device", "No GPU worker is online")
 
 
 def test_good_launch_is_queued_with_its_full_configuration(api, project):
@@ -147,8 +189,9 @@ def test_good_launch_is_queued_with_its_full_configuration(api, project):
     assert response.status_code == 202, response.content
     run = response.json()
     assert run["status"] == "queued"
-    assert run["config"]["partition"]["seed"] == 1 and run["config"]["dataset"]["classes"] == ["lesion", "normal"]
-    assert run["config"]["learning_rate"] == 0.001 and run["model_url"] is None
+    assert run["provenance"]["partition"]["seed"] == 1 and run["provenance"]["dataset"]["classes"] == ["lesion", "normal"]
+    assert run["provenance"]["code_version"] and run["provenance"]["packages"]["torch"]
+    assert run["spec"] == resolve_spec({"epochs": 2, "batch_size": run["spec"]["batch_size"]}).to_dict() and run["model_url"] is None
     stopped = api.post(f"/api/runs/{run['id']}/stop/")
     assert stopped.status_code == 202 and stopped.json()["status"] == "stopped"
     assert_error(api.post(f"/api/runs/{run['id']}/stop/"), 409, None, "already")
@@ -265,3 +308,10 @@ def test_incompatible_merges_are_refused_with_the_reason(api, project):
     assert_error(response, 400, "label_mapping", "No dataset being merged has the label 'TUMOUR'")
     assert_error(api.post("/api/datasets/merge/", {"datasets": [grey.pk]}, format="json"), 400, "datasets", "at least two")
     assert Dataset.objects.count() == 2, "nothing is created by a refused merge"
+
+
+def test_the_default_batch_gives_way_to_a_small_training_subset_but_a_chosen_one_is_checked(api, project):
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
+    training_images = sum(partition.counts["train"].values())
+    assert launch(api, partition).json()["spec"]["batch_size"] == training_images < 32
+    assert_error(launch(api, partition, batch_size=32), 400, "batch_size", "larger than the training subset")

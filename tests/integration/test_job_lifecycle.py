@@ -10,14 +10,13 @@ from backend.core.jobs import JOB_FIELDS, stop
 from backend.datasets.models import Dataset
 from backend.pipelines.models import Aggregation, Pipeline
 from backend.runs.models import TrainingRun
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, training_spec
 from workers import jobs
 from workers.aggregate import AGGREGATION
 from workers.engine.observer import JobFault, JobStopped
 from workers.ingest import INGEST, DatasetJob
 from workers.merge import MERGE
 from workers.preprocess import PREPROCESSING
-from workers.training import TRAINING
 
 pytestmark = pytest.mark.django_db
 
@@ -149,16 +148,15 @@ def test_the_sweep_knows_every_kind_of_job(project, sent):
     table = Aggregation.objects.create(dataset=source, pipeline_version=measures, name="t", measures=["mean"], status="running",
                                        attempts=1, **silent())
     partition = source.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
-    run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=9,
-                                     learning_rate=0.001, batch_size=8, device="cpu", status="running", epochs_completed=4,
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9), status="running", epochs_completed=4,
                                      attempts=1, **silent())
     assert jobs.recover_stale_jobs("worker@c", starting=False) == 4
     assert sorted(sent) == sorted([(MERGE.task, merged.pk, MERGE.queue), (PREPROCESSING.task, derived.pk, PREPROCESSING.queue),
                                    (AGGREGATION.task, table.pk, AGGREGATION.queue)])
     run.refresh_from_db()
     assert run.status == "failed" and run.is_finished
-    assert run.message == "The worker running this stopped responding at epoch 5; the metrics so far are kept."
-    assert TRAINING.queue == "train-cpu"
+    assert run.message == ("The worker running this stopped responding in epoch 5, before the run's first checkpoint; the "
+                           "metrics so far are kept. Launch it again (Clone).")
 
 
 @pytest.mark.parametrize("url", ["/api/datasets/{dataset}/", "/api/aggregations/{table}/", "/api/runs/{run}/"])
@@ -167,8 +165,7 @@ def test_every_kind_of_job_shows_the_same_fields(api, project, url):
     measures = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
     table = Aggregation.objects.create(dataset=dataset, pipeline_version=measures, name="t", measures=["mean"])
     partition = dataset.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
-    run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=9,
-                                     learning_rate=0.001, batch_size=8, device="cpu")
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9))
     body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk)).json()
     assert set(JOB_FIELDS) <= set(body)
     assert body["finished"] is (body["status"] in ("ready", "succeeded", "failed", "stopped"))

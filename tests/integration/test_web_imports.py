@@ -88,8 +88,8 @@ def make_rows() -> tuple[object, dict]:
     augmentation = create_pipeline(user, project, "Augment", "augmentation", [{"op": "flip"}, {"op": "gaussian_blur"}])
     measuring = create_pipeline(user, project, "Measure", "aggregation", [{"op": "window"}], ["mean", "mask_volume", "histogram"])
     aggregation = start_aggregation(user, measuring, volumes_with_masks(project))
-    run = launch_run(project, partition, {"architecture": "resnet18", "epochs": 1, "learning_rate": 0.001, "batch_size": 8,
-                                          "device": "cpu", "seed": 0, "augmentation": augmentation}, user)
+    run = launch_run(project, partition, {"model": {"architecture": "resnet18"}, "epochs": 1, "batch_size": 8,
+                                          "data": {"augmentation": augmentation.pk}}, user)
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk}
     return user, ids

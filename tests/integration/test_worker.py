@@ -13,7 +13,9 @@ from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip, wait_for
 from workers.engine.architectures import build_model
 from workers.engine.export import onnx_predict
-from workers.engine.training import evaluate
+from workers.engine.training.evaluation import evaluate
+from workers.engine.training.losses import LossContext
+from workers.engine.training.spec import resolve_spec
 from workers.training import subset_images
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -51,7 +53,7 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.finished_statuses()).first(), 300, "the run to finish")
     assert run.status == "succeeded", run.message + celery_worker_process.log_path.read_text()[-3000:]
     assert seen_while_running
-    assert MetricPoint.objects.filter(run=run).count() == 12 * 4
+    assert MetricPoint.objects.filter(run=run).exclude(subset="system").count() == 12 * 4
     assert run.epochs_completed == 12
     body = api.get(f"/api/runs/{run_id}/").json()
     assert body["progress"] == 1.0 and body["model_url"]
@@ -71,7 +73,13 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
         expected = model(images).numpy()
     assert np.abs(onnx_predict(path, images.numpy()) - expected).max() < 1e-4
     # The stored test accuracy is the stored model's accuracy on the test subset.
-    assert run.test_accuracy == pytest.approx(evaluate(model, test_set, 64)[1])
+    spec = resolve_spec(run.spec)
+    measured = evaluate(model, test_set, spec.loss.build(LossContext(2)), spec.loss.probabilities, ["accuracy"], 2)
+    assert run.test_accuracy == pytest.approx(measured["accuracy"])
+    kept = run.results["kept"]
+    validation_losses = dict(run.metrics.filter(subset="validation", name="loss").values_list("epoch", "value"))
+    assert kept["epoch"] == min(validation_losses, key=validation_losses.get), "the kept model is the best epoch's"
+    assert run.message.startswith("Finished 12 epochs. Kept: Epoch") and "lowest validation loss" in run.message
 
 
 def test_stop_ends_a_run_after_the_current_batch_and_keeps_its_work(api, project, celery_worker_process):
@@ -83,6 +91,7 @@ def test_stop_ends_a_run_after_the_current_batch_and_keeps_its_work(api, project
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.finished_statuses()).first(), 60, "the run to stop")
     assert run.status == "stopped", run.message
     assert 2 <= run.epochs_completed < 500
-    assert MetricPoint.objects.filter(run=run, epoch__lte=run.epochs_completed).count() == 4 * run.epochs_completed
-    assert run.onnx_path.exists() and run.test_accuracy is not None
+    points = MetricPoint.objects.filter(run=run, epoch__lte=run.epochs_completed).exclude(subset="system")
+    assert points.count() == 4 * run.epochs_completed
+    assert run.onnx_path.exists() and run.test_accuracy is not None and run.has_checkpoint
     assert api.get(f"/api/runs/{run_id}/model.onnx/").status_code == 200
