@@ -36,13 +36,15 @@ test: install browser
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Regenerate docs/openapi.yaml and docs/operations.md after changing the API or the operations (a test fails until you do).
+# Regenerate docs/openapi.yaml, docs/operations.md and docs/training.md after changing the API, the operations or the training settings (a test fails until you do).
 schema: install
 	$(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate
-	$(BIN)/python manage.py operations_doc
+	$(BIN)/python manage.py reference_docs
 
 bench: install
 	$(BIN)/python bench/demo_run.py
+	$(BIN)/python bench/training_overhead.py
+	$(BIN)/python bench/default_settings.py
 	$(BIN)/python bench/dicom_ingest.py
 	$(BIN)/python bench/upload_memory.py
 	$(BIN)/python bench/large_dataset_pages.py

@@ -1,11 +1,11 @@
-"""docs/openapi.yaml and docs/operations.md are the API and the operations as the code defines them; regenerate them with `make schema`."""
+"""docs/openapi.yaml, docs/operations.md and docs/training.md are the API, the operations and the training
+settings as the code defines them; regenerate them with `make schema`."""
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
-OPERATIONS = SCHEMA.with_name("operations.md")
 
 
 def test_checked_in_schema_matches_the_code(tmp_path):
@@ -14,13 +14,16 @@ def test_checked_in_schema_matches_the_code(tmp_path):
     assert generated.read_text() == SCHEMA.read_text(), "The API changed: run `make schema` and commit docs/openapi.yaml."
 
 
-def test_checked_in_operations_reference_matches_the_registry(tmp_path):
-    generated = tmp_path / "operations.md"
-    call_command("operations_doc", "--file", str(generated))
-    text = generated.read_text()
-    assert text == OPERATIONS.read_text(), "The operations changed: run `make schema` and commit docs/operations.md."
+def test_checked_in_references_match_the_registries(tmp_path):
+    call_command("reference_docs", "--folder", str(tmp_path))
+    for name in ("operations.md", "training.md"):
+        assert (tmp_path / name).read_text() == SCHEMA.with_name(name).read_text(), f"Run `make schema` and commit docs/{name}."
+    text = (tmp_path / "operations.md").read_text()
     assert "### Rotate (`rotate`)" in text and "| `degrees` (Angle (degrees)) | range | -180 to 180 | -15 to 15 |" in text
     assert "| `mask_volume` | Mask volume | ml | yes |" in text
+    training = (tmp_path / "training.md").read_text()
+    assert "### SGD (`sgd`)" in training and "| `optimizer.momentum` (Momentum) | float | 0 to 0.999 | 0.9 |" in training
+    assert "| `small_cnn` | adamw |" in training
 
 
 @pytest.mark.django_db

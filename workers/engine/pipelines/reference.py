@@ -6,12 +6,18 @@ from .measures import schemas as measure_schemas
 from .operations import AUGMENTATION, OPERATIONS
 
 
+def number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def parameter_line(param: dict) -> str:
     bounds = ""
     if "choices" in param:
         bounds = f"one of {', '.join(f'`{c}`' for c in param['choices'])}"
     elif "minimum" in param:
-        bounds = f"{param['minimum']:g} to {param['maximum']:g}"
+        bounds = f"{number(param['minimum'])} to {number(param['maximum'])}" if "maximum" in param else f"at least {number(param['minimum'])}"
+    elif "above" in param:
+        bounds = f"above {number(param['above'])}" + (f", at most {number(param['maximum'])}" if "maximum" in param else "")
     default = param["default"]
     shown = f"{default[0]:g} to {default[1]:g}" if param["kind"] == "range" else f"{default}"
     return f"| `{param['name']}` ({param['label']}) | {param['kind']} | {bounds} | {shown} | {param['help']} |"

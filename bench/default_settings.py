@@ -1,0 +1,95 @@
+"""Are the defaults a good first run? Each architecture's default spec against a grid of tuned
+settings of the same architecture, on data we did not make: scikit-learn's bundled digits (1,797
+scanned 8x8 grayscale digits in 10 classes: the "~1,800 small grayscale images" of issue 12) and
+the demo set. Prints JSON: test accuracy of the kept model for the defaults and for every tuned run.
+
+Target (issue 12): the defaults reach what a tuned run of the same architecture reaches (within a
+point of the best tuned run's test accuracy).
+
+Usage: python bench/default_settings.py [digits|demo|all] [small_cnn|resnet18|all]
+"""
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workers.engine.data import CachedImages  # noqa: E402
+from workers.engine.demo import demo_subsets  # noqa: E402
+from workers.engine.splits import stratified_split  # noqa: E402
+from workers.engine.training.evaluation import evaluate  # noqa: E402
+from workers.engine.training.losses import LossContext  # noqa: E402
+from workers.engine.training.run import train  # noqa: E402
+from workers.engine.training.spec import resolve_spec  # noqa: E402
+from workers.engine.training.trainer import TrainingData  # noqa: E402
+
+TUNED = [
+    {"optimizer": {"name": "adam", "learning_rate": rate}, "schedule": {"name": "constant"}, "epochs": epochs}
+    for rate in (3e-4, 1e-3, 3e-3) for epochs in (20, 40)
+] + [
+    {"optimizer": {"name": name, "learning_rate": rate}, "schedule": {"name": "cosine", "warmup_epochs": 1}, "epochs": epochs}
+    for name, rates in (("sgd", (0.01, 0.05)), ("adamw", (1e-3, 3e-3))) for rate in rates for epochs in (20, 40)
+]
+
+
+def digits(folder: Path):
+    """scikit-learn's digits as the toolkit's cache: uint8 (N, 1, 8, 8), split 70/15/15 stratified."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images / 16.0 * 255).astype(np.uint8)[:, None]
+    np.save(folder / "digits.npy", images)
+    labels = [str(t) for t in bunch.target]
+    subsets = stratified_split(labels, {"train": 70, "validation": 15, "test": 15}, seed=0)
+    classes = sorted(set(labels), key=int)
+
+    def subset(name):
+        rows = [i for i, s in enumerate(subsets) if s == name]
+        return CachedImages(folder / "digits.npy", rows, [classes.index(labels[i]) for i in rows])
+
+    return subset("train"), subset("validation"), subset("test"), classes
+
+
+def test_accuracy(spec, data, test_set) -> tuple[float, int, float]:
+    start = time.perf_counter()
+    outcome = train(spec, data)
+    model = outcome.kept_model()
+    loss_fn = spec.loss.build(LossContext(len(data.classes), data.class_counts))
+    result = evaluate(model, test_set, loss_fn, spec.loss.probabilities, ["accuracy"], len(data.classes))
+    return result["accuracy"], outcome.state.best_epoch, time.perf_counter() - start
+
+
+def compare(dataset: str, architecture: str) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="bench-defaults-"))
+    train_set, validation_set, test_set, classes = digits(folder) if dataset == "digits" else demo_subsets(folder)
+    data = TrainingData(train_set, validation_set, 1, classes)
+    default_spec = resolve_spec({"model": {"architecture": architecture}})
+    accuracy, epoch, seconds = test_accuracy(default_spec, data, test_set)
+    tuned = []
+    for settings in TUNED:
+        spec = resolve_spec({"model": {"architecture": architecture}, **settings})
+        tuned_accuracy, tuned_epoch, tuned_seconds = test_accuracy(spec, data, test_set)
+        tuned.append({"optimizer": spec["optimizer"]["name"], "learning_rate": spec["optimizer"]["learning_rate"],
+                      "schedule": spec["schedule"]["name"], "epochs": spec.epochs, "test_accuracy": round(tuned_accuracy, 4),
+                      "kept_epoch": tuned_epoch, "seconds": round(tuned_seconds, 1)})
+    best = max(tuned, key=lambda run: run["test_accuracy"])
+    return {"dataset": dataset, "architecture": architecture, "train_images": len(train_set), "test_images": len(test_set),
+            "defaults": {"optimizer": default_spec["optimizer"], "schedule": default_spec["schedule"], "epochs": default_spec.epochs,
+                         "test_accuracy": round(accuracy, 4), "kept_epoch": epoch, "seconds": round(seconds, 1)},
+            "best_tuned": best, "tuned": tuned,
+            "defaults_within_a_point_of_best": accuracy >= best["test_accuracy"] - 0.01}
+
+
+def main():
+    datasets = ["digits", "demo"] if len(sys.argv) < 2 or sys.argv[1] == "all" else [sys.argv[1]]
+    architectures = ["small_cnn"] if len(sys.argv) < 3 else (["small_cnn", "resnet18"] if sys.argv[2] == "all" else [sys.argv[2]])
+    results = [compare(d, a) for d in datasets for a in architectures]
+    print(json.dumps({"benchmark": "default_settings", "results": results,
+                      "meets_target": all(r["defaults_within_a_point_of_best"] for r in results)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""docs/training.md, written from the spec's schema: the same one that builds the run form and checks the API."""
+from __future__ import annotations
+
+import json
+
+from ..pipelines.reference import parameter_line
+from .spec import spec_schema
+
+TABLE_HEAD = ["| parameter | kind | allowed | default | meaning |", "| --- | --- | --- | --- | --- |"]
+
+
+def params_table(params: list[dict], prefix: str = "") -> list[str]:
+    if not params:
+        return ["No parameters.", ""]
+    rows = [parameter_line({**p, "name": prefix + p["name"]}) for p in params]
+    return [*TABLE_HEAD, *rows, ""]
+
+
+def choices_section(title: str, key: str, entries: list[dict]) -> list[str]:
+    lines = [f"## {title} (`{key}`)", "", f"Chosen by `{key}.name`; its parameters sit beside the name.", ""]
+    for entry in entries:
+        lines += [f"### {entry['title']} (`{entry['name']}`)", "", entry["help"], ""]
+        lines += params_table(entry["params"], f"{key}.")
+    return lines
+
+
+def reference_markdown() -> str:
+    schema = spec_schema()
+    sections = schema["sections"]
+    lines = ["# Training settings", "",
+             "Generated from the training spec's schema (`workers/engine/training/`) by `make schema`; do not edit by hand.",
+             "The same schema builds the run form, checks `POST /api/runs/` (each refusal names its field, e.g.",
+             "`optimizer.momentum`) and is served at `GET /api/training/`. Any setting left out takes the chosen",
+             "architecture's default (below); a run stores the resolved spec whole.", "",
+             "```json", json.dumps({"partition": 3, "model": {"architecture": "resnet18"}, "epochs": 30,
+                                    "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+                                    "schedule": {"name": "one_cycle"}, "metrics": ["accuracy", "auc"],
+                                    "monitor": "validation.auc", "early_stopping": {"enabled": True, "patience": 8},
+                                    "resources": {"device": "gpu"}}, indent=2), "```", "",
+             "## The run", ""]
+    lines += params_table(schema["top_level"])
+    lines += [f"## {sections['model']['title']} (`model`)", ""] + params_table(sections["model"]["params"], "model.")
+    lines += choices_section("Optimizers", "optimizer", schema["optimizers"])
+    lines += choices_section("Losses", "loss", schema["losses"])
+    lines += choices_section("Learning-rate schedules", "schedule", schema["schedules"])
+    lines += ["## Metrics (`metrics`) and the monitored metric (`monitor`)", "",
+              "The loss is always measured, on the training batches and the validation subset, after every epoch. `metrics`",
+              "adds these; `monitor` (`validation.loss` by default, or `train.<metric>` / `validation.<metric>` of one",
+              "measured) picks the epoch whose model is kept, and drives early stopping and reduce-on-plateau.", "",
+              "| metric | title | better | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{m['name']}` | {m['title']} | {'higher' if m['higher_is_better'] else 'lower'} | {m['help']}"
+              f"{' Validation and test only.' if m['needs_scores'] else ''} |" for m in schema["metrics"]]
+    lines += ["", "## Phases (`phases`)", "",
+              "A list of phases run one after the other (empty: one phase, the whole run). The schedule restarts in each",
+              "phase, at the phase's rate; `epochs` is then their sum.", ""]
+    lines += params_table(schema["phase"], "phases.N.")
+    for key in ("early_stopping", "checkpoints", "resources", "data"):
+        lines += [f"## {sections[key]['title']} (`{key}`)", ""] + params_table(sections[key]["params"], f"{key}.")
+    lines += ["`data.augmentation` is the id of one of the project's augmentation pipelines (its latest version is used and",
+              "frozen); `data.class_factors` is `{class: times per epoch}` for balancing `factors`.", "",
+              "## Defaults by architecture", "",
+              "Checked against tuned runs of the same architecture by `bench/default_settings.py`.", "",
+              "| architecture | optimizer | learning rate | schedule | epochs | batch |", "| --- | --- | --- | --- | --- | --- |"]
+    for architecture in schema["architectures"]:
+        spec = architecture["defaults"]
+        schedule = spec["schedule"]["name"] + (f", {spec['schedule']['warmup_epochs']}-epoch warm-up" if spec["schedule"]["warmup_epochs"] else "")
+        lines.append(f"| `{architecture['name']}` | {spec['optimizer']['name']} | {spec['optimizer']['learning_rate']:g} | {schedule} | "
+                     f"{spec['epochs']} | {spec['batch_size']} |")
+    return "\n".join(lines) + "\n"
