@@ -52,12 +52,14 @@ function showResults(run) {
   const hint = document.getElementById("run-stop-hint");
   if (hint) hint.hidden = true;
   document.getElementById("results").hidden = false;
+  const test = (run.results && run.results.test) || {};
   document.getElementById("test-accuracy").textContent =
-    run.test_accuracy !== null ? `${(run.test_accuracy * 100).toFixed(1)}%` : "not measured";
-  document.getElementById("test-detail").textContent = run.test_loss !== null ? `(test loss ${run.test_loss.toFixed(4)})` : "";
+    test.accuracy !== undefined ? `${(test.accuracy * 100).toFixed(1)}%` : "not measured";
+  const kept = run.results && run.results.kept ? ` Kept: ${run.results.kept.reason}` : "";
+  document.getElementById("test-detail").textContent = (test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)})` : "") + kept;
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;
-  document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
+  document.getElementById("run-config").textContent = JSON.stringify({ spec: run.spec, provenance: run.provenance }, null, 2);
   setUpPublicToggle(run);
 }
 
