@@ -122,6 +122,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     model = outcome.kept_model()
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)
+    torch.save(last_weights, run.last_weights_path)
     results = {"classes": data.classes, "input_shape": [data.in_channels, *data.train.cache.shape[-2:]],
                "kept": kept_epoch(spec, outcome), "last_epoch": outcome.state.epoch, "ended": outcome.ended,
                "test": measure(spec, data, model, test_set)}

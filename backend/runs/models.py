@@ -81,7 +81,13 @@ class TrainingRun(Job):
 
     @property
     def weights_path(self):
+        """The kept model's weights (the best epoch's)."""
         return self.storage_dir / "weights.pt"
+
+    @property
+    def last_weights_path(self):
+        """The last epoch's weights, kept beside the best."""
+        return self.storage_dir / "weights-last.pt"
 
 
 class MetricPoint(models.Model):

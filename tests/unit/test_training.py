@@ -290,3 +290,22 @@ def test_every_loss_trains_a_step_and_gives_a_finite_loss(demo):
         train(resolve_spec({"epochs": 1, "loss": loss, "schedule": {"name": "constant"}}), data, observer)
         values = series(observer)
         assert np.isfinite(list(values.values())).all(), loss
+
+
+def test_a_long_epoch_is_checkpointed_while_it_runs_and_resumes_from_there(demo, tmp_path):
+    from workers.engine.training.callbacks import Checkpointer, default_callbacks
+
+    data, _ = demo
+    spec = resolve_spec({"epochs": 2, "checkpoints": {"every_minutes": 1}})
+    callbacks = default_callbacks(spec, tmp_path)
+    checkpointer = next(c for c in callbacks if isinstance(c, Checkpointer))
+    checkpointer.every_seconds = 1e-9  # "every N minutes", made every batch
+    observer = StopAfter(3)
+    trainer = Trainer(spec, data, observer, tmp_path, callbacks=callbacks)
+    saved_batches = []
+    original_save = checkpointer.save
+    checkpointer.save = lambda t: (saved_batches.append(t.state.batch), original_save(t))
+    trainer.fit()
+    assert saved_batches[:3] == [1, 2, 3], "a checkpoint after every batch of the epoch, then the stop's"
+    assert torch.load(checkpoints.state_path(tmp_path), weights_only=True)["state"]["batch"] == 3
+    assert any(line.startswith("Checkpoint in epoch 1 after batch 1") for line in observer.lines)
