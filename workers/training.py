@@ -27,9 +27,11 @@ class RunReporter(JobReporter):
         MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
         # Training metrics come once an epoch's batches are done: from the first of them the epoch counts as trained.
         TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
+        self.changed()
 
     def log(self, message: str) -> None:
         RunLogLine.objects.create(run_id=self.pk, text=message)
+        self.changed()
 
 
 class TrainingJob(JobRunner):
