@@ -83,8 +83,11 @@ def blocking(events: AsyncIterator[str]) -> Iterator[str]:
 
     async def in_one_thread():
         async with ThreadSensitiveContext():
-            async for part in events:
-                yield part
+            try:
+                async for part in events:
+                    yield part
+            finally:
+                await events.aclose()  # in this thread's context, while it still has its thread
 
     parts = in_one_thread()
 
