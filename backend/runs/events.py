@@ -118,6 +118,15 @@ def read_changes(run_id: int, cursor: Cursor | None) -> Changes | None:
     return changes
 
 
+def catch_up(run_id: int, cursor: Cursor) -> Changes | None:
+    """A stream's own read. Its connection is closed after it: a stream reads by itself only to catch up, and
+    may then wait for hours, so a run watched by fifty pages holds one connection per process, the watch's."""
+    try:
+        return read_changes(run_id, cursor)
+    finally:
+        sse.close_connection()
+
+
 @dataclass(eq=False)
 class Follower:
     """A stream's end of a watch: the reads it has not sent yet."""
@@ -250,7 +259,7 @@ async def run_events(run_id: int, cursor: Cursor) -> AsyncIterator[str]:
                 follower.behind = False
                 follower.take()  # what the watch read before this read, this read has too
                 try:
-                    changes = await sync_to_async(read_changes)(run_id, sent.cursor)
+                    changes = await sync_to_async(catch_up)(run_id, sent.cursor)
                 except DatabaseError:
                     return  # the database went away: the client reconnects (retry) to a stream with a new connection
                 follower.behind = changes is not None and changes.more
