@@ -8,4 +8,5 @@ RUN pip install -r requirements.txt
 COPY . .
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0
 EXPOSE 8000
-CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "600"]
+# The same web server as `manage.py serve` (backend/core/management/commands/serve.py): uvicorn on the ASGI application.
+CMD ["uvicorn", "webapp.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "3", "--lifespan", "off", "--timeout-graceful-shutdown", "5"]

@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/large_dataset_pages.py
 	$(BIN)/python bench/loader_throughput.py
 	$(BIN)/python bench/web_memory.py
+	$(BIN)/python bench/live_latency.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -1,22 +1,23 @@
 """Resident memory of a web worker after it has served every page and API list once; prints JSON.
 
 Target (issue: "each web worker holds about 1 GB"): under 250 MB. Clinics run the toolkit on modest
-servers, and every gunicorn worker is a whole copy of whatever the request path imported.
+servers, and every web server worker is a whole copy of whatever the request path imported.
 
 A throw-away toolkit is set up (its own TOOLKIT_VAR_DIR and TOOLKIT_STORAGE_DIR, a test database on
 SQLite, or on DATABASE_URL's server when it is set; REDIS_URL is used when set) with real content: a
 2D dataset whose samples have pixels, a CT-like segmentation dataset of volumes with masks, a partition,
 an augmentation pipeline, a table of measures made by the real aggregation job, and a finished run
-with its metric points. Then the web server starts as production starts it (gunicorn webapp.wsgi,
-debug off; one worker with serve's four threads), the bench logs in, requests every page of
+with its metric points. Then the web server starts as production starts it (uvicorn on webapp.asgi,
+debug off; one worker process, where serve runs two), the bench logs in, requests every page of
 frontend/urls.py, every API list (each router list and each argument-free GET under /api/, the schema
 and Swagger UI included) and what the pages' scripts fetch (details, the sample grid, thumbnails,
-viewer planes, tags, metrics, rows), and reads the worker's VmRSS (gunicorn's master's child).
+viewer planes, tags, metrics, rows), and reads the worker's VmRSS (uvicorn with one worker serves
+in its own process).
 
 The same requests are then served by a worker that imports torch, torchvision, MONAI, pandas and
 openpyxl before the application, as the web tier did before it was made light: `ratio` is the lean
 figure over that one, measured in the same run (`--no-eager` skips it). `heavy_modules_loaded` comes
-from a separate process that imports webapp.wsgi and drives the same requests through Django's test
+from a separate process that imports webapp.asgi and drives the same requests through Django's test
 client, then lists which heavy libraries are in its sys.modules (the server has no endpoint that tells).
 
 The pipeline preview (POST /api/pipelines/preview/) is not among the requests: it runs the operations,
@@ -41,12 +42,15 @@ TARGET_MB = 250
 HEAVY = ("torch", "torchvision", "monai", "onnx", "onnxruntime", "scipy", "pandas", "nibabel", "pydicom", "matplotlib")
 # What a web worker imported before it was made light: the eager server imports these first.
 EAGER_IMPORTS = ("torch", "torchvision", "monai.transforms", "pandas", "openpyxl")
-EAGER_CONFIG = f"""
+EAGER_BOOT = f"""
 import importlib
+import sys
 
-def post_fork(server, worker):  # in the worker, before it loads webapp.wsgi
-    for name in {EAGER_IMPORTS!r}:
-        importlib.import_module(name)
+for name in {EAGER_IMPORTS!r}:  # before uvicorn loads webapp.asgi
+    importlib.import_module(name)
+from uvicorn.main import main
+
+sys.exit(main())
 """
 USER, PASSWORD = "bench", "bench-password-1"
 
@@ -179,38 +183,28 @@ def free_port() -> int:
 
 
 def start_server(environment: dict, folder: Path, eager: bool) -> tuple[subprocess.Popen, str]:
+    from backend.core.management.commands.serve import web_server_command
+
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-               "--timeout", "600"]
+    command = web_server_command("127.0.0.1", str(port))
+    command[command.index("--workers") + 1] = "1"  # serves in this process: the one whose memory is read
     if eager:
-        config = folder / "eager_gunicorn.py"
-        config.write_text(EAGER_CONFIG)
-        command += ["--config", str(config)]
-    log = folder / f"gunicorn{'-eager' if eager else ''}.log"
+        command[:3] = [sys.executable, "-c", EAGER_BOOT]  # instead of `python -m uvicorn`
+    log = folder / f"uvicorn{'-eager' if eager else ''}.log"
     with open(log, "w") as output:
         server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"uvicorn exited: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return server, base
         except OSError:
             time.sleep(0.2)
     server.kill()
-    raise RuntimeError("gunicorn did not start in 180 s")
-
-
-def worker_pid(master: int) -> int:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.2)
-    raise RuntimeError("gunicorn started no worker")
+    raise RuntimeError("uvicorn did not start in 180 s")
 
 
 def resident_mb(pid: int, field: str = "VmRSS") -> float:
@@ -221,7 +215,7 @@ def resident_mb(pid: int, field: str = "VmRSS") -> float:
 def serve_everything(environment: dict, folder: Path, plan: dict, eager: bool) -> dict:
     server, base = start_server(environment, folder, eager)
     try:
-        worker = worker_pid(server.pid)
+        worker = server.pid
         visitor = Visitor(base)
         visitor.request("GET", "/accounts/login/")  # answers once the worker has loaded the application
         booted = resident_mb(worker)
@@ -237,10 +231,10 @@ def serve_everything(environment: dict, folder: Path, plan: dict, eager: bool) -
 
 
 def modules_after_requests(plan_path: str) -> None:
-    """In a process of its own: webapp.wsgi, the same requests through Django's test client, then sys.modules."""
+    """In a process of its own: webapp.asgi, the same requests through Django's test client, then sys.modules."""
     from django.test import Client
 
-    import webapp.wsgi  # noqa: F401  (as gunicorn loads it)
+    import webapp.asgi  # noqa: F401  (as uvicorn loads it)
 
     plan = json.loads(Path(plan_path).read_text())
     client = Client(HTTP_HOST="127.0.0.1")

@@ -1,8 +1,10 @@
 import io
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -116,6 +118,47 @@ def start_worker(log_path: Path, name: str = "worker", **environment: str) -> su
         time.sleep(0.3)
     process.log_path = log_path
     return process
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_web_server(log_path: Path, port: int | None = None, **environment: str) -> subprocess.Popen:
+    """Start the web server as `manage.py serve` does (uvicorn on webapp.asgi, two workers) on the test
+    database, and wait until it answers; `process.url` is its address. `environment` overrides settings'
+    variables (REDIS_URL="" makes it a server of the embedded defaults: its streams poll the database)."""
+    from backend.core.management.commands.serve import web_server_command
+
+    port = port or free_port()
+    log = open(log_path, "a")
+    process = subprocess.Popen(web_server_command("127.0.0.1", str(port)), cwd=ROOT, env=worker_environment(**environment),
+                               stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    process.url = f"http://127.0.0.1:{port}"
+    process.log_path = log_path
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{process.url}/accounts/login/", timeout=5).close()
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                pytest.fail("The web server did not start:\n" + log_path.read_text()[-4000:])
+            time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture

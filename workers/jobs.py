@@ -31,6 +31,7 @@ from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from backend.core import notify
 from backend.core.models import Job
 from backend.core.tasks import send_after_commit
 from workers.engine.observer import JobFault, JobStopped
@@ -41,11 +42,13 @@ MAX_ATTEMPTS = 3  # a job whose worker dies this often is failed rather than tri
 
 class JobReporter:
     """The engine's JobObserver on a job row: progress and the stop flag, throttled to one query per
-    `interval` seconds, so per-batch calls cost nothing noticeable."""
+    `interval` seconds, so per-batch calls cost nothing noticeable. Each write wakes the pages watching
+    the job (`changed`)."""
 
     def __init__(self, job: Job, interval: float = 0.5):
         self.model = type(job)
         self.pk = job.pk
+        self.channel = notify.channel_for(self.model, self.pk)
         self.interval = interval
         self._last_write = 0.0
         self._last_check = 0.0
@@ -58,6 +61,11 @@ class JobReporter:
         self._last_write = now
         self.model.objects.filter(pk=self.pk).update(
             progress_done=done, progress_total=total, progress_message=message[:200], heartbeat_at=timezone.now())
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake the live pages watching this job: call it after each write they show."""
+        notify.publish(self.channel)
 
     def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
         pass
@@ -79,11 +87,15 @@ def claim(model: type[Job], pk: int, hostname: str) -> Job | None:
     claimed = model.objects.filter(pk=pk, status=model.QUEUED).update(
         status=model.RUNNING, worker=hostname, heartbeat_at=now, attempts=F("attempts") + 1,
         started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())), message="")
-    return model.objects.get(pk=pk) if claimed else None
+    if not claimed:
+        return None
+    notify.publish(notify.channel_for(model, pk))
+    return model.objects.get(pk=pk)
 
 
 def finish(model: type[Job], pk: int, status: str, message: str, **fields) -> None:
     model.objects.filter(pk=pk).update(status=status, message=message, finished_at=timezone.now(), **fields)
+    notify.publish(notify.channel_for(model, pk))
 
 
 def heartbeat_interval() -> float:
@@ -148,8 +160,10 @@ class JobRunner:
             self.end(job, job.STOPPED, "Stopped before it started.")
             return
         with heartbeat(self.model, pk):
+            reporter = self.reporter(job)
             try:
-                self.work(job, self.reporter(job))
+                self.work(job, reporter)
+                reporter.changed()  # the work wrote its own ending (done, with its results)
             except JobStopped:
                 self.end(job, job.STOPPED, self.stopped_message)
             except JobFault as fault:
@@ -189,6 +203,7 @@ class JobRunner:
 
     def requeue(self, job: Job, message: str) -> None:
         self.model.objects.filter(pk=job.pk).update(status=job.QUEUED, worker="", message=message)
+        notify.publish(notify.channel_for(self.model, job.pk))
         send_after_commit(self.task, job.pk, self.queue_of(job))
 
     def queue_of(self, job: Job) -> str:

@@ -30,9 +30,11 @@ class RunReporter(JobReporter):
         MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
         # An epoch's metrics come once its batches are done: from the first of them the epoch counts as trained.
         TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
+        self.changed()
 
     def log(self, message: str) -> None:
         RunLogLine.objects.create(run_id=self.pk, text=message)
+        self.changed()
 
 
 class TrainingJob(JobRunner):
@@ -68,8 +70,8 @@ class TrainingJob(JobRunner):
             return f"failed after {run.attempts} attempts"
         message = (f"The worker running this stopped responding {where}; it resumes from its last checkpoint "
                    f"(attempt {run.attempts + 1} of {MAX_ATTEMPTS}).")
-        self.requeue(run, message)
         RunLogLine.objects.create(run_id=run.pk, text=message)
+        self.requeue(run, message)
         return f"queued again to resume (attempt {run.attempts + 1} of {MAX_ATTEMPTS})"
 
 

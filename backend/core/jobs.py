@@ -6,6 +6,7 @@ backend.core.models.Job's.
 from django.utils import timezone
 from rest_framework import serializers
 
+from . import notify
 from .errors import ServiceError
 from .models import Job
 
@@ -33,8 +34,13 @@ def stop(job: Job) -> str:
     model = type(job)
     if model.objects.filter(pk=job.pk, status=job.QUEUED).update(status=job.STOPPED, stop_requested=True,
                                                                   message="Stopped before it started.", finished_at=timezone.now()):
-        return STOPPED_AT_ONCE
-    return ASKED_TO_STOP if model.objects.filter(pk=job.pk, status=job.RUNNING).update(stop_requested=True) else ""
+        outcome = STOPPED_AT_ONCE
+    elif model.objects.filter(pk=job.pk, status=job.RUNNING).update(stop_requested=True):
+        outcome = ASKED_TO_STOP
+    else:
+        return ""
+    notify.publish(notify.channel_for(model, job.pk))  # the pages watching it show "Stopping…" or "Stopped"
+    return outcome
 
 
 def require_stoppable(job: Job, what: str) -> None:

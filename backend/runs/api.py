@@ -1,19 +1,22 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.audit.services import Action, record
+from backend.core import sse
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
 from workers.engine.training.spec import spec_schema
 
-from .models import MetricPoint, TrainingRun
+from .events import EVENTS_DESCRIPTION, Cursor, run_events
+from .models import TrainingRun
+from .serializers import MetricPointSerializer
 from .services import delete_run, launch_run, queue_position, rate_curve, request_stop, resume_run, runs_for, set_public
 
 SPEC_HELP = "The training settings; any left out take the architecture's defaults. See docs/training.md and GET /api/training/."
@@ -84,13 +87,6 @@ class CurveSerializer(serializers.Serializer):
 
 class VisibilitySerializer(serializers.Serializer):
     public = serializers.BooleanField(help_text="True: every user of the server may read the run and download its model.")
-
-
-class MetricPointSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = MetricPoint
-        fields = ["id", "epoch", "subset", "name", "value"]
-        read_only_fields = fields
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -167,6 +163,21 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
             points = points.filter(id__gt=after)
         return Response(MetricPointSerializer(points, many=True).data)
 
+    @extend_schema(
+        responses={(200, sse.MEDIA_TYPE): OpenApiResponse(OpenApiTypes.STR, description=EVENTS_DESCRIPTION)},
+        parameters=[
+            OpenApiParameter("last_event_id", str, description="Resume after this event id (as `p123.l45`); "
+                                                                 "the Last-Event-ID header, when sent, wins."),
+            OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER, description="The id of the last event received: "
+                                                                                       "what EventSource sends when it reconnects."),
+        ],
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, content_negotiation_class=sse.IgnoreAccept)
+    def events(self, request, pk=None):
+        """The run's live events (Server-Sent Events): its state, then its metric points and log lines as they are recorded, until it ends."""
+        run = self.get_object()
+        return sse.event_stream(request._request, run_events(run.pk, resume_from(request)))
+
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"], url_path="model.onnx")
     def model_onnx(self, request, pk=None):
@@ -186,3 +197,13 @@ class TrainingOptions(APIView):
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request):
         return Response(spec_schema())
+
+
+def resume_from(request) -> Cursor:
+    """Where a reconnecting client left off: EventSource's own Last-Event-ID header first (it is newer than an id in
+    the address the page opened the stream with), then `?last_event_id=`."""
+    given = request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id")
+    try:
+        return Cursor.parse(given)
+    except ValueError as exc:
+        raise ServiceError(str(exc), field="last_event_id") from None

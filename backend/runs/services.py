@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from backend.audit.services import Action, record
+from backend.core import notify
 from backend.core.errors import ServiceError
 from backend.core.jobs import require_finished, require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
@@ -251,6 +252,7 @@ def resume_run(actor, run: TrainingRun) -> TrainingRun:
             status=TrainingRun.Status.QUEUED, stop_requested=False, attempts=0, worker="", finished_at=None,
             message=f"Resuming from the checkpoint after epoch {run.epochs_completed}.")
         send_after_commit("workers.tasks.train_run", run.pk, run.queue)
+        notify.publish(notify.channel_for(TrainingRun, run.pk))
         record(actor, run.project, Action.CHANGE, run, name=f"{run.name}: resumed")
     run.refresh_from_db()
     return run

@@ -67,6 +67,7 @@ def test_every_page_runs_its_module_without_an_error(page, live_server, clinicia
         f"/runs/{made['run'].pk}/": ("#test-accuracy", "75.0%"),
     }
     log_in(page, live_server.url)
+    page.wait_for_load_state("networkidle")  # the home page's modules, which the first goto would otherwise cut short
     problems = record_problems(page)
     for path, (selector, text) in pages.items():
         page.goto(f"{live_server.url}{path}")

@@ -99,6 +99,7 @@ MATRIX = {
     ("GET", "/api/runs/{pk}/"): Case(READ, ids=run_id),
     ("DELETE", "/api/runs/{pk}/"): Case((401, 404, 403, 204), ids=run_id),
     ("GET", "/api/runs/{pk}/metrics/"): Case(READ, ids=run_id),
+    ("GET", "/api/runs/{pk}/events/"): Case(READ, ids=run_id, notes="a stream: the run is finished, so it ends"),
     ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
     ("POST", "/api/runs/{pk}/visibility/"): Case((401, 404, 403, 200), ids=run_id, data=lambda w: {"public": True}),
     ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),

@@ -1,9 +1,9 @@
 """The web tier stays light: serving pages and API reads never imports torch, MONAI and the like.
 
-Each of them costs every gunicorn worker hundreds of MB (torch alone about 500 MB; bench/web_memory.py
+Each of them costs every web server worker hundreds of MB (torch alone about 500 MB; bench/web_memory.py
 measures a worker). Only the workers' jobs and the few requests that run operations (the pipeline
 preview) import them. The check runs in a process of its own, so this test process's imports do not
-count: it loads webapp.wsgi as gunicorn does, resolves every URL pattern's view, imports every module
+count: it loads webapp.asgi as uvicorn does, resolves every URL pattern's view, imports every module
 of backend/ and frontend/ (management commands run in processes of their own: runworker imports torch),
 then GETs every page and every API read with real rows, and reports which heavy libraries it holds and
 the import chain that brought each in.
@@ -118,7 +118,7 @@ def main() -> None:
     sys.meta_path.insert(0, witness)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.test_settings")
     os.environ.setdefault("TOOLKIT_VAR_DIR", tempfile.mkdtemp(prefix="toolkit-web-imports-"))
-    import webapp.wsgi  # noqa: F401  (as gunicorn loads it)
+    import webapp.asgi  # noqa: F401  (as uvicorn loads it)
 
     import_every_module()
     from django.test import Client

@@ -1,4 +1,4 @@
-"""Run the whole toolkit on one machine: web server and Celery worker, until Ctrl-C.
+"""Run the whole toolkit on one machine: web server (uvicorn, ASGI) and Celery worker, until Ctrl-C.
 
 The worker is kept alive: one that dies is started again, with a back-off and a line in the log
 (backend/core/supervision.py)."""
@@ -22,8 +22,7 @@ class Command(BaseCommand):
         call_command("bootstrap_demo")
         address = f"{options['host']}:{options['port']}"
         supervisor = Supervisor([
-            Child("web server", [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", address, "--workers", "2",
-                                 "--threads", "4", "--timeout", "600", "--access-logfile", "-"], restart=False),
+            Child("web server", web_server_command(options["host"], options["port"]), restart=False),
             Child("worker", [sys.executable, "manage.py", "runworker"], restart=True),
         ])
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.append(True))
@@ -31,3 +30,11 @@ class Command(BaseCommand):
         supervisor.run()
         if supervisor.stopped_because:
             sys.exit(f"Stopped because {supervisor.stopped_because}.")
+
+
+def web_server_command(host: str, port: str) -> list[str]:
+    """uvicorn on the ASGI application: live pages hold a stream open per watcher, which an event loop
+    keeps for the price of a coroutine. A stream never ends by itself, so a shutdown waits for open
+    ones only a few seconds; their pages reconnect to the next server and carry on where they were."""
+    return [sys.executable, "-m", "uvicorn", "webapp.asgi:application", "--host", host, "--port", str(port),
+            "--workers", "2", "--lifespan", "off", "--timeout-graceful-shutdown", "5"]

@@ -1,6 +1,7 @@
 /* The one watcher for every job a page shows: a dataset's ingest, merge or preprocessing, a table
-   of measures, a training run. It polls the job's JSON every second until the job is finished,
-   and keeps the status badge, the message, the progress bar and the Stop button up to date.
+   of measures. It polls the job's JSON every second until the job is finished, and keeps the status
+   badge, the message, the progress bar and the Stop button up to date (`jobView`, which a page
+   whose job is pushed to it, the training run's, uses on its own).
 
    Every job's JSON carries the same fields (backend/core/jobs.py): `status` in the kind's own
    words, `finished`, `stop_requested`, `progress`, `progress_done` / `progress_total`,
@@ -21,8 +22,7 @@ export function isFinished(job) {
    onUpdate(job): after each poll, before the view changes (awaited, so a page can fetch more first).
    onFinish(job): once, when the job has finished; polling ends there. */
 export function watchJob(url, { view = {}, onUpdate = () => {}, onFinish = () => {} } = {}) {
-  const secondsLeft = etaEstimator();
-  const stop = view.stop ? stopButton(view.stop, `${url}stop/`) : { accepted: false };
+  const showJob = jobView(url, view);
   const tick = async () => {
     let job;
     try {
@@ -36,13 +36,23 @@ export function watchJob(url, { view = {}, onUpdate = () => {}, onFinish = () =>
       setTimeout(tick, POLL_MS);
       return;
     }
-    const finished = isFinished(job);
-    const stopping = !finished && (stop.accepted || Boolean(job.stop_requested));
-    show(view, job, { finished, stopping, secondsLeft: secondsLeft(job) });
-    if (finished) await onFinish(job);
+    if (showJob(job)) await onFinish(job);
     else setTimeout(tick, POLL_MS);
   };
   tick();
+}
+
+/* The page's view of a job (url and view as for watchJob): returns show(job), which brings the view
+   up to date with the job's JSON and returns whether the job has finished. */
+export function jobView(url, view = {}) {
+  const secondsLeft = etaEstimator();
+  const stop = view.stop ? stopButton(view.stop, `${url}stop/`) : { accepted: false };
+  return (job) => {
+    const finished = isFinished(job);
+    const stopping = !finished && (stop.accepted || Boolean(job.stop_requested));
+    show(view, job, { finished, stopping, secondsLeft: secondsLeft(job) });
+    return finished;
+  };
 }
 
 /* Stop asks the server; the job itself says when it has stopped. An accepted click shows

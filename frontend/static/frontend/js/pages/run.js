@@ -1,36 +1,57 @@
-/* A training run watched live: loss and accuracy per epoch drawn as the points arrive, Stop,
-   then the test result, the model download and who may see the run. */
+/* A training run watched live: its state, loss and accuracy per epoch and its log, pushed by the
+   server as they are recorded (the run's event stream); Stop; then the test result, the model
+   download and who may see the run. */
 import { api } from "../api.js";
 import { drawChart } from "../charts.js";
-import { watchJob } from "../jobs.js";
+import { el } from "../dom.js";
+import { jobView } from "../jobs.js";
+import { followStream } from "../stream.js";
+
+const LOG_LINES = 200; // the tail of the log the page keeps
 
 const id = document.getElementById("run-root").dataset.run;
 const series = {}; // "subset/metric" -> {x: epochs, y: values}
 let lastPoint = 0; // the id of the newest metric point drawn
+let redrawing = false;
 
-watchJob(`/api/runs/${id}/`, {
-  view: {
-    status: document.getElementById("run-status"),
-    message: document.getElementById("run-message"),
-    progress: document.getElementById("run-progress"),
-    eta: document.getElementById("run-eta"),
-    stop: document.getElementById("run-stop"),
-  },
-  onUpdate: fetchMetrics,
-  onFinish: showResults,
+const showJob = jobView(`/api/runs/${id}/`, {
+  status: document.getElementById("run-status"),
+  message: document.getElementById("run-message"),
+  progress: document.getElementById("run-progress"),
+  eta: document.getElementById("run-eta"),
+  stop: document.getElementById("run-stop"),
+});
+// The empty axes first, so the page shows where the curves will go.
+drawCharts();
+followStream(`/api/runs/${id}/events/`, {
+  status: showJob,
+  point: addPoint,
+  log: addLogLine,
+  // The stream ends once the run has finished and every point was sent: the results are final.
+  end: async () => showResults(await api("GET", `/api/runs/${id}/`)),
 });
 
-async function fetchMetrics() {
-  const points = await api("GET", `/api/runs/${id}/metrics/?after=${lastPoint}`);
-  for (const point of points) {
-    const key = `${point.subset}/${point.name}`;
-    series[key] = series[key] || { x: [], y: [] };
-    series[key].x.push(point.epoch);
-    series[key].y.push(point.value);
-    lastPoint = Math.max(lastPoint, point.id);
+function addPoint(point) {
+  const key = `${point.subset}/${point.name}`;
+  series[key] = series[key] || { x: [], y: [] };
+  series[key].x.push(point.epoch);
+  series[key].y.push(point.value);
+  lastPoint = Math.max(lastPoint, point.id);
+  // Points come one event each, hundreds at once after a reconnection: draw once per frame.
+  if (!redrawing) {
+    redrawing = true;
+    requestAnimationFrame(() => { redrawing = false; drawCharts(); });
   }
-  // Draw the empty axes once even before the first point, so the page shows where the curves will go.
-  if (points.length || !document.querySelector("#loss-chart .plot-container")) drawCharts();
+}
+
+function addLogLine(line) {
+  const log = document.getElementById("run-log");
+  const following = log.scrollTop + log.clientHeight >= log.scrollHeight - 4; // at the bottom: stay there
+  const time = new Date(line.recorded_at).toLocaleTimeString();
+  log.append(el("div", { class: "log-line" }, [el("time", { text: time }), ` ${line.text}`]));
+  while (log.childElementCount > LOG_LINES) log.firstElementChild.remove();
+  document.getElementById("run-log-empty").hidden = true;
+  if (following) log.scrollTop = log.scrollHeight;
 }
 
 function drawCharts() {
