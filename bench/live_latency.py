@@ -98,13 +98,13 @@ def a_running_run() -> tuple[int, str]:
     from backend.datasets.services import create_partition
     from backend.projects.models import Project
     from backend.runs.models import TrainingRun
-    from tests.factories import ready_dataset
+    from tests.factories import ready_dataset, training_spec
 
     user = get_user_model().objects.create_user("bench", password="bench-password-1")
     project = Project.objects.create(owner=user, name="Bench")
     partition = create_partition(user, ready_dataset(project, per_class=6), "", 60, 20, 20, 1)
-    run = TrainingRun.objects.create(project=project, partition=partition, name="watched", architecture="small_cnn", epochs=EPOCHS,
-                                     learning_rate=0.001, batch_size=8, device="cpu", status="running", started_at=timezone.now())
+    run = TrainingRun.objects.create(project=project, partition=partition, name="watched", spec=training_spec(epochs=EPOCHS),
+                                     status="running", started_at=timezone.now())
     return run.pk, Token.objects.create(user=user).key
 
 

@@ -10,14 +10,13 @@ from backend.audit.services import Action, record
 from backend.core import sse
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
-from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
 from workers.engine.training.spec import spec_schema
 
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
 from .models import TrainingRun
-from .serializers import MetricPointSerializer
-from .services import delete_run, launch_run, queue_position, rate_curve, request_stop, resume_run, runs_for, set_public
+from .serializers import MetricPointSerializer, RunStatusSerializer
+from .services import delete_run, launch_run, rate_curve, request_stop, resume_run, runs_for, set_public
 
 SPEC_HELP = "The training settings; any left out take the architecture's defaults. See docs/training.md and GET /api/training/."
 
@@ -56,26 +55,21 @@ class RunLaunchSerializer(serializers.Serializer):
         return {key: value for key, value in self.validated_data.items() if key not in ("partition", "name")}
 
 
-class RunSerializer(JobSerializer):
+class RunSerializer(RunStatusSerializer):
+    """A run whole: its state (as the live events send it), spec, provenance, results and model."""
+
     model_url = serializers.SerializerMethodField()
     dataset = serializers.IntegerField(source="partition.dataset_id", read_only=True)
     architecture = serializers.CharField(read_only=True)
-    queue_position = serializers.SerializerMethodField(help_text="1: next to be taken by a worker of its queue; null once it left the queue.")
-    has_checkpoint = serializers.BooleanField(read_only=True, help_text="A checkpoint exists: a stopped or failed run can be resumed.")
 
     class Meta:
         model = TrainingRun
-        fields = [
-            "id", "project", "dataset", "partition", "name", "architecture", "spec", "provenance", "results", "queue",
-            "queue_position", *JOB_FIELDS, "epochs_completed", "has_checkpoint", "model_url", "public", "created_at",
-        ]
+        fields = ["project", "dataset", "partition", "name", "architecture", "spec", "provenance", *RunStatusSerializer.Meta.fields,
+                  "model_url", "public", "created_at"]
         read_only_fields = fields
 
     def get_model_url(self, run) -> str | None:
         return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None
-
-    def get_queue_position(self, run) -> int | None:
-        return queue_position(run)
 
 
 class CurveSerializer(serializers.Serializer):

@@ -101,7 +101,7 @@ def read_changes(run_id: int, cursor: Cursor | None) -> Changes | None:
     the run is deleted). The state is read first: a run it shows finished has all its points committed, so
     they are all in this read. One query while nothing is new."""
     read_at = time.monotonic()
-    run = (TrainingRun.objects.defer("config").annotate(newest_point=newest(MetricPoint), newest_line=newest(RunLogLine))
+    run = (TrainingRun.objects.select_related("project").defer("spec", "provenance").annotate(newest_point=newest(MetricPoint), newest_line=newest(RunLogLine))
            .filter(pk=run_id).first())
     if run is None:
         return None

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from tests.browser.test_page_modules import record_problems
 from tests.browser.test_walkthrough import log_in, shot
 from tests.conftest import free_port, start_web_server, stop_process
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, training_spec
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,8 +20,8 @@ def a_running_run(user):
 
     project = Project.objects.create(owner=user, name="Chest")
     partition = create_partition(user, ready_dataset(project, per_class=6, name="X-rays"), "", 60, 20, 20, 7)
-    return TrainingRun.objects.create(project=project, partition=partition, name="live", architecture="small_cnn", epochs=8,
-                                      learning_rate=0.001, batch_size=8, device="cpu", status="running", started_at=timezone.now())
+    return TrainingRun.objects.create(project=project, partition=partition, name="live", spec=training_spec(epochs=8),
+                                      status="running", started_at=timezone.now())
 
 
 def train(reporter, epochs):
@@ -37,7 +37,7 @@ def train(reporter, epochs):
 
 def chart_epochs(page) -> dict:
     """The epochs each curve of the loss chart holds, as Plotly has them."""
-    return page.evaluate("Object.fromEntries(document.getElementById('loss-chart').data.map(t => [t.name, Array.from(t.x)]))")
+    return page.evaluate("Object.fromEntries(document.getElementById('metric-chart-loss').data.map(t => [t.name, Array.from(t.x)]))")
 
 
 def test_the_run_page_catches_up_after_the_server_restarts(page, clinician, tmp_path):
@@ -56,7 +56,7 @@ def test_the_run_page_catches_up_after_the_server_restarts(page, clinician, tmp_
         expect(page.locator("#run-status")).to_have_text("Running")
         expect(page.locator("#run-log-empty")).to_be_visible()
         train(reporter, [1, 2, 3])
-        expect(page.locator("#loss-chart .scatterlayer .point")).to_have_count(6)
+        expect(page.locator("#metric-chart-loss .scatterlayer .point")).to_have_count(6)
         expect(page.locator("#run-progress")).to_contain_text("3 of 8 steps")
         expect(page.locator("#run-log .log-line")).to_have_count(3)
         page.evaluate("window.__sameDocument = true")
@@ -65,7 +65,7 @@ def test_the_run_page_catches_up_after_the_server_restarts(page, clinician, tmp_
         train(reporter, [4, 5])
         server = start_web_server(tmp_path / "web.log", port)
         train(reporter, [6, 7])
-        expect(page.locator("#loss-chart .scatterlayer .point")).to_have_count(14, timeout=30_000)
+        expect(page.locator("#metric-chart-loss .scatterlayer .point")).to_have_count(14, timeout=30_000)
         assert chart_epochs(page) == {"train": list(range(1, 8)), "validation": list(range(1, 8))}, "no gap, nothing twice"
         expect(page.locator("#run-log .log-line")).to_have_count(7)
         expect(page.locator("#run-log .log-line").last).to_contain_text("epoch 7: loss 0.143")
@@ -77,7 +77,7 @@ def test_the_run_page_catches_up_after_the_server_restarts(page, clinician, tmp_
         expect(page.locator("#run-status")).to_have_text("Succeeded")
         expect(page.locator("#results")).to_be_visible()
         expect(page.locator("#test-accuracy")).to_have_text("not measured")
-        expect(page.locator("#loss-chart .scatterlayer .point")).to_have_count(16)
+        expect(page.locator("#metric-chart-loss .scatterlayer .point")).to_have_count(16)
         assert page.evaluate("window.__sameDocument") is True, "caught up without a reload"
         shot(page, "live-run-finished")
     finally:

@@ -74,7 +74,7 @@ def test_every_page_runs_its_module_without_an_error(page, live_server, clinicia
         expect(page.locator(selector)).to_contain_text(text)
         page.wait_for_load_state("networkidle")
         assert not problems, f"{path}: {problems}"
-    expect(page.locator("#loss-chart .scatterlayer .point")).to_have_count(4)
+    expect(page.locator("#metric-chart-loss .scatterlayer .point")).to_have_count(4)
     expect(page.locator("#run-progress")).to_be_hidden()
 
 

@@ -100,7 +100,7 @@ def launch(page, epochs: int, batch_size: int = 32):
 
 def chart_points(page) -> int:
     """Markers drawn on the loss chart (what a person sees, not the chart's data)."""
-    return page.evaluate("document.querySelectorAll('#loss-chart .scatterlayer .point').length")
+    return page.evaluate("document.querySelectorAll('#metric-chart-loss .scatterlayer .point').length")
 
 
 def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celery_worker_process, tmp_path):
@@ -119,7 +119,7 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     # A run watched live: points arrive on the chart while it runs, without reloading.
     launch(page, epochs=20, batch_size=4)
     page.wait_for_function("document.getElementById('run-status').textContent === 'Running'", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('#loss-chart .scatterlayer .point').length >= 2", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#metric-chart-loss .scatterlayer .point').length >= 2", timeout=60_000)
     early = chart_points(page)
     assert page.locator("#run-status").text_content() == "Running", "the chart must fill while the run goes on"
     expect(page.locator("#run-eta")).to_contain_text("left")
@@ -145,7 +145,7 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     page.goto(project_url)
     page.get_by_text("New training run").click()
     launch(page, epochs=300, batch_size=8)
-    page.wait_for_function("document.querySelectorAll('#loss-chart .scatterlayer .point').length >= 4", timeout=90_000)
+    page.wait_for_function("document.querySelectorAll('#metric-chart-loss .scatterlayer .point').length >= 4", timeout=90_000)
     page.click("#run-stop")
     expect(page.locator("#run-status")).to_have_text("Stopped", timeout=60_000)
     expect(page.locator("#run-message")).to_contain_text("Stopped by the user")

@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from backend.core import notify
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import start_web_server, stop_process, wait_for
+from tests.factories import training_spec
 from tests.integration.test_worker import ingested_partition
 from tests.sse import EventStream
 
@@ -102,11 +103,11 @@ def test_watching_clients_get_each_point_as_it_is_recorded_and_a_reconnection_ge
 
 def test_only_those_who_may_read_the_run_get_its_events(web_server, user, outsider, project):
     from backend.datasets.services import create_partition
-    from tests.factories import ready_dataset
+    from tests.factories import ready_dataset, training_spec
 
     partition = create_partition(user, ready_dataset(project), "", 70, 15, 15, 1)
-    run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=1,
-                                     learning_rate=0.001, batch_size=8, device="cpu")
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=1),
+                                     )
     stranger = EventStream(events_url(web_server, run.pk), Token.objects.create(user=outsider).key)
     assert stranger.status == 404 and stranger.body()["code"] == "not_found", "names do not leak"
     anonymous = EventStream(events_url(web_server, run.pk))
@@ -139,8 +140,8 @@ def test_a_client_that_goes_away_leaves_no_subscription_behind(user, project, tm
     server = start_web_server(tmp_path / "web.log")
     try:
         partition = create_partition(user, ready_dataset(project), "", 70, 15, 15, 1)
-        run = TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=1,
-                                         learning_rate=0.001, batch_size=8, device="cpu", status="running")
+        run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=1),
+                                         status="running")
         token = Token.objects.create(user=user).key
         streams = [EventStream(events_url(server, run.pk), token) for _ in range(5)]
         for stream in streams:

@@ -2,6 +2,7 @@
 state first, then exactly what follows the client's cursor, in batches for a client far behind, keep-alives
 while nothing happens, a status event only when the run changes, and the end once it has finished."""
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.utils import timezone
@@ -11,7 +12,7 @@ from backend.datasets.services import create_partition
 from backend.runs import events as run_events_module
 from backend.runs.events import Cursor, run_events
 from backend.runs.models import MetricPoint, RunLogLine, TrainingRun
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, training_spec
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the stream reads from a thread of its own
 
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the stream reads from a 
 @pytest.fixture
 def run(user, project):
     partition = create_partition(user, ready_dataset(project), "", 70, 15, 15, 1)
-    return TrainingRun.objects.create(project=project, partition=partition, name="r", architecture="small_cnn", epochs=3,
-                                      learning_rate=0.001, batch_size=8, device="cpu", status="running",
+    return TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=3),
+                                      status="running",
                                       started_at=timezone.now(), progress_done=1, progress_total=9)
 
 
@@ -35,7 +36,18 @@ def parsed(chunk: str) -> list[tuple[str, str | None, str]]:
 
 
 def stream(run, cursor=Cursor()):
-    return sse.blocking(sse.own_connection(run_events(run.pk, cursor)))
+    """The stream's parts, each taken in one thread of its own as a WSGI server's request thread takes them
+    (this thread may hold a running event loop: the browser tests' Playwright, earlier in the session)."""
+    parts = sse.blocking(sse.own_connection(run_events(run.pk, cursor)))
+    with ThreadPoolExecutor(1) as thread:
+        try:
+            while True:
+                try:
+                    yield thread.submit(next, parts).result()
+                except StopIteration:
+                    return
+        finally:
+            thread.submit(parts.close).result()
 
 
 def write_points(run, epochs, subset="train"):

@@ -6,7 +6,7 @@ import torch
 from workers.engine.data import CachedImages, on_device
 from workers.engine.pipelines import Pipeline
 from workers.engine.pipelines.batched import BATCHED, batched_form
-from workers.engine.training import on_batches
+from workers.engine.training.sampling import on_batches
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,17 +1,18 @@
-/* A training run watched live: its state, loss and accuracy per epoch and its log, pushed by the
-   server as they are recorded (the run's event stream); Stop; then the test result, the model
-   download and who may see the run. */
+/* A training run watched live: its state, its metrics per epoch (the ones the user picks, smoothed
+   or not, the kept epoch marked), its learning rate, speed and memory, and its log, pushed by the
+   server as they are recorded (the run's event stream); Stop and Resume; then the test result,
+   the model download and who may see the run. */
 import { api } from "../api.js";
-import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
 import { jobView } from "../jobs.js";
+import { drawMetricCharts, drawSystemCharts, MetricSeries, renderMetricPicker } from "../run_charts.js";
 import { followStream } from "../stream.js";
 
 const LOG_LINES = 200; // the tail of the log the page keeps
 
 const id = document.getElementById("run-root").dataset.run;
-const series = {}; // "subset/metric" -> {x: epochs, y: values}
-let lastPoint = 0; // the id of the newest metric point drawn
+const series = new MetricSeries();
+const view = { picked: ["loss", "accuracy"], smoothing: 0, keptEpoch: null, revision: 0 };
 let redrawing = false;
 
 const showJob = jobView(`/api/runs/${id}/`, {
@@ -21,26 +22,89 @@ const showJob = jobView(`/api/runs/${id}/`, {
   eta: document.getElementById("run-eta"),
   stop: document.getElementById("run-stop"),
 });
-// The empty axes first, so the page shows where the curves will go.
-drawCharts();
+
 followStream(`/api/runs/${id}/events/`, {
-  status: showJob,
+  status: showStatus,
   point: addPoint,
   log: addLogLine,
   // The stream ends once the run has finished and every point was sent: the results are final.
   end: async () => showResults(await api("GET", `/api/runs/${id}/`)),
 });
+setUpControls();
+
+function showStatus(run) {
+  showJob(run);
+  const queue = document.getElementById("run-queue");
+  queue.hidden = run.queue_position === null;
+  if (run.queue_position !== null) {
+    queue.textContent = run.queue_position === 1 ? `Next in the ${run.queue} queue: it starts when a worker of that queue is free.`
+      : `Waiting in the ${run.queue} queue: ${run.queue_position - 1} run(s) before it.`;
+  }
+  const resume = document.getElementById("run-resume");
+  if (resume) resume.hidden = !(run.finished && run.status !== "succeeded" && run.has_checkpoint);
+  showKept(run.results && run.results.kept);
+}
+
+function showKept(kept) {
+  if (!kept) return;
+  const line = document.getElementById("run-kept");
+  line.hidden = false;
+  line.textContent = `Kept model: ${kept.reason}`;
+  if (kept.epoch !== view.keptEpoch) {
+    view.keptEpoch = kept.epoch;
+    scheduleRedraw();
+  }
+}
 
 function addPoint(point) {
-  const key = `${point.subset}/${point.name}`;
-  series[key] = series[key] || { x: [], y: [] };
-  series[key].x.push(point.epoch);
-  series[key].y.push(point.value);
-  lastPoint = Math.max(lastPoint, point.id);
-  // Points come one event each, hundreds at once after a reconnection: draw once per frame.
-  if (!redrawing) {
-    redrawing = true;
-    requestAnimationFrame(() => { redrawing = false; drawCharts(); });
+  if (series.add(point)) scheduleRedraw();
+}
+
+/* Points come one event each, hundreds at once after a reconnection: draw once per frame. */
+function scheduleRedraw() {
+  if (redrawing) return;
+  redrawing = true;
+  requestAnimationFrame(() => {
+    redrawing = false;
+    view.revision += 1;
+    drawAll();
+  });
+}
+
+function drawAll() {
+  const names = series.metricNames();
+  document.getElementById("metric-empty").hidden = names.length > 0;
+  renderMetricPicker(document.getElementById("metric-picker"), names, view.picked, (picked) => {
+    view.picked = picked;
+    drawAll();
+  });
+  drawMetricCharts(document.getElementById("metric-charts"), series, view);
+  const system = document.getElementById("system-charts");
+  if (series.xy("system", "learning_rate")) {
+    system.querySelector("p")?.remove();
+    drawSystemCharts(system, series, view.revision);
+  }
+}
+
+function setUpControls() {
+  const slider = document.getElementById("smoothing");
+  slider.addEventListener("input", () => {
+    view.smoothing = Number(slider.value);
+    document.getElementById("smoothing-value").textContent = view.smoothing ? view.smoothing.toFixed(2) : "off";
+    drawAll();
+  });
+  const resume = document.getElementById("run-resume");
+  if (resume) {
+    resume.addEventListener("click", async () => {
+      resume.disabled = true;
+      try {
+        await api("POST", `/api/runs/${id}/resume/`);
+        window.location.reload(); // a new stream, from the run queued again
+      } catch (error) {
+        resume.disabled = false;
+        document.getElementById("run-action-error").textContent = error.message;
+      }
+    });
   }
 }
 
@@ -54,30 +118,15 @@ function addLogLine(line) {
   if (following) log.scrollTop = log.scrollHeight;
 }
 
-function drawCharts() {
-  for (const metric of ["loss", "accuracy"]) {
-    // Fresh arrays each time: Plotly.react redraws only data it sees as new.
-    const traces = ["train", "validation"].filter((subset) => series[`${subset}/${metric}`]).map((subset) => ({
-      x: [...series[`${subset}/${metric}`].x], y: [...series[`${subset}/${metric}`].y], name: subset,
-      mode: "lines+markers", line: { dash: subset === "train" ? "solid" : "dot" },
-    }));
-    drawChart(`${metric}-chart`, traces, {
-      title: { text: metric }, datarevision: lastPoint,
-      xaxis: { title: { text: "epoch" }, dtick: 1 },
-      yaxis: metric === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : { rangemode: "tozero" },
-    });
-  }
-}
-
 function showResults(run) {
+  showStatus(run);
   const hint = document.getElementById("run-stop-hint");
-  if (hint) hint.hidden = true;
+  if (hint) hint.hidden = !(run.status !== "succeeded" && run.has_checkpoint);
   document.getElementById("results").hidden = false;
   const test = (run.results && run.results.test) || {};
   document.getElementById("test-accuracy").textContent =
     test.accuracy !== undefined ? `${(test.accuracy * 100).toFixed(1)}%` : "not measured";
-  const kept = run.results && run.results.kept ? ` Kept: ${run.results.kept.reason}` : "";
-  document.getElementById("test-detail").textContent = (test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)})` : "") + kept;
+  document.getElementById("test-detail").textContent = test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)}, kept model)` : "";
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;
   document.getElementById("run-config").textContent = JSON.stringify({ spec: run.spec, provenance: run.provenance }, null, 2);
