@@ -99,6 +99,7 @@ def launch(page, epochs: int, batch_size: int = 32):
     form.locator('button[type="submit"]').click()
     expect(form.locator('[data-error-for="optimizer.learning_rate"]')).to_contain_text("greater than 0")
     expect(form.locator("#error-summary")).to_contain_text("Learning rate must be greater than 0")
+    expect(page.locator("#schedule-chart")).to_have_class(re.compile(r"\bstale\b"))  # drawn for other settings
     shot(page, "5-run-form-error")
     form.locator('input[name="optimizer.learning_rate"]').fill("0.002")
     form.locator('button[type="submit"]').click()

@@ -354,10 +354,15 @@ async function drawCurve() {
   } catch (error) {
     if (request !== latestCurve) return;
     // Quietly: the user may be half-way through typing. Once a launch was refused, its list follows the fixes.
-    showErrors(form, error, { quiet: true, summary: summary.hidden ? null : summary });
-    chart.classList.add("stale");
-    note.textContent = "The curve follows once the settings marked in the form are fixed.";
+    showRefusal(error, { quiet: true, summary: summary.hidden ? null : summary });
   }
+}
+
+/* The settings were refused: each refusal beside its field, and the curve drawn for older settings dimmed. */
+function showRefusal(error, options) {
+  showErrors(form, error, options);
+  chart.classList.add("stale");
+  note.textContent = "The curve follows once the settings marked in the form are fixed.";
 }
 
 function phaseMarks(spec) {
@@ -444,7 +449,7 @@ form.addEventListener("submit", async (event) => {
     const run = await api("POST", "/api/runs/", requestBody());
     window.location = `/runs/${run.id}/`;
   } catch (error) {
-    showErrors(form, error, { summary });
+    showRefusal(error, { summary });
     summary.focus();
     launch.disabled = false;
   }
