@@ -11,7 +11,7 @@ from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
 from backend.projects.access import can_change, get_project, projects_for
 from backend.projects.models import Role
-from backend.runs.services import architectures, runs_for
+from backend.runs.services import runs_for
 
 
 @login_required
@@ -86,14 +86,16 @@ def sample_page(request, sample_id):
 
 @login_required
 def run_new_page(request, project_id):
+    """The run form: its fields come from GET /api/training/; the page gives it the project's partitions
+    (?partition=<id> picks one), their classes (for per-class factors) and augmentation pipelines.
+    ?from=<run> (Clone) is read by the page's script, through the API."""
     project = get_project(request.user, project_id)
     if not can_change(request.user, project):
         raise PermissionDenied("Only the project's owners can launch training runs.")
     partitions = partitions_for(request.user).filter(dataset__project=project, dataset__status=Dataset.Status.READY).select_related("dataset")
-    selected = request.GET.get("partition", "")
     return render(request, "frontend/run_new.html", {
-        "project": project, "partitions": partitions, "selected": selected,
-        "architectures": architectures(),
+        "project": project, "partitions": partitions, "selected": request.GET.get("partition", ""),
+        "partition_classes": {partition.pk: partition.dataset.labels for partition in partitions},
         "augmentations": project.pipelines.filter(kind="augmentation").prefetch_related("versions"),
     })
 

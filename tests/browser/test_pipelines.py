@@ -34,7 +34,7 @@ def test_build_a_pipeline_by_pointing_and_clicking_with_a_live_preview(page, liv
 
     # A wrong value is named beside its field, from the same validation the API does.
     page.locator('input[name="steps[0].probability"]').fill("2")
-    expect(page.locator('[data-error-for="steps[0].probability"]')).to_contain_text("between 0.0 and 1.0")
+    expect(page.locator('[data-error-for="steps[0].probability"]')).to_contain_text("between 0 and 1")
     page.locator('input[name="steps[0].probability"]').fill("1")
     # The first preview that runs a MONAI operation imports MONAI and torch in the web worker (once per worker).
     expect(page.locator('[data-error-for="steps[0].probability"]')).to_have_text("", timeout=30_000)

@@ -15,7 +15,11 @@ PASSWORD = "clinician-password-1"
 
 
 def shot(page, name):
+    # Chromium leaves a full-page capture scrolled to the bottom while its focus handling keeps the old place:
+    # the next click's focus would scroll the page under the pointer. Put the page back where it was.
+    scrolled = page.evaluate("window.scrollY")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.evaluate("(y) => window.scrollTo(0, y)", scrolled)
 
 
 def log_in(page, base):
@@ -28,6 +32,7 @@ def log_in(page, base):
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
     expect(page.locator("h1")).to_have_text("Projects")
+    page.wait_for_load_state("networkidle")  # the home page's modules, which the next page.goto would cut short
 
 
 def upload_dataset(page, tmp_path):
@@ -85,14 +90,18 @@ def create_partition(page):
 def launch(page, epochs: int, batch_size: int = 32):
     form = page.locator("#run-form")
     expect(page.locator("#resources-hint")).to_contain_text("No GPU worker is online")
-    expect(form.locator('input[value="gpu"]')).to_be_disabled()
+    expect(form.locator('input[name="resources.device"][value="gpu"]')).to_be_disabled()
+    expect(page.locator("#schedule-chart .plot-container")).to_be_visible()  # the learning rate along the run
     form.locator('input[name="epochs"]').fill(str(epochs))
+    form.locator("#advanced summary").click()
     form.locator('input[name="batch_size"]').fill(str(batch_size))
-    form.locator('input[name="learning_rate"]').fill("-1")
+    form.locator('input[name="optimizer.learning_rate"]').fill("-1")
     form.locator('button[type="submit"]').click()
-    expect(form.locator('[data-error-for="learning_rate"]')).to_contain_text("greater than 0")
+    expect(form.locator('[data-error-for="optimizer.learning_rate"]')).to_contain_text("greater than 0")
+    expect(form.locator("#error-summary")).to_contain_text("Learning rate must be greater than 0")
+    expect(page.locator("#schedule-chart")).to_have_class(re.compile(r"\bstale\b"))  # drawn for other settings
     shot(page, "5-run-form-error")
-    form.locator('input[name="learning_rate"]').fill("0.002")
+    form.locator('input[name="optimizer.learning_rate"]').fill("0.002")
     form.locator('button[type="submit"]').click()
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     page.evaluate("window.__sameDocument = true")
@@ -141,9 +150,10 @@ def test_clinician_walks_from_upload_to_onnx(page, live_server, clinician, celer
     logits = session.run(None, {"image": np.zeros((3, 1, 64, 64), dtype=np.float32)})[0]
     assert logits.shape == (3, 2)
 
-    # A long run stopped from its page keeps what it did.
-    page.goto(project_url)
-    page.get_by_text("New training run").click()
+    # A long run, cloned from the first, stopped from its page keeps what it did.
+    page.get_by_role("link", name="Clone").click()
+    page.wait_for_url(re.compile(r"/runs/new/\?from=\d+$"))
+    expect(page.locator('#run-form input[name="name"]')).to_have_value(re.compile(r"^Copy of "))
     launch(page, epochs=300, batch_size=8)
     page.wait_for_function("document.querySelectorAll('#metric-chart-loss .scatterlayer .point').length >= 4", timeout=90_000)
     page.click("#run-stop")

@@ -8,7 +8,9 @@ PARAM_KINDS = ("float", "int", "bool", "choice", "range", "text")  # "range": a 
 # What a form shows for names that do not read well once capitalised; the others become "Per channel" etc.
 LABELS = {"std": "Standard deviation", "lam": "Mean count (λ)", "pixel_mm": "Pixel spacing (mm)",
           "slice_mm": "Slice spacing (mm)", "from_file": "Use the file's window", "center": "Centre",
-          "grid": "Control points", "sigma": "Sigma (pixels)", "degrees": "Angle (degrees)"}
+          "grid": "Control points", "sigma": "Sigma (pixels)", "degrees": "Angle (degrees)",
+          "every_minutes": "Minutes between checkpoints", "min_delta": "Smallest improvement",
+          "warmup_epochs": "Warm-up epochs"}
 
 
 class ParamError(ValueError):

@@ -21,19 +21,56 @@ export function formValues(form) {
   return values;
 }
 
-export function clearErrors(form) {
-  form.querySelectorAll("[data-error-for]").forEach((node) => { node.textContent = ""; });
+export function clearErrors(form, summary = null) {
+  form.querySelectorAll("[data-error-for]").forEach((node) => { node.textContent = ""; node.classList.remove("quiet"); });
+  if (summary) {
+    summary.hidden = true;
+    summaryList(summary).replaceChildren();
+  }
 }
 
 /* Each API error names its field: show it beside that field, or at the form's foot
-   ([data-error-for="__all__"]) when the field has no slot of its own. */
-export function showErrors(form, error) {
-  clearErrors(form);
+   ([data-error-for="__all__"]) when the field has no slot of its own.
+   summary: an element at the top of a long form that lists every error too, each a link to its field;
+   the closed <details> around a field with an error open, and errors whose field is hidden or
+   missing are listed there only.
+   quiet: for checks made while the user edits: beside the fields, softer, and nothing opens. */
+export function showErrors(form, error, { summary = null, quiet = false } = {}) {
+  clearErrors(form, summary);
   const errors = error.errors || [{ message: error.message, field: null }];
   for (const item of errors) {
-    const slot = form.querySelector(`[data-error-for="${item.field}"]`) || footSlot(form);
-    slot.textContent = slot.textContent ? `${slot.textContent} ${item.message}` : item.message;
+    const slot = form.querySelector(`[data-error-for="${item.field}"]`);
+    if (slot && !quiet) openAround(slot);
+    if (summary) summaryList(summary).append(summaryItem(form, item, slot));
+    const shown = slot && !slot.closest("[hidden]") ? slot : (summary ? null : footSlot(form));
+    if (!shown) continue;
+    shown.textContent = shown.textContent ? `${shown.textContent} ${item.message}` : item.message;
+    shown.classList.toggle("quiet", quiet);
   }
+  if (summary) summary.hidden = false;
+}
+
+function openAround(node) {
+  for (let details = node.closest("details"); details; details = details.parentElement.closest("details")) details.open = true;
+}
+
+function summaryList(summary) {
+  return summary.querySelector("ul") || summary.appendChild(el("ul"));
+}
+
+/* "Optimizer: Momentum must be between 0 and 0.999; it is 2.", a link that opens and focuses the field. */
+function summaryItem(form, item, slot) {
+  const group = slot?.closest("fieldset")?.querySelector("legend")?.textContent;
+  const input = slot?.closest("label")?.querySelector("input, select, textarea") || form.querySelector(`[name="${item.field}"]`);
+  const text = group ? `${group}: ${item.message}` : item.message;
+  if (!input) return el("li", { text });
+  const link = el("a", { href: "#", text });
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    openAround(input);
+    input.focus();
+  });
+  return el("li", {}, [link]);
 }
 
 function footSlot(form) {

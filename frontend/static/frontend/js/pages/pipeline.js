@@ -4,6 +4,7 @@
    (preprocessing) or measure one (aggregation). */
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
+import { paramField } from "../params.js";
 
 const PREVIEW_DELAY_MS = 400;
 const root = document.getElementById("pipeline-root");
@@ -48,47 +49,9 @@ function defaults(op) {
   return Object.fromEntries(catalogue[op].params.map((p) => [p.name, p.default]));
 }
 
-function withBounds(input, param) {
-  if (param.minimum !== undefined) input.min = param.minimum;
-  if (param.maximum !== undefined) input.max = param.maximum;
-  return input;
-}
-
-/* The input for one parameter, by its kind in the operation's schema; update(value) stores a change. */
-function paramInput(name, param, value, update) {
-  if (param.kind === "bool") {
-    const box = el("input", { type: "checkbox", name });
-    box.checked = Boolean(value);
-    box.addEventListener("change", () => update(box.checked));
-    return box;
-  }
-  if (param.kind === "choice") {
-    const select = el("select", { name }, param.choices.map((c) => el("option", { value: c, text: c })));
-    select.value = value;
-    select.addEventListener("change", () => update(select.value));
-    return select;
-  }
-  if (param.kind === "range") {
-    const pair = [...value];
-    const bound = (part) => {
-      const box = withBounds(el("input", { type: "number", step: "any", name: `${name}.${part}`, "aria-label": `${param.label} ${part ? "high" : "low"}` }), param);
-      box.value = value[part];
-      box.addEventListener("input", () => { pair[part] = Number(box.value); update([...pair]); });
-      return box;
-    };
-    return el("span", { class: "range" }, [bound(0), el("span", { text: " to " }), bound(1)]);
-  }
-  const input = withBounds(el("input", { type: param.kind === "text" ? "text" : "number", name, step: param.kind === "int" ? "1" : "any" }), param);
-  input.value = value;
-  input.addEventListener("input", () => update(param.kind === "text" ? input.value : Number(input.value)));
-  return input;
-}
-
-function paramField(index, param, value) {
-  const name = `steps[${index}].${param.name}`;
+function stepParamField(index, param, value) {
   const update = (newValue) => { steps[index].params[param.name] = newValue; schedulePreview(); };
-  return el("label", { title: param.help }, [el("span", { text: `${param.label} ` }), paramInput(name, param, value, update),
-    el("small", { class: "muted", text: ` ${param.help}` }), el("span", { class: "error", "data-error-for": name, role: "alert" })]);
+  return paramField(`steps[${index}].${param.name}`, param, value, update);
 }
 
 function stepItem(step, index) {
@@ -105,7 +68,7 @@ function stepItem(step, index) {
     el("div", { class: "step-head" }, [el("strong", { text: op ? op.title : step.op }), el("span", { class: "step-buttons" },
       [move("Move up", "↑", -1), move("Move down", "↓", 1), remove])]),
     el("span", { class: "error", "data-error-for": `steps[${index}].op`, role: "alert" }),
-    ...(op ? op.params.map((param) => paramField(index, param, step.params[param.name] ?? param.default)) : []),
+    ...(op ? op.params.map((param) => stepParamField(index, param, step.params[param.name] ?? param.default)) : []),
   ]);
 }
 

@@ -1,28 +1,466 @@
-/* Launching a training run: the form says which workers are online, and the API checks the rest. */
+/* The "New training run" form, built from the training spec's schema (GET /api/training/).
+
+   What the user sets (or the cloned run had) is sent; every other setting is left to the server, which
+   fills in the chosen architecture's defaults and then the toolkit's: the very values the fields show,
+   taken from the same schema. So the defaults live in one place (the engine), and a default that must
+   give way (the batch size on a small partition, a warm-up longer than a short run) still can.
+   The learning rate along the run is drawn beside the form by the trainer's own code
+   (POST /api/runs/schedule/) as the settings change. ?from=<run id> starts from that run's spec
+   (Clone); ?partition=<id> picks the partition (the template does). */
 import { api } from "../api.js";
-import { clearErrors, formValues, showErrors } from "../dom.js";
+import { drawChart } from "../charts.js";
+import { clearErrors, el, showErrors } from "../dom.js";
+import { paramField } from "../params.js";
+
+const CURVE_DELAY_MS = 500;
+/* Settings that change which fields there are: the form is drawn again when they change. */
+const STRUCTURAL = new Set(["model.architecture", "optimizer.name", "loss.name", "schedule.name", "data.balancing", "metrics"]);
+/* Words for choices that do not read well as they are; the others are shown capitalised. */
+const CHOICE_WORDS = {
+  cpu: "CPU", gpu: "GPU", none: "None", weighted: "Weighted sampling", oversample: "Oversampling", factors: "Per-class factors",
+  auto: "Auto",
+  float32: "32-bit", mixed: "Mixed (16-bit)", all: "Whole network", head: "Head only (the rest frozen)",
+};
 
 const form = document.getElementById("run-form");
+const summary = document.getElementById("error-summary");
+const partitionSelect = form.querySelector('select[name="partition"]');
+const augmentationSelect = form.querySelector('select[name="data.augmentation"]');
+const nameInput = form.querySelector('input[name="name"]');
+const chart = document.getElementById("schedule-chart");
+const note = document.getElementById("schedule-note");
+const classesOf = JSON.parse(document.getElementById("partition-classes").textContent);
 
-async function showResources() {
-  const resources = await api("GET", "/api/resources/");
+const byName = (entries) => Object.fromEntries(entries.map((entry) => [entry.name, entry]));
+const schema = await api("GET", "/api/training/");
+const registries = { optimizer: byName(schema.optimizers), loss: byName(schema.losses), schedule: byName(schema.schedules) };
+const architectures = byName(schema.architectures);
+const metrics = byName(schema.metrics);
+const topLevel = byName(schema.top_level);
+const sections = Object.fromEntries(Object.entries(schema.sections).map(([name, section]) => [name, byName(section.params)]));
+const phaseParams = byName(schema.phase);
+
+/* path ("optimizer.momentum"; "phases", "metrics" and "data.class_factors" whole) -> what the user set. */
+const chosen = new Map();
+let resources = null; // GET /api/resources/, once it answers
+let curveTimer = null;
+let latestCurve = 0;
+
+/* ---- the spec as the form holds it ---- */
+
+function parentOf(object, path, create = false) {
+  const keys = path.split(".");
+  let node = object;
+  for (const key of keys.slice(0, -1)) {
+    if (create && !(key in node)) node[key] = {};
+    node = node[key];
+    if (node === null || typeof node !== "object") return [null, null];
+  }
+  return [node, keys[keys.length - 1]];
+}
+
+function hasPath(object, path) {
+  const [node, key] = parentOf(object, path);
+  return node !== null && key in node;
+}
+
+function getPath(object, path) {
+  const [node, key] = parentOf(object, path);
+  return node === null ? undefined : node[key];
+}
+
+function setPath(object, path, value) {
+  const [node, key] = parentOf(object, path, true);
+  node[key] = value;
+}
+
+/* A spec's settings, one path each; lists and the class factors are one setting each. */
+function settingsOf(spec, prefix = "") {
+  return Object.entries(spec).flatMap(([key, value]) => {
+    const path = prefix + key;
+    const group = value !== null && typeof value === "object" && !Array.isArray(value) && path !== "data.class_factors";
+    return group ? settingsOf(value, `${path}.`) : [[path, value]];
+  });
+}
+
+const defaultsOf = (params) => Object.fromEntries(params.map((param) => [param.name, param.default]));
+
+/* The architecture's resolved defaults; an optimizer (loss, schedule) other than its own brings its own
+   parameters' defaults, as the server does. */
+function defaults() {
+  const architecture = architectures[chosen.get("model.architecture")] || architectures[sections.model.architecture.default];
+  const spec = structuredClone(architecture.defaults);
+  for (const [key, registry] of Object.entries(registries)) {
+    const name = chosen.get(`${key}.name`);
+    if (registry[name] && name !== spec[key].name) spec[key] = { name, ...defaultsOf(registry[name].params) };
+  }
+  return spec;
+}
+
+function partitionClasses() {
+  return classesOf[partitionSelect.value] || [];
+}
+
+/* The spec the fields show: the defaults with what the user chose where it still applies (a momentum
+   set for SGD is left out once the optimizer is Adam); the epochs of a run in phases are their sum. */
+function current() {
+  const spec = defaults();
+  for (const [path, value] of chosen) if (hasPath(spec, path)) setPath(spec, path, value);
+  if (spec.phases.length) spec.epochs = spec.phases.reduce((sum, phase) => sum + (Number(phase.epochs) || 0), 0);
+  const factors = spec.data.class_factors;
+  spec.data.class_factors = spec.data.balancing === "factors"
+    ? Object.fromEntries(partitionClasses().map((label) => [label, factors[label] ?? 1])) : {};
+  return spec;
+}
+
+/* What launching sends (and the curve and the rate finder): the partition, the name and the settings
+   chosen; the server fills in the rest. */
+function requestBody() {
+  const spec = current();
+  const body = { partition: partitionSelect.value ? Number(partitionSelect.value) : null, name: nameInput.value.trim() };
+  for (const path of chosen.keys()) if (hasPath(spec, path)) setPath(body, path, getPath(spec, path));
+  if (spec.phases.length) delete body.epochs; // the phases' sum
+  if (spec.data.balancing === "factors") setPath(body, "data.class_factors", spec.data.class_factors);
+  return body;
+}
+
+function choose(path, value) {
+  chosen.set(path, value);
+  if (STRUCTURAL.has(path)) render(); else showEpochs();
+  scheduleCurve();
+}
+
+/* ---- fields ---- */
+
+const capitalised = (text) => { const words = String(text).replaceAll("_", " "); return words.charAt(0).toUpperCase() + words.slice(1); };
+const choiceWords = (choice) => CHOICE_WORDS[choice] ?? capitalised(choice);
+/* A choice of one is no choice (the task, the weights, for now): not shown, and sent only by a clone. */
+const shown = (params) => Object.values(params).filter((param) => !(param.kind === "choice" && param.choices.length < 2));
+
+/* The field of one setting, named by its path in the spec (the API names its errors so). */
+function field(path, param, spec, options = {}) {
+  return paramField(path, param, getPath(spec, path), (value) => choose(path, value), { describe: choiceWords, ...options });
+}
+
+function group(title, children, wide = false) {
+  return el("fieldset", { class: wide ? "group wide" : "group" }, [el("legend", { text: title }), ...children]);
+}
+
+function errorSlot(path) {
+  return el("span", { class: "error", "data-error-for": path, role: "alert" });
+}
+
+/* An optimizer (loss, schedule) chosen by name, what it is, then its own parameters. */
+function chooserFields(key, label, spec, except = []) {
+  const registry = registries[key];
+  const entry = registry[spec[key].name] || { help: "", params: [] };
+  const chooser = { name: "name", label, kind: "choice", choices: Object.keys(registry), help: entry.help };
+  return [
+    field(`${key}.name`, chooser, spec, { describe: (name) => registry[name].title }),
+    ...entry.params.filter((param) => !except.includes(param.name)).map((param) => field(`${key}.${param.name}`, param, spec)),
+  ];
+}
+
+function sectionFields(name, spec, except = []) {
+  return shown(sections[name]).filter((param) => !except.includes(param.name)).map((param) => field(`${name}.${param.name}`, param, spec));
+}
+
+function dataFields(spec) {
+  const fields = sectionFields("data", spec);
+  if (spec.data.balancing === "factors") fields.push(classFactors(spec));
+  return fields;
+}
+
+function classFactors(spec) {
+  const factors = spec.data.class_factors;
+  const update = (label) => (value) => choose("data.class_factors", { ...current().data.class_factors, [label]: value });
+  const inputs = Object.entries(factors).map(([label, times]) =>
+    paramField(`data.class_factors.${label}`, { name: label, label, kind: "int", minimum: 1, maximum: 20, help: "" }, times, update(label)));
+  return group("Times each image of a class is used per epoch", [
+    inputs.length ? el("div", { class: "class-factors" }, inputs) : el("p", { class: "muted", text: "Choose a partition first." }),
+    errorSlot("data.class_factors")], true);
+}
+
+function modelFields(spec) {
+  const architecture = architectures[spec.model.architecture];
+  const model = field("model.architecture", { ...sections.model.architecture, label: "Model", help: architecture.description }, spec,
+    { describe: (name) => architectures[name].title });
+  model.classList.add("wide");
+  const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
+  return [model, epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
+    ...shown(sections.model).filter((param) => param.name !== "architecture").map((param) => field(`model.${param.name}`, param, spec)),
+    deviceField(spec)];
+}
+
+function epochsField(spec) {
+  const epochs = field("epochs", topLevel.epochs, spec);
+  if (spec.phases.length) {
+    epochs.querySelector("input").disabled = true;
+    epochs.querySelector(".param-help").textContent = "The phases' epochs added up (Advanced settings, Phases).";
+  }
+  return epochs;
+}
+
+/* The epochs of a run in phases follow them as they are typed. */
+function showEpochs() {
+  const spec = current();
+  if (spec.phases.length) form.querySelector('input[name="epochs"]').value = spec.epochs;
+}
+
+function deviceField(spec) {
+  const radios = sections.resources.device.choices.map((choice) => {
+    const radio = el("input", { type: "radio", name: "resources.device", value: choice });
+    radio.checked = spec.resources.device === choice;
+    radio.addEventListener("change", () => choose("resources.device", choice));
+    return el("label", { class: "radio" }, [radio, ` ${choiceWords(choice)}`]);
+  });
+  return group("Train on", [...radios, el("small", { class: "muted param-help", id: "resources-hint", text: "Checking which workers are online…" }),
+    errorSlot("resources.device")], true);
+}
+
+function showResources() {
+  if (!resources) return;
   const gpus = resources.workers.reduce((sum, worker) => sum + worker.gpu_count, 0);
-  form.querySelector('input[value="gpu"]').disabled = !resources.gpu_available;
+  const gpu = form.querySelector('input[name="resources.device"][value="gpu"]');
+  gpu.disabled = !resources.gpu_available && !gpu.checked; // a cloned GPU run keeps its choice, for the API to explain
   document.getElementById("resources-hint").textContent = resources.gpu_available
     ? `${gpus} GPU(s) online.`
     : (resources.cpu_available ? "No GPU worker is online; the run will use a CPU worker."
       : "No worker is online right now; the run will wait in the queue until one starts.");
 }
 
+function phaseEditor(spec) {
+  const phases = spec.phases;
+  const add = el("button", { type: "button", id: "add-phase", text: phases.length ? "Add a phase" : "Train in phases" });
+  add.addEventListener("click", () => {
+    chosen.set("phases", phases.length ? [...phases, newPhase("all")] : firstPhases(spec.epochs));
+    render();
+    scheduleCurve();
+  });
+  return [
+    el("small", { class: "muted param-help", text: phases.length
+      ? "Each phase starts the schedule again, warm-up included; the run's epochs are their sum."
+      : "One phase: the whole network trains for all the epochs. Phases can train only the model's head first, then all of it." }),
+    el("ol", { class: "phases" }, phases.map(phaseItem)),
+    errorSlot("phases"),
+    add,
+  ];
+}
+
+function newPhase(train, epochs = phaseParams.epochs.default) {
+  return { epochs, learning_rate: null, train };
+}
+
+/* The usual first split: the head alone for a few epochs, then the whole network, the same epochs in all. */
+function firstPhases(epochs) {
+  const head = Math.max(1, Math.min(phaseParams.epochs.default, Math.floor(epochs / 4)));
+  return epochs > head ? [newPhase("head", head), newPhase("all", epochs - head)] : [newPhase("all", epochs)];
+}
+
+function phaseItem(phase, index) {
+  const path = (key) => `phases.${index}.${key}`;
+  const update = (key) => (value) => {
+    const phases = structuredClone(current().phases);
+    phases[index][key] = value;
+    choose("phases", phases);
+  };
+  const rate = paramField(path("learning_rate"), phaseParams.learning_rate, phase.learning_rate, update("learning_rate"), { help: false });
+  rate.querySelector("input").placeholder = "the optimizer's";
+  const remove = el("button", { type: "button", class: "remove-phase", "aria-label": `Remove phase ${index + 1}`, title: "Remove", text: "✕" });
+  remove.addEventListener("click", () => {
+    chosen.set("phases", current().phases.filter((_, other) => other !== index));
+    render();
+    scheduleCurve();
+  });
+  return el("li", { class: "phase" }, [
+    paramField(path("epochs"), phaseParams.epochs, phase.epochs, update("epochs"), { help: false }),
+    rate,
+    paramField(path("train"), phaseParams.train, phase.train, update("train"), { describe: choiceWords, help: false }),
+    remove,
+  ]);
+}
+
+function monitorChoices(names) {
+  return ["validation.loss", "train.loss", ...names.map((name) => `validation.${name}`),
+    ...names.filter((name) => !metrics[name].needs_scores).map((name) => `train.${name}`)];
+}
+
+function monitorWords(choice) {
+  const [subset, name] = choice.split(".");
+  return `${name === "loss" ? "Loss" : metrics[name].title} (${subset})`;
+}
+
+function metricFields(spec) {
+  const boxes = Object.values(metrics).map((metric) => {
+    const box = el("input", { type: "checkbox", name: "metrics", value: metric.name });
+    box.checked = spec.metrics.includes(metric.name);
+    box.addEventListener("change", () => {
+      const names = Object.keys(metrics).filter((name) => (name === metric.name ? box.checked : spec.metrics.includes(name)));
+      if (!monitorChoices(names).includes(spec.monitor)) chosen.delete("monitor"); // back to the default
+      choose("metrics", names);
+    });
+    return el("label", { class: "param param-bool", title: metric.help }, [box, el("span", { class: "param-label", text: metric.title }),
+      el("small", { class: "muted param-help", text: metric.help })]);
+  });
+  const monitor = { name: "monitor", label: "Monitored metric", kind: "choice", choices: monitorChoices(spec.metrics),
+    help: "Picks the epoch whose model is kept; early stopping and reduce-on-plateau watch it too." };
+  return [...boxes, errorSlot("metrics"), field("monitor", monitor, spec, { describe: monitorWords })];
+}
+
+function advancedFields(spec) {
+  const training = shown(topLevel).filter((param) => param.name !== "epochs").map((param) => field(param.name, param, spec));
+  return [
+    group("Optimizer", chooserFields("optimizer", "Optimizer", spec, ["learning_rate"])),
+    group("Learning-rate schedule", chooserFields("schedule", "Schedule", spec)),
+    group("Phases", phaseEditor(spec), true),
+    group("Loss", chooserFields("loss", "Loss", spec)),
+    group("Metrics", metricFields(spec)),
+    group("Early stopping", sectionFields("early_stopping", spec)),
+    group("Training steps", training),
+    group("Checkpoints", sectionFields("checkpoints", spec)),
+    group("Resources", sectionFields("resources", spec, ["device"])),
+  ];
+}
+
+/* Draws every field from the current spec, keeping the focus where it was. */
+function render() {
+  const focused = document.activeElement?.name;
+  const spec = current();
+  document.getElementById("data-fields").replaceChildren(...dataFields(spec));
+  document.getElementById("model-fields").replaceChildren(...modelFields(spec));
+  document.getElementById("advanced-fields").replaceChildren(...advancedFields(spec));
+  augmentationSelect.value = spec.data.augmentation ?? "";
+  showResources();
+  if (focused) form.querySelector(`[name="${focused}"]`)?.focus();
+}
+
+/* ---- the learning-rate curve ---- */
+
+/* Editing redraws once the typing pauses, not at every key. */
+function scheduleCurve() {
+  clearTimeout(curveTimer);
+  curveTimer = setTimeout(drawCurve, CURVE_DELAY_MS);
+}
+
+async function drawCurve() {
+  if (!partitionSelect.value) return;
+  const request = ++latestCurve;
+  const spec = current();
+  try {
+    const curve = await api("POST", "/api/runs/schedule/", requestBody());
+    if (request !== latestCurve) return; // the settings changed while this one was drawn
+    clearErrors(form, summary);
+    plotCurve(curve, spec);
+  } catch (error) {
+    if (request !== latestCurve) return;
+    // Quietly: the user may be half-way through typing. Once a launch was refused, its list follows the fixes.
+    showRefusal(error, { quiet: true, summary: summary.hidden ? null : summary });
+  }
+}
+
+/* The settings were refused: each refusal beside its field, and the curve drawn for older settings dimmed. */
+function showRefusal(error, options) {
+  showErrors(form, error, options);
+  chart.classList.add("stale");
+  note.textContent = "The curve follows once the settings marked in the form are fixed.";
+}
+
+function phaseMarks(spec) {
+  const shapes = [];
+  const annotations = [];
+  let start = 0;
+  spec.phases.forEach((phase, index) => {
+    if (index) shapes.push({ type: "line", x0: start, x1: start, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#64748b", width: 1 } });
+    annotations.push({ x: start + phase.epochs / 2, y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
+      text: `Phase ${index + 1}: ${phase.train === "head" ? "head only" : "all"}`, font: { size: 11, color: "#475569" } });
+    start += phase.epochs;
+  });
+  return { shapes, annotations };
+}
+
+function plotCurve(curve, spec) {
+  chart.classList.remove("stale");
+  drawChart(chart, [{
+    x: curve.epochs, y: curve.learning_rates, mode: "lines", line: { color: "#2563eb", width: 2 },
+    hovertemplate: "epoch %{x:.2f}<br>rate %{y:.3g}<extra></extra>",
+  }], {
+    height: 260, margin: { t: 24, r: 12, b: 42, l: 62 }, showlegend: false, ...phaseMarks(spec),
+    xaxis: { title: { text: "epoch" }, range: [0, spec.epochs], zeroline: false },
+    yaxis: { title: { text: "learning rate" }, rangemode: "tozero", exponentformat: "e" },
+  });
+  note.textContent = describeCurve(curve, spec);
+}
+
+function describeCurve(curve, spec) {
+  const schedule = spec.schedule;
+  const warmup = schedule.warmup_epochs ? `, ${schedule.warmup_epochs} warm-up epoch${schedule.warmup_epochs > 1 ? "s" : ""}` : "";
+  const parts = [`${registries.schedule[schedule.name].title}${warmup}: ${spec.epochs} epochs of ${curve.steps_per_epoch} step${curve.steps_per_epoch > 1 ? "s" : ""}.`];
+  if (spec.phases.length) parts.push("Each phase starts the schedule again.");
+  if (curve.depends_on_metric) {
+    parts.push(`The rate is multiplied by ${schedule.reduction} whenever the ${monitorWords(spec.monitor).toLowerCase()} has not improved for `
+      + `${schedule.patience} epochs; when that happens depends on the run, so the curve shows the rate before any cut.`);
+  }
+  return parts.join(" ");
+}
+
+/* ---- starting points, launch, and the learning-rate finder ---- */
+
+/* Clone: the form starts from a run's resolved spec and partition, every setting as that run had it. */
+async function startFromRun(id) {
+  const intro = document.getElementById("run-intro");
+  try {
+    const run = await api("GET", `/api/runs/${id}/`);
+    for (const [path, value] of settingsOf(run.spec)) chosen.set(path, value);
+    nameInput.value = `Copy of ${run.name}`;
+    const here = String(run.partition) in classesOf;
+    if (here) partitionSelect.value = run.partition;
+    intro.replaceChildren(`The settings of `, el("a", { href: `/runs/${run.id}/`, text: run.name }),
+      here ? ": change any of them before launching." : "; its partition is not in this project, so choose one.");
+  } catch (error) {
+    intro.textContent = `The run to copy could not be read (${error.message}); the form starts from the defaults.`;
+  }
+}
+
+/* The finder is a module of its own; the form does without it where it is not installed. */
+async function mountRateFinder() {
+  let finder;
+  try {
+    finder = await import("../rate_finder.js");
+  } catch {
+    return;
+  }
+  finder.mountRateFinder(document.getElementById("rate-finder"), {
+    settings: requestBody,
+    accept: (rate) => {
+      chosen.set("optimizer.learning_rate", rate);
+      render();
+      drawCurve();
+    },
+  });
+}
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  clearErrors(form);
-  const values = formValues(form);
-  if (!values.augmentation) delete values.augmentation; // "None"
+  clearTimeout(curveTimer);
+  latestCurve += 1; // a curve still on its way must not replace what the launch answers
+  const launch = document.getElementById("launch");
+  launch.disabled = true;
   try {
-    const run = await api("POST", "/api/runs/", values);
+    const run = await api("POST", "/api/runs/", requestBody());
     window.location = `/runs/${run.id}/`;
-  } catch (error) { showErrors(form, error); }
+  } catch (error) {
+    showRefusal(error, { summary });
+    summary.focus();
+    launch.disabled = false;
+  }
 });
-// The hint is help, not a requirement: the form works without it.
-showResources().catch(() => {});
+partitionSelect.addEventListener("change", () => { render(); scheduleCurve(); });
+augmentationSelect.addEventListener("change", () => choose("data.augmentation", augmentationSelect.value ? Number(augmentationSelect.value) : null));
+
+const from = new URLSearchParams(window.location.search).get("from");
+if (from) await startFromRun(from);
+render();
+drawCurve();
+mountRateFinder();
+// The workers online are a hint, not a requirement: the form works without it.
+api("GET", "/api/resources/").then((answer) => { resources = answer; showResources(); }).catch(() => {});
