@@ -139,7 +139,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     finished = {"status": status, "message": message, "finished_at": timezone.now(), "results": results}
     if status == Status.SUCCEEDED:
         finished["progress_done"] = F("progress_total")
-    reporter.log(message)
+    reporter.log(f"{message} Kept: {results['kept']['reason']}")
     TrainingRun.objects.filter(pk=run.pk).update(**finished)
 
 
@@ -172,5 +172,5 @@ def ending(spec: TrainingSpec, outcome: TrainingOutcome, kept: dict) -> tuple[st
         return Status.STOPPED, f"Stopped by the user in epoch {state.epoch + 1}; {kept_what}. Resume goes on from the checkpoint."
     if outcome.ended == "early_stopping":
         return Status.SUCCEEDED, (f"Stopped early after epoch {state.epoch} of {spec.epochs}: the monitored metric had not "
-                                  f"improved for {spec['early_stopping']['patience']} epochs. {kept['reason']}")
-    return Status.SUCCEEDED, f"Finished {state.epoch} epochs. Kept: {kept['reason']}"
+                                  f"improved for {spec['early_stopping']['patience']} epochs.")
+    return Status.SUCCEEDED, f"Finished {state.epoch} epochs."

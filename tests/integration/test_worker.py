@@ -79,7 +79,7 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     kept = run.results["kept"]
     validation_losses = dict(run.metrics.filter(subset="validation", name="loss").values_list("epoch", "value"))
     assert kept["epoch"] == min(validation_losses, key=validation_losses.get), "the kept model is the best epoch's"
-    assert run.message.startswith("Finished 12 epochs. Kept: Epoch") and "lowest validation loss" in run.message
+    assert run.message == "Finished 12 epochs." and kept["reason"].startswith(f"Epoch {kept['epoch']} of 12: the lowest validation loss")
     last = torch.load(run.last_weights_path, weights_only=True)
     kept_is_last = kept["epoch"] == 12
     assert all(torch.equal(last[k], v) for k, v in model.state_dict().items()) == kept_is_last, "the last epoch's weights are kept too"
