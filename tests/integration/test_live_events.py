@@ -86,7 +86,7 @@ def test_watching_clients_get_each_point_as_it_is_recorded_and_a_reconnection_ge
     stored = list(MetricPoint.objects.filter(run_id=run_id).order_by("id").values("id", "epoch", "subset", "name", "value"))
     run = TrainingRun.objects.get(pk=run_id)
     assert run.status == "succeeded", run.message
-    assert len(stored) == 10 * 4
+    assert len(stored) == 10 * 8, "loss and accuracy on two subsets, and four system measurements, per epoch"
     assert points(watched) == stored, "the watcher got every point once, oldest first"
     assert live == ["running"], "points arrive while the run goes on"
     assert points(seen) + points(seen_again) + points(to_the_end) == stored, "no point missing or twice across the reconnections"
