@@ -13,18 +13,22 @@ phases are left out: the sweep sets the rate of every step itself, and trains th
 A data-parallel run's processes are not started: the sweep runs in this one, at the per-process
 batch size. Nothing persistent changes; the trained weights go with the Trainer.
 
-`suggested_rate` reads a rate off the curve; docs/rate-finder.md says why this rule.
+`suggested_rate` reads a rate off the curve; docs/rate-finder.md says why this rule. The web tier reads
+the endings' names, so torch (with the Trainer) is imported by the sweep, not by this module.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..observer import JobObserver, SilentObserver
-from .spec import TrainingSpec
-from .trainer import Trainer, TrainingData
+
+if TYPE_CHECKING:
+    import torch
+
+    from .spec import TrainingSpec
+    from .trainer import Trainer, TrainingData
 
 START_RATE, END_RATE = 1e-7, 10.0
 MOST_STEPS = 100
@@ -45,6 +49,8 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
                        steps: int | None = None) -> dict:
     """Sweep the rates on the training subset: {rates, losses (smoothed), suggestion (a rate, or None
     when the curve shows no clear fall), stopped_early_because (a key of EARLY_ENDINGS, or None)}."""
+    from .trainer import Trainer
+
     observer = observer or SilentObserver()
     trainer = Trainer(spec, data, observer, callbacks=[])
     steps = steps or sweep_steps(trainer.steps_per_epoch)
