@@ -1,6 +1,6 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -215,12 +215,16 @@ class RateSearchResultsSerializer(serializers.Serializer):
 
 class RateSearchSerializer(JobSerializer):
     project = serializers.IntegerField(source="partition.dataset.project_id", read_only=True)
-    results = RateSearchResultsSerializer(read_only=True, help_text="Empty until the search ends; a stopped search keeps the curve so far.")
+    results = serializers.SerializerMethodField(help_text="{} until the search ends; a stopped search keeps the curve so far.")
 
     class Meta:
         model = RateSearch
         fields = ["id", "project", "partition", "spec", "queue", *JOB_FIELDS, "results", "created_at"]
         read_only_fields = fields
+
+    @extend_schema_field(RateSearchResultsSerializer)
+    def get_results(self, search) -> dict:
+        return search.results  # as the worker stored it: {} until then
 
 
 class RateSearchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
