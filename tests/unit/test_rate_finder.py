@@ -140,6 +140,9 @@ def test_the_suggestion_is_the_middle_of_an_s_shaped_fall_even_through_noise():
     assert math.log10(suggested_rate(rates, noisy)) == pytest.approx(-3, abs=0.3)
     rising = losses[:60] + [losses[59] * 1.5**k for k in range(1, 11)]
     assert math.log10(suggested_rate(rates[:70], rising)) == pytest.approx(-3, abs=0.1), "the blow-up after the fall changes nothing"
+    unlucky_start = [2.0, 1.5, *losses[2:]]
+    assert math.log10(suggested_rate(rates, unlucky_start, settled=finder.settling_steps(100))) == pytest.approx(-3, abs=0.1), \
+        "the first batches, before the average settles, set neither the top nor the bottom"
 
 
 def test_no_rate_is_suggested_when_the_loss_never_clearly_fell():

@@ -74,7 +74,8 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
         if observer.should_stop():
             ending = "stopped"
             break
-    return {"rates": rates, "losses": losses, "suggestion": suggested_rate(rates, losses), "stopped_early_because": ending}
+    suggestion = suggested_rate(rates, losses, settled=settling_steps(steps))
+    return {"rates": rates, "losses": losses, "suggestion": suggestion, "stopped_early_because": ending}
 
 
 def sweep_steps(batches_per_epoch: int) -> int:
@@ -89,7 +90,16 @@ def sweep_rates(steps: int) -> list[float]:
 
 def smoothing_for(steps: int) -> float:
     """The moving average's factor, so that it spans the same range of rates whatever the number of steps."""
-    return 0.5 ** (1 / max(1.0, HALF_LIFE * steps))
+    return 0.5 ** (1 / half_life(steps))
+
+
+def half_life(steps: int) -> float:
+    return max(1.0, HALF_LIFE * steps)
+
+
+def settling_steps(steps: int) -> int:
+    """The first steps, before the moving average has a half-life of batches behind it."""
+    return math.ceil(half_life(steps))
 
 
 class MovingAverage:
@@ -114,16 +124,20 @@ def cycled_batches(trainer: Trainer) -> Iterator[tuple[torch.Tensor, torch.Tenso
             yield images, targets, epoch
 
 
-def suggested_rate(rates: list[float], losses: list[float]) -> float | None:
+def suggested_rate(rates: list[float], losses: list[float], settled: int = 0) -> float | None:
     """The rate halfway down the curve's fall: the first at which the smoothed loss is back to the middle
     between its highest (before the lowest) and its lowest. The fall of a range test is S-shaped against
     the log of the rate, and an S falls fastest at its middle, so this is the steepest descent (Smith's
     choice) found without differentiating a noisy curve; it always lies within the falling part.
+
+    The first `settled` points are left out: until the moving average spans a few batches, it is little
+    more than one batch's loss, and one lucky or unlucky batch must not set the top or the bottom.
     None when the loss never fell by CLEAR_FALL of its highest: too few points, or no rate learned."""
-    if len(losses) < 3:
+    points = range(settled, len(losses))
+    if len(points) < 3:
         return None
-    lowest = min(range(len(losses)), key=losses.__getitem__)
-    highest = max(range(lowest + 1), key=losses.__getitem__)
+    lowest = min(points, key=losses.__getitem__)
+    highest = max(range(settled, lowest + 1), key=losses.__getitem__)
     fall = losses[highest] - losses[lowest]
     if fall < CLEAR_FALL * losses[highest]:
         return None
