@@ -16,7 +16,7 @@ router.register("datasets", DatasetViewSet, basename="dataset")
 router.register("samples", SampleViewSet, basename="sample")
 router.register("partitions", PartitionViewSet, basename="partition")
 router.register("runs", RunViewSet, basename="run")
-router.register("rate-searches", RateSearchViewSet, basename="rate-search")
+router.register("rate-searches", RateSearchViewSet, basename="ratesearch")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("aggregations", AggregationViewSet, basename="aggregation")
 

@@ -34,7 +34,7 @@ START_RATE, END_RATE = 1e-7, 10.0
 MOST_STEPS = 100
 FEWEST_STEPS = 40
 MOST_PASSES = 8  # over the training subset: a small subset seen many more times is memorised, and the curve says little
-DIVERGED = 4.0  # the sweep ends once the smoothed loss is this many times its lowest
+DIVERGED = 4.0  # the sweep ends once the smoothed loss is this many times its lowest (once settled: `settling_steps`)
 HALF_LIFE = 1 / 15  # of the sweep: the moving average forgets half of a batch's loss over about half a decade of rates
 CLEAR_FALL = 0.1  # the smoothed loss must fall by this share of its highest for the curve to suggest a rate
 
@@ -54,10 +54,11 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
     observer = observer or SilentObserver()
     trainer = Trainer(spec, data, observer, callbacks=[])
     steps = steps or sweep_steps(trainer.steps_per_epoch)
+    settled = settling_steps(steps)
     smoothed = MovingAverage(smoothing_for(steps))
     rates: list[float] = []
     losses: list[float] = []
-    ending = None
+    lowest, ending = math.inf, None
     trainer.network.train()
     for rate, (images, targets, epoch) in zip(sweep_rates(steps), cycled_batches(trainer)):
         trainer.set_learning_rate(rate)
@@ -68,13 +69,15 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
         rates.append(rate)
         losses.append(smoothed.add(loss))
         observer.progress(len(rates), steps, f"rate {rate:.1e}: loss {losses[-1]:.3g}")
-        if losses[-1] > DIVERGED * min(losses):
+        if len(losses) > settled:
+            lowest = min(lowest, losses[-1])
+        if losses[-1] > DIVERGED * lowest:
             ending = "diverged"
             break
         if observer.should_stop():
             ending = "stopped"
             break
-    suggestion = suggested_rate(rates, losses, settled=settling_steps(steps))
+    suggestion = suggested_rate(rates, losses, settled)
     return {"rates": rates, "losses": losses, "suggestion": suggestion, "stopped_early_because": ending}
 
 
