@@ -2,8 +2,8 @@
 
 Queues:
   ingest     data work (unpacking uploads, building caches); any worker.
-  train-cpu  training runs the user placed on the CPU.
-  train-gpu  training runs the user placed on a GPU; only GPU workers consume it.
+  train-cpu  training runs (and learning-rate searches) the user placed on the CPU.
+  train-gpu  training runs (and searches) the user placed on a GPU; only GPU workers consume it.
 """
 import os
 

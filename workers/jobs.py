@@ -1,6 +1,6 @@
 """The workers' half of the one job lifecycle: claim, heartbeat, report, finish, recover.
 
-Every kind of job (ingest, merge, preprocessing, table of measures, training) is a `JobRunner`
+Every kind of job (ingest, merge, preprocessing, table of measures, training, rate search) is a `JobRunner`
 that says how to do its work and what to throw away when it ends early; the lifecycle around
 the work is written once here:
 

@@ -12,6 +12,7 @@ from .aggregate import AGGREGATION
 from .ingest import INGEST
 from .merge import MERGE
 from .preprocess import PREPROCESSING
+from .rate_search import SEARCH
 from .training import TRAINING
 
 
@@ -38,3 +39,8 @@ def aggregate_dataset(self, aggregation_id: int) -> None:
 @shared_task(name=TRAINING.task, bind=True)
 def train_run(self, run_id: int) -> None:
     TRAINING.run(run_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name=SEARCH.task, bind=True)
+def search_learning_rate(self, search_id: int) -> None:
+    SEARCH.run(search_id, hostname=self.request.hostname or "")

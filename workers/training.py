@@ -6,7 +6,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from backend.datasets.models import PartitionMember
-from backend.runs.models import MetricPoint, RunLogLine, TrainingRun
+from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
 from workers.engine.pipelines import Pipeline
@@ -78,8 +78,8 @@ class TrainingJob(JobRunner):
 TRAINING = register(TrainingJob())
 
 
-def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedImages:
-    """A subset's images; the training subset with the run's augmentation and balancing."""
+def subset_images(run: TrainingRun | RateSearch, subset: str, classes: list[str]) -> CachedImages:
+    """A subset's images; the training subset with the run's augmentation and balancing (a rate search's settings are a run's)."""
     members = PartitionMember.objects.filter(partition=run.partition, subset=subset).order_by("sample__cache_index")
     rows = list(members.values_list("sample__cache_index", "sample__label"))
     indices, labels = [i for i, _ in rows], [label for _, label in rows]
@@ -91,7 +91,7 @@ def subset_images(run: TrainingRun, subset: str, classes: list[str]) -> CachedIm
                         seed=run.spec["seed"])
 
 
-def balanced(run: TrainingRun, indices: list[int], labels: list[str]) -> tuple[list[int], list[str]]:
+def balanced(run: TrainingRun | RateSearch, indices: list[int], labels: list[str]) -> tuple[list[int], list[str]]:
     """Oversampling and per-class factors repeat images (augmentation makes the copies differ)."""
     label_of = dict(zip(indices, labels))
     data = run.spec["data"]
@@ -102,7 +102,7 @@ def balanced(run: TrainingRun, indices: list[int], labels: list[str]) -> tuple[l
     return indices, [label_of[i] for i in indices]
 
 
-def training_data(run: TrainingRun) -> tuple[TrainingData, CachedImages]:
+def training_data(run: TrainingRun | RateSearch) -> tuple[TrainingData, CachedImages]:
     dataset = run.partition.dataset
     classes = dataset.labels
     train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))

@@ -31,7 +31,7 @@ class WorkerHeartbeat(models.Model):
 
 
 class Job(models.Model):
-    """What every long piece of work has: ingests, merges, preprocessing, tables of measures, training.
+    """What every long piece of work has: ingests, merges, preprocessing, tables of measures, training, learning-rate searches.
 
     The database is the truth about a job; the broker only carries "go". A worker claims a
     queued job with a conditional update, writes a heartbeat while it works, and finishes it;

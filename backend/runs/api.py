@@ -1,6 +1,6 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,13 +10,26 @@ from backend.audit.services import Action, record
 from backend.core import sse
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
+from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
+from workers.engine.training.finder import EARLY_ENDINGS
 from workers.engine.training.spec import spec_schema
 
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
-from .models import TrainingRun
+from .models import RateSearch, TrainingRun
 from .serializers import MetricPointSerializer, RunStatusSerializer
-from .services import delete_run, launch_run, rate_curve, request_stop, resume_run, runs_for, set_public
+from .services import (
+    delete_run,
+    launch_run,
+    rate_curve,
+    rate_searches_for,
+    request_stop,
+    resume_run,
+    runs_for,
+    set_public,
+    start_rate_search,
+    stop_rate_search,
+)
 
 SPEC_HELP = "The training settings; any left out take the architecture's defaults. See docs/training.md and GET /api/training/."
 
@@ -201,3 +214,58 @@ def resume_from(request) -> Cursor:
         return Cursor.parse(given)
     except ValueError as exc:
         raise ServiceError(str(exc), field="last_event_id") from None
+
+
+class RateSearchResultsSerializer(serializers.Serializer):
+    """What a finished search found ({} before it ends)."""
+
+    rates = serializers.ListField(child=serializers.FloatField(), required=False, help_text="The rates tried, one optimizer step each, rising.")
+    losses = serializers.ListField(child=serializers.FloatField(), required=False, help_text="The training loss at each rate, smoothed.")
+    suggestion = serializers.FloatField(allow_null=True, required=False,
+                                        help_text="The suggested learning rate; null when the loss never clearly fell.")
+    stopped_early_because = serializers.ChoiceField(
+        choices=list(EARLY_ENDINGS), allow_null=True, required=False,
+        help_text="Why the sweep ended before the last rate: the loss blew up (diverged, not_finite) or a stop; null: it swept them all.")
+
+
+class RateSearchSerializer(JobSerializer):
+    project = serializers.IntegerField(source="partition.dataset.project_id", read_only=True)
+    results = serializers.SerializerMethodField(help_text="{} until the search ends; a stopped search keeps the curve so far.")
+
+    class Meta:
+        model = RateSearch
+        fields = ["id", "project", "partition", "spec", "queue", *JOB_FIELDS, "results", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(RateSearchResultsSerializer)
+    def get_results(self, search) -> dict:
+        return search.results  # as the worker stored it: {} until then
+
+
+class RateSearchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Learning-rate searches (docs/rate-finder.md): a short sweep of rising rates with a run's settings, the loss
+    against the rate, and a suggested rate. Not listed or deleted: finished searches go after a day."""
+
+    serializer_class = RateSearchSerializer
+
+    def get_queryset(self):
+        return rate_searches_for(self.request.user).select_related("partition__dataset")
+
+    def retrieve(self, request, *args, **kwargs):
+        search = self.get_object()
+        record(request.user, search.project, Action.READ, search)
+        return Response(self.get_serializer(search).data)
+
+    @extend_schema(request=RunLaunchSerializer, responses={202: RateSearchSerializer})
+    def create(self, request):
+        """Search a learning rate for these settings: the body is a run's (POST /api/runs/), checked the same way."""
+        launch = RunLaunchSerializer(data=request.data, context={"request": request})
+        launch.is_valid(raise_exception=True)
+        search = start_rate_search(request.user, launch.validated_data["partition"], launch.spec_data())
+        return Response(RateSearchSerializer(search).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: RateSearchSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop: a queued search at once; a running one after its current step, keeping the curve so far."""
+        return Response(RateSearchSerializer(stop_rate_search(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)

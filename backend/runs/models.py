@@ -114,3 +114,41 @@ class RunLogLine(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class RateSearch(Job):
+    """A learning-rate finder's sweep (docs/rate-finder.md): the run form's settings on a partition, a short
+    mock training by a worker, and what it found: the loss against the rate and a suggested rate.
+
+    A search is a hint for the form being filled, not a result to keep: it freezes no pipeline version (its
+    augmentation goes with the pipeline), and finished searches older than a day are removed when the next one
+    in the project starts (`SEARCHES_KEPT_FOR`, backend/runs/services.py)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    DONE = Status.DONE
+
+    partition = models.ForeignKey(Partition, on_delete=models.CASCADE, related_name="rate_searches")
+    spec = models.JSONField(default=dict, help_text="The resolved training spec the search sweeps the rate of (docs/training.md).")
+    results = models.JSONField(default=dict, blank=True, help_text="{rates, losses (smoothed), suggestion, stopped_early_because}.")
+    queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the search waits in (by resource).")
+    augmentation = models.ForeignKey("pipelines.PipelineVersion", on_delete=models.CASCADE, null=True, blank=True,
+                                     related_name="rate_searches", help_text="The augmentation applied to the training images.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Learning-rate search {self.pk} on {self.partition}"
+
+    @property
+    def project(self):
+        return self.partition.dataset.project

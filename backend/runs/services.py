@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 import platform
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from backend.audit.services import Action, record
 from backend.core import notify
@@ -23,7 +25,11 @@ from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
 from workers.engine.training.spec import SpecInvalid, TrainingSpec, resolve_spec
 
-from .models import TrainingRun
+from .models import RateSearch, TrainingRun
+
+# A search answers a question about the form being filled now; by the next day the run has been launched or the
+# form left, and its settings or data may have changed. No page lists old searches, so none is deleted by hand.
+SEARCHES_KEPT_FOR = timedelta(days=1)
 
 
 def pipelines_for_project(project):
@@ -276,3 +282,40 @@ def delete_run(actor, run: TrainingRun) -> None:
         record(actor, run.project, Action.DELETE, run)
         run.delete()
         remove_tree_after_commit(folder)
+
+
+def rate_searches_for(user):
+    """Learning-rate searches in the user's projects."""
+    if not user.is_authenticated:
+        return RateSearch.objects.none()
+    return RateSearch.objects.filter(partition__dataset__project__in=projects_for(user))
+
+
+def start_rate_search(user, partition: Partition, spec_data: dict) -> RateSearch:
+    """A learning-rate search for the settings a run would be launched with: checked as a run's are (the same
+    refusals, per field), then swept by a worker of the queue the run would wait in."""
+    project = partition.dataset.project
+    require_owner(user, project)
+    spec, augmentation = prepared_spec(project, partition, spec_data)
+    with transaction.atomic():
+        # Not marked used: a throwaway search should not freeze the pipeline (nor keep it from being deleted).
+        search = RateSearch.objects.create(partition=partition, spec=spec.to_dict(), queue=queue_for(spec["resources"]),
+                                           augmentation=augmentation, created_by=user)
+        send_after_commit("workers.tasks.search_learning_rate", search.pk, search.queue)
+        record(user, project, Action.CREATE, search)
+        remove_old_searches(project)
+    return search
+
+
+def remove_old_searches(project) -> None:
+    RateSearch.objects.filter(partition__dataset__project=project, status__in=RateSearch.finished_statuses(),
+                              created_at__lt=timezone.now() - SEARCHES_KEPT_FOR).delete()
+
+
+def stop_rate_search(actor, search: RateSearch) -> RateSearch:
+    """A queued search stops at once; a running one after its current step, keeping the curve so far."""
+    require_owner(actor, search.project)
+    require_stoppable(search, "learning-rate search")
+    stop(search)
+    search.refresh_from_db()
+    return search

@@ -9,26 +9,19 @@ from playwright.sync_api import expect
 
 from tests.browser.test_walkthrough import log_in, shot
 from tests.factories import ready_dataset, training_spec
-from tests.integration.test_static_modules import OPTIONAL_MODULES, found
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def absent_optional_module(url: str) -> bool:
-    """A page asking for an optional module this checkout lacks: it imports it only where it is there."""
-    return any(url.endswith(f"/{name}") and found(name) is None for name in OPTIONAL_MODULES)
 
 
 def record_problems(page) -> list[str]:
     """Console errors, uncaught exceptions, and requests that failed or answered an error."""
     problems = []
     page.on("console", lambda message: problems.append(f"console: {message.text}")
-            if message.type == "error" and not absent_optional_module(message.location.get("url", "")) else None)
+            if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} {request.failure}")
-            if not absent_optional_module(request.url) else None)
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} {request.failure}"))
     page.on("response", lambda response: problems.append(f"{response.status}: {response.url}")
-            if response.status >= 400 and not absent_optional_module(response.url) else None)
+            if response.status >= 400 else None)
     return problems
 
 

@@ -17,7 +17,7 @@ from backend.datasets.services import create_partition
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
-from backend.runs.models import MetricPoint, TrainingRun
+from backend.runs.models import MetricPoint, RateSearch, TrainingRun
 from tests.conftest import demo_entries, make_zip
 from tests.factories import ready_dataset, training_spec
 
@@ -106,6 +106,9 @@ MATRIX = {
     # The owner's answer is a 400: a finished run has nothing to resume (the order of checks is what is tested).
     ("POST", "/api/runs/{pk}/resume/"): Case((401, 404, 403, 400), ids=run_id),
     ("POST", "/api/runs/schedule/"): Case((401, 400, 200, 200), data=lambda w: {"partition": w["partition"], "epochs": 2}),
+    ("POST", "/api/rate-searches/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
+    ("GET", "/api/rate-searches/{pk}/"): Case(READ, ids=lambda w: {"pk": w["rate_search"]}),
+    ("POST", "/api/rate-searches/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["rate_search"]}),
     ("GET", "/api/training/"): Case(LIST),
     ("GET", "/api/operations/"): Case(LIST),
     ("GET", "/api/pipelines/"): Case(LIST),
@@ -151,6 +154,7 @@ def world(django_user_model):
     run.onnx_path.write_bytes(b"onnx")
     MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
     queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
+    search = RateSearch.objects.create(partition=partition, spec=training_spec())
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
@@ -160,7 +164,7 @@ def world(django_user_model):
                                              status=Aggregation.Status.READY)
     return {
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
-        "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "unused_dataset": unused.pk,
+        "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
         "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }

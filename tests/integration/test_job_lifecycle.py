@@ -9,7 +9,7 @@ from django.utils import timezone
 from backend.core.jobs import JOB_FIELDS, stop
 from backend.datasets.models import Dataset
 from backend.pipelines.models import Aggregation, Pipeline
-from backend.runs.models import TrainingRun
+from backend.runs.models import RateSearch, TrainingRun
 from tests.factories import ready_dataset, training_spec
 from workers import jobs
 from workers.aggregate import AGGREGATION
@@ -17,6 +17,7 @@ from workers.engine.observer import JobFault, JobStopped
 from workers.ingest import INGEST, DatasetJob
 from workers.merge import MERGE
 from workers.preprocess import PREPROCESSING
+from workers.rate_search import SEARCH
 
 pytestmark = pytest.mark.django_db
 
@@ -150,25 +151,29 @@ def test_the_sweep_knows_every_kind_of_job(project, sent):
     partition = source.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
     run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9), status="running", epochs_completed=4,
                                      attempts=1, **silent())
-    assert jobs.recover_stale_jobs("worker@c", starting=False) == 4
+    search = RateSearch.objects.create(partition=partition, spec=training_spec(resources={"device": "gpu"}), queue="train-gpu",
+                                       status="running", attempts=1, **silent())
+    assert jobs.recover_stale_jobs("worker@c", starting=False) == 5
     assert sorted(sent) == sorted([(MERGE.task, merged.pk, MERGE.queue), (PREPROCESSING.task, derived.pk, PREPROCESSING.queue),
-                                   (AGGREGATION.task, table.pk, AGGREGATION.queue)])
+                                   (AGGREGATION.task, table.pk, AGGREGATION.queue), (SEARCH.task, search.pk, "train-gpu")])
     run.refresh_from_db()
     assert run.status == "failed" and run.is_finished
     assert run.message == ("The worker running this stopped responding in epoch 5, before the run's first checkpoint; the "
                            "metrics so far are kept. Launch it again (Clone).")
 
 
-@pytest.mark.parametrize("url", ["/api/datasets/{dataset}/", "/api/aggregations/{table}/", "/api/runs/{run}/"])
+@pytest.mark.parametrize("url", ["/api/datasets/{dataset}/", "/api/aggregations/{table}/", "/api/runs/{run}/",
+                                 "/api/rate-searches/{search}/"])
 def test_every_kind_of_job_shows_the_same_fields(api, project, url):
     dataset = ready_dataset(project)
     measures = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
     table = Aggregation.objects.create(dataset=dataset, pipeline_version=measures, name="t", measures=["mean"])
     partition = dataset.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
     run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9))
-    body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk)).json()
+    search = RateSearch.objects.create(partition=partition, spec=training_spec())
+    body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk, search=search.pk)).json()
     assert set(JOB_FIELDS) <= set(body)
-    assert body["finished"] is (body["status"] in ("ready", "succeeded", "failed", "stopped"))
+    assert body["finished"] is (body["status"] in ("ready", "succeeded", "done", "failed", "stopped"))
 
 
 def test_an_upload_stopped_before_a_worker_took_it_leaves_no_file_behind(api, project, django_capture_on_commit_callbacks):

@@ -26,13 +26,6 @@ IMPORTS = (
     re.compile(r"""\bimport\(\s*["']([^"']+)["']\s*\)"""),
 )
 
-
-# Modules a page imports with import() only where they are, and works without (run_new.js mounts the
-# learning-rate finder when there is one). A checkout may lack them: the graph then ends there, and the
-# collected files get an empty stand-in, so the imports around it are still checked.
-OPTIONAL_MODULES = ("frontend/js/rate_finder.js",)
-
-
 class HashingStorage(CompressedManifestStaticFilesStorage):
     """What the settings would need to hash file names: Django rewrites the modules' imports
     to the hashed names only when asked to."""
@@ -65,8 +58,6 @@ def module_graph(entry: str) -> set[str]:
     while todo:
         name = todo.pop()
         if name in seen:
-            continue
-        if name in OPTIONAL_MODULES and found(name) is None:
             continue
         seen.add(name)
         source = found(name).read_text()
@@ -108,25 +99,13 @@ def test_modules_import_by_relative_path_only_and_each_is_used():
     assert written == reached, f"modules no page loads: {sorted(written - reached)}"
 
 
-def stand_ins(folder: Path) -> list[str]:
-    """An empty module in `folder` for each optional one this checkout lacks (a hashing storage refuses
-    an import of a file it cannot find)."""
-    missing = [name for name in OPTIONAL_MODULES if found(name) is None]
-    for name in missing:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text("export {};\n")
-    return missing
-
-
 @pytest.mark.parametrize("backend", [settings.STORAGES["staticfiles"]["BACKEND"], f"{__name__}.HashingStorage"])
 def test_every_import_resolves_in_the_collected_files(backend, tmp_path):
     """Follows each page's module and its imports as a browser would, from the address the template
     gives it, through the files collectstatic wrote."""
     storages = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
-    extra, collected = tmp_path / "stand-ins", tmp_path / "collected"
-    extra.mkdir()
-    standing_in = stand_ins(extra)
-    with override_settings(STATIC_ROOT=collected, STORAGES=storages, STATICFILES_DIRS=[extra]):
+    collected = tmp_path / "collected"
+    with override_settings(STATIC_ROOT=collected, STORAGES=storages):
         call_command("collectstatic", "--noinput", verbosity=0)
         entries = [static(name) for name in page_modules()]
     manifest = collected / "staticfiles.json"
@@ -143,4 +122,4 @@ def test_every_import_resolves_in_the_collected_files(backend, tmp_path):
         if hashed is not None:
             assert name in hashed, f"{url}: a module reached by its unhashed name escapes cache busting"
         todo.extend(urljoin(url, specifier) for specifier in imports_of((collected / name).read_text()))
-    assert len(seen) == len(list((SOURCES / "frontend" / "js").rglob("*.js"))) + len(standing_in), sorted(seen)
+    assert len(seen) == len(list((SOURCES / "frontend" / "js").rglob("*.js"))), sorted(seen)

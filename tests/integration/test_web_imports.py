@@ -70,14 +70,14 @@ def import_every_module() -> None:
 
 
 def make_rows() -> tuple[object, dict]:
-    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures and a run."""
+    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run and a rate search."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from backend.datasets.services import create_partition
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
-    from backend.runs.services import launch_run
+    from backend.runs.services import launch_run, start_rate_search
     from tests.factories import ready_dataset, volumes_with_masks
 
     call_command("migrate", verbosity=0)
@@ -90,8 +90,9 @@ def make_rows() -> tuple[object, dict]:
     aggregation = start_aggregation(user, measuring, volumes_with_masks(project))
     run = launch_run(project, partition, {"model": {"architecture": "resnet18"}, "epochs": 1, "batch_size": 8,
                                           "data": {"augmentation": augmentation.pk}}, user)
+    search = start_rate_search(user, partition, {"model": {"architecture": "resnet18"}, "batch_size": 8})
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
-           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk}
+           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "ratesearch": search.pk}
     return user, ids
 
 

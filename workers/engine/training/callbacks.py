@@ -36,9 +36,7 @@ class ScheduleStep(Callback):
 
     def on_batch_start(self, trainer):
         state = trainer.state
-        rate = trainer.spec.learning_rate(state.epoch + 1, state.batch, trainer.steps_per_epoch, state.plateau)
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = rate * group.get("lr_scale", 1.0)
+        trainer.set_learning_rate(trainer.spec.learning_rate(state.epoch + 1, state.batch, trainer.steps_per_epoch, state.plateau))
 
     def on_epoch_end(self, trainer, metrics):
         subset, name, higher = trainer.spec.monitored

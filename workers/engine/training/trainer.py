@@ -144,6 +144,7 @@ class Trainer:
         self.train_metrics = [m for m in spec["metrics"] if not METRICS[m].needs_scores]
         self.tally = Tally(self.num_classes, self.device)
         self.state = TrainerState()
+        self.epoch_started, self.epoch_images = time.perf_counter(), 0
         self.trainable = "all"
         callbacks = default_callbacks(spec, checkpoint_folder if rank == 0 else None) if callbacks is None else callbacks
         self.callbacks = [c for c in callbacks if rank == 0 or c.every_process]
@@ -189,7 +190,8 @@ class Trainer:
                 return False
         return True
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> None:
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One optimizer step on a batch; returns the batch's loss (detached, on the device: reading it waits for the GPU)."""
         seed = batch_seed(self.spec["seed"], epoch, self.state.batch, self.rank)
         torch.manual_seed(seed)  # dropout and the like: fixed by the batch's place in the run
         self.emit("on_batch_start")
@@ -208,6 +210,7 @@ class Trainer:
         self.state.batch += 1
         self.state.step += 1
         self.emit("on_batch_end")
+        return loss.detach()
 
     def measure_epoch(self) -> dict[str, float]:
         """The epoch's metrics (process 0 measures; the others get {}), and the state moved to its end."""
@@ -242,6 +245,11 @@ class Trainer:
     def emit(self, hook: str, *args) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
+
+    def set_learning_rate(self, rate: float) -> None:
+        """Every parameter group's rate for the next step (a group may scale it by its `lr_scale`)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate * group.get("lr_scale", 1.0)
 
     def log(self, message: str) -> None:
         if self.rank == 0:

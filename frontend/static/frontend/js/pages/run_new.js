@@ -11,6 +11,7 @@ import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, showErrors } from "../dom.js";
 import { paramField } from "../params.js";
+import { mountRateFinder } from "../rate_finder.js";
 
 const CURVE_DELAY_MS = 500;
 /* Settings that change which fields there are: the form is drawn again when they change. */
@@ -421,15 +422,9 @@ async function startFromRun(id) {
   }
 }
 
-/* The finder is a module of its own; the form does without it where it is not installed. */
-async function mountRateFinder() {
-  let finder;
-  try {
-    finder = await import("../rate_finder.js");
-  } catch {
-    return;
-  }
-  finder.mountRateFinder(document.getElementById("rate-finder"), {
+/* The learning-rate finder (its own module, js/rate_finder.js) searches with the form's settings. */
+function mountFinder() {
+  mountRateFinder(document.getElementById("rate-finder"), {
     settings: requestBody,
     accept: (rate) => {
       chosen.set("optimizer.learning_rate", rate);
@@ -461,6 +456,6 @@ const from = new URLSearchParams(window.location.search).get("from");
 if (from) await startFromRun(from);
 render();
 drawCurve();
-mountRateFinder();
+mountFinder();
 // The workers online are a hint, not a requirement: the form works without it.
 api("GET", "/api/resources/").then((answer) => { resources = answer; showResources(); }).catch(() => {});

@@ -1,0 +1,72 @@
+"""The learning-rate finder's module in a page, with a real worker: refused settings said in words, the
+search's progress, then the curve, the suggestion and "Use this rate".
+
+The module is mounted the way the run form mounts it (a dynamic import into <section id="rate-finder">), on
+the run form's page, with settings() and accept() of the test's own: the form's fields are not the module's."""
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from backend.datasets.services import create_partition
+from backend.projects.models import Project
+from tests.browser.test_page_modules import record_problems
+from tests.browser.test_walkthrough import log_in, shot
+from tests.factories import ready_dataset, with_training_cache
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+MOUNT = """async (body) => {
+  window.requestBody = body;
+  window.accepted = [];
+  const section = document.createElement("section");
+  section.id = "rate-finder";
+  section.className = "card";
+  document.querySelector("main").append(section);
+  const { mountRateFinder } = await import("/static/frontend/js/rate_finder.js");
+  mountRateFinder(section, { settings: () => window.requestBody, accept: (rate) => window.accepted.push(rate) });
+}"""
+
+
+def test_find_a_rate_watch_the_sweep_and_use_the_suggestion(page, live_server, clinician, celery_worker_process):
+    project = Project.objects.create(owner=clinician, name="Chest")
+    dataset = with_training_cache(ready_dataset(project, per_class=40, name="X-rays"))
+    partition = create_partition(clinician, dataset, "", 70, 15, 15, 1)
+    log_in(page, live_server.url)
+    problems = record_problems(page)
+    page.goto(f"{live_server.url}/projects/{project.pk}/runs/new/")
+    page.add_script_tag(url="/static/vendor/plotly.min.js")  # the run form loads it for its own charts
+    page.evaluate(MOUNT, {"partition": partition.pk, "batch_size": 500})
+    finder = page.locator("#rate-finder")
+
+    finder.get_by_role("button", name="Find a learning rate").click()
+    expect(finder.get_by_role("alert")).to_contain_text("batch size: The batch size (500) is larger than the training subset")
+    assert f"400: {live_server.url}/api/rate-searches/" in problems
+    assert all("400" in problem for problem in serious(problems)), f"the refusal, and nothing else, went wrong: {problems}"
+    problems.clear()
+
+    page.evaluate("() => { window.requestBody = { ...window.requestBody, batch_size: 4 }; }")
+    finder.get_by_role("button", name="Find a learning rate").click()
+    expect(finder.locator(".error")).to_be_empty()
+    expect(finder.locator(".progress")).to_be_visible()
+    expect(finder.locator(".progress .label")).to_contain_text(re.compile(r"\d+%"))
+    expect(finder.locator(".status")).to_have_text("Done", timeout=180_000)
+    expect(finder.locator(".progress")).to_be_hidden()
+    expect(finder.locator(".rate-finder-chart .scatterlayer .trace")).to_have_count(2)  # the curve, and the suggestion's mark
+    assert page.evaluate("() => document.querySelector('.rate-finder-chart')._fullLayout.xaxis.type") == "log"
+    suggestion = finder.locator(".rate-finder-suggestion")
+    expect(suggestion).to_contain_text("Suggested learning rate:")
+    expect(finder.locator(".status + span")).to_contain_text("halfway down the loss's fall")
+    finder.get_by_role("button", name="Use this rate").click()
+    accepted = page.evaluate("() => window.accepted")
+    shown = suggestion.text_content().split(": ")[1]
+    assert len(accepted) == 1 and accepted[0] == pytest.approx(float(shown))
+    expect(finder).to_contain_text(f"The learning rate is now {shown}.")
+    expect(finder.get_by_role("button", name="Search again")).to_be_enabled()
+    shot(page, "rate_finder")
+    assert not serious(problems), problems
+
+
+def serious(problems: list[str]) -> list[str]:
+    """The browser asks for a favicon the toolkit does not have, whenever it likes: not the module's doing."""
+    return [problem for problem in problems if "favicon.ico" not in problem]
