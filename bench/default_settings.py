@@ -6,7 +6,9 @@ the demo set. Prints JSON: test accuracy of the kept model for the defaults and 
 Target (issue 12): the defaults reach what a tuned run of the same architecture reaches (within a
 point of the best tuned run's test accuracy).
 
-Usage: python bench/default_settings.py [digits|demo|all] [small_cnn|resnet18|all]
+`digits_few` keeps 10 training images of each digit (100 in all), where settings make a difference.
+
+Usage: python bench/default_settings.py [digits|digits_few|demo|all] [small_cnn|resnet18|all]
 """
 import json
 import sys
@@ -35,8 +37,9 @@ TUNED = [
 ]
 
 
-def digits(folder: Path):
-    """scikit-learn's digits as the toolkit's cache: uint8 (N, 1, 8, 8), split 70/15/15 stratified."""
+def digits(folder: Path, per_class: int | None = None):
+    """scikit-learn's digits as the toolkit's cache: uint8 (N, 1, 8, 8), split 70/15/15 stratified; with
+    `per_class`, the training subset cut to that many images of each digit (a small set, where settings matter)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -48,6 +51,8 @@ def digits(folder: Path):
 
     def subset(name):
         rows = [i for i, s in enumerate(subsets) if s == name]
+        if name == "train" and per_class:
+            rows = [i for digit in classes for i in [r for r in rows if labels[r] == digit][:per_class]]
         return CachedImages(folder / "digits.npy", rows, [classes.index(labels[i]) for i in rows])
 
     return subset("train"), subset("validation"), subset("test"), classes
@@ -64,7 +69,10 @@ def test_accuracy(spec, data, test_set) -> tuple[float, int, float]:
 
 def compare(dataset: str, architecture: str) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench-defaults-"))
-    train_set, validation_set, test_set, classes = digits(folder) if dataset == "digits" else demo_subsets(folder)
+    if dataset.startswith("digits"):
+        train_set, validation_set, test_set, classes = digits(folder, 10 if dataset == "digits_few" else None)
+    else:
+        train_set, validation_set, test_set, classes = demo_subsets(folder)
     data = TrainingData(train_set, validation_set, 1, classes)
     default_spec = resolve_spec({"model": {"architecture": architecture}})
     accuracy, epoch, seconds = test_accuracy(default_spec, data, test_set)
@@ -84,7 +92,7 @@ def compare(dataset: str, architecture: str) -> dict:
 
 
 def main():
-    datasets = ["digits", "demo"] if len(sys.argv) < 2 or sys.argv[1] == "all" else [sys.argv[1]]
+    datasets = ["digits", "digits_few", "demo"] if len(sys.argv) < 2 or sys.argv[1] == "all" else [sys.argv[1]]
     architectures = ["small_cnn"] if len(sys.argv) < 3 else (["small_cnn", "resnet18"] if sys.argv[2] == "all" else [sys.argv[2]])
     results = [compare(d, a) for d in datasets for a in architectures]
     print(json.dumps({"benchmark": "default_settings", "results": results,

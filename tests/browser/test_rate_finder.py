@@ -1,8 +1,6 @@
-"""The learning-rate finder's module in a page, with a real worker: refused settings said in words, the
-search's progress, then the curve, the suggestion and "Use this rate".
-
-The module is mounted the way the run form mounts it (a dynamic import into <section id="rate-finder">), on
-the run form's page, with settings() and accept() of the test's own: the form's fields are not the module's."""
+"""The learning-rate finder on the run form, with a real worker: refused settings said in words, the
+search's progress, then the curve, the suggestion, and "Use this rate" setting the form's learning rate.
+The search takes the form's own settings: what the form would launch."""
 import re
 
 import pytest
@@ -11,21 +9,11 @@ from playwright.sync_api import expect
 from backend.datasets.services import create_partition
 from backend.projects.models import Project
 from tests.browser.test_page_modules import record_problems
+from tests.browser.test_run_form import field
 from tests.browser.test_walkthrough import log_in, shot
 from tests.factories import ready_dataset, with_training_cache
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-MOUNT = """async (body) => {
-  window.requestBody = body;
-  window.accepted = [];
-  const section = document.createElement("section");
-  section.id = "rate-finder";
-  section.className = "card";
-  document.querySelector("main").append(section);
-  const { mountRateFinder } = await import("/static/frontend/js/rate_finder.js");
-  mountRateFinder(section, { settings: () => window.requestBody, accept: (rate) => window.accepted.push(rate) });
-}"""
 
 
 def test_find_a_rate_watch_the_sweep_and_use_the_suggestion(page, live_server, clinician, celery_worker_process):
@@ -34,9 +22,9 @@ def test_find_a_rate_watch_the_sweep_and_use_the_suggestion(page, live_server, c
     partition = create_partition(clinician, dataset, "", 70, 15, 15, 1)
     log_in(page, live_server.url)
     problems = record_problems(page)
-    page.goto(f"{live_server.url}/projects/{project.pk}/runs/new/")
-    page.add_script_tag(url="/static/vendor/plotly.min.js")  # the run form loads it for its own charts
-    page.evaluate(MOUNT, {"partition": partition.pk, "batch_size": 500})
+    page.goto(f"{live_server.url}/projects/{project.pk}/runs/new/?partition={partition.pk}")
+    page.locator("#advanced summary").click()
+    field(page, "batch_size").fill("500")
     finder = page.locator("#rate-finder")
 
     finder.get_by_role("button", name="Find a learning rate").click()
@@ -45,7 +33,7 @@ def test_find_a_rate_watch_the_sweep_and_use_the_suggestion(page, live_server, c
     assert all("400" in problem for problem in serious(problems)), f"the refusal, and nothing else, went wrong: {problems}"
     problems.clear()
 
-    page.evaluate("() => { window.requestBody = { ...window.requestBody, batch_size: 4 }; }")
+    field(page, "batch_size").fill("4")
     finder.get_by_role("button", name="Find a learning rate").click()
     expect(finder.locator(".error")).to_be_empty()
     expect(finder.locator(".progress")).to_be_visible()
@@ -58,9 +46,8 @@ def test_find_a_rate_watch_the_sweep_and_use_the_suggestion(page, live_server, c
     expect(suggestion).to_contain_text("Suggested learning rate:")
     expect(finder.locator(".status + span")).to_contain_text("halfway down the loss's fall")
     finder.get_by_role("button", name="Use this rate").click()
-    accepted = page.evaluate("() => window.accepted")
     shown = suggestion.text_content().split(": ")[1]
-    assert len(accepted) == 1 and accepted[0] == pytest.approx(float(shown))
+    assert float(field(page, "optimizer.learning_rate").input_value()) == pytest.approx(float(shown))
     expect(finder).to_contain_text(f"The learning rate is now {shown}.")
     expect(finder.get_by_role("button", name="Search again")).to_be_enabled()
     shot(page, "rate_finder")
