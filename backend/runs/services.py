@@ -23,7 +23,7 @@ from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
-from workers.engine.training.spec import SpecInvalid, TrainingSpec, resolve_spec
+from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_subset, resolve_spec
 
 from .models import RateSearch, TrainingRun
 
@@ -190,10 +190,10 @@ def prepared_spec(project, partition: Partition, spec_data: dict):
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
-    spec = resolved(spec_data)
-    if "batch_size" not in spec_data and spec["batch_size"] > training_images_per_process(spec, partition):
-        # The default batch, not one the user chose, gives way to a small training subset.
-        spec = resolved({**spec_data, "batch_size": max(1, training_images_per_process(spec, partition))})
+    try:
+        spec = fitted_to_subset(spec_data, sum(partition.counts.get("train", {}).values()))
+    except SpecInvalid as invalid:
+        raise spec_errors(invalid) from None
     check_resources(spec["resources"])
     check_fits_partition(spec, partition)
     check_class_factors(spec["data"]["class_factors"], partition)

@@ -9,7 +9,7 @@ import pytest
 
 from workers.engine.training.metrics import METRICS
 from workers.engine.training.schedules import SCHEDULES, Plateau
-from workers.engine.training.spec import DEFAULTS, SpecInvalid, resolve_spec, spec_schema
+from workers.engine.training.spec import DEFAULTS, SpecInvalid, fitted_to_subset, resolve_spec, spec_schema
 
 
 def refusal(data: dict) -> dict:
@@ -75,6 +75,15 @@ def test_several_mistakes_are_reported_together():
 def test_a_default_warm_up_gives_way_in_short_runs_but_a_chosen_one_is_checked():
     assert resolve_spec({"epochs": 1})["schedule"]["warmup_epochs"] == 0
     assert "schedule.warmup_epochs" in refusal({"epochs": 1, "schedule": {"warmup_epochs": 1}})
+
+
+def test_a_default_batch_gives_way_to_a_small_training_subset_and_a_chosen_one_does_not():
+    assert fitted_to_subset({}, 5000)["batch_size"] == 32
+    assert fitted_to_subset({}, 100)["batch_size"] == 12, "at least 8 steps an epoch"
+    assert fitted_to_subset({}, 40)["batch_size"] == 8, "never below 8 images"
+    assert fitted_to_subset({}, 5)["batch_size"] == 5, "never more than the subset"
+    assert fitted_to_subset({"resources": {"processes": 2}}, 100)["batch_size"] == 8, "each process's share counts"
+    assert fitted_to_subset({"batch_size": 64}, 100)["batch_size"] == 64, "the user's choice stands (the service refuses it)"
 
 
 def test_phases_set_the_epochs_and_each_restarts_the_schedule():
