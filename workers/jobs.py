@@ -207,8 +207,9 @@ class JobRunner:
         send_after_commit(self.task, job.pk, self.queue_of(job))
 
     def queue_of(self, job: Job) -> str:
-        """The logical queue a job is sent to again; one per kind unless a kind routes each job (runs by resource)."""
-        return self.queue
+        """The logical queue a job is sent to again: its own where jobs are routed one by one (runs and rate
+        searches by their resources, in a `queue` field), else its kind's."""
+        return getattr(job, "queue", "") or self.queue
 
 
 RUNNERS: list[JobRunner] = []

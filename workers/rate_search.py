@@ -22,10 +22,7 @@ class RateSearchJob(JobRunner):
     model = RateSearch
     task = "workers.tasks.search_learning_rate"
     noun = "learning-rate search"
-    queue = "train-cpu"
-
-    def queue_of(self, search: RateSearch) -> str:
-        return search.queue
+    queue = "train-cpu"  # only a default: each is sent to its own queue (queue_of)
 
     def work(self, search: RateSearch, reporter) -> None:
         search = RateSearch.objects.select_related("partition__dataset", "augmentation").get(pk=search.pk)

@@ -41,10 +41,7 @@ class TrainingJob(JobRunner):
     model = TrainingRun
     task = "workers.tasks.train_run"
     noun = "training run"
-    queue = "train-cpu"
-
-    def queue_of(self, run: TrainingRun) -> str:
-        return run.queue
+    queue = "train-cpu"  # only a default: each is sent to its own queue (queue_of)
 
     def reporter(self, run: TrainingRun) -> RunReporter:
         return RunReporter(run)
