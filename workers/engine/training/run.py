@@ -48,6 +48,7 @@ def train_in_parallel(spec, data, observer, checkpoint_folder, resume) -> Traini
             join_group(gpu, rendezvous, 0, world)
             trainer = Trainer(spec, data, observer or SilentObserver(), checkpoint_folder, rank=0, world=world)
             outcome = (resumed_trainer(trainer, checkpoint_folder) if resume else trainer).fit()
+            dist.barrier()  # every process done with its collectives before any tears the group down (gloo aborts otherwise)
         finally:
             torch.set_num_threads(threads)
             if dist.is_initialized():
@@ -77,5 +78,6 @@ def train_rank(rank, world, rendezvous, spec_data, data, resume_folder) -> None:
     try:
         trainer = Trainer(spec, data, SilentObserver(), rank=rank, world=world)
         (resumed_trainer(trainer, resume_folder) if resume_folder else trainer).fit()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
