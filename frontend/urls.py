@@ -17,4 +17,7 @@ urlpatterns = [
     path("partitions/<int:partition_id>/", views.partition_page, name="partition"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
     path("aggregations/<int:aggregation_id>/", views.aggregation_page, name="aggregation"),
+    path("zoo/", views.zoo_page, name="zoo"),
+    path("projects/<int:project_id>/models/", views.imported_models_page, name="imported-models"),
+    path("imported-models/<int:importedmodel_id>/", views.imported_model_page, name="imported-model"),
 ]

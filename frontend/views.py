@@ -1,5 +1,6 @@
 """Pages. Each renders a template around one object; the page's script talks to the REST API,
 so the browser and scripts go through the same validation and the same messages."""
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
@@ -11,7 +12,9 @@ from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
 from backend.projects.access import can_change, get_project, projects_for
 from backend.projects.models import Role
+from backend.runs.lineage import lineage_of, runs_in, shown_lineage
 from backend.runs.services import runs_for
+from backend.zoo.services import architecture_choices, imported_models_for
 
 
 @login_required
@@ -31,6 +34,7 @@ def project_page(request, project_id):
         "runs": project.runs.select_related("partition__dataset"),
         "pipelines": project.pipelines.prefetch_related("versions"),
         "aggregations": Aggregation.objects.filter(dataset__project=project).select_related("dataset"),
+        "imported_models": project.imported_models.all(),
     })
 
 
@@ -96,8 +100,23 @@ def run_new_page(request, project_id):
     return render(request, "frontend/run_new.html", {
         "project": project, "partitions": partitions, "selected": request.GET.get("partition", ""),
         "partition_classes": {partition.pk: partition.dataset.labels for partition in partitions},
+        # The images' size and channels: the form offers to resize inside the network when a model cannot take them.
+        "partition_shapes": {partition.pk: {"height": partition.dataset.height, "width": partition.dataset.width,
+                                            "channels": partition.dataset.channels} for partition in partitions},
         "augmentations": project.pipelines.filter(kind="augmentation").prefetch_related("versions"),
     })
+
+
+@login_required
+def zoo_page(request):
+    """The model zoo: the networks as cards, and a chosen one's layers for one of the user's datasets (picked from
+    the ready ones, by project) or for a typed image size. The page's script asks the API for both."""
+    datasets = (datasets_for(request.user).filter(status=Dataset.Status.READY, channels__gt=0)
+                .select_related("project").order_by("project__name", "name"))
+    by_project: dict = {}
+    for dataset in datasets:
+        by_project.setdefault(dataset.project.name, []).append(dataset)
+    return render(request, "frontend/zoo.html", {"datasets_by_project": by_project, "chosen_dataset": request.GET.get("dataset", "")})
 
 
 @login_required
@@ -105,4 +124,27 @@ def run_page(request, run_id):
     run = get_object_or_404(runs_for(request.user).select_related("project", "partition__dataset"), pk=run_id)
     changeable = can_change(request.user, run.project)
     record(request.user, run.project, Action.READ, run)
-    return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable})
+    # Earlier runs in the chain are linked only where this reader may open them; the others are named.
+    readable = set(runs_for(request.user).filter(pk__in=runs_in(lineage_of(run))).values_list("pk", flat=True))
+    return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable,
+                                                 "lineage": shown_lineage(run, readable)})
+
+
+@login_required
+def imported_models_page(request, project_id):
+    """Import a model (ONNX, safetensors) and the project's imported models: opset, inputs, what each became and why."""
+    project = get_project(request.user, project_id)
+    return render(request, "frontend/imported_models.html", {
+        "project": project, "can_change": can_change(request.user, project), "architectures": architecture_choices(),
+        "imported_models": project.imported_models.select_related("created_by"),
+        "max_megabytes": settings.MODEL_IMPORT_MAX_BYTES // 1024**2,
+    })
+
+
+@login_required
+def imported_model_page(request, importedmodel_id):
+    """One imported model: its facts, the import's outcome and reason, and a form to predict one image."""
+    imported = get_object_or_404(imported_models_for(request.user).select_related("project", "created_by"), pk=importedmodel_id)
+    record(request.user, imported.project, Action.READ, imported)
+    return render(request, "frontend/imported_model.html", {"model": imported, "project": imported.project,
+                                                            "can_change": can_change(request.user, imported.project)})

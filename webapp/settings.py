@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "backend.runs",
     "backend.pipelines",
     "backend.audit",
+    "backend.zoo",
     "frontend",
 ]
 
@@ -125,6 +126,11 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 DATA_UPLOAD_MAX_NUMBER_FILES = 50_000
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 60_000
 UPLOAD_MAX_BYTES = int(os.environ.get("TOOLKIT_UPLOAD_MAX_BYTES", 32 * 1024**3))
+# Pretrained weight files (ImageNet through torchvision), put here by hand where machines are offline;
+# torchvision's own cache (TORCH_HOME) is searched too. Files are checked by the hash in their names.
+PRETRAINED_WEIGHTS_DIR = Path(os.environ.get("TOOLKIT_WEIGHTS_DIR", VAR_DIR / "weights"))
+# Imported models (ONNX, safetensors): larger files are refused (VGG-16's ONNX is about 530 MB).
+MODEL_IMPORT_MAX_BYTES = int(os.environ.get("TOOLKIT_MODEL_IMPORT_MAX_BYTES", 1024**3))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -151,6 +157,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "backend.datasets.models.Dataset.Status",
         "RunStatusEnum": "backend.runs.models.TrainingRun.Status",
+        "JobStatusEnum": "backend.core.models.Job.Status",  # the lifecycle's own words (tables of measures, imported models)
+        "ImportedModelModeEnum": "backend.zoo.models.ImportedModel.Mode",
         "SampleKindEnum": "backend.datasets.models.Sample.Kind",
         "PipelineKindEnum": "backend.pipelines.models.Pipeline.Kind",
         "ParamKindEnum": "workers.engine.params.PARAM_KINDS",

@@ -3,12 +3,13 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from backend.core.api import ArchitectureList, ResourceList, api_not_found
+from backend.core.api import ArchitectureList, LayerSummary, ResourceList, api_not_found
 from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
 from backend.pipelines.api import AggregationViewSet, MeasureList, OperationList, PipelineViewSet
 from backend.projects.api import ProjectViewSet
 from backend.runs.api import RateSearchViewSet, RunViewSet, TrainingOptions
+from backend.zoo.api import ImportedModelViewSet
 
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -19,10 +20,12 @@ router.register("runs", RunViewSet, basename="run")
 router.register("rate-searches", RateSearchViewSet, basename="ratesearch")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("aggregations", AggregationViewSet, basename="aggregation")
+router.register("imported-models", ImportedModelViewSet, basename="importedmodel")
 
 api_urls = [
     path("", include(router.urls)),
     path("architectures/", ArchitectureList.as_view(), name="architectures"),
+    path("architectures/<str:name>/summary/", LayerSummary.as_view(), name="architecture-summary"),
     path("operations/", OperationList.as_view(), name="operations"),
     path("measures/", MeasureList.as_view(), name="measures"),
     path("resources/", ResourceList.as_view(), name="resources"),

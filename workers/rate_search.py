@@ -11,8 +11,10 @@ from django.db.models import F
 from backend.runs.models import RateSearch
 from workers.engine.training.finder import EARLY_ENDINGS, find_learning_rate
 from workers.engine.training.spec import resolve_spec
+from workers.engine.zoo.weights import WeightsUnavailable
 
 from .jobs import JobRunner, register
+from .starting_weights import model_start
 from .training import training_data
 
 Status = RateSearch.Status
@@ -27,7 +29,7 @@ class RateSearchJob(JobRunner):
     def work(self, search: RateSearch, reporter) -> None:
         search = RateSearch.objects.select_related("partition__dataset", "augmentation").get(pk=search.pk)
         data, _ = training_data(search)
-        found = find_learning_rate(resolve_spec(search.spec), data, reporter)
+        found = find_learning_rate(resolve_spec(search.spec), data, reporter, start=model_start(search))
         status, message = ending(found)
         fields = {"results": found}
         if status == Status.DONE:
@@ -35,6 +37,8 @@ class RateSearchJob(JobRunner):
         self.finish(search, status, message, **fields)
 
     def failure_message(self, exc: Exception) -> str:
+        if isinstance(exc, WeightsUnavailable):
+            return str(exc)
         return f"The learning-rate search failed ({type(exc).__name__}: {exc}); the worker log has the details."
 
 

@@ -11,6 +11,7 @@ from . import heartbeat  # noqa: F401  (worker heartbeats and the recovery sweep
 from .aggregate import AGGREGATION
 from .ingest import INGEST
 from .merge import MERGE
+from .model_import import IMPORT
 from .preprocess import PREPROCESSING
 from .rate_search import SEARCH
 from .training import TRAINING
@@ -44,3 +45,8 @@ def train_run(self, run_id: int) -> None:
 @shared_task(name=SEARCH.task, bind=True)
 def search_learning_rate(self, search_id: int) -> None:
     SEARCH.run(search_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name=IMPORT.task, bind=True)
+def import_model(self, imported_id: int) -> None:
+    IMPORT.run(imported_id, hostname=self.request.hostname or "")

@@ -8,7 +8,16 @@ from django.utils import timezone
 from backend.datasets.models import PartitionMember
 from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
 from workers.engine.data import CachedImages
-from workers.engine.export import export_onnx, max_abs_difference
+from workers.engine.export import (
+    PARITY_IMAGES,
+    ExportTooLarge,
+    ModelFacts,
+    export_onnx,
+    model_metadata,
+    parity_check,
+    probabilities_of,
+    write_safetensors,
+)
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
 from workers.engine.training.evaluation import evaluate
@@ -16,8 +25,10 @@ from workers.engine.training.losses import LossContext
 from workers.engine.training.run import train
 from workers.engine.training.spec import TrainingSpec, resolve_spec
 from workers.engine.training.trainer import TrainingData, TrainingOutcome
+from workers.engine.zoo.weights import WeightsUnavailable
 
 from .jobs import MAX_ATTEMPTS, JobReporter, JobRunner, register
+from .starting_weights import model_start, start_note
 
 Status = TrainingRun.Status
 
@@ -51,6 +62,8 @@ class TrainingJob(JobRunner):
         train_and_store(run, reporter)
 
     def failure_message(self, exc: Exception) -> str:
+        if isinstance(exc, WeightsUnavailable):
+            return str(exc)  # which file to put where: the whole message is for the user
         return f"Training failed ({type(exc).__name__}: {exc}). The metrics recorded so far are kept."
 
     def on_worker_lost(self, run: TrainingRun) -> str:
@@ -110,13 +123,15 @@ def training_data(run: TrainingRun | RateSearch) -> tuple[TrainingData, CachedIm
 def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     spec = resolve_spec(run.spec)
     data, test_set = training_data(run)
+    start = model_start(run)
     resume = run.has_checkpoint
     if resume:
         reporter.log(f"Resuming from the last checkpoint (attempt {run.attempts}).")
     else:
         reporter.log(f"Training {spec['model']['architecture']} on {len(data.train)} training images, validating on "
                      f"{len(data.validation)}; {spec.epochs} epochs of {spec['batch_size']} images per step.")
-    outcome = train(spec, data, reporter, run.checkpoint_dir, resume=resume)
+        reporter.log(start_note(run.spec, run.provenance.get("started_from", {}), data.classes, data.in_channels))
+    outcome = train(spec, data, reporter, run.checkpoint_dir, resume=resume, start=start)
     last_weights = {key: tensor.clone() for key, tensor in outcome.model.state_dict().items()}
     model = outcome.kept_model()
     run.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -128,16 +143,67 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     if outcome.best_weights is not None and outcome.state.best_epoch != outcome.state.epoch:
         results["test_last_epoch"] = measure(spec, data, model_with(model, last_weights), test_set)
         model.load_state_dict(outcome.best_weights)
-    data.train.augment = None  # the export example is a plain image
-    example = torch.stack([data.train[i][0] for i in range(min(2, len(data.train)))])
-    export_onnx(model, example, run.onnx_path)
-    results["onnx_max_abs_difference"] = max_abs_difference(model, run.onnx_path, example)
+    results["onnx"] = export_kept_model(run, spec, data, model, reporter)
     status, message = ending(spec, outcome, results["kept"])
     finished = {"status": status, "message": message, "finished_at": timezone.now(), "results": results}
     if status == Status.SUCCEEDED:
         finished["progress_done"] = F("progress_total")
     reporter.log(f"{message} Kept: {results['kept']['reason']}")
     TrainingRun.objects.filter(pk=run.pk).update(**finished)
+
+
+def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, model, reporter: RunReporter) -> dict:
+    """The kept model as safetensors and as ONNX beside its weights, both with the same metadata, and the ONNX
+    file's parity check: whether onnxruntime gives PyTorch's outputs on validation images (results["onnx"])."""
+    metadata = model_metadata(model, model_facts(run, spec, data))
+    write_safetensors(model, metadata, run.safetensors_path)
+    data.train.augment = None  # the export example is a plain image
+    example = torch.stack([data.train[i][0] for i in range(min(2, len(data.train)))])
+    try:
+        export_onnx(model, example, run.onnx_path, metadata)
+    except ExportTooLarge as exc:
+        error = f"{exc}. The weights are kept as safetensors."
+        reporter.log(f"No ONNX file: {error}")
+        return {"error": error, "passed": False}
+    images, subset = parity_images(data)
+    check = parity_check(model, run.onnx_path, images, subset)
+    reporter.log(parity_words(check))
+    return check
+
+
+def model_facts(run: TrainingRun, spec: TrainingSpec, data: TrainingData) -> ModelFacts:
+    return ModelFacts(architecture=spec["model"]["architecture"], classes=list(data.classes),
+                      input_shape=(data.in_channels, *data.train.cache.shape[-2:]), spec=spec.to_dict(),
+                      probabilities=probabilities_of(spec.loss), preprocessing=preprocessing_of(run.partition.dataset),
+                      run_id=run.pk, run_name=run.name, toolkit_version=run.provenance.get("code_version", "unknown"))
+
+
+def preprocessing_of(dataset) -> list[dict]:
+    """The preprocessing pipeline versions that made the dataset from an upload, oldest first (a derived
+    dataset's parent may be derived too; the chain ends where a parent was deleted)."""
+    made, seen = [], set()
+    while dataset is not None and dataset.pipeline_version_id and dataset.pk not in seen:
+        seen.add(dataset.pk)
+        version = dataset.pipeline_version
+        made.append({"dataset": dataset.pk, "pipeline": version.pipeline_id, "name": version.pipeline.name,
+                     "version": version.number, "steps": version.steps})
+        dataset = dataset.derived_from
+    return made[::-1]
+
+
+def parity_images(data: TrainingData) -> tuple[torch.Tensor, str]:
+    """Up to PARITY_IMAGES validation images (plain, in the partition's order); the training images' when the
+    partition has no validation subset."""
+    subset, images = ("validation", data.validation) if len(data.validation) else ("train", data.train)
+    return torch.stack([images[i][0] for i in range(min(PARITY_IMAGES, len(images)))]), subset
+
+
+def parity_words(check: dict) -> str:
+    same = "the same classes" if check["same_predictions"] else "different classes"
+    difference = "not a number" if check["max_abs_difference"] is None else f"{check['max_abs_difference']:.1g}"
+    agrees = "agrees" if check["passed"] else "does NOT agree"
+    return (f"Exported as ONNX and safetensors; the ONNX file {agrees} with PyTorch on {check['images']} {check['subset']} images: {same}, largest output "
+            f"difference {difference} (at most {check['tolerance']:g} passes).")
 
 
 def model_with(model, weights: dict):

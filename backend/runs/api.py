@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.http import FileResponse
+from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
@@ -8,12 +10,15 @@ from rest_framework.views import APIView
 
 from backend.audit.services import Action, record
 from backend.core import sse
+from backend.core.api import api_not_found
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
 from backend.datasets.services import partitions_for
 from workers.engine.training.finder import EARLY_ENDINGS
 from workers.engine.training.spec import spec_schema
+from workers.engine.zoo.registry import MODELS, ModelEntry
+from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
 from .models import RateSearch, TrainingRun
@@ -28,6 +33,7 @@ from .services import (
     runs_for,
     set_public,
     start_rate_search,
+    starting_points,
     stop_rate_search,
 )
 
@@ -71,18 +77,24 @@ class RunLaunchSerializer(serializers.Serializer):
 class RunSerializer(RunStatusSerializer):
     """A run whole: its state (as the live events send it), spec, provenance, results and model."""
 
-    model_url = serializers.SerializerMethodField()
+    model_url = serializers.SerializerMethodField(help_text="The kept model as ONNX; null until the run has finished.")
+    weights_url = serializers.SerializerMethodField(help_text="The kept weights as safetensors, with the ONNX file's metadata; "
+                                                              "null until the run has finished (and for runs trained before "
+                                                              "the toolkit wrote them).")
     dataset = serializers.IntegerField(source="partition.dataset_id", read_only=True)
     architecture = serializers.CharField(read_only=True)
 
     class Meta:
         model = TrainingRun
         fields = ["project", "dataset", "partition", "name", "architecture", "spec", "provenance", *RunStatusSerializer.Meta.fields,
-                  "model_url", "public", "created_at"]
+                  "model_url", "weights_url", "public", "created_at"]
         read_only_fields = fields
 
     def get_model_url(self, run) -> str | None:
         return f"/api/runs/{run.pk}/model.onnx/" if run.is_finished and run.onnx_path.exists() else None
+
+    def get_weights_url(self, run) -> str | None:
+        return f"/api/runs/{run.pk}/model.safetensors/" if run.is_finished and run.safetensors_path.exists() else None
 
 
 class CurveSerializer(serializers.Serializer):
@@ -94,6 +106,36 @@ class CurveSerializer(serializers.Serializer):
 
 class VisibilitySerializer(serializers.Serializer):
     public = serializers.BooleanField(help_text="True: every user of the server may read the run and download its model.")
+
+
+class NamedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class StartingPointSerializer(serializers.ModelSerializer):
+    """A run whose kept model a new run can start from (model.weights "run", model.start_run its id)."""
+
+    project = NamedSerializer(read_only=True)
+    dataset = NamedSerializer(source="partition.dataset", read_only=True)
+    partition = NamedSerializer(read_only=True)
+    architecture = serializers.CharField(read_only=True)
+    classes = serializers.SerializerMethodField(help_text="The classes its model was trained for (its head's outputs, in order).")
+    channels = serializers.IntegerField(source="partition.dataset.channels", read_only=True)
+    test_accuracy = serializers.FloatField(read_only=True, allow_null=True)
+    kept_epoch = serializers.SerializerMethodField(help_text="The epoch whose model was kept (the one a new run starts from).")
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "name", "project", "dataset", "partition", "architecture", "classes", "channels", "test_accuracy",
+                  "kept_epoch", "status", "created_at"]
+        read_only_fields = fields
+
+    def get_classes(self, run) -> list[str]:
+        return run.results.get("classes") or run.partition.dataset.labels
+
+    def get_kept_epoch(self, run) -> int | None:
+        return run.results.get("kept", {}).get("epoch")
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -127,6 +169,20 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         run = launch_run(partition.dataset.project, partition, launch.spec_data(), request.user,
                          name=launch.validated_data.get("name", ""))
         return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        responses=StartingPointSerializer(many=True),
+        parameters=[OpenApiParameter("architecture", str, description="Only runs of this architecture (a name of "
+                                                                           "GET /api/training/'s architectures).")],
+    )
+    @action(detail=False, methods=["get"], url_path="starting-points", pagination_class=None)
+    def starting_points(self, request):
+        """Runs a new run can start from (model.weights "run"): the ones you can read (your projects' and public ones) that
+        kept a model, newest first, at most 200."""
+        architecture = request.query_params.get("architecture") or None
+        if architecture is not None and architecture not in MODELS:
+            raise ServiceError(f"There is no architecture '{architecture}'; choose one of {', '.join(MODELS)}.", field="architecture")
+        return Response(StartingPointSerializer(starting_points(request.user, architecture), many=True).data)
 
     @extend_schema(request=RunLaunchSerializer, responses={200: CurveSerializer})
     @action(detail=False, methods=["post"], url_path="schedule")
@@ -188,22 +244,76 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     @action(detail=True, methods=["get"], url_path="model.onnx")
     def model_onnx(self, request, pk=None):
-        """The trained model as ONNX: input "image" (N, C, H, W) floats in [0, 1], output "logits"."""
+        """The trained model as ONNX: input "image" (N, C, H, W) floats in [0, 1], output "logits"; class names, input
+        shape, preprocessing and the training spec in its metadata_props (docs/models.md, "Exporting a model")."""
         run = self.get_object()
-        if not run.is_finished or not run.onnx_path.exists():
+        if not run.is_finished:
             raise ServiceError("The model is not ready: the run has not finished.", code="not_ready", status_code=409)
-        filename = f"run-{run.pk}-{run.architecture}.onnx"
-        record(request.user, run.project, Action.DOWNLOAD, run, name=f"{run.name}: {filename}")
-        return FileResponse(open(run.onnx_path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")
+        if not run.onnx_path.exists():
+            why = run.results.get("onnx", {}).get("error") or "the run ended before its model was kept and exported."
+            raise ServiceError(f"This run has no ONNX file: {why}", code="file_missing", status_code=404)
+        return model_file(request, run, run.onnx_path, "onnx")
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path="model.safetensors")
+    def model_safetensors(self, request, pk=None):
+        """The kept weights as safetensors (the state dict of the ONNX file's model), with the same metadata in its
+        header. Runs trained before the toolkit wrote this file answer 404."""
+        run = self.get_object()
+        if not run.is_finished:
+            raise ServiceError("The weights are not ready: the run has not finished.", code="not_ready", status_code=409)
+        if not run.safetensors_path.exists():
+            why = ("it was trained before the toolkit wrote one. Download its ONNX model, or clone the run to train it again."
+                   if run.onnx_path.exists() else "the run ended before its model was kept.")
+            raise ServiceError(f"This run has no safetensors file: {why}", code="file_missing", status_code=404)
+        return model_file(request, run, run.safetensors_path, "safetensors")
+
+
+def model_file(request, run: TrainingRun, path, extension: str) -> FileResponse:
+    """A run's model file as a download, recorded in the project's audit log."""
+    filename = f"run-{run.pk}-{run.architecture}.{extension}"
+    record(request.user, run.project, Action.DOWNLOAD, run, name=f"{run.name}: {filename}")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")
 
 
 class TrainingOptions(APIView):
     """The training spec's schema: every setting's kind, bounds, default and help; the optimizers, losses, schedules and
-    metrics with their parameters; each architecture's resolved defaults. The run form builds itself from it."""
+    metrics with their parameters; each architecture's resolved defaults, and which of its pretrained weights files are on
+    this server (`weights_available`); where imported models are listed (`imported_models`, null where this server has no
+    such list). The run form builds itself from it."""
 
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(spec_schema())
+        schema = spec_schema()
+        for architecture in schema["architectures"]:
+            architecture["weights_available"] = weights_available(MODELS[architecture["name"]])
+        schema["imported_models"] = IMPORTED_MODELS if serves(IMPORTED_MODELS) else None
+        return Response(schema)
+
+
+IMPORTED_MODELS = "/api/imported-models/"
+
+
+def serves(path: str) -> bool:
+    """Whether this server has an address: the form asks only for lists that exist (a 404 would be noise in its console)."""
+    try:
+        return resolve(path).func is not api_not_found  # what answers every unknown address under /api/
+    except Resolver404:
+        return False
+
+
+def weights_available(entry: ModelEntry) -> dict:
+    """{weights name: {available, message}} for an architecture's pretrained weights on this server: found by name in the
+    weights folder or torchvision's cache (the worker checks the hash when it reads the file); when absent, the message
+    says which file to put where."""
+    found = {}
+    for weights in entry.weights:
+        try:
+            find_weights(weights, settings.PRETRAINED_WEIGHTS_DIR)
+            found[weights.name] = {"available": True, "filename": weights.filename, "message": ""}
+        except WeightsUnavailable as missing:
+            found[weights.name] = {"available": False, "filename": weights.filename, "message": str(missing)}
+    return found
 
 
 def resume_from(request) -> Cursor:

@@ -80,6 +80,11 @@ class TrainingRun(Job):
         return self.storage_dir / "model.onnx"
 
     @property
+    def safetensors_path(self):
+        """The kept model's weights as safetensors, with the ONNX file's metadata (runs before issue 13 have none)."""
+        return self.storage_dir / "model.safetensors"
+
+    @property
     def weights_path(self):
         """The kept model's weights (the best epoch's)."""
         return self.storage_dir / "weights.pt"

@@ -23,9 +23,17 @@ from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
+from backend.zoo.services import check_imported_start
 from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_subset, resolve_spec
+from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
+from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
+from .lineage import lineage_provenance
 from .models import RateSearch, TrainingRun
+
+# A run's kept model can start another run once it has one: finished, or stopped after an epoch (its weights file says).
+STARTABLE = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.STOPPED)
+STARTING_POINTS_LISTED = 200  # the newest; a form's select of more would not be read
 
 # A search answers a question about the form being filled now; by the next day the run has been launched or the
 # form left, and its settings or data may have changed. No page lists old searches, so none is deleted by hand.
@@ -185,7 +193,75 @@ def provenance_of(partition: Partition, augmentation) -> dict:
     }
 
 
-def prepared_spec(project, partition: Partition, spec_data: dict):
+def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
+    """What the model starts from must be there, and the network must take the dataset's images."""
+    model = spec["model"]
+    if model["weights"] == "imported":
+        check_imported_start(user, spec, partition)  # an imported model (backend/zoo): readable, trainable, its architecture
+    if model["architecture"] not in MODELS:
+        return  # a network converted from ONNX: its import checked the channels and sizes it takes
+    entry = model_entry(model["architecture"])
+    check_input_size(entry, model["input_size"], partition.dataset)
+    if model["weights"] == "imagenet":
+        check_pretrained_file(entry, "imagenet")
+    elif model["weights"] == "run":
+        start_run_for(user, model["start_run"], entry)
+
+
+def check_input_size(entry: ModelEntry, input_size: int, dataset) -> None:
+    """The dataset's images must fit the network, unless the network resizes them (model.input_size, which the spec
+    checked against the network already). A dataset whose size is not recorded is left to the worker."""
+    height, width = dataset.height, dataset.width
+    if input_size or not (height and width):
+        return
+    problem = entry.size_problem(height, width)
+    if not problem:
+        return
+    if min(height, width) < entry.min_size:
+        fitting = f"{entry.min_size} or more"
+    else:
+        fitting = f"{entry.max_size}" if entry.max_size == entry.min_size else f"{entry.max_size} or less"
+    raise ServiceError(f"{problem}; this dataset's are {width}×{height}. Set the input size to {fitting} (images are resized "
+                       "inside the network) or add a Resize step to the dataset's preprocessing.", field="model.input_size")
+
+
+def check_pretrained_file(entry: ModelEntry, weights: str) -> None:
+    """The file is on this server (its hash is checked by the worker that reads it: hashing 500 MB is not a request's job)."""
+    try:
+        find_weights(entry.weights_named(weights), settings.PRETRAINED_WEIGHTS_DIR)
+    except WeightsUnavailable as missing:
+        raise ServiceError(str(missing), field="model.weights", code="weights_unavailable") from None
+
+
+def start_run_for(user, run_id: int, entry: ModelEntry) -> TrainingRun:
+    """The earlier run a run starts from: one the user may read, with a kept model, of the same architecture. Its
+    classes and channels may differ (the head is replaced, the first layer adapted)."""
+    earlier = runs_for(user).filter(pk=run_id).first()
+    if earlier is None:
+        raise ServiceError(f"There is no run {run_id} that you can read. Start from a run of a project you are a member of, "
+                           "or a public one.", field="model.start_run")
+    named = f"Run {earlier.pk} '{earlier.name}'"
+    if earlier.status not in STARTABLE or not earlier.weights_path.is_file():
+        state = "its model file is missing" if earlier.status in STARTABLE else f"it is {earlier.get_status_display().lower()}"
+        raise ServiceError(f"{named} has no kept model to start from ({state}); choose a run that finished, or one stopped "
+                           "after its first epoch.", field="model.start_run")
+    if earlier.architecture != entry.name:
+        its = architecture_title(earlier.architecture)
+        raise ServiceError(f"{named} trained a {its}, not a {entry.title}: choose {its} as the model to start from it, or "
+                           f"another run.", field="model.start_run")
+    return earlier
+
+
+def starting_points(user, architecture: str | None = None):
+    """Runs whose kept model a new run can start from, newest first: readable, finished or stopped with a weights
+    file, of `architecture` when given."""
+    runs = runs_for(user).filter(status__in=STARTABLE).select_related("project", "partition__dataset")
+    if architecture:
+        runs = runs.filter(spec__model__architecture=architecture)
+    return [run for run in runs.order_by("-created_at")[:STARTING_POINTS_LISTED] if run.weights_path.is_file()]
+
+
+def prepared_spec(project, partition: Partition, spec_data: dict, user):
     """The resolved spec for this partition, with every check that needs the database, and the augmentation version."""
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
@@ -197,6 +273,7 @@ def prepared_spec(project, partition: Partition, spec_data: dict):
     check_resources(spec["resources"])
     check_fits_partition(spec, partition)
     check_class_factors(spec["data"]["class_factors"], partition)
+    check_model(spec, partition, user)
     augmentation = augmentation_version(spec["data"]["augmentation"], project)
     settings_ = spec.to_dict()
     settings_["data"]["augmentation"] = augmentation.pipeline_id if augmentation else None
@@ -205,11 +282,11 @@ def prepared_spec(project, partition: Partition, spec_data: dict):
 
 def launch_run(project, partition: Partition, spec_data: dict, user, name: str = "") -> TrainingRun:
     require_owner(user, project)
-    spec, augmentation = prepared_spec(project, partition, spec_data)
+    spec, augmentation = prepared_spec(project, partition, spec_data, user)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project=project, partition=partition, created_by=user, spec=spec.to_dict(), queue=queue_for(spec["resources"]),
-            provenance=provenance_of(partition, augmentation), augmentation=augmentation,
+            provenance={**provenance_of(partition, augmentation), **lineage_provenance(spec["model"])}, augmentation=augmentation,
             name=name or f"{architecture_title(spec['model']['architecture'])} on {partition.dataset.name}",
         )
         if augmentation:
@@ -220,12 +297,12 @@ def launch_run(project, partition: Partition, spec_data: dict, user, name: str =
 
 
 def architecture_title(name: str) -> str:
-    return next((a.title for a in architectures() if a.name == name), name)
+    return MODELS[name].title if name in MODELS else name
 
 
 def rate_curve(project, partition: Partition, spec_data: dict, user) -> dict:
     """The learning rate along the run these settings would make: the form draws it before launch."""
-    spec, _ = prepared_spec(project, partition, spec_data)
+    spec, _ = prepared_spec(project, partition, spec_data, user)
     return spec.rate_curve(max(1, math.ceil(training_images_per_process(spec, partition) / spec["batch_size"])))
 
 
@@ -235,13 +312,6 @@ def queue_position(run: TrainingRun) -> int | None:
         return None
     ahead = TrainingRun.objects.filter(queue=run.queue, status=TrainingRun.Status.QUEUED, created_at__lt=run.created_at)
     return ahead.count() + 1
-
-
-def architectures() -> list:
-    """The architectures a run can train (name, title, description), for the run form."""
-    from workers.engine.architectures import ARCHITECTURES
-
-    return list(ARCHITECTURES.values())
 
 
 def resume_run(actor, run: TrainingRun) -> TrainingRun:
@@ -264,6 +334,15 @@ def resume_run(actor, run: TrainingRun) -> TrainingRun:
     return run
 
 
+def require_not_a_pending_start(run: TrainingRun) -> None:
+    """A run whose model a queued or running run starts from keeps its weights until that one has read them."""
+    waiting = TrainingRun.objects.filter(spec__model__weights="run", spec__model__start_run=run.pk).exclude(
+        status__in=TrainingRun.finished_statuses()).first()
+    if waiting:
+        raise ServiceError(f"Run {waiting.pk} '{waiting.name}' starts from this run's model and has not finished; delete this "
+                           "run once that one has (or stop that one first).", code="conflict", status_code=409)
+
+
 def request_stop(actor, run: TrainingRun) -> TrainingRun:
     """Queued runs stop at once; running ones after their current batch, keeping what was done."""
     require_owner(actor, run.project)
@@ -277,6 +356,7 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
 def delete_run(actor, run: TrainingRun) -> None:
     require_owner(actor, run.project)
     require_finished(run, "run")
+    require_not_a_pending_start(run)
     folder = run.storage_dir  # before delete(), which clears the primary key it is named by
     with transaction.atomic():
         record(actor, run.project, Action.DELETE, run)
@@ -296,7 +376,7 @@ def start_rate_search(user, partition: Partition, spec_data: dict) -> RateSearch
     refusals, per field), then swept by a worker of the queue the run would wait in."""
     project = partition.dataset.project
     require_owner(user, project)
-    spec, augmentation = prepared_spec(project, partition, spec_data)
+    spec, augmentation = prepared_spec(project, partition, spec_data, user)
     with transaction.atomic():
         # Not marked used: a throwaway search should not freeze the pipeline (nor keep it from being deleted).
         search = RateSearch.objects.create(partition=partition, spec=spec.to_dict(), queue=queue_for(spec["resources"]),

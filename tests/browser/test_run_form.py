@@ -247,7 +247,8 @@ def test_launching_sends_the_nested_spec_the_form_shows(page, live_server, chest
     assert spec["model"]["architecture"] == "resnet18"
     assert spec["optimizer"] == {"name": "sgd", "learning_rate": 0.002, "momentum": 0.8, "nesterov": True, "weight_decay": 0.0005}
     assert spec["schedule"] == {"name": "constant", "warmup_epochs": 1}
-    assert spec["phases"] == body["phases"] and spec["epochs"] == 8
+    # Stored resolved: each phase with every setting, the ones the form left out at their defaults.
+    assert spec["phases"] == [{**phase, "frozen_blocks": 0, "layer_rate_ratio": 1.0} for phase in body["phases"]] and spec["epochs"] == 8
     assert spec["metrics"] == ["accuracy", "auc"] and spec["monitor"] == "validation.auc"
     assert spec["early_stopping"] == {"enabled": True, "patience": 2, "min_delta": 0.0}
     assert spec["data"] == {"balancing": "factors", "class_factors": {"lesion": 3, "normal": 1}, "augmentation": chest["augmentation"].pk}

@@ -7,6 +7,7 @@ test_every_endpoint_has_an_entry.
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.generators import EndpointEnumerator
@@ -18,8 +19,10 @@ from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
 from backend.runs.models import MetricPoint, RateSearch, TrainingRun
-from tests.conftest import demo_entries, make_zip
+from backend.zoo.models import ImportedModel
+from tests.conftest import demo_entries, make_zip, png_bytes
 from tests.factories import ready_dataset, training_spec
+from tests.model_files import if_onnx
 
 ROLES = ("anonymous", "outsider", "viewer", "owner")
 PASSWORD = "matrix-password-1"
@@ -57,6 +60,8 @@ READ = (401, 404, 200, 200)
 
 MATRIX = {
     ("GET", "/api/architectures/"): Case(LIST),
+    ("GET", "/api/architectures/{name}/summary/"): Case(LIST, ids=lambda w: {"name": "small_cnn"},
+                                                        notes="the registry's networks, for anyone logged in"),
     ("GET", "/api/resources/"): Case(LIST),
     ("POST", "/api/auth/token/"): Case(OPEN, data=lambda w: {"username": "owner", "password": PASSWORD}),
     ("GET", "/api/schema/"): Case(OPEN, notes="the schema describes the API, not anyone's data"),
@@ -101,10 +106,12 @@ MATRIX = {
     ("GET", "/api/runs/{pk}/metrics/"): Case(READ, ids=run_id),
     ("GET", "/api/runs/{pk}/events/"): Case(READ, ids=run_id, notes="a stream: the run is finished, so it ends"),
     ("GET", "/api/runs/{pk}/model.onnx/"): Case(READ, ids=run_id),
+    ("GET", "/api/runs/{pk}/model.safetensors/"): Case(READ, ids=run_id),
     ("POST", "/api/runs/{pk}/visibility/"): Case((401, 404, 403, 200), ids=run_id, data=lambda w: {"public": True}),
     ("POST", "/api/runs/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["queued_run"]}),
     # The owner's answer is a 400: a finished run has nothing to resume (the order of checks is what is tested).
     ("POST", "/api/runs/{pk}/resume/"): Case((401, 404, 403, 400), ids=run_id),
+    ("GET", "/api/runs/starting-points/"): Case(LIST, notes="each caller sees only the runs they may read"),
     ("POST", "/api/runs/schedule/"): Case((401, 400, 200, 200), data=lambda w: {"partition": w["partition"], "epochs": 2}),
     ("POST", "/api/rate-searches/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
     ("GET", "/api/rate-searches/{pk}/"): Case(READ, ids=lambda w: {"pk": w["rate_search"]}),
@@ -131,6 +138,15 @@ MATRIX = {
     ("POST", "/api/aggregations/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["aggregation"]}),
     ("GET", "/api/aggregations/{pk}/rows/"): Case(READ, ids=lambda w: {"pk": w["aggregation"]}),
     ("GET", "/api/aggregations/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["aggregation"]}),
+    ("GET", "/api/imported-models/"): Case(LIST),
+    ("POST", "/api/imported-models/"): Case((401, 400, 403, 202), multipart=True, data=lambda w: {
+        "project": w["project"], "file": SimpleUploadedFile("branchy.onnx", w["onnx_bytes"])}),
+    ("GET", "/api/imported-models/{pk}/"): Case(READ, ids=lambda w: {"pk": w["imported_model"]}),
+    ("DELETE", "/api/imported-models/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["imported_model"]}),
+    ("POST", "/api/imported-models/{pk}/predict/"): Case(
+        READ, ids=lambda w: {"pk": w["imported_model"]}, multipart=True,
+        data=lambda w: {"image": SimpleUploadedFile("x.png", png_bytes(np.zeros((16, 16), np.uint8)))},
+        notes="a prediction changes nothing: viewers may predict"),
 }
 
 
@@ -141,7 +157,7 @@ def test_every_endpoint_has_an_entry():
 
 
 @pytest.fixture
-def world(django_user_model):
+def world(django_user_model, tmp_path):
     users = {name: django_user_model.objects.create_user(name, password=PASSWORD) for name in ("owner", "viewer", "outsider", "newcomer")}
     project = Project.objects.create(owner=users["owner"], name="Shared")
     ProjectMember.objects.create(project=project, user=users["viewer"], role=Role.VIEWER)
@@ -152,6 +168,7 @@ def world(django_user_model):
     run = TrainingRun.objects.create(project=project, partition=partition, name="done", spec=training_spec(epochs=1), status="succeeded")
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     run.onnx_path.write_bytes(b"onnx")
+    run.safetensors_path.write_bytes(b"safetensors")
     MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
     queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
     search = RateSearch.objects.create(partition=partition, spec=training_spec())
@@ -162,7 +179,13 @@ def world(django_user_model):
     measuring = create_pipeline(users["owner"], project, "Measure", "aggregation", [], ["mean"])
     aggregation = Aggregation.objects.create(dataset=dataset, pipeline_version=measuring.latest, name="Means", measures=["mean"],
                                              status=Aggregation.Status.READY)
+    branchy = if_onnx(tmp_path / "branchy.onnx")
+    imported = ImportedModel.objects.create(project=project, name="Branchy", kind="onnx", mode="prediction_only", status="ready",
+                                            channels=1, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 16, 16]}])
+    imported.storage_dir.mkdir(parents=True)
+    imported.onnx_path.write_bytes(branchy.read_bytes())
     return {
+        "imported_model": imported.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
@@ -219,6 +242,7 @@ def test_a_public_run_is_readable_by_everyone_and_changeable_by_its_owners_only(
     assert owner.post(run + "visibility/", {"public": True}, format="json").json()["public"] is True
     assert outsider.get(run).status_code == 200
     assert outsider.get(run + "model.onnx/").status_code == 200
+    assert outsider.get(run + "model.safetensors/").status_code == 200
     assert [r["id"] for r in outsider.get("/api/runs/").json()["results"]] == [world["run"]]
     assert outsider.delete(run).status_code == 404
     assert outsider.post(run + "visibility/", {"public": False}, format="json").status_code == 404

@@ -195,7 +195,8 @@ def test_good_launch_is_queued_with_its_full_configuration(api, project):
     stopped = api.post(f"/api/runs/{run['id']}/stop/")
     assert stopped.status_code == 202 and stopped.json()["status"] == "stopped"
     assert_error(api.post(f"/api/runs/{run['id']}/stop/"), 409, None, "already")
-    assert_error(api.get(f"/api/runs/{run['id']}/model.onnx/"), 409, None, "not ready")
+    # Stopped before its first epoch: it is over, and never had a model to export.
+    assert_error(api.get(f"/api/runs/{run['id']}/model.onnx/"), 404, None, "no ONNX file")
 
 
 def test_outsiders_get_404_for_every_object(api, project, outsider):

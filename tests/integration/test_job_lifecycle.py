@@ -10,12 +10,14 @@ from backend.core.jobs import JOB_FIELDS, stop
 from backend.datasets.models import Dataset
 from backend.pipelines.models import Aggregation, Pipeline
 from backend.runs.models import RateSearch, TrainingRun
+from backend.zoo.models import ImportedModel
 from tests.factories import ready_dataset, training_spec
 from workers import jobs
 from workers.aggregate import AGGREGATION
 from workers.engine.observer import JobFault, JobStopped
 from workers.ingest import INGEST, DatasetJob
 from workers.merge import MERGE
+from workers.model_import import IMPORT
 from workers.preprocess import PREPROCESSING
 from workers.rate_search import SEARCH
 
@@ -153,9 +155,11 @@ def test_the_sweep_knows_every_kind_of_job(project, sent):
                                      attempts=1, **silent())
     search = RateSearch.objects.create(partition=partition, spec=training_spec(resources={"device": "gpu"}), queue="train-gpu",
                                        status="running", attempts=1, **silent())
-    assert jobs.recover_stale_jobs("worker@c", starting=False) == 5
+    imported = ImportedModel.objects.create(project=project, name="m", kind="onnx", status="running", attempts=1, **silent())
+    assert jobs.recover_stale_jobs("worker@c", starting=False) == 6
     assert sorted(sent) == sorted([(MERGE.task, merged.pk, MERGE.queue), (PREPROCESSING.task, derived.pk, PREPROCESSING.queue),
-                                   (AGGREGATION.task, table.pk, AGGREGATION.queue), (SEARCH.task, search.pk, "train-gpu")])
+                                   (AGGREGATION.task, table.pk, AGGREGATION.queue), (SEARCH.task, search.pk, "train-gpu"),
+                                   (IMPORT.task, imported.pk, "ingest")])
     run.refresh_from_db()
     assert run.status == "failed" and run.is_finished
     assert run.message == ("The worker running this stopped responding in epoch 5, before the run's first checkpoint; the "
@@ -163,7 +167,7 @@ def test_the_sweep_knows_every_kind_of_job(project, sent):
 
 
 @pytest.mark.parametrize("url", ["/api/datasets/{dataset}/", "/api/aggregations/{table}/", "/api/runs/{run}/",
-                                 "/api/rate-searches/{search}/"])
+                                 "/api/rate-searches/{search}/", "/api/imported-models/{imported}/"])
 def test_every_kind_of_job_shows_the_same_fields(api, project, url):
     dataset = ready_dataset(project)
     measures = Pipeline.objects.create(project=project, name="M", kind="aggregation").versions.create(number=1, steps=[], measures=["mean"])
@@ -171,7 +175,8 @@ def test_every_kind_of_job_shows_the_same_fields(api, project, url):
     partition = dataset.partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
     run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9))
     search = RateSearch.objects.create(partition=partition, spec=training_spec())
-    body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk, search=search.pk)).json()
+    imported = ImportedModel.objects.create(project=project, name="m", kind="onnx")
+    body = api.get(url.format(dataset=dataset.pk, table=table.pk, run=run.pk, search=search.pk, imported=imported.pk)).json()
     assert set(JOB_FIELDS) <= set(body)
     assert body["finished"] is (body["status"] in ("ready", "succeeded", "done", "failed", "stopped"))
 

@@ -78,6 +78,7 @@ def make_rows() -> tuple[object, dict]:
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
     from backend.runs.services import launch_run, start_rate_search
+    from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
 
     call_command("migrate", verbosity=0)
@@ -91,8 +92,12 @@ def make_rows() -> tuple[object, dict]:
     run = launch_run(project, partition, {"model": {"architecture": "resnet18"}, "epochs": 1, "batch_size": 8,
                                           "data": {"augmentation": augmentation.pk}}, user)
     search = start_rate_search(user, partition, {"model": {"architecture": "resnet18"}, "batch_size": 8})
+    imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
+                                            opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
+                                            reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"})
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
-           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "ratesearch": search.pk}
+           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "ratesearch": search.pk,
+           "importedmodel": imported.pk}
     return user, ids
 
 
@@ -111,7 +116,9 @@ def readable_urls(ids: dict) -> list[str]:
             basename = pattern.name.split("-")[0]  # names are "<basename>-<action>"
             urls.append(reverse(pattern.name, kwargs={"pk": ids[basename]} if "pk" in groups else {}))
     plain = [p for p in api_urls if isinstance(p, URLPattern) and p.name and not p.pattern.converters]
-    return urls + [reverse(p.name) for p in plain if hasattr(getattr(p.callback, "view_class", None), "get")]
+    # A network's layer summary: the engine answers it in a child process, so torch stays out of this one.
+    summary = reverse("architecture-summary", kwargs={"name": "resnet18"}) + f"?dataset={ids['dataset']}&frozen_blocks=2"
+    return urls + [reverse(p.name) for p in plain if hasattr(getattr(p.callback, "view_class", None), "get")] + [summary]
 
 
 def main() -> None:

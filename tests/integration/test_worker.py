@@ -2,20 +2,23 @@
 (PostgreSQL in CI), ingests an upload and trains a model; metric points appear in the
 database while the run goes on, and Stop ends it after the current batch."""
 import io
+import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
+from safetensors import safe_open
 
 from backend.datasets.models import Dataset
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip, wait_for
-from workers.engine.architectures import build_model
-from workers.engine.export import onnx_predict
+from workers.engine.export import PARITY_IMAGES, onnx_predict
 from workers.engine.training.evaluation import evaluate
 from workers.engine.training.losses import LossContext
 from workers.engine.training.spec import resolve_spec
+from workers.engine.zoo.networks import build_network
 from workers.training import subset_images
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -58,11 +61,17 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     body = api.get(f"/api/runs/{run_id}/").json()
     assert body["progress"] == 1.0 and body["model_url"]
 
+    # The parity check on validation images, in the results beside the download.
+    validation = sum(run.partition.counts["validation"].values())
+    check = run.results["onnx"]
+    assert check["passed"] and check["same_predictions"] and check["images"] == min(validation, PARITY_IMAGES) > 0
+    assert check["subset"] == "validation" and 0 <= check["max_abs_difference"] <= 1e-4
+
     # The downloaded ONNX model gives the trained PyTorch model's outputs on the test images.
     download = api.get(body["model_url"])
     assert download.status_code == 200 and download["Content-Disposition"].startswith("attachment")
     onnx_file = io.BytesIO(b"".join(download.streaming_content))
-    model = build_model(run.architecture, 1, 2)
+    model = build_network(run.architecture, 1, 2)
     model.load_state_dict(torch.load(run.weights_path, weights_only=True))
     model.eval()
     test_set = subset_images(run, "test", ["lesion", "normal"])
@@ -72,6 +81,16 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     with torch.no_grad():
         expected = model(images).numpy()
     assert np.abs(onnx_predict(path, images.numpy()) - expected).max() < 1e-4
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["classes"]) == ["lesion", "normal"] and json.loads(props["training_spec"]) == run.spec
+    assert json.loads(props["input_shape"]) == [1, 64, 64] and props["run_id"] == str(run_id)
+    # The safetensors download: the kept weights, the same metadata.
+    weights = api.get(body["weights_url"])
+    assert weights.status_code == 200 and weights["Content-Disposition"].startswith("attachment")
+    (tmp_path / "downloaded.safetensors").write_bytes(b"".join(weights.streaming_content))
+    with safe_open(str(tmp_path / "downloaded.safetensors"), "pt") as handle:
+        assert handle.metadata() == {"format": "pt", **props}
+        assert all(torch.equal(handle.get_tensor(k), v) for k, v in model.state_dict().items())
     # The stored test accuracy is the stored model's accuracy on the test subset.
     spec = resolve_spec(run.spec)
     measured = evaluate(model, test_set, spec.loss.build(LossContext(2)), spec.loss.probabilities, ["accuracy"], 2)

@@ -106,10 +106,17 @@ class StopAfter(SilentObserver):
         return self.last_progress[0] >= self.batches
 
 
-def test_a_stopped_run_resumed_from_its_checkpoint_records_what_an_uninterrupted_run_does(demo, tmp_path):
+# Stopped in the middle of epoch 2: with phases, in a phase with a frozen block and discriminative rates, so the
+# resumed run must find again what trains and each block's share of the rate.
+PHASED = [{"epochs": 1, "train": "head"}, {"epochs": 2, "frozen_blocks": 1, "layer_rate_ratio": 10},
+          {"epochs": 1, "learning_rate": 1e-3, "layer_rate_ratio": 100}]
+
+
+@pytest.mark.parametrize("phases", [[], PHASED], ids=["one phase", "phases"])
+def test_a_stopped_run_resumed_from_its_checkpoint_records_what_an_uninterrupted_run_does(demo, tmp_path, phases):
     data, _ = demo
     spec = resolve_spec({"epochs": 4, "metrics": ["accuracy", "auc"], "optimizer": {"name": "sgd"},
-                         "schedule": {"name": "one_cycle"}})
+                         "schedule": {"name": "one_cycle"}, "phases": phases})
     whole = SilentObserver()
     train(spec, data, whole, tmp_path / "whole")
     steps_per_epoch = math.ceil(len(data.train) / spec["batch_size"])
@@ -192,11 +199,11 @@ def test_a_head_only_phase_freezes_the_rest_and_its_batchnorm_statistics(demo):
     trainer.fit()
     after_frozen, after_all = snapshot.states
     for key in before:
-        if key.startswith("fc."):
+        if key.startswith("network.fc."):
             assert not torch.equal(before[key], after_frozen[key]), f"the head trains: {key}"
         elif key.endswith(("running_mean", "running_var", "weight", "bias")):
             assert torch.equal(before[key], after_frozen[key]), f"frozen in phase 1: {key}"
-    assert not torch.equal(after_frozen["bn1.running_mean"], after_all["bn1.running_mean"]), "phase 2 trains everything"
+    assert not torch.equal(after_frozen["network.bn1.running_mean"], after_all["network.bn1.running_mean"]), "phase 2 trains everything"
 
 
 def test_gradient_clipping_caps_each_update(demo):

@@ -12,6 +12,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from ..zoo.transfer import rate_scales
 from . import checkpoints
 
 if TYPE_CHECKING:
@@ -46,17 +47,48 @@ class ScheduleStep(Callback):
 
 
 class PhaseSwitch(Callback):
-    """At each phase's first epoch: what trains (the whole network or its head) and, in the log, why the rate changes."""
+    """At every epoch's start, what trains (the whole network, its head, all but its first blocks) and each block's
+    share of the rate; at each phase's first epoch, a log line saying so (and why the rate changes)."""
     every_process = True
 
     def on_epoch_start(self, trainer):
         phase = trainer.spec.phase_at(trainer.state.epoch + 1)
-        trainer.set_trainable(phase.train)
-        if len(trainer.spec.phases) > 1 and trainer.state.epoch + 1 == phase.first_epoch and trainer.state.batch == 0:
-            number = trainer.spec.phases.index(phase) + 1
-            what = "the whole network" if phase.train == "all" else "the head only (the rest frozen)"
-            trainer.log(f"Phase {number} of {len(trainer.spec.phases)}: {phase.epochs} epochs training {what} "
-                        f"at a learning rate of {phase.learning_rate:g}.")
+        trainer.set_trainable(phase)
+        phases = trainer.spec.phases
+        if (len(phases) > 1 or not plain(phase)) and trainer.state.epoch + 1 == phase.first_epoch and trainer.state.batch == 0:
+            trainer.log(phase_line(phase, phases.index(phase) + 1, len(phases), trainer.block_count,
+                                   trainer.spec["model"]["train_frozen_batchnorm"]))
+
+
+def plain(phase) -> bool:
+    return phase.train == "all" and not phase.frozen_blocks and phase.layer_rate_ratio == 1
+
+
+def phase_line(phase, number: int, count: int, block_count: int, train_frozen_batchnorm: bool = False) -> str:
+    """"Phase 1 of 2: 1 epoch training the head only (the rest frozen, BatchNorm statistics too) at a learning rate of 0.002."."""
+    epochs = f"{phase.epochs} epoch{'s' if phase.epochs != 1 else ''}"
+    return (f"Phase {number} of {count}: {epochs} training {trained_part(phase, train_frozen_batchnorm)} at a learning rate of "
+            f"{phase.learning_rate:g}{rate_spread(phase, block_count)}.")
+
+
+def trained_part(phase, train_frozen_batchnorm: bool = False) -> str:
+    if phase.train == "all" and not phase.frozen_blocks:
+        return "the whole network"
+    frozen = "BatchNorm layers still learning" if train_frozen_batchnorm else "BatchNorm statistics too"
+    if phase.train == "head":
+        return f"the head only (the rest frozen, {frozen})"
+    blocks = "block" if phase.frozen_blocks == 1 else f"{phase.frozen_blocks} blocks"
+    return f"all but the first {blocks} (frozen, {frozen})"
+
+
+def rate_spread(phase, block_count: int) -> str:
+    """The rates of the trained blocks, when they differ: the head's, and the lowest, of the first block trained."""
+    if phase.layer_rate_ratio == 1 or phase.train == "head" or block_count < 2:
+        return ""
+    first = min(phase.frozen_blocks, block_count - 1)
+    lowest = phase.learning_rate * rate_scales(block_count, phase.layer_rate_ratio)[first]
+    where = "the first block" if first == 0 else f"block {first + 1} (the first trained)"
+    return f" for the head, down to {lowest:g} for {where}"
 
 
 class Reporter(Callback):

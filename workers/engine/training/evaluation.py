@@ -65,7 +65,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn, probabilities, m
     device = torch.device(device)
     if not len(dataset):
         return {}
-    was_training = model.training
+    # Each layer's own mode is put back afterwards, not the model's: BatchNorm layers a phase froze stay in eval mode.
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     keep_scores = any(METRICS[name].needs_scores for name in metric_names)
     tally = Tally(num_classes, device, keep_scores)
@@ -74,7 +75,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn, probabilities, m
         with autocast() if autocast else contextlib.nullcontext():
             logits = model(images)
         tally.add(loss_fn(logits.float(), targets), logits, targets, probabilities)
-    model.train(was_training)
+    for module, training in modes:
+        module.training = training
     values = tally.summary(metric_names)
     return {name: (value if math.isfinite(value) else float("nan")) for name, value in values.items()}
 

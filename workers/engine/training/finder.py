@@ -27,6 +27,7 @@ from ..observer import JobObserver, SilentObserver
 if TYPE_CHECKING:
     import torch
 
+    from ..zoo.start import ModelStart
     from .spec import TrainingSpec
     from .trainer import Trainer, TrainingData
 
@@ -46,13 +47,14 @@ EARLY_ENDINGS = {
 
 
 def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObserver | None = None,
-                       steps: int | None = None) -> dict:
+                       steps: int | None = None, start: ModelStart | None = None) -> dict:
     """Sweep the rates on the training subset: {rates, losses (smoothed), suggestion (a rate, or None
-    when the curve shows no clear fall), stopped_early_because (a key of EARLY_ENDINGS, or None)}."""
+    when the curve shows no clear fall), stopped_early_because (a key of EARLY_ENDINGS, or None)}.
+    `start` is where the run's starting weights are: the sweep starts from the model the run would."""
     from .trainer import Trainer
 
     observer = observer or SilentObserver()
-    trainer = Trainer(spec, data, observer, callbacks=[])
+    trainer = Trainer(spec, data, observer, callbacks=[], start=start)
     steps = steps or sweep_steps(trainer.steps_per_epoch)
     settled = settling_steps(steps)
     smoothed = MovingAverage(smoothing_for(steps))

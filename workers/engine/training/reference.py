@@ -40,6 +40,12 @@ def reference_markdown() -> str:
              "## The run", ""]
     lines += params_table(schema["top_level"])
     lines += [f"## {sections['model']['title']} (`model`)", ""] + params_table(sections["model"]["params"], "model.")
+    lines += ["`model.start_run` is the id of the earlier run to start from (with `weights: run`): a run you can read (your",
+              "projects' or a public one) that kept a model, of the same architecture (`GET /api/runs/starting-points/`",
+              "lists them); its classes and channels may differ. `model.imported_model` is the id of an imported model (with",
+              "`weights: imported`). `imagenet` needs its file on the server (`GET /api/training/` says per architecture",
+              "whether it is there). A network that cannot take the dataset's images is refused unless `model.input_size`",
+              "resizes them inside it. Where weights come from, and the lineage a run records: docs/models.md.", ""]
     lines += choices_section("Optimizers", "optimizer", schema["optimizers"])
     lines += choices_section("Losses", "loss", schema["losses"])
     lines += choices_section("Learning-rate schedules", "schedule", schema["schedules"])
@@ -52,7 +58,9 @@ def reference_markdown() -> str:
               f"{' Validation and test only.' if m['needs_scores'] else ''} |" for m in schema["metrics"]]
     lines += ["", "## Phases (`phases`)", "",
               "A list of phases run one after the other (empty: one phase, the whole run). The schedule restarts in each",
-              "phase, at the phase's rate; `epochs` is then their sum.", ""]
+              "phase, at the phase's rate; `epochs` is then their sum. The run form's \"Fine-tune (fastai)\" fills in fastai's",
+              "`fine_tune`: ImageNet weights, `[{epochs: 1, train: head, learning_rate: 2e-3}, {epochs: E - 1, train: all,",
+              "learning_rate: 1e-3, layer_rate_ratio: 100}]` and a one-cycle schedule (rise 0.3, start at 0.2 of the peak).", ""]
     lines += params_table(schema["phase"], "phases.N.")
     for key in ("early_stopping", "checkpoints", "resources", "data"):
         lines += [f"## {sections[key]['title']} (`{key}`)", ""] + params_table(sections[key]["params"], f"{key}.")

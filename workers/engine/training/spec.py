@@ -13,8 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..architectures import ARCHITECTURES
 from ..params import Configurable, Param, ParamError
+from ..zoo.registry import MODELS
 from .losses import LOSSES, Loss
 from .metrics import METRICS
 from .optimizers import OPTIMIZERS, Optimizer
@@ -54,10 +54,52 @@ class Section(Configurable):
     """A fixed group of settings (no choice of class), checked like a registry entry's parameters."""
 
 
+WEIGHT_SOURCES = ("random", "imagenet", "run", "imported")
+IMPORTED_ARCHITECTURE = "imported"  # an imported model converted from ONNX (not a zoo network): model.weights "imported"
+
+
 class ModelSection(Section):
     name, title = "model", "Model"
-    params = (Param("architecture", "choice", "small_cnn", "The network to train.", choices=tuple(ARCHITECTURES)),
-              Param("weights", "choice", "random", "Where the weights start from.", choices=("random",)))
+    params = (Param("architecture", "choice", "small_cnn", "The network to train.", choices=tuple(MODELS)),
+              Param("weights", "choice", "random", "Where the weights start from: random, ImageNet (torchvision's), an "
+                                                   "earlier run's model, or an imported model.", choices=WEIGHT_SOURCES),
+              Param("input_size", "int", 0, "Images are resized to this many pixels a side inside the network (so in the "
+                                            "exported file too); 0: the images' own size.", 0, 1024),
+              Param("train_frozen_batchnorm", "bool", False, "Let BatchNorm layers inside frozen blocks keep learning "
+                                                            "(their statistics and scales); off: they stay as they were."))
+
+    def __init__(self, **values):
+        self.start_run = values.pop("start_run", None)
+        self.imported_model = values.pop("imported_model", None)
+        # "imported": a network converted from an imported ONNX file (not a zoo network), only with weights "imported"
+        self.converted = values.get("architecture") == IMPORTED_ARCHITECTURE
+        if self.converted:
+            values = {key: value for key, value in values.items() if key != "architecture"}
+        super().__init__(**values)
+        if self.converted:
+            self.architecture = IMPORTED_ARCHITECTURE
+
+    def check(self):
+        if self.converted and self.weights != "imported":
+            raise ParamError("architecture", f"The architecture '{IMPORTED_ARCHITECTURE}' is an imported model converted from ONNX: "
+                                             "it starts from that model (weights 'imported' and its id in model.imported_model).")
+        entry = None if self.converted else MODELS[self.architecture]
+        if entry and self.weights not in ("random", "run", "imported") and self.weights not in entry.weight_choices:
+            raise ParamError("weights", f"{entry.title} has no {self.weights} weights; start from "
+                                        f"{' or '.join(c for c in entry.weight_choices)}, an earlier run or an imported model.")
+        for source, key, what in (("run", "start_run", "run"), ("imported", "imported_model", "imported model")):
+            value = getattr(self, key)
+            if self.weights == source and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ParamError(key, f"Starting from an earlier {what} needs its id in model.{key}.")
+            if self.weights != source and value is not None:
+                raise ParamError(key, f"model.{key} applies only when the weights are '{source}'.")
+        if entry and self.input_size and entry.size_problem(self.input_size, self.input_size):
+            raise ParamError("input_size", f"{entry.size_problem(self.input_size, self.input_size)}: choose an input size of "
+                                           f"{entry.accepted_sizes()} (0: the images' own size).")
+
+    def values(self):
+        extra = {"start_run": self.start_run} if self.weights == "run" else {"imported_model": self.imported_model} if self.weights == "imported" else {}
+        return {**super().values(), **extra}
 
 
 class EarlyStoppingSection(Section):
@@ -134,6 +176,11 @@ PHASE_PARAMS = (
     Param("learning_rate", "float", 0.001, "This phase's learning rate (empty: the optimizer's).", maximum=10.0, above=0.0),
     Param("train", "choice", "all", "What trains: the whole network, or only its head (the rest frozen, BatchNorm "
                                     "statistics included).", choices=PHASE_TRAINING),
+    Param("frozen_blocks", "int", 0, "When the whole network trains: keep its first n blocks frozen (the zoo page lists "
+                                     "each network's blocks).", 0, 50),
+    Param("layer_rate_ratio", "float", 1.0, "Discriminative learning rates: the head learns at the phase's rate, the first "
+                                            "block at the rate divided by this, the blocks between evenly in between (on a "
+                                            "log scale); 1: one rate for all.", 1.0, 1e6, typical="fastai's fine_tune uses 100"),
 )
 
 
@@ -151,6 +198,8 @@ class Phase:
     learning_rate: float
     train: str
     first_epoch: int  # 1-based
+    frozen_blocks: int = 0
+    layer_rate_ratio: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +225,11 @@ class TrainingSpec:
         """(subset, metric, higher is better) of the metric that picks the kept epoch."""
         subset, metric = self.settings["monitor"].split(".", 1)
         return subset, metric, metric != "loss" and METRICS[metric].higher_is_better
+
+    @property
+    def freezes(self) -> bool:
+        """Whether some phase leaves part of the network untrained."""
+        return any(phase.train == "head" or phase.frozen_blocks for phase in self.phases)
 
     def phase_at(self, epoch: int) -> Phase:
         """The phase a 1-based epoch belongs to."""
@@ -248,7 +302,7 @@ def fitted_to_subset(data: dict, train_images: int) -> TrainingSpec:
 
 def defaults_for(architecture: str) -> dict:
     """The toolkit's defaults with the architecture's own on top (its rate, epochs, batch size ...)."""
-    chosen = ARCHITECTURES.get(architecture)
+    chosen = MODELS.get(architecture)
     return merge(DEFAULTS, chosen.defaults if chosen else {})
 
 
@@ -345,6 +399,7 @@ def phase_plan(value, data: dict, settings: dict, optimizer: Optimizer | None, e
     base_rate = optimizer.learning_rate if optimizer else 1e-3
     if value in (None, []):
         return [], [Phase(settings["epochs"], base_rate, "all", 1)]
+    names = ", ".join(p.name for p in PHASE_PARAMS)
     if not isinstance(value, list) or not all(isinstance(p, dict) for p in value) or len(value) > MAX_PHASES:
         errors["phases"] = f"Phases are a list of up to {MAX_PHASES} objects like {{\"epochs\": 5, \"train\": \"head\"}}."
         return [], []
@@ -352,19 +407,29 @@ def phase_plan(value, data: dict, settings: dict, optimizer: Optimizer | None, e
     for number, phase in enumerate(value):
         unknown = sorted(set(phase) - {p.name for p in PHASE_PARAMS})
         if unknown:
-            errors[f"phases.{number}.{unknown[0]}"] = f"A phase has no setting '{unknown[0]}'; it has epochs, learning_rate, train."
+            errors[f"phases.{number}.{unknown[0]}"] = f"A phase has no setting '{unknown[0]}'; it has {names}."
         epochs = checked(PHASE_PARAMS[0], phase.get("epochs", PHASE_PARAMS[0].default), f"phases.{number}.epochs", errors)
         rate = phase.get("learning_rate")
         rate = None if rate is None else checked(PHASE_PARAMS[1], rate, f"phases.{number}.learning_rate", errors)
         train = checked(PHASE_PARAMS[2], phase.get("train", "all"), f"phases.{number}.train", errors)
-        given.append({"epochs": epochs, "learning_rate": rate, "train": train})
-        plan.append(Phase(epochs, rate or base_rate, train, first))
+        frozen = checked(PHASE_PARAMS[3], phase.get("frozen_blocks", 0), f"phases.{number}.frozen_blocks", errors)
+        ratio = checked(PHASE_PARAMS[4], phase.get("layer_rate_ratio", 1.0), f"phases.{number}.layer_rate_ratio", errors)
+        check_frozen_blocks(frozen, settings["model"].get("architecture"), f"phases.{number}.frozen_blocks", errors)
+        given.append({"epochs": epochs, "learning_rate": rate, "train": train, "frozen_blocks": frozen, "layer_rate_ratio": ratio})
+        plan.append(Phase(epochs, rate or base_rate, train, first, frozen, ratio))
         first += epochs
     total = first - 1
     if "epochs" in data and data["epochs"] != total and "epochs" not in errors:
         errors["epochs"] = f"The phases add up to {total} epochs but epochs is {data['epochs']}; leave epochs out or make them agree."
     settings["epochs"] = total
     return given, plan
+
+
+def check_frozen_blocks(frozen: int, architecture: str | None, path: str, errors: dict) -> None:
+    entry = MODELS.get(architecture)
+    if entry and frozen >= len(entry.blocks):
+        errors[path] = (f"{entry.title} has {len(entry.blocks)} blocks, the last its head: freeze at most "
+                        f"{len(entry.blocks) - 1} (a phase training the head only is train: head).")
 
 
 def check_schedule_fits(schedule: Schedule, phases: list[Phase], errors: dict) -> None:
@@ -392,7 +457,6 @@ def spec_schema() -> dict:
         "schedules": [kind.schema() for kind in SCHEDULES.values()],
         "metrics": [kind.schema() for kind in METRICS.values()],
         "phase": [p.schema() for p in PHASE_PARAMS],
-        "architectures": [{"name": a.name, "title": a.title, "description": a.description,
-                           "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
-                          for a in ARCHITECTURES.values()],
+        "architectures": [{**a.describe(), "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
+                          for a in MODELS.values()],
     }

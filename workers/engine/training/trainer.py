@@ -19,9 +19,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from ..architectures import ARCHITECTURES, build_model
 from ..data import on_device
 from ..observer import JobObserver, SilentObserver
+from ..zoo.start import ModelStart, starting_model
+from ..zoo.transfer import block_prefixes, freeze, frozen_prefixes, parameter_groups, rate_scales
 from . import checkpoints
 from .callbacks import Callback, default_callbacks
 from .evaluation import Tally, evaluate
@@ -29,7 +30,7 @@ from .losses import LossContext
 from .metrics import METRICS
 from .sampling import EpochSampler, batch_seed, make_loader, on_batches
 from .schedules import Plateau
-from .spec import TrainingSpec
+from .spec import Phase, TrainingSpec
 
 ENDINGS = ("finished", "stopped", "early_stopping")
 
@@ -123,18 +124,21 @@ def uses_mixed_precision(spec: TrainingSpec, device: torch.device) -> bool:
 
 class Trainer:
     def __init__(self, spec: TrainingSpec, data: TrainingData, observer: JobObserver | None = None,
-                 checkpoint_folder=None, callbacks: list[Callback] | None = None, rank: int = 0, world: int = 1):
+                 checkpoint_folder=None, callbacks: list[Callback] | None = None, rank: int = 0, world: int = 1,
+                 start: ModelStart | None = None):
         self.spec, self.data, self.rank, self.world = spec, data, rank, world
         self.observer = observer or SilentObserver()
         self.device = resolve_device(spec["resources"]["device"], rank)
         self.num_classes = len(data.classes)
-        architecture = spec["model"]["architecture"]
-        self.model = build_model(architecture, data.in_channels, self.num_classes, seed=spec["seed"]).to(self.device)
-        self.head = ARCHITECTURES[architecture].head
+        self.architecture = spec["model"]["architecture"]
+        self.model = starting_model(spec["model"], data.in_channels, self.num_classes, start or ModelStart(),
+                                    seed=spec["seed"], classes=data.classes).to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # what tensor cores read fastest
         self.network = self.parallel_network() if world > 1 else self.model
-        self.optimizer = spec.optimizer.build([{"params": list(self.model.parameters())}])
+        # One group per block of the network: phases freeze blocks and give each its share of the rate.
+        self.optimizer = spec.optimizer.build(parameter_groups(self.model, self.architecture))
+        self.block_count = len(block_prefixes(self.model, self.architecture))
         self.loss_fn = spec.loss.build(LossContext(self.num_classes, data.class_counts)).to(self.device)
         self.precision = MixedPrecision(self.device, uses_mixed_precision(spec, self.device), spec["gradient_clipping"])
         self.train_set, self.augment = on_batches(data.train)
@@ -145,14 +149,18 @@ class Trainer:
         self.tally = Tally(self.num_classes, self.device)
         self.state = TrainerState()
         self.epoch_started, self.epoch_images = time.perf_counter(), 0
-        self.trainable = "all"
+        self.trainable: Phase | None = None
         callbacks = default_callbacks(spec, checkpoint_folder if rank == 0 else None) if callbacks is None else callbacks
         self.callbacks = [c for c in callbacks if rank == 0 or c.every_process]
         self.check_monitor()
 
     def parallel_network(self) -> nn.Module:
+        """The model wrapped for data-parallel steps. DistributedDataParallel waits for a gradient of every parameter
+        it was built with; a phase that freezes some gives them none, so the wrapper is told to look for unused
+        ones (a walk of the autograd graph per step: only when some phase freezes). Unused on every process, a
+        frozen parameter's gradient stays None, so the optimizer skips it (weight decay included)."""
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
+        return DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=self.spec.freezes)
 
     def check_monitor(self) -> None:
         subset, name, _ = self.spec.monitored
@@ -236,7 +244,8 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
             memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak resident size, kB on Linux
-        return {"system.learning_rate": self.optimizer.param_groups[0]["lr"],
+        # The head's rate (the last group): the phase's rate, where the other blocks may learn at a share of it.
+        return {"system.learning_rate": self.optimizer.param_groups[-1]["lr"],
                 "system.images_per_second": self.epoch_images * self.world / max(seconds, 1e-9),
                 "system.memory_mb": memory, "system.epoch_seconds": seconds}
 
@@ -255,17 +264,18 @@ class Trainer:
         if self.rank == 0:
             self.observer.log(message)
 
-    def set_trainable(self, part: str) -> None:
-        """Train the whole network, or only its head: frozen parts get no gradient and their BatchNorm
-        layers stay in eval mode, so their running statistics do not move."""
-        if part != self.trainable:
-            for name, parameter in self.model.named_parameters():
-                parameter.requires_grad = part == "all" or name.startswith(f"{self.head}.")
-            self.trainable = part
-        if part == "head":
-            for name, module in self.model.named_modules():
-                if name and not name.startswith(self.head) and isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+    def set_trainable(self, phase: Phase) -> None:
+        """What a phase trains (the whole network, its head, all but its first n blocks) and each block's share
+        of the rate. Frozen parts get no gradient and their BatchNorm layers stay in eval mode, so their running
+        statistics do not move (unless the spec keeps BatchNorm trainable); called at every epoch's start, after
+        train() put every layer back in training mode."""
+        frozen = frozen_prefixes(self.model, self.architecture, phase.train, phase.frozen_blocks)
+        freeze(self.model, frozen, self.spec["model"]["train_frozen_batchnorm"])
+        if phase != self.trainable:
+            scales = rate_scales(self.block_count, phase.layer_rate_ratio)
+            for group in self.optimizer.param_groups:
+                group["lr_scale"] = scales[group["block"]]
+            self.trainable = phase
 
     def checkpoint(self) -> dict:
         """Everything a resumed run needs, as tensors and plain values (loadable with weights_only=True)."""

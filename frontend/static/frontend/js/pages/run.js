@@ -129,8 +129,47 @@ function showResults(run) {
   document.getElementById("test-detail").textContent = test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)}, kept model)` : "";
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;
+  const weights = document.getElementById("weights-download");
+  if (run.weights_url) weights.href = run.weights_url; else weights.hidden = true;
+  showExportCheck(run.results || {});
   document.getElementById("run-config").textContent = JSON.stringify({ spec: run.spec, provenance: run.provenance }, null, 2);
   setUpPublicToggle(run);
+}
+
+/* The export's parity check beside the download, in words: does the ONNX file, run by onnxruntime outside the
+   toolkit, give the classes the toolkit gives? A failed check is said plainly; the file stays downloadable. */
+function showExportCheck(results) {
+  const line = document.getElementById("model-check");
+  const { text, passed } = exportCheckWords(results);
+  line.hidden = !text;
+  line.textContent = text;
+  line.className = passed ? "ok" : "failed";
+}
+
+function exportCheckWords(results) {
+  const check = results.onnx;
+  if (!check) {
+    // Runs from before the class check: only the difference on the export's own example images was measured.
+    const old = results.onnx_max_abs_difference;
+    return old === undefined ? { text: "", passed: true }
+      : { text: `Checked when exported: onnxruntime's outputs differ from the toolkit's by at most ${small(old)} on the example images.`, passed: old <= 1e-4 };
+  }
+  if (check.error) return { text: `No ONNX file: ${check.error}`, passed: false };
+  const where = `${check.images} ${check.subset} image${check.images === 1 ? "" : "s"}`;
+  const largest = check.max_abs_difference === null ? "not a number" : small(check.max_abs_difference);
+  if (check.passed) {
+    return { text: `Checked: onnxruntime gives the same classes as the toolkit on ${where}; largest difference ${largest}.`, passed: true };
+  }
+  const why = check.same_predictions
+    ? `it gives the same classes on ${where}, but its outputs differ by up to ${largest} (at most ${small(check.tolerance)} is expected)`
+    : `onnxruntime gives a different class than the toolkit for some of the ${where} (largest difference ${largest})`;
+  return { text: `Check failed: ${why}. The file may not behave as the model does here; it stays available to download.`, passed: false };
+}
+
+/* 3e-6 rather than 0.000003: differences span many orders of magnitude; 0.25 stays 0.25. */
+function small(value) {
+  if (value === 0) return "0";
+  return value >= 0.01 ? String(Number(value.toPrecision(2))) : value.toExponential(0);
 }
 
 function setUpPublicToggle(run) {

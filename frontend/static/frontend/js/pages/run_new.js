@@ -6,16 +6,18 @@
    give way (the batch size on a small partition, a warm-up longer than a short run) still can.
    The learning rate along the run is drawn beside the form by the trainer's own code
    (POST /api/runs/schedule/) as the settings change. ?from=<run id> starts from that run's spec
-   (Clone); ?partition=<id> picks the partition (the template does). */
+   (Clone); ?partition=<id> picks the partition (the template does). What the model starts from (random,
+   ImageNet, an earlier run, an imported model) and its input size are js/model_start.js's fields. */
 import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, showErrors } from "../dom.js";
+import { FINE_TUNE, fineTunePhases, inputSizeField, startFromField } from "../model_start.js";
 import { paramField } from "../params.js";
 import { mountRateFinder } from "../rate_finder.js";
 
 const CURVE_DELAY_MS = 500;
 /* Settings that change which fields there are: the form is drawn again when they change. */
-const STRUCTURAL = new Set(["model.architecture", "optimizer.name", "loss.name", "schedule.name", "data.balancing", "metrics"]);
+const STRUCTURAL = new Set(["model.architecture", "model.weights", "optimizer.name", "loss.name", "schedule.name", "data.balancing", "metrics"]);
 /* Words for choices that do not read well as they are; the others are shown capitalised. */
 const CHOICE_WORDS = {
   cpu: "CPU", gpu: "GPU", none: "None", weighted: "Weighted sampling", oversample: "Oversampling", factors: "Per-class factors",
@@ -31,6 +33,7 @@ const nameInput = form.querySelector('input[name="name"]');
 const chart = document.getElementById("schedule-chart");
 const note = document.getElementById("schedule-note");
 const classesOf = JSON.parse(document.getElementById("partition-classes").textContent);
+const shapesOf = JSON.parse(document.getElementById("partition-shapes").textContent);
 
 const byName = (entries) => Object.fromEntries(entries.map((entry) => [entry.name, entry]));
 const schema = await api("GET", "/api/training/");
@@ -44,6 +47,8 @@ const phaseParams = byName(schema.phase);
 /* path ("optimizer.momentum"; "phases", "metrics" and "data.class_factors" whole) -> what the user set. */
 const chosen = new Map();
 let resources = null; // GET /api/resources/, once it answers
+const startingPoints = new Map(); // architecture -> the runs a run of it can start from (undefined while they load)
+let importedModels = null; // the imported models, once the server (if it has them) answers; null: not offered
 let curveTimer = null;
 let latestCurve = 0;
 
@@ -108,6 +113,11 @@ function current() {
   const spec = defaults();
   for (const [path, value] of chosen) if (hasPath(spec, path)) setPath(spec, path, value);
   if (spec.phases.length) spec.epochs = spec.phases.reduce((sum, phase) => sum + (Number(phase.epochs) || 0), 0);
+  // The model to start from is named only when the source is an earlier run or an imported model (as the server has it).
+  delete spec.model.start_run;
+  delete spec.model.imported_model;
+  if (spec.model.weights === "run") spec.model.start_run = chosen.get("model.start_run") ?? null;
+  if (spec.model.weights === "imported") spec.model.imported_model = chosen.get("model.imported_model") ?? null;
   const factors = spec.data.class_factors;
   spec.data.class_factors = spec.data.balancing === "factors"
     ? Object.fromEntries(partitionClasses().map((label) => [label, factors[label] ?? 1])) : {};
@@ -127,7 +137,15 @@ function requestBody() {
 
 function choose(path, value) {
   chosen.set(path, value);
-  if (STRUCTURAL.has(path)) render(); else showEpochs();
+  if (path === "model.architecture") chosen.delete("model.start_run"); // another architecture's runs
+  if (path === "model.weights" && value === "run" && !chosen.get("model.start_run")) {
+    const runs = startingPoints.get(current().model.architecture);
+    if (runs?.length) chosen.set("model.start_run", runs[0].id); // the newest; the select shows which
+  }
+  // An imported zoo network trains as that network: the model follows the import's architecture.
+  const imported = path === "model.imported_model" ? importedModels?.find((model) => model.id === value) : null;
+  if (imported?.architecture && architectures[imported.architecture]) chosen.set("model.architecture", imported.architecture);
+  if (STRUCTURAL.has(path) || imported?.architecture) render(); else showEpochs();
   scheduleCurve();
 }
 
@@ -135,7 +153,7 @@ function choose(path, value) {
 
 const capitalised = (text) => { const words = String(text).replaceAll("_", " "); return words.charAt(0).toUpperCase() + words.slice(1); };
 const choiceWords = (choice) => CHOICE_WORDS[choice] ?? capitalised(choice);
-/* A choice of one is no choice (the task, the weights, for now): not shown, and sent only by a clone. */
+/* A choice of one is no choice (the task): not shown, and sent only by a clone. */
 const shown = (params) => Object.values(params).filter((param) => !(param.kind === "choice" && param.choices.length < 2));
 
 /* The field of one setting, named by its path in the spec (the API names its errors so). */
@@ -189,8 +207,54 @@ function modelFields(spec) {
   model.classList.add("wide");
   const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
   return [model, epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
-    ...shown(sections.model).filter((param) => param.name !== "architecture").map((param) => field(`model.${param.name}`, param, spec)),
+    startFromField({ spec, architecture, runs: runsOf(spec.model.architecture), imported: importedModels, choose }),
+    inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose }),
+    fineTuneButton(spec),
     deviceField(spec)];
+}
+
+/* The runs a run of this architecture can start from: asked once per architecture, the form drawn again when they come. */
+function runsOf(name) {
+  if (!startingPoints.has(name)) {
+    startingPoints.set(name, undefined);
+    api("GET", `/api/runs/starting-points/?architecture=${encodeURIComponent(name)}`)
+      .catch(() => []) // the choice says none were found; the launch would say more
+      .then((runs) => {
+        startingPoints.set(name, runs);
+        if (current().model.architecture === name) render();
+      });
+  }
+  return startingPoints.get(name);
+}
+
+/* The imported models, where the server offers them (GET /api/training/ names the address); the choice is hidden otherwise. */
+function loadImportedModels() {
+  if (!schema.imported_models) return;
+  api("GET", schema.imported_models).then((answer) => {
+    importedModels = Array.isArray(answer) ? answer : (answer?.results ?? []);
+    render();
+  }).catch(() => {});
+}
+
+/* fastai's fine_tune in one click: ImageNet weights where this server has them, the head alone first, then everything
+   with discriminative rates, along one cycle each (js/model_start.js FINE_TUNE). */
+function fineTuneButton(spec) {
+  const button = el("button", { type: "button", id: "fine-tune", text: "Fine-tune (fastai)" });
+  button.addEventListener("click", fineTune);
+  const imagenet = architectures[spec.model.architecture].weights_available?.imagenet;
+  const start = imagenet?.available ? "ImageNet weights, " : "";
+  return el("div", { class: "preset wide" }, [button, el("small", { class: "muted param-help", id: "fine-tune-help",
+    text: `Sets ${start}the head alone for ${FINE_TUNE.headEpochs} epoch at ${FINE_TUNE.headRate}, then the whole network at `
+      + `${FINE_TUNE.rate} with its first block ${FINE_TUNE.layerRateRatio}× slower, one cycle each (Advanced settings, Phases).` })]);
+}
+
+function fineTune() {
+  const spec = current();
+  if (architectures[spec.model.architecture].weights_available?.imagenet?.available) chosen.set("model.weights", "imagenet");
+  chosen.set("phases", fineTunePhases(spec.epochs));
+  for (const [key, value] of Object.entries(FINE_TUNE.schedule)) chosen.set(`schedule.${key}`, value);
+  render();
+  scheduleCurve();
 }
 
 function epochsField(spec) {
@@ -245,6 +309,7 @@ function phaseEditor(spec) {
     el("ol", { class: "phases" }, phases.map(phaseItem)),
     errorSlot("phases"),
     add,
+    field("model.train_frozen_batchnorm", { ...sections.model.train_frozen_batchnorm, label: "Keep BatchNorm learning in frozen blocks" }, spec),
   ];
 }
 
@@ -273,10 +338,17 @@ function phaseItem(phase, index) {
     render();
     scheduleCurve();
   });
+  const frozen = paramField(path("frozen_blocks"), phaseParams.frozen_blocks, phase.frozen_blocks ?? phaseParams.frozen_blocks.default,
+    update("frozen_blocks"), { help: false });
+  frozen.querySelector("input").disabled = phase.train === "head"; // all but the head is frozen anyway
   return el("li", { class: "phase" }, [
     paramField(path("epochs"), phaseParams.epochs, phase.epochs, update("epochs"), { help: false }),
     rate,
-    paramField(path("train"), phaseParams.train, phase.train, update("train"), { describe: choiceWords, help: false }),
+    paramField(path("train"), phaseParams.train, phase.train, (value) => { update("train")(value); render(); },
+      { describe: choiceWords, help: false }),
+    frozen,
+    paramField(path("layer_rate_ratio"), phaseParams.layer_rate_ratio, phase.layer_rate_ratio ?? phaseParams.layer_rate_ratio.default,
+      update("layer_rate_ratio"), { help: false }),
     remove,
   ]);
 }
@@ -457,5 +529,6 @@ if (from) await startFromRun(from);
 render();
 drawCurve();
 mountFinder();
+loadImportedModels();
 // The workers online are a hint, not a requirement: the form works without it.
 api("GET", "/api/resources/").then((answer) => { resources = answer; showResources(); }).catch(() => {});

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class Config(AppConfig):
+    name = "backend.zoo"
+    label = "zoo"
+    verbose_name = "Imported models"

@@ -1,0 +1,164 @@
+"""The pool of network topologies, by name, in the manner of torchvision's `get_model(name, weights=...)`.
+
+Everything here is plain data the web tier reads (the zoo page, the run form, GET /api/architectures/)
+without importing torch: importing it costs a web worker about 500 MB (tests/integration/test_web_imports.py
+keeps it out). The networks themselves are built in the worker (networks.py). Figures that come from
+torchvision (parameter counts, weight files and their hashes, preprocessing) are checked against it by
+tests/unit/test_zoo.py, so they cannot drift.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Networks without pretrained weights see images mapped from [0, 1] to [-1, 1]: centred inputs keep a new
+# BatchNorm's running statistics (started at mean 0, variance 1) near the truth from the first steps, which
+# short runs on small sets need (on 80 demo images, 5 epochs: validation accuracy 0.5 for [0, 1] inputs, see
+# the commit that chose this).
+PLAIN_MEAN, PLAIN_STD = (0.5,), (0.5,)
+HASH_IN_FILENAME = re.compile(r"-([a-f0-9]{8,})\.")  # torchvision's (torch.hub's) convention: name-<sha256 prefix>.pth
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """Weights a network can start from: where the file comes from, how to check it, how images were prepared."""
+    name: str                 # "imagenet"
+    title: str
+    filename: str             # as torchvision names it, in its cache or the toolkit's weights folder
+    url: str                  # where torchvision downloads it from (for the offline message)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    size: int                 # the crop size the weights were trained at
+    accuracy: float           # ImageNet top-1, as torchvision reports it
+
+    @property
+    def sha256_prefix(self) -> str:
+        return HASH_IN_FILENAME.search(self.filename).group(1)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "title": self.title, "filename": self.filename, "url": self.url, "mean": list(self.mean),
+                "std": list(self.std), "size": self.size, "imagenet_top1": self.accuracy, "sha256_prefix": self.sha256_prefix}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    title: str
+    description: str
+    task: str                          # "classification" (segmentation and 3D add theirs)
+    dims: int                          # 2 or 3
+    parameters: int                    # for 3 channels and 1000 classes, as built here (Inception: without its auxiliary head)
+    min_size: int                      # the smallest input side it can take
+    max_size: int | None               # the largest, where the network is built for one size (LeNet-5)
+    head: str                          # the classifier layer replaced for new classes; what a "head only" phase trains
+    gradcam_layer: str                 # the last convolutional stage: where Grad-CAM looks
+    blocks: tuple[tuple[str, ...], ...]  # parameter groups in input-to-output order (module name prefixes), head last
+    source: str                        # "torchvision" or "toolkit"
+    weights: tuple[WeightsEntry, ...] = ()
+    # Training settings (a partial spec) that make a first run with this network a good one; see docs/training.md.
+    defaults: dict = field(default_factory=dict)
+
+    @property
+    def weight_choices(self) -> tuple[str, ...]:
+        return ("random", *(w.name for w in self.weights))
+
+    def weights_named(self, name: str) -> WeightsEntry | None:
+        return next((w for w in self.weights if w.name == name), None)
+
+    def size_problem(self, height: int, width: int) -> str:
+        """Why images of this size cannot go through the network ("" when they can)."""
+        if min(height, width) < self.min_size:
+            return f"{self.title} takes images of at least {self.min_size}×{self.min_size} pixels"
+        if self.max_size and max(height, width) > self.max_size:
+            return f"{self.title} is built for images of {self.max_size}×{self.max_size} pixels at most"
+        return ""
+
+    def accepted_sizes(self) -> str:
+        if self.max_size == self.min_size:
+            return f"{self.min_size}×{self.min_size}"
+        return f"{self.min_size}×{self.min_size} to {self.max_size}×{self.max_size}" if self.max_size else f"{self.min_size}×{self.min_size} or larger"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "title": self.title, "description": self.description, "task": self.task, "dims": self.dims,
+                "channels": "any", "parameters": self.parameters, "min_size": self.min_size, "max_size": self.max_size,
+                "accepted_sizes": self.accepted_sizes(), "head": self.head, "gradcam_layer": self.gradcam_layer,
+                "blocks": len(self.blocks), "source": self.source, "weights": [w.describe() for w in self.weights]}
+
+
+def imagenet(filename: str, accuracy: float, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> WeightsEntry:
+    return WeightsEntry("imagenet", "ImageNet (torchvision)", filename, f"https://download.pytorch.org/models/{filename}",
+                        mean, std, size, accuracy)
+
+
+def prefixed(prefix: str, count: int, start: int = 0) -> tuple[tuple[str, ...], ...]:
+    return tuple((f"{prefix}.{i}",) for i in range(start, start + count))
+
+
+FAST = {"optimizer": {"name": "adamw", "learning_rate": 3e-3}}
+BACKBONE = {"optimizer": {"name": "adamw", "learning_rate": 1e-3}}
+
+MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
+    ModelEntry("small_cnn", "Small CNN", "Three convolution blocks; trains in seconds on a CPU, for small images and first tries.",
+               "classification", 2, 88_696, 8, None, "head", "block3",
+               (("block1",), ("block2",), ("block3",), ("head",)), "toolkit", defaults=FAST),
+    ModelEntry("lenet5", "LeNet-5", "LeCun's 1998 digit reader: two convolutions, three dense layers, 32×32 images.",
+               "classification", 2, 146_156, 32, 32, "head", "conv2",
+               (("conv1",), ("conv2",), ("fc1",), ("fc2",), ("head",)), "toolkit", defaults=FAST),
+    ModelEntry("alexnet", "AlexNet", "Krizhevsky's 2012 ImageNet winner: five convolutions, three large dense layers.",
+               "classification", 2, 61_100_840, 63, None, "classifier.6", "features.10",
+               (*prefixed("features", 1), ("features.3",), ("features.6", "features.8", "features.10"),
+                ("classifier.1", "classifier.4"), ("classifier.6",)), "torchvision",
+               (imagenet("alexnet-owt-7be5be79.pth", 56.522),), defaults=BACKBONE),
+    ModelEntry("vgg16", "VGG-16", "Thirteen 3×3 convolutions in five stages; large and slow, a classic transfer baseline.",
+               "classification", 2, 138_357_544, 32, None, "classifier.6", "features.29",
+               (("features.0", "features.2"), ("features.5", "features.7"), ("features.10", "features.12", "features.14"),
+                ("features.17", "features.19", "features.21"), ("features.24", "features.26", "features.28"),
+                ("classifier.0", "classifier.3"), ("classifier.6",)), "torchvision",
+               (imagenet("vgg16-397923af.pth", 71.592),), defaults=BACKBONE),
+    ModelEntry("resnet18", "ResNet-18", "Residual network, 18 layers: a strong, quick default for transfer learning.",
+               "classification", 2, 11_689_512, 1, None, "fc", "layer4",
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "torchvision",
+               (imagenet("resnet18-f37072fd.pth", 69.758),), defaults=BACKBONE),
+    ModelEntry("resnet50", "ResNet-50", "Residual network with bottlenecks, 50 layers: stronger than ResNet-18, about 2.3× the compute.",
+               "classification", 2, 25_557_032, 1, None, "fc", "layer4",
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "torchvision",
+               (imagenet("resnet50-0676ba61.pth", 76.13),), defaults=BACKBONE),
+    ModelEntry("densenet121", "DenseNet-121", "Each layer sees all earlier ones: few parameters, used by CheXNet for chest X-rays.",
+               "classification", 2, 7_978_856, 29, None, "classifier", "features.norm5",
+               (("features.conv0", "features.norm0"), ("features.denseblock1", "features.transition1"),
+                ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
+                ("features.denseblock4", "features.norm5"), ("classifier",)), "torchvision",
+               (imagenet("densenet121-a639ec97.pth", 74.434),), defaults=BACKBONE),
+    ModelEntry("inception_v3", "Inception-v3", "Parallel filters of several sizes; built for 299×299 images, takes 75×75 and up.",
+               "classification", 2, 23_834_568, 75, None, "fc", "Mixed_7c",
+               (("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"), ("Conv2d_3b_1x1", "Conv2d_4a_3x3"),
+                ("Mixed_5b", "Mixed_5c", "Mixed_5d"), ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
+                ("Mixed_7a", "Mixed_7b", "Mixed_7c"), ("fc",)), "torchvision",
+               # Google's weights expect images scaled to [-1, 1] (torchvision's transform_input gets there from ImageNet's
+               # normalisation, for RGB only): normalising so directly works for any channel count.
+               (imagenet("inception_v3_google-0cc3c7bd.pth", 77.294, 299, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),), defaults=BACKBONE),
+    ModelEntry("efficientnet_b0", "EfficientNet-B0", "Depth, width and resolution scaled together: accurate for its small size.",
+               "classification", 2, 5_288_548, 1, None, "classifier.1", "features.8",
+               (*prefixed("features", 9), ("classifier.1",)), "torchvision",
+               (imagenet("efficientnet_b0_rwightman-7f5810bc.pth", 77.692),), defaults=BACKBONE),
+    ModelEntry("mobilenet_v2", "MobileNet-V2", "Inverted residual blocks built for phones: light, quick to fine-tune on a CPU.",
+               "classification", 2, 3_504_872, 1, None, "classifier.1", "features.18",
+               (*prefixed("features", 19), ("classifier.1",)), "torchvision",
+               (imagenet("mobilenet_v2-b0353104.pth", 71.878),), defaults=BACKBONE),
+    ModelEntry("mobilenet_v3_large", "MobileNet-V3 (large)", "Built for phones: fast on a CPU, good accuracy for its cost.",
+               "classification", 2, 5_483_032, 1, None, "classifier.3", "features.16",
+               (*prefixed("features", 17), ("classifier.0",), ("classifier.3",)), "torchvision",
+               (imagenet("mobilenet_v3_large-8738ca79.pth", 74.042),), defaults=BACKBONE),
+    ModelEntry("mobilenet_v3_small", "MobileNet-V3 (small)", "The smallest network here with ImageNet weights: fastest on a CPU.",
+               "classification", 2, 2_542_856, 1, None, "classifier.3", "features.12",
+               (*prefixed("features", 13), ("classifier.0",), ("classifier.3",)), "torchvision",
+               (imagenet("mobilenet_v3_small-047dcff4.pth", 67.668),), defaults=BACKBONE),
+)}
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise KeyError(f"There is no architecture '{name}'; choose one of {', '.join(MODELS)}.")
+    return MODELS[name]

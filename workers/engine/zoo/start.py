@@ -1,0 +1,123 @@
+"""The model a run starts from: random, pretrained (ImageNet), or an earlier model's weights (an earlier run,
+an imported ONNX or safetensors file), fitted to this run's channels and classes."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .networks import NETWORK, ZooModel, build_network, first_conv, fit_first_layer, per_channel, replace_head, set_module
+from .registry import model_entry
+from .weights import read_pretrained
+
+
+@dataclass(frozen=True)
+class ModelStart:
+    """Where the worker found what the spec's `model.weights` names (plain values: sent to every training process)."""
+    weights_folder: str | None = None   # the toolkit's folder of pretrained files (settings.PRETRAINED_WEIGHTS_DIR)
+    state_path: str | None = None       # an earlier model's weights (.pt written by the toolkit, or .safetensors)
+    classes: tuple[str, ...] | None = None  # the earlier model's class names in its output order (None: not known)
+    # An imported model converted from ONNX (architecture "imported"): its network is rebuilt from the file with
+    # onnx2torch at each use, never pickled; mean and std are the normalisation given at import (None: none).
+    onnx_path: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+def starting_model(model_settings: dict, in_channels: int, num_classes: int, start: ModelStart, seed: int = 0,
+                   classes: Sequence[str] | None = None) -> ZooModel:
+    """The spec's model section made real; new layers (first layer, head) drawn from `seed`. `classes`: this run's
+    class names, which an earlier model's head is matched against."""
+    torch.manual_seed(seed)
+    name, weights = model_settings["architecture"], model_settings.get("weights", "random")
+    input_size = model_settings.get("input_size", 0)
+    if weights == "imported" and start.onnx_path:
+        return from_onnx(start, in_channels, num_classes, input_size)
+    if weights in ("run", "imported"):
+        if not start.state_path:
+            raise ValueError(f"the run starts from an earlier model ({weights}) but the worker found no weights for it")
+        return from_earlier_model(name, read_state(start.state_path), in_channels, num_classes, input_size,
+                                  its_classes=start.classes, classes=classes)
+    if weights == "random":
+        return build_network(name, in_channels, num_classes, input_size=input_size)
+    entry = model_entry(name)
+    pretrained = entry.weights_named(weights)
+    if pretrained is None:
+        raise ValueError(f"{entry.title} has no '{weights}' weights; it has {', '.join(entry.weight_choices)}")
+    return build_network(name, in_channels, num_classes, read_pretrained(entry, pretrained, start.weights_folder), pretrained,
+                         input_size)
+
+
+def read_state(path: str | Path) -> dict:
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def as_zoo_state(state: dict) -> dict:
+    """Weights saved before models carried their input handling (keys without the `network.` prefix) read as today's."""
+    if any(key.startswith(f"{NETWORK}.") for key in state):
+        return state
+    return {f"{NETWORK}.{key}": value for key, value in state.items()}
+
+
+def from_earlier_model(name: str, state: dict, in_channels: int, num_classes: int, input_size: int = 0, *,
+                       its_classes: Sequence[str] | None = None, classes: Sequence[str] | None = None) -> ZooModel:
+    """An earlier model of architecture `name` (its own channels and classes) fitted to this run's: the first
+    layer's filters adapted, the head fitted to the classes (`fit_head`); everything else carried over."""
+    state = as_zoo_state(state)
+    entry = model_entry(name)
+    head_weight = state[f"{NETWORK}.{entry.head}.weight"]
+    conv_weights = [value for key, value in state.items() if key.endswith(".weight") and value.dim() == 4]
+    its_channels, its_class_count = conv_weights[0].shape[1], head_weight.shape[0]
+    # Weights saved before models carried their normalisation took images as they are.
+    mean = state.get("mean", torch.zeros(1, its_channels, 1, 1)).flatten().tolist()
+    std = state.get("std", torch.ones(1, its_channels, 1, 1)).flatten().tolist()
+    model = build_network(name, its_channels, its_class_count)
+    model.load_state_dict({"mean": torch.tensor(mean).view(1, -1, 1, 1), "std": torch.tensor(std).view(1, -1, 1, 1), **state})
+    fit_first_layer(model.network, in_channels)
+    fit_head(model.network, entry.head, num_classes, its_classes, classes)
+    fitted = ZooModel(model.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size)
+    return fitted
+
+
+def fit_head(network: nn.Module, head: str, num_classes: int, its_classes: Sequence[str] | None = None,
+             classes: Sequence[str] | None = None) -> None:
+    """The earlier model's head made this run's. The same classes in another order: its rows reordered. Other
+    classes, even as many (digits 0-4 for digits 5-9): a new layer, since a head that has learnt to call some
+    pattern "0" only misleads a run where that output means "5" (a small CNN from digits 0-4 fine-tuned on 50
+    images of 5-9 with the fine-tune preset: 62% test accuracy with the old head kept, 83% with a new one;
+    bench/transfer_evidence.py).
+    Class names not known: replaced when the counts differ."""
+    layer = network.get_submodule(head)
+    if its_classes is None or classes is None or list(its_classes) == list(classes):
+        replace_head(network, head, num_classes)
+    elif sorted(its_classes) == sorted(classes) and len(set(classes)) == len(classes):
+        order = [list(its_classes).index(name) for name in classes]
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight[order])
+            if layer.bias is not None:
+                layer.bias.copy_(layer.bias[order])
+    else:
+        set_module(network, head, nn.Linear(layer.in_features, num_classes))
+
+
+def from_onnx(start: ModelStart, in_channels: int, num_classes: int, input_size: int = 0) -> ZooModel:
+    """An imported ONNX model converted by onnx2torch (its own layers, whatever they are), fitted to this run's
+    channels (its first convolution) and classes (its last dense layer, the head)."""
+    from .conversion import last_linear, onnx_network
+
+    network = onnx_network(start.onnx_path)
+    channels = first_conv(network)[1].in_channels
+    mean = start.mean or (0.0,) * channels
+    std = start.std or (1.0,) * channels
+    fit_first_layer(network, in_channels)
+    head = last_linear(network)
+    if head is None:
+        raise ValueError("the imported model has no dense layer to serve as its head")
+    replace_head(network, head, num_classes)
+    return ZooModel(network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size)
