@@ -17,6 +17,7 @@ from backend.core.tasks import INGEST_QUEUE
 from backend.zoo.models import ImportedModel
 from workers.engine.call import Refusal
 from workers.engine.export import export_onnx, max_abs_difference
+from workers.engine.observer import JobStopped
 from workers.engine.zoo.conversion import ImportFailed, ImportResult, import_onnx, import_safetensors, zoo_model_from_state
 from workers.engine.zoo.imports import inspect_onnx, inspect_safetensors
 from workers.engine.zoo.registry import MODELS
@@ -40,16 +41,18 @@ class ImportJob(JobRunner):
         try:
             if imported.kind == ImportedModel.Kind.ONNX:
                 facts = inspect_onnx(str(imported.source_path))
-                reporter.progress(1, 2, "recognising the network, converting, comparing with onnxruntime")
+                step(reporter, "recognising the network, converting, comparing with onnxruntime")
                 result = import_onnx(imported.source_path, facts, imported.mean, imported.std)
             else:
                 facts = inspect_safetensors(str(imported.source_path), imported.architecture)
-                reporter.progress(1, 2, "loading the weights onto the network, exporting to ONNX")
+                step(reporter, "loading the weights onto the network, exporting to ONNX")
                 result = import_safetensors(imported.source_path, imported.architecture, imported.mean, imported.std,
                                             imported.input_size)
         except (Refusal, ImportFailed) as refused:
             self.finish(imported, imported.FAILED, str(refused))
             return
+        if reporter.should_stop():
+            raise JobStopped  # before anything is written
         fields = self.store(imported, result)
         self.finish(imported, imported.DONE, "Imported.", mode=result.mode, reason=result.reason, architecture=result.architecture,
                     details={**imported.details, **result.details}, progress_done=F("progress_total"), **fields)
@@ -96,3 +99,10 @@ class ImportJob(JobRunner):
 
 
 IMPORT = register(ImportJob())
+
+
+def step(reporter, words: str) -> None:
+    """The file passed its checks: the next step begins, unless the user asked to stop."""
+    if reporter.should_stop():
+        raise JobStopped
+    reporter.progress(1, 2, words)

@@ -12,7 +12,7 @@ from backend.projects.access import projects_for
 from workers.engine.zoo.registry import MODELS
 
 from .models import ImportedModel
-from .services import delete_imported, import_model, imported_models_for, predict
+from .services import delete_imported, import_model, imported_models_for, predict, stop_import
 
 
 class ImportedModelSerializer(JobSerializer):
@@ -106,6 +106,12 @@ class ImportedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
 
     def perform_destroy(self, imported):
         delete_imported(self.request.user, imported)
+
+    @extend_schema(request=None, responses={202: ImportedModelSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop an import: a queued one at once, a running one after its current step (the model is then not usable)."""
+        return Response(ImportedModelSerializer(stop_import(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request={"multipart/form-data": PredictSerializer}, responses=PredictionSerializer)
     @action(detail=True, methods=["post"])

@@ -23,7 +23,7 @@ from django.db import transaction
 from backend.audit.services import Action, record
 from backend.core.engine import ask_engine
 from backend.core.errors import ServiceError
-from backend.core.jobs import require_finished
+from backend.core.jobs import require_finished, require_stoppable, stop
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
@@ -192,6 +192,15 @@ def per_channel(values: list[float] | None, channels: int) -> list[float] | None
     return list(values) * channels if len(values) == 1 else list(values)
 
 
+def stop_import(actor, imported: ImportedModel) -> ImportedModel:
+    """A queued import stops at once; a running one after its current step. A stopped import is not usable: delete it."""
+    require_owner(actor, imported.project)
+    require_stoppable(imported, "model import")
+    stop(imported)
+    imported.refresh_from_db()
+    return imported
+
+
 def delete_imported(actor, imported: ImportedModel) -> None:
     require_owner(actor, imported.project)
     require_finished(imported, "imported model")
@@ -282,7 +291,23 @@ def check_imported_start(user, spec, partition) -> ImportedModel | None:
     if imported.mode == ImportedModel.Mode.CONVERTED and channels and imported.channels != channels:
         raise ServiceError(f"{named} takes {imported.channels}-channel images and this dataset's have {channels}; a converted "
                            "model keeps its own first layer, so use a dataset with as many channels.", field=field)
+    if imported.mode == ImportedModel.Mode.CONVERTED:
+        check_converted_size(named, imported.input_size, model["input_size"], partition.dataset)
     return imported
+
+
+def check_converted_size(named: str, side: int, input_size: int, dataset) -> None:
+    """A converted network takes the image size it was exported at (its layers may hold that size: a flatten before a
+    dense layer), so the images reach it at that size: the dataset's own, or resized inside the network."""
+    if not side:
+        return  # exported with free sides
+    if input_size and input_size != side:
+        raise ServiceError(f"{named} was exported for {side}×{side} images: set the input size to {side} (images are "
+                           "resized inside the network).", field="model.input_size")
+    if not input_size and dataset.height and dataset.width and (dataset.height, dataset.width) != (side, side):
+        raise ServiceError(f"{named} was exported for {side}×{side} images and this dataset's are {dataset.width}×"
+                           f"{dataset.height}: set the input size to {side} (images are resized inside the network).",
+                           field="model.input_size")
 
 
 def imported_provenance(imported_id) -> dict:

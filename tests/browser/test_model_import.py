@@ -83,3 +83,18 @@ def test_import_a_model_predict_and_see_the_list(page, live_server, clinician, c
     expect(zoo_row).to_contain_text("Weights copied")
     expect(zoo_row).to_contain_text("small_cnn")
     shot(page, "m3-imported-models-list")
+
+
+def test_an_import_waiting_for_a_worker_is_stopped_from_its_page(page, live_server, clinician):
+    from backend.projects.models import Project
+    from backend.zoo.models import ImportedModel
+
+    project = Project.objects.create(owner=clinician, name="Chest X-rays")
+    waiting = ImportedModel.objects.create(project=project, name="Big ResNet", kind="onnx", created_by=clinician, status="queued")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/imported-models/{waiting.pk}/")
+    expect(page.locator("#import-stop")).to_be_visible()
+    page.click("#import-stop")
+    expect(page.locator("#import-status")).to_have_text(re.compile("Stopped"))
+    waiting.refresh_from_db()
+    assert waiting.status == "stopped"

@@ -193,3 +193,44 @@ def test_picking_an_imported_zoo_network_makes_it_the_model(page, live_server, c
     expect(field(page, "model.architecture")).to_have_value("resnet18")  # the network the import's weights belong to
     expect(source(page, "imported")).to_be_checked()
     expect(page.locator('#run-form select[name="model.imported_model"]')).to_have_value(str(imported.pk))
+
+
+def test_a_converted_import_is_offered_as_the_model_and_launched_at_its_own_size(page, live_server, chest, weights_folder, clinician):
+    """A network the zoo does not have, converted from ONNX: picked as the model (or as the start), it starts only
+    from its import, and the form offers the size it was exported at (24 here, the dataset's images are 64)."""
+    from backend.zoo.models import ImportedModel
+    from tests.model_files import custom_onnx
+
+    converted = ImportedModel.objects.create(project=chest["project"], name="Outside CNN", kind="onnx", created_by=clinician,
+                                             architecture="imported", mode=ImportedModel.Mode.CONVERTED,
+                                             status=ImportedModel.Status.READY, channels=1, class_count=3, input_size=24)
+    converted.storage_dir.mkdir(parents=True)
+    custom_onnx(converted.onnx_path, channels=1, classes=3, size=24)
+    open_form(page, live_server, chest["project"])
+    field(page, "model.architecture").select_option("imported")
+    expect(source(page, "imported")).to_be_checked()
+    expect(page.locator('#run-form select[name="model.imported_model"]')).to_have_value(str(converted.pk))
+    for other in ("random", "imagenet", "run"):
+        expect(source(page, other)).to_have_count(0)
+    expect(page.locator("#start-help")).to_contain_text("starts from its own weights")
+    expect(page.locator('#run-form select[name="model.imported_model"] option:checked')).to_have_text(
+        f"#{converted.pk} Outside CNN (Converted from ONNX)")
+    offer = page.locator("#size-offer")
+    expect(offer).to_contain_text("built for images of 24×24 pixels at most; this dataset's are 64×64")
+    shot(page, "m4-run-form-converted-import")
+    page.click("#launch")
+    expect(page.locator('[data-error-for="model.input_size"]')).to_contain_text("was exported for 24×24 images")
+    page.click("#resize-inside")
+    with page.expect_request(lambda request: request.url.endswith("/api/runs/") and request.method == "POST") as sent:
+        page.click("#launch")
+    assert sent.value.post_data_json["model"] == {"architecture": "imported", "weights": "imported", "imported_model": converted.pk,
+                                                  "input_size": 24}
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+
+    # Back to a zoo network: the converted import is left with it, and the run starts from random weights again.
+    page.goto(f"{live_server.url}/projects/{chest['project'].pk}/runs/new/")
+    source(page, "imported").check()
+    page.locator('#run-form select[name="model.imported_model"]').select_option(str(converted.pk))
+    expect(field(page, "model.architecture")).to_have_value("imported")
+    field(page, "model.architecture").select_option("resnet18")
+    expect(source(page, "random")).to_be_checked()

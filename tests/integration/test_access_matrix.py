@@ -143,6 +143,7 @@ MATRIX = {
         "project": w["project"], "file": SimpleUploadedFile("branchy.onnx", w["onnx_bytes"])}),
     ("GET", "/api/imported-models/{pk}/"): Case(READ, ids=lambda w: {"pk": w["imported_model"]}),
     ("DELETE", "/api/imported-models/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["imported_model"]}),
+    ("POST", "/api/imported-models/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["importing_model"]}),
     ("POST", "/api/imported-models/{pk}/predict/"): Case(
         READ, ids=lambda w: {"pk": w["imported_model"]}, multipart=True,
         data=lambda w: {"image": SimpleUploadedFile("x.png", png_bytes(np.zeros((16, 16), np.uint8)))},
@@ -184,8 +185,9 @@ def world(django_user_model, tmp_path):
                                             channels=1, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 16, 16]}])
     imported.storage_dir.mkdir(parents=True)
     imported.onnx_path.write_bytes(branchy.read_bytes())
+    importing = ImportedModel.objects.create(project=project, name="Importing", kind="onnx", status="queued")
     return {
-        "imported_model": imported.pk, "onnx_bytes": branchy.read_bytes(),
+        "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,

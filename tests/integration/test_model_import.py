@@ -321,12 +321,50 @@ def test_a_launch_checks_the_imported_model_it_starts_from(api, project, files, 
                             "sha256": zoo.sha256, "mode": "weights_copied", "architecture": "small_cnn"}
     converted = imported(api, project, "custom.onnx", files["custom"].read_bytes())
     assert launch(api, partition, {"architecture": "small_cnn", "weights": "imported", "imported_model": converted.pk}).status_code == 400
-    started = launch(api, partition, {"architecture": "imported", "weights": "imported", "imported_model": converted.pk})
+    # Exported at 24×24 (the dataset's are 32×32): the images reach it at that size, resized inside the network.
+    for input_size in (0, 30):
+        other_size = launch(api, partition, {"architecture": "imported", "weights": "imported", "imported_model": converted.pk,
+                                             "input_size": input_size})
+        assert other_size.status_code == 400 and other_size.json()["field"] == "model.input_size", other_size.content
+        assert "24×24" in other_size.json()["message"] and "set the input size to 24" in other_size.json()["message"]
+    started = launch(api, partition, {"architecture": "imported", "weights": "imported", "imported_model": converted.pk,
+                                      "input_size": 24})
     assert started.status_code == 202, started.content
     unknown = launch(api, partition, {"architecture": "small_cnn", "weights": "imported", "imported_model": 999_999})
     assert unknown.status_code == 400 and unknown.json()["field"] == "model.imported_model"
     not_imported = launch(api, partition, {"architecture": "imported", "weights": "random"})
     assert not_imported.status_code == 400 and not_imported.json()["field"] == "model.architecture"
+
+
+def test_an_import_stops_at_once_while_queued_and_after_its_step_while_running(api, project, files, monkeypatch, outsider):
+    from rest_framework.test import APIClient
+
+    import workers.model_import as model_import
+
+    queued = upload(api, project, "small_cnn.safetensors", files["safetensors"].read_bytes(), architecture="small_cnn").json()
+    stranger = APIClient()
+    stranger.force_authenticate(outsider)
+    assert stranger.post(f"/api/imported-models/{queued['id']}/stop/").status_code == 404
+    stopped = api.post(f"/api/imported-models/{queued['id']}/stop/")
+    assert stopped.status_code == 202 and stopped.json()["status"] == "stopped" and stopped.json()["finished"]
+    again = api.post(f"/api/imported-models/{queued['id']}/stop/")
+    assert again.status_code == 409 and "already ended" in again.json()["message"]
+
+    # Running: the user's Stop lands while the file is checked; the job ends before converting, writing nothing.
+    running = upload(api, project, "small_cnn.safetensors", files["safetensors"].read_bytes(), architecture="small_cnn").json()
+    checked = model_import.inspect_safetensors
+
+    def stopped_while_checking(*args, **kwargs):
+        facts = checked(*args, **kwargs)
+        assert api.post(f"/api/imported-models/{running['id']}/stop/").status_code == 202
+        return facts
+
+    monkeypatch.setattr(model_import, "inspect_safetensors", stopped_while_checking)
+    IMPORT.run(running["id"], "test")
+    model = ImportedModel.objects.get(pk=running["id"])
+    assert (model.status, model.message, model.trainable) == ("stopped", "Stopped by the user; the model is not usable.", False)
+    assert not model.weights_path.exists() and not model.onnx_path.exists() and model.source_path.exists()
+    assert api.delete(f"/api/imported-models/{model.pk}/").status_code == 204
 
 
 def test_deleting_an_imported_model_removes_its_files(api, project, files, django_capture_on_commit_callbacks):

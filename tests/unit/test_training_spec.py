@@ -135,6 +135,12 @@ def test_the_schema_describes_every_setting_and_registry_entry():
         for entry in schema[kind]:
             assert entry["help"] and all(p["help"] for p in entry["params"]), entry
     assert all(resolve_spec(a["defaults"]).to_dict() == a["defaults"] for a in schema["architectures"])
+    # A network converted from ONNX: the toolkit's own defaults, starting from an import the form names.
+    converted = schema["converted_architecture"]
+    assert converted["name"] == "imported" and converted["defaults"]["model"] == {
+        "architecture": "imported", "weights": "imported", "input_size": 0, "train_frozen_batchnorm": False}
+    with_import = {**converted["defaults"], "model": {**converted["defaults"]["model"], "imported_model": 5}}
+    assert resolve_spec(with_import).to_dict() == with_import
 
 
 def test_the_web_tier_reads_specs_and_schemas_without_importing_torch():

@@ -459,4 +459,15 @@ def spec_schema() -> dict:
         "phase": [p.schema() for p in PHASE_PARAMS],
         "architectures": [{**a.describe(), "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
                           for a in MODELS.values()],
+        "converted_architecture": converted_architecture(),
     }
+
+
+def converted_architecture() -> dict:
+    """What a form needs of the architecture 'imported' (a network converted from an imported ONNX file): not a zoo
+    network, so its defaults are the toolkit's own; the sizes it takes are the imported model's."""
+    defaults = resolve_spec({"model": {"architecture": IMPORTED_ARCHITECTURE, "weights": "imported", "imported_model": 1}}).to_dict()
+    del defaults["model"]["imported_model"]  # the form names the one chosen
+    return {"name": IMPORTED_ARCHITECTURE, "title": "An imported model (converted from ONNX)", "defaults": defaults,
+            "description": "A network imported as an ONNX file and converted to PyTorch layers: it starts from its own "
+                           "weights, its head fitted to this dataset's classes."}

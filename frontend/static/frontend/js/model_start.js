@@ -36,7 +36,8 @@ function runWords(run) {
 
 function importedWords(model) {
   const name = model.name || model.filename || `model ${model.id}`;
-  return `#${model.id} ${name}${model.architecture ? ` (${model.architecture})` : ""}`;
+  const network = model.architecture_title || model.architecture;
+  return `#${model.id} ${name}${network ? ` (${network})` : ""}`;
 }
 
 /* A select of things to start from; "Choose …" until one is picked. */
@@ -58,7 +59,9 @@ function pickList(path, items, value, words, choose, waiting) {
    imported models, or null where the server has none to offer (the choice is then not shown). */
 export function startFromField({ spec, architecture, runs, imported, choose }) {
   const model = spec.model;
-  const sources = Object.keys(SOURCES).filter((source) => source !== "imported" || imported !== null);
+  // A network converted from ONNX exists only as its import: it starts from that and nothing else.
+  const converted = architecture.name === "imported";
+  const sources = converted ? ["imported"] : Object.keys(SOURCES).filter((source) => source !== "imported" || imported !== null);
   const rows = sources.map((source) => {
     const reason = unavailable(source, architecture, runs, imported);
     const radio = el("input", { type: "radio", name: "model.weights", value: source });
@@ -81,8 +84,11 @@ export function startFromField({ spec, architecture, runs, imported, choose }) {
   return el("fieldset", { class: "group wide", id: "start-from" }, [
     el("legend", { text: "Start from" }),
     ...rows,
-    el("small", { class: "muted param-help", text: "A model trained before (ImageNet's, or a run's on other images) learns from few "
-      + "images faster than random weights. A new head is made when the classes differ; the first layer is adapted to the channels." }),
+    el("small", { class: "muted param-help", id: "start-help", text: converted
+      ? "A model converted from ONNX starts from its own weights (choose another model for random or ImageNet weights). "
+        + "A new head is made when the classes differ."
+      : "A model trained before (ImageNet's, or a run's on other images) learns from few "
+        + "images faster than random weights. A new head is made when the classes differ; the first layer is adapted to the channels." }),
     errorSlot("model.weights"),
   ]);
 }

@@ -1,5 +1,5 @@
-/* An imported model: the import's progress until it has finished (then the page shows what it became), a form that
-   predicts one image through onnxruntime, and Delete. */
+/* An imported model: the import's progress (and Stop) until it has finished (then the page shows what it became), a
+   form that predicts one image through onnxruntime, and Delete. */
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
 import { watchJob } from "../jobs.js";
@@ -14,6 +14,7 @@ if (root.dataset.finished === "no") {
       status: document.getElementById("import-status"),
       message: document.getElementById("import-message"),
       progress: document.getElementById("import-progress"),
+      stop: document.getElementById("import-stop"),
     },
     onFinish: () => window.location.reload(),
   });

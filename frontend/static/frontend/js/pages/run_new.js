@@ -39,6 +39,8 @@ const byName = (entries) => Object.fromEntries(entries.map((entry) => [entry.nam
 const schema = await api("GET", "/api/training/");
 const registries = { optimizer: byName(schema.optimizers), loss: byName(schema.losses), schedule: byName(schema.schedules) };
 const architectures = byName(schema.architectures);
+/* The architecture "imported": a network converted from an imported ONNX file, offered once one can be trained. */
+const converted = schema.converted_architecture;
 const metrics = byName(schema.metrics);
 const topLevel = byName(schema.top_level);
 const sections = Object.fromEntries(Object.entries(schema.sections).map(([name, section]) => [name, byName(section.params)]));
@@ -94,7 +96,8 @@ const defaultsOf = (params) => Object.fromEntries(params.map((param) => [param.n
 /* The architecture's resolved defaults; an optimizer (loss, schedule) other than its own brings its own
    parameters' defaults, as the server does. */
 function defaults() {
-  const architecture = architectures[chosen.get("model.architecture")] || architectures[sections.model.architecture.default];
+  const name = chosen.get("model.architecture");
+  const architecture = architectures[name] || (name === converted.name ? converted : architectures[sections.model.architecture.default]);
   const spec = structuredClone(architecture.defaults);
   for (const [key, registry] of Object.entries(registries)) {
     const name = chosen.get(`${key}.name`);
@@ -136,17 +139,50 @@ function requestBody() {
 }
 
 function choose(path, value) {
+  const was = current().model;
   chosen.set(path, value);
-  if (path === "model.architecture") chosen.delete("model.start_run"); // another architecture's runs
+  if (path === "model.architecture") {
+    chosen.delete("model.start_run"); // another architecture's runs
+    followArchitecture(was, value);
+  }
   if (path === "model.weights" && value === "run" && !chosen.get("model.start_run")) {
     const runs = startingPoints.get(current().model.architecture);
     if (runs?.length) chosen.set("model.start_run", runs[0].id); // the newest; the select shows which
   }
-  // An imported zoo network trains as that network: the model follows the import's architecture.
+  // An imported model trains as the network it is (a zoo network's weights, or converted): the model follows it.
   const imported = path === "model.imported_model" ? importedModels?.find((model) => model.id === value) : null;
-  if (imported?.architecture && architectures[imported.architecture]) chosen.set("model.architecture", imported.architecture);
-  if (STRUCTURAL.has(path) || imported?.architecture) render(); else showEpochs();
+  const network = imported?.mode === "converted" ? converted.name : imported?.architecture;
+  if (network && (architectures[network] || network === converted.name)) chosen.set("model.architecture", network);
+  if (STRUCTURAL.has(path) || network) render(); else showEpochs();
   scheduleCurve();
+}
+
+/* The imported models a run can start from as converted networks (not zoo networks). */
+function convertedImports() {
+  return (importedModels ?? []).filter((model) => model.trainable && model.mode === "converted");
+}
+
+/* A converted network starts from its import and only from it; leaving it for a zoo network leaves its import too. */
+function followArchitecture(was, name) {
+  const chosenImport = importedModels?.find((model) => model.id === chosen.get("model.imported_model"));
+  if (name === converted.name) {
+    chosen.set("model.weights", "imported");
+    if (chosenImport?.mode !== "converted" && convertedImports().length) chosen.set("model.imported_model", convertedImports()[0].id);
+  } else if (was.architecture === converted.name && was.weights === "imported") {
+    chosen.set("model.weights", "random");
+    chosen.delete("model.imported_model");
+  }
+}
+
+/* The architecture the fields describe: a zoo network's entry, or one for the chosen converted import (the size it
+   was exported at is the size it takes; images of another size are resized inside the network). */
+function architectureOf(spec) {
+  if (spec.model.architecture !== converted.name) return architectures[spec.model.architecture];
+  const model = importedModels?.find((candidate) => candidate.id === spec.model.imported_model);
+  const side = model?.input_size || 0;
+  return { ...converted, title: model ? `${model.name} (imported)` : converted.title, weights_available: {},
+    min_size: side || 1, max_size: side || null,
+    accepted_sizes: side ? `${side}×${side} images (the size it was exported at)` : "images of any size" };
 }
 
 /* ---- fields ---- */
@@ -201,13 +237,15 @@ function classFactors(spec) {
 }
 
 function modelFields(spec) {
-  const architecture = architectures[spec.model.architecture];
-  const model = field("model.architecture", { ...sections.model.architecture, label: "Model", help: architecture.description }, spec,
-    { describe: (name) => architectures[name].title });
+  const architecture = architectureOf(spec);
+  const isConverted = spec.model.architecture === converted.name;
+  const choices = [...sections.model.architecture.choices, ...(isConverted || convertedImports().length ? [converted.name] : [])];
+  const model = field("model.architecture", { ...sections.model.architecture, choices, label: "Model", help: architecture.description }, spec,
+    { describe: (name) => (architectures[name] ?? converted).title });
   model.classList.add("wide");
   const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
   return [model, epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
-    startFromField({ spec, architecture, runs: runsOf(spec.model.architecture), imported: importedModels, choose }),
+    startFromField({ spec, architecture, runs: isConverted ? [] : runsOf(spec.model.architecture), imported: importedModels, choose }),
     inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose }),
     fineTuneButton(spec),
     deviceField(spec)];
@@ -241,7 +279,7 @@ function loadImportedModels() {
 function fineTuneButton(spec) {
   const button = el("button", { type: "button", id: "fine-tune", text: "Fine-tune (fastai)" });
   button.addEventListener("click", fineTune);
-  const imagenet = architectures[spec.model.architecture].weights_available?.imagenet;
+  const imagenet = architectureOf(spec).weights_available?.imagenet;
   const start = imagenet?.available ? "ImageNet weights, " : "";
   return el("div", { class: "preset wide" }, [button, el("small", { class: "muted param-help", id: "fine-tune-help",
     text: `Sets ${start}the head alone for ${FINE_TUNE.headEpochs} epoch at ${FINE_TUNE.headRate}, then the whole network at `
@@ -250,7 +288,7 @@ function fineTuneButton(spec) {
 
 function fineTune() {
   const spec = current();
-  if (architectures[spec.model.architecture].weights_available?.imagenet?.available) chosen.set("model.weights", "imagenet");
+  if (architectureOf(spec).weights_available?.imagenet?.available) chosen.set("model.weights", "imagenet");
   chosen.set("phases", fineTunePhases(spec.epochs));
   for (const [key, value] of Object.entries(FINE_TUNE.schedule)) chosen.set(`schedule.${key}`, value);
   render();
