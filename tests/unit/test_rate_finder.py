@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from workers.engine.data import CachedImages
 from workers.engine.demo import demo_subsets
@@ -152,3 +153,33 @@ def test_no_rate_is_suggested_when_the_loss_never_clearly_fell():
     assert suggested_rate(rates, [0.7 - 0.001 * k for k in range(50)]) is None, "a fall of 7 %: no clear fall"
     assert suggested_rate(rates, [0.7 * 1.05**k for k in range(50)]) is None, "it only rose"
     assert suggested_rate(rates[:2], [0.7, 0.1]) is None, "too few points to tell"
+
+
+def test_the_sweep_trains_what_the_first_phase_trains(demo, monkeypatch):
+    """A run whose first phase trains the head alone is swept with the rest frozen (fastai's lr_find before
+    fine_tune): the rate found is that phase's. Without phases, everything learns."""
+    from workers.engine.training import trainer as trainer_module
+    from workers.engine.zoo.transfer import block_prefixes, in_block
+
+    data, _ = demo
+    built = []
+
+    class Recorded(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append((self, {name: value.clone() for name, value in self.model.state_dict().items()}))
+
+    monkeypatch.setattr(trainer_module, "Trainer", Recorded)
+    head_first = {**SMOOTHED_LABELS, "model": {"architecture": "resnet18"}, "batch_size": 8,
+                  "phases": [{"epochs": 1, "learning_rate": 1e-3, "train": "head"}, {"epochs": 1, "learning_rate": 5e-4}]}
+    for spec, head_only in ((head_first, True), ({**head_first, "phases": []}, False)):
+        built.clear()
+        find_learning_rate(resolve_spec(spec), data, steps=6)
+        trainer, before = built[0]
+        after = trainer.model.state_dict()
+        head = block_prefixes(trainer.model, "resnet18")[-1]
+        moved = {name for name in before if not torch.equal(before[name], after[name])}
+        assert any(in_block(name, head) for name in moved)
+        backbone_moved = {name for name in moved if not in_block(name, head)}
+        # Frozen BatchNorm stays in eval mode: its running statistics do not move either.
+        assert (not backbone_moved) if head_only else any(name.endswith("running_mean") for name in backbone_moved), spec

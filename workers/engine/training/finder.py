@@ -8,8 +8,11 @@ a number), so a search costs at most about a hundred batches.
 
 The model, optimizer, loss, precision, batch order and augmentation are the Trainer's own, built
 from the spec exactly as a run builds them: a Trainer is constructed (with no callbacks, so it
-keeps, reports and writes nothing) and driven here one step at a time. The schedule, warm-up and
-phases are left out: the sweep sets the rate of every step itself, and trains the whole network.
+keeps, reports and writes nothing) and driven here one step at a time. The schedule and warm-up are
+left out: the sweep sets the rate of every step itself. It trains what the run's first phase trains
+(the head alone, all but the first blocks, each block at its share of the rate), as fastai's
+lr_find before fine_tune does: the rate found is the first phase's, and the run form scales the
+later phases' rates with it.
 A data-parallel run's processes are not started: the sweep runs in this one, at the per-process
 batch size. Nothing persistent changes; the trained weights go with the Trainer.
 
@@ -62,6 +65,7 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
     losses: list[float] = []
     lowest, ending = math.inf, None
     trainer.network.train()
+    trainer.set_trainable(spec.phase_at(1))  # after train(): frozen BatchNorm back in eval mode
     for rate, (images, targets, epoch) in zip(sweep_rates(steps), cycled_batches(trainer)):
         trainer.set_learning_rate(rate)
         loss = trainer.train_step(images, targets, epoch).item()

@@ -4,7 +4,7 @@
 
    mountRateFinder(element, { settings, accept })
      settings(): the run form's request body as it stands (what it would POST to /api/runs/);
-     accept(rate): puts a rate into the form's learning rate.
+     accept(rate): puts a rate into the form (its learning rate, or its phases'); may return the words saying where.
    The page must load vendor/plotly.min.js, as every page that draws charts does (js/charts.js). */
 import { api, ApiError } from "./api.js";
 import { drawChart } from "./charts.js";
@@ -17,8 +17,7 @@ export function mountRateFinder(element, { settings, accept }) {
   view.find.addEventListener("click", () => search(view, settings));
   view.use.addEventListener("click", () => {
     const rate = Number(view.use.dataset.rate);
-    accept(rate);
-    view.used.textContent = `The learning rate is now ${formatRate(rate)}.`;
+    view.used.textContent = accept(rate) || `The learning rate is now ${formatRate(rate)}.`;
   });
 }
 
@@ -79,7 +78,8 @@ async function search(view, settings) {
 function reset(view) {
   view.errors.replaceChildren();
   view.chart.hidden = true;
-  view.suggestion.textContent = view.used.textContent = view.message.textContent = "";
+  // The last search's words go too: a stale "Done" must not stand for the search just asked for.
+  view.suggestion.textContent = view.used.textContent = view.message.textContent = view.status.textContent = "";
   view.use.hidden = view.status.hidden = true;
 }
 

@@ -532,14 +532,29 @@ async function startFromRun(id) {
   }
 }
 
+/* The sweep trained what the first phase trains: a run in phases takes the rate for its first phase, and the later
+   phases keep their ratio to it (fastai's fine_tune: the unfrozen phase at half the frozen one's rate). */
+function acceptRate(rate) {
+  const phases = current().phases;
+  if (!phases.length) {
+    chosen.set("optimizer.learning_rate", rate);
+    return;
+  }
+  const factor = rate / phases[0].learning_rate;
+  chosen.set("phases", phases.map((phase) => ({ ...phase, learning_rate: Number((phase.learning_rate * factor).toPrecision(2)) })));
+  return phases.length > 1 ? `The first phase's learning rate is now ${rate}; the later phases keep their ratio to it (Advanced settings, Phases).`
+    : `The phase's learning rate is now ${rate}.`;
+}
+
 /* The learning-rate finder (its own module, js/rate_finder.js) searches with the form's settings. */
 function mountFinder() {
   mountRateFinder(document.getElementById("rate-finder"), {
     settings: requestBody,
     accept: (rate) => {
-      chosen.set("optimizer.learning_rate", rate);
+      const words = acceptRate(rate);
       render();
       drawCurve();
+      return words;
     },
   });
 }
