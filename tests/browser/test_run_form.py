@@ -212,6 +212,8 @@ def test_launching_sends_the_nested_spec_the_form_shows(page, live_server, chest
     open_form(page, live_server, chest["project"])
     field(page, "name").fill("Fine-tune")
     field(page, "model.architecture").select_option("resnet18")
+    # The form is drawn again once the earlier runs of ResNet-18 are known: typing starts after that, as a person's would.
+    expect(page.locator('[data-unavailable="run"]')).to_contain_text("No run of ResNet-18")
     field(page, "optimizer.learning_rate").fill("0.002")
     field(page, "data.augmentation").select_option(str(chest["augmentation"].pk))
     field(page, "data.balancing").select_option("factors")

@@ -60,6 +60,16 @@ def test_imagenet_is_offered_only_when_the_server_has_its_file(page, live_server
     field(page, "model.architecture").select_option("resnet18")
     expect(source(page, "imagenet")).to_be_enabled()
     expect(page.locator("#start-from")).to_contain_text(f"ImageNet (torchvision, {RESNET18_FILE})")
+    # Until the user picks a source, a network whose ImageNet weights are here starts from them; one without, random.
+    expect(source(page, "imagenet")).to_be_checked()
+    field(page, "model.architecture").select_option("small_cnn")
+    expect(source(page, "random")).to_be_checked()
+    field(page, "model.architecture").select_option("resnet18")
+    expect(source(page, "imagenet")).to_be_checked()
+    source(page, "random").check()  # the user's choice stays
+    field(page, "model.architecture").select_option("small_cnn")
+    field(page, "model.architecture").select_option("resnet18")
+    expect(source(page, "random")).to_be_checked()
     source(page, "imagenet").check()
     with page.expect_request(lambda request: request.url.endswith("/api/runs/") and request.method == "POST") as sent:
         page.click("#launch")
