@@ -244,3 +244,22 @@ def test_a_converted_import_is_offered_as_the_model_and_launched_at_its_own_size
     expect(field(page, "model.architecture")).to_have_value("imported")
     field(page, "model.architecture").select_option("resnet18")
     expect(source(page, "random")).to_be_checked()
+
+
+def test_answers_arriving_later_do_not_redraw_the_field_being_typed_in(page, live_server, chest):
+    """The earlier runs of a network come after it is picked: "Start from" is drawn again then, and only it. A whole
+    form drawn again under the user's fingers lost the typing's selection ("20" selected, "6" typed gave "206")."""
+    import time
+
+    def slowly(route):
+        time.sleep(1.0)
+        route.continue_()
+
+    open_form(page, live_server, chest["project"])
+    page.route("**/api/runs/starting-points/**", slowly)
+    field(page, "model.architecture").select_option("resnet18")
+    epochs = field(page, "epochs")
+    epochs.evaluate("input => { input.dataset.marked = 'typed here'; input.focus(); }")
+    expect(page.locator('[data-unavailable="run"]')).to_contain_text("No run of ResNet-18")
+    expect(page.locator('#run-form input[name="epochs"][data-marked="typed here"]')).to_have_count(1)
+    assert page.evaluate("document.activeElement.name") == "epochs"

@@ -246,20 +246,42 @@ function classFactors(spec) {
 
 function modelFields(spec) {
   const architecture = architectureOf(spec);
-  const isConverted = spec.model.architecture === converted.name;
-  const choices = [...sections.model.architecture.choices, ...(isConverted || convertedImports().length ? [converted.name] : [])];
-  const model = field("model.architecture", { ...sections.model.architecture, choices, label: "Model", help: architecture.description }, spec,
-    { describe: (name) => (architectures[name] ?? converted).title });
-  model.classList.add("wide");
   const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
-  return [model, epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
-    startFromField({ spec, architecture, runs: isConverted ? [] : runsOf(spec.model.architecture), imported: importedModels, choose }),
+  return [modelChoice(spec), epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
+    startFrom(spec),
     inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose }),
     fineTuneButton(spec),
     deviceField(spec)];
 }
 
-/* The runs a run of this architecture can start from: asked once per architecture, the form drawn again when they come. */
+function modelChoice(spec) {
+  const isConverted = spec.model.architecture === converted.name;
+  const choices = [...sections.model.architecture.choices, ...(isConverted || convertedImports().length ? [converted.name] : [])];
+  const model = field("model.architecture", { ...sections.model.architecture, choices, label: "Model", help: architectureOf(spec).description },
+    spec, { describe: (name) => (architectures[name] ?? converted).title });
+  model.classList.add("wide");
+  model.id = "model-choice";
+  return model;
+}
+
+function startFrom(spec) {
+  const runs = spec.model.architecture === converted.name ? [] : runsOf(spec.model.architecture);
+  return startFromField({ spec, architecture: architectureOf(spec), runs, imported: importedModels, choose });
+}
+
+/* What an answer arriving later changes (the earlier runs, the imported models): only the fields that show it, so
+   a field being typed in meanwhile is not drawn again under the user's fingers (its selection would be lost). */
+function redrawStartFrom() {
+  const spec = current();
+  if (spec.model.architecture === converted.name) {
+    render(); // its title and sizes come with the import
+    return;
+  }
+  document.getElementById("model-choice")?.replaceWith(modelChoice(spec));
+  document.getElementById("start-from")?.replaceWith(startFrom(spec));
+}
+
+/* The runs a run of this architecture can start from: asked once per architecture, "Start from" drawn again when they come. */
 function runsOf(name) {
   if (!startingPoints.has(name)) {
     startingPoints.set(name, undefined);
@@ -267,7 +289,7 @@ function runsOf(name) {
       .catch(() => []) // the choice says none were found; the launch would say more
       .then((runs) => {
         startingPoints.set(name, runs);
-        if (current().model.architecture === name) render();
+        if (current().model.architecture === name) redrawStartFrom();
       });
   }
   return startingPoints.get(name);
@@ -278,7 +300,7 @@ function loadImportedModels() {
   if (!schema.imported_models) return;
   api("GET", schema.imported_models).then((answer) => {
     importedModels = Array.isArray(answer) ? answer : (answer?.results ?? []);
-    render();
+    redrawStartFrom();
   }).catch(() => {});
 }
 
