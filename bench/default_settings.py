@@ -10,16 +10,16 @@ point of the best tuned run's test accuracy).
 `digits_few` keeps 10 training images of each digit (100 in all), where settings make a difference.
 
 Usage: python bench/default_settings.py [digits|digits_few|demo|all] [small_cnn|resnet18|all]
+BENCH_SMOKE=1: digits_few (when no set is named), one seed, two tuned settings, every run 2 epochs.
 """
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import SMOKE, report, scratch, size  # noqa: E402
 from workers.engine.data import CachedImages  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.splits import stratified_split  # noqa: E402
@@ -36,6 +36,8 @@ TUNED = [
     {"optimizer": {"name": name, "learning_rate": rate}, "schedule": {"name": "cosine", "warmup_epochs": 1}, "epochs": epochs}
     for name, rates in (("sgd", (0.01, 0.05)), ("adamw", (1e-3, 3e-3))) for rate in rates for epochs in (20, 40)
 ]
+if SMOKE:  # one of each schedule, short
+    TUNED = [{**TUNED[0], "epochs": 2}, {**TUNED[6], "epochs": 2}]
 
 
 def digits(folder: Path, per_class: int | None = None):
@@ -59,7 +61,7 @@ def digits(folder: Path, per_class: int | None = None):
     return subset("train"), subset("validation"), subset("test"), classes
 
 
-SEEDS = (0, 1, 2)  # one seed moves test accuracy on a few hundred images by 3 points: compare means
+SEEDS = size((0, 1, 2), (0,))  # one seed moves test accuracy on a few hundred images by 3 points: compare means
 
 
 def test_accuracy(spec, data, test_set) -> tuple[float, int, float]:
@@ -76,14 +78,14 @@ def test_accuracy(spec, data, test_set) -> tuple[float, int, float]:
 
 
 def compare(dataset: str, architecture: str) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="bench-defaults-"))
+    folder = scratch("bench-defaults-")
     if dataset.startswith("digits"):
         train_set, validation_set, test_set, classes = digits(folder, 10 if dataset == "digits_few" else None)
     else:
         train_set, validation_set, test_set, classes = demo_subsets(folder)
     data = TrainingData(train_set, validation_set, 1, classes)
     # As a launch resolves it: the default batch fitted to the training subset's size.
-    default_spec = fitted_to_subset({"model": {"architecture": architecture}}, len(train_set))
+    default_spec = fitted_to_subset({"model": {"architecture": architecture}, **size({}, {"epochs": 2})}, len(train_set))
     accuracy, epoch, seconds = test_accuracy(default_spec, data, test_set)
     tuned = []
     for settings in TUNED:
@@ -103,10 +105,12 @@ def compare(dataset: str, architecture: str) -> dict:
 
 def main():
     datasets = ["digits", "digits_few", "demo"] if len(sys.argv) < 2 or sys.argv[1] == "all" else [sys.argv[1]]
+    if SMOKE and len(sys.argv) < 2:
+        datasets = ["digits_few"]
     architectures = ["small_cnn"] if len(sys.argv) < 3 else (["small_cnn", "resnet18"] if sys.argv[2] == "all" else [sys.argv[2]])
     results = [compare(d, a) for d in datasets for a in architectures]
-    print(json.dumps({"benchmark": "default_settings", "results": results,
-                      "meets_target": all(r["defaults_within_a_point_of_best"] for r in results)}, indent=2))
+    report("default_settings", {"results": results, "meets_target": all(r["defaults_within_a_point_of_best"] for r in results)},
+           indent=2)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ every timing starts after a sync, so none pays for the write-back of the one bef
 ingest uses one process per core, as the worker does; `single_process_ratio` shows the same
 ingest held to one process.
 
-Usage: python bench/dicom_ingest.py [tiny_files] [rounds]
+Usage: python bench/dicom_ingest.py [tiny_files] [rounds]   (BENCH_SMOKE=1: 20 tiny files, a CT series of 8 slices, 1 round)
 """
-import json
 import os
 import statistics
 import sys
@@ -26,14 +25,15 @@ import numpy as np
 import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import report, size  # noqa: E402
 from tests.medical import dicom_bytes  # noqa: E402
 from workers.engine.ingest import IngestOptions, MemoryJournal, ingest_upload  # noqa: E402
 from workers.engine.ingest.deid import Deidentifier  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
 
-TINY_FILES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-CT_SERIES, CT_SLICES = 3, 100
+TINY_FILES = int(sys.argv[1]) if len(sys.argv) > 1 else size(1000, 20)
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else size(3, 1)
+CT_SERIES, CT_SLICES = size((3, 100), (1, 8))
 
 
 def write_tiny(folder: Path, rng) -> None:
@@ -103,7 +103,7 @@ def main():
         results["tiny_images"]["single_process_ratio"] = measure("tiny", tiny.parent, root, processes=1)["ingest_rate_ratio"]
     results["target_ratio"] = 0.5
     results["meets_target"] = all(results[case]["ingest_rate_ratio"] >= 0.5 for case in ("tiny_images", "ct_series"))
-    print(json.dumps(results))
+    report("dicom_ingest", results)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,12 @@ Target (issue 4): with 100,000 samples in a dataset, list and grid pages answer 
 Every request the dataset pages make is timed against a dataset of 100,000 samples (four labels,
 2,000 patients, two sources through a merge, a train/validation/test partition) and against one of
 100 samples, in this one process, on the database DATABASE_URL names (PostgreSQL in CI; SQLite
-when unset) in a throw-away test database. Each figure is the median of several requests through
+when unset) in a throw-away test database of its own (bench_large_dataset_pages_<name>; never the test suite's). Each figure is the median of several requests through
 Django's full stack (middleware, authentication, audit log, serialisation). `ratio` is large over
 small: near 1 means the pages do not grow with the dataset.
 
-Usage: python bench/large_dataset_pages.py [samples] [repeats]   (defaults 100000 and 7)
+Usage: python bench/large_dataset_pages.py [samples] [repeats]   (defaults 100000 and 7; BENCH_SMOKE=1: 500 and 1)
 """
-import json
 import os
 import statistics
 import sys
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import own_test_database, report, size  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 import django  # noqa: E402
@@ -29,8 +30,8 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-SAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+SAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else size(100_000, 500)
+REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else size(7, 1)
 SMALL = 100
 LABELS = ("normal", "pneumonia", "covid", "effusion")
 TARGET_MS = 300
@@ -103,6 +104,7 @@ def main():
     from backend.projects.models import Project
 
     setup_test_environment()
+    own_test_database(connection, "large_dataset_pages")
     database = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         user = get_user_model().objects.create_user("bench", password="bench-password-1")
@@ -123,11 +125,11 @@ def main():
         connection.creation.destroy_test_db(database, verbosity=0)
     pages = {name: {"ms": round(large_ms[name], 1), "small_dataset_ms": round(small_ms[name], 1),
                     "ratio": round(large_ms[name] / small_ms[name], 2)} for name in large_ms}
-    print(json.dumps({
+    report("large_dataset_pages", {
         "database": connection.vendor, "samples": SAMPLES, "small_dataset_samples": SMALL, "repeats": REPEATS,
         "seconds_to_build": round(built, 1), "pages": pages, "slowest_ms": round(max(large_ms.values()), 1),
         "target_ms": TARGET_MS, "meets_target": max(large_ms.values()) < TARGET_MS,
-    }))
+    })
 
 
 if __name__ == "__main__":

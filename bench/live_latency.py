@@ -15,7 +15,9 @@ notes when each point event arrives; a latency is arrival minus recording, per p
 machine, one clock). The writer finishes the run at the end, which ends every stream.
 
 Usage: python bench/live_latency.py [--epochs N]   (Redis is measured when REDIS_URL is set or a Redis
-answers at 127.0.0.1:6379; DATABASE_URL, when set, is used for the Redis configuration only)
+answers at 127.0.0.1:6379; DATABASE_URL, when set, is used for the Redis configuration only, in a test database
+of the bench's own). BENCH_SMOKE=1: 5 clients (BENCH_CLIENTS still wins), 4 epochs. A configuration that fails
+is reported and makes the exit status 1.
 """
 import asyncio
 import json
@@ -31,8 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", 50))
-EPOCHS = 60
+sys.path.insert(0, str(ROOT))
+from bench._common import own_test_database, report, size  # noqa: E402
+
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", size(50, 5)))
+EPOCHS = size(60, 4)
 EPOCH_SECONDS = 0.25
 TARGETS_MS = {"redis": {"median": 100, "p99": 500}, "embedded": {"median": 300, "p99": 1000}}
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -66,7 +71,9 @@ def main() -> None:
         result[mode] = figures
     if not redis_url:
         result["redis"] = "not measured: no REDIS_URL and no Redis at 127.0.0.1:6379"
-    print(json.dumps(result))
+    report("live_latency", result)
+    if any(isinstance(figures, dict) and "error" in figures for figures in result.values()):
+        sys.exit(1)
 
 
 # --- one configuration, in a process of its own ---------------------------------------------------------
@@ -172,7 +179,6 @@ async def watch_while_written(port: int, run_id: int, token: str, epochs: int, e
 def measure(mode: str, epochs: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="toolkit-live-latency-"))
     throwaway_environment(folder)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -181,6 +187,7 @@ def measure(mode: str, epochs: int) -> None:
 
     from backend.core.notify import POLL_SECONDS
 
+    own_test_database(connection, "live_latency")
     test_database = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     server = None
     try:
@@ -206,7 +213,6 @@ def measure(mode: str, epochs: int) -> None:
 
 def write(run_id: int, epochs: int) -> None:
     """The worker's part: its reporter writes each epoch's points as training does, with progress between epochs."""
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()

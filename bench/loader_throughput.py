@@ -9,9 +9,8 @@ The data path is measured as training uses it: raw pixels read from the cache in
 processes, then scaled and augmented (the batched form, `pipelines/batched.py`) on the training device. The per-image form
 (each image augmented in the loader processes) is measured beside it for comparison.
 
-Usage: python bench/loader_throughput.py [batches] [workers]
+Usage: python bench/loader_throughput.py [batches] [workers]   (BENCH_SMOKE=1: 1 batch of 8 at 112x112)
 """
-import json
 import os
 import sys
 import tempfile
@@ -24,15 +23,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import report, size  # noqa: E402
 from workers.engine.data import CachedImages, on_device  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
 from workers.engine.training.sampling import on_batches  # noqa: E402
 from workers.engine.training.trainer import MixedPrecision  # noqa: E402
 from workers.engine.zoo.networks import build_network  # noqa: E402
 
-BATCHES = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+BATCHES = int(sys.argv[1]) if len(sys.argv) > 1 else size(6, 1)
 WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else (os.cpu_count() or 1)
-BATCH, SIDE = 32, 224
+BATCH, SIDE = size((32, 224), (8, 112))
 AUGMENTATION = [
     {"op": "flip", "params": {"axis": "left-right"}},
     {"op": "rotate", "params": {"degrees": [-10, 10]}},
@@ -78,12 +78,12 @@ def training_rate(mixed_precision: bool) -> float:
         optimiser.zero_grad()
         with precision.autocast():
             loss = nn.functional.cross_entropy(model(images), targets)
-        precision.step(loss, optimiser)
+        precision.step(loss, optimiser, model.parameters())  # as Trainer.train_step calls it
 
     for _ in range(3 if DEVICE.type == "cuda" else 1):
         step()
     synchronise()
-    steps = max(2, BATCHES // 2) * (10 if DEVICE.type == "cuda" else 1)
+    steps = max(size(2, 1), BATCHES // 2) * (10 if DEVICE.type == "cuda" else 1)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -105,10 +105,10 @@ def main():
         plain, augment = on_batches(per_image)  # what training does: raw pixels read, scaled and augmented on the device
         batched = data_path_rate(plain, WORKERS, batches, augment)
         per_image_pooled = data_path_rate(per_image, WORKERS, BATCHES)
-        per_image_single = data_path_rate(per_image, 0, max(2, BATCHES // 2))
+        per_image_single = data_path_rate(per_image, 0, max(size(2, 1), BATCHES // 2))
         training = training_rate(mixed_precision=gpu)
     target = 1.2 if gpu else 3.0
-    print(json.dumps({
+    report("loader_throughput", {
         "device": torch.cuda.get_device_name(0) if gpu else "cpu", "cores": os.cpu_count(), "batch": BATCH, "side": SIDE,
         "augmentation": [s["op"] for s in AUGMENTATION], "loader_workers": WORKERS,
         "data_path_images_per_s": round(batched, 1),
@@ -117,7 +117,7 @@ def main():
         "resnet18_training_images_per_s": round(training, 1), "training_mixed_precision": gpu,
         "ratio": round(batched / training, 2), "per_image_ratio": round(per_image_pooled / training, 2),
         "target_ratio": target, "meets_target": batched / training >= target, "torch_threads": torch.get_num_threads(),
-    }))
+    })
 
 
 if __name__ == "__main__":

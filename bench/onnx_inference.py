@@ -9,13 +9,12 @@ user of the file would. Rounds alternate which side goes first, so a noisy machi
 the median of the rounds' ratios.
 
 Usage: python bench/onnx_inference.py [--model resnet18:224 small_cnn:64] [--batch 16] [--threads N] [--rounds 7]
+BENCH_SMOKE=1: small_cnn:64 alone, 1 round, each side timed for 0.2 s.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,20 +23,22 @@ import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import report, scratch, size  # noqa: E402
 from workers.engine.export import INPUT_NAME, OUTPUT_NAME, ModelFacts, export_onnx, model_metadata  # noqa: E402
 from workers.engine.zoo.networks import build_network  # noqa: E402
 
 TARGET = 0.8
 CHANNELS = {"small_cnn": 1}  # the demo's grey images; the others as ImageNet's RGB
-MIN_SECONDS = 1.0           # each side of a round runs batches for at least this long
+MIN_SECONDS = size(1.0, 0.2)  # each side of a round runs batches for at least this long
 
 
 def arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", default=["resnet18:224", "small_cnn:64"], help="architecture:side, one or more")
+    parser.add_argument("--model", nargs="+", default=size(["resnet18:224", "small_cnn:64"], ["small_cnn:64"]),
+                        help="architecture:side, one or more")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads, both sides")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=size(7, 1))
     return parser.parse_args()
 
 
@@ -83,7 +84,7 @@ def bench(architecture: str, side: int, batch: int, threads: int, rounds: int, f
         session.run([OUTPUT_NAME], feed)
 
     for step in (pytorch_step, onnx_step):  # warm-up: first-use costs (allocators, kernel choices) counted for neither
-        timed(step, 0.3)
+        timed(step, size(0.3, 0.1))
     pytorch, onnx = [], []
     for round_ in range(rounds):
         order = (pytorch_step, onnx_step) if round_ % 2 == 0 else (onnx_step, pytorch_step)
@@ -105,11 +106,11 @@ def bench(architecture: str, side: int, batch: int, threads: int, rounds: int, f
 def main():
     args = arguments()
     torch.set_num_threads(args.threads)
-    folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    folder = scratch("bench-onnx-")
     results = [bench(name, int(side), args.batch, args.threads, args.rounds, folder)
                for name, side in (spec.split(":") for spec in args.model)]
-    print(json.dumps({
-        "benchmark": "onnx_inference", "device": "cpu", "threads": args.threads, "rounds": args.rounds,
+    report("onnx_inference", {
+        "device": "cpu", "threads": args.threads, "rounds": args.rounds,
         # A shared machine's load slows PyTorch's OpenMP threads more than onnxruntime's (their barriers wait for a
         # thread the system has descheduled): compare figures taken at a similar load, or with --threads 1.
         "cpus": len(os.sched_getaffinity(0)), "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
@@ -117,7 +118,7 @@ def main():
         "graph_optimization_level": str(onnxruntime.SessionOptions().graph_optimization_level),
         "models": results, "target": {"throughput_ratio_at_least": TARGET},
         "meets_target": all(r["meets_target"] for r in results),
-    }, indent=2))
+    }, indent=2)
 
 
 if __name__ == "__main__":

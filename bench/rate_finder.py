@@ -4,15 +4,15 @@ For each spec (the defaults, and the defaults with label smoothing 0.1): a sweep
 of the spec's epochs, one at the spec's own rate and one at the suggested rate, each measured on the
 test subset (its kept epoch, as a run keeps it) and by its first epoch's training loss.
 
-Usage: python bench/rate_finder.py [epochs]
+Usage: python bench/rate_finder.py [epochs]   (BENCH_SMOKE=1: 20 demo images a class, sweeps of 15 steps, 1 epoch)
 """
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import report, scratch, size  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
 from workers.engine.training.evaluation import evaluate  # noqa: E402
@@ -22,7 +22,7 @@ from workers.engine.training.run import train  # noqa: E402
 from workers.engine.training.spec import resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData  # noqa: E402
 
-EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else size(20, 1)
 SPECS = {"defaults": {}, "label_smoothing": {"loss": {"name": "cross_entropy", "label_smoothing": 0.1}}}
 
 
@@ -40,24 +40,26 @@ def trained(settings: dict, data: TrainingData, test) -> dict:
 
 
 def main():
-    train_set, validation, test, classes = demo_subsets(Path(tempfile.mkdtemp(prefix="bench-finder-")))
+    train_set, validation, test, classes = demo_subsets(scratch("bench-finder-"), **size({}, {"per_class": 20}))
     data = TrainingData(train_set, validation, 1, classes)
     figures = {"epochs": EPOCHS, "training_images": len(train_set)}
     for name, settings in SPECS.items():
         settings = {**settings, "epochs": EPOCHS}
         start = time.perf_counter()
-        found = find_learning_rate(resolve_spec(settings), data)
+        found = find_learning_rate(resolve_spec(settings), data, steps=size(None, 15))
         seconds = time.perf_counter() - start
         own_rate = resolve_spec(settings).optimizer.learning_rate
-        suggested = {**settings, "optimizer": {"name": "adamw", "learning_rate": float(f"{found['suggestion']:.2g}")}}
         figures[name] = {
             "sweep": {"steps": len(found["rates"]), "last_rate": found["rates"][-1], "ended": found["stopped_early_because"],
                       "seconds": round(seconds, 1), "suggestion": found["suggestion"]},
             "at_own_rate": trained(settings, data, test) | {"learning_rate": own_rate},
-            "at_suggestion": trained(suggested, data, test),
+            "at_suggestion": "no suggestion: the curve showed no clear fall",
         }
+        if found["suggestion"] is not None:
+            suggested = {**settings, "optimizer": {"name": "adamw", "learning_rate": float(f"{found['suggestion']:.2g}")}}
+            figures[name]["at_suggestion"] = trained(suggested, data, test)
         print(json.dumps({name: figures[name]}), file=sys.stderr, flush=True)
-    print(json.dumps(figures, indent=2))
+    report("rate_finder", figures, indent=2)
 
 
 if __name__ == "__main__":

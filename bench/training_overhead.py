@@ -9,11 +9,10 @@ bare, toolkit, ...) so a noisy machine slows both alike; the ratio is the median
 
 Usage: python bench/training_overhead.py [rounds] [epochs] [architecture] [device] [side]
 On a GPU machine: python bench/training_overhead.py 3 2 resnet18 gpu 224
+BENCH_SMOKE=1: 1 round of 1 epoch on 64 training and 32 validation images.
 """
-import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import report, scratch, size, skip  # noqa: E402
 from workers.engine.data import CachedImages  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
 from workers.engine.training.run import train  # noqa: E402
@@ -30,12 +30,12 @@ from workers.engine.training.spec import resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData, resolve_device  # noqa: E402
 from workers.engine.zoo.networks import build_network  # noqa: E402
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else size(7, 1)
+EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else size(3, 1)
 ARCHITECTURE = sys.argv[3] if len(sys.argv) > 3 else "small_cnn"
 DEVICE = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 SIDE = int(sys.argv[5]) if len(sys.argv) > 5 else 64
-TRAIN, VALIDATION, BATCH = 640, 160, 32
+TRAIN, VALIDATION, BATCH = size(640, 64), size(160, 32), 32
 
 
 def dataset(folder: Path) -> tuple[CachedImages, CachedImages]:
@@ -87,7 +87,9 @@ def bare_round(spec, data, channels: int) -> float:
 
 
 def main():
-    folder = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    if DEVICE == "gpu" and not torch.cuda.is_available():
+        skip("training_overhead", "no GPU on this machine")
+    folder = scratch("bench-overhead-")
     train_set, validation_set = dataset(folder)
     channels = train_set.cache.shape[1]
     data = TrainingData(train_set, validation_set, channels, ["a", "b"])
@@ -102,15 +104,15 @@ def main():
     images = EPOCHS * TRAIN
     # Each round's pair ran back to back, under the same load: the median of the pairs' ratios.
     ratio = statistics.median(b / t for t, b in zip(toolkit, bare))
-    print(json.dumps({
-        "benchmark": "training_overhead", "architecture": ARCHITECTURE, "device": DEVICE, "side": SIDE,
+    report("training_overhead", {
+        "architecture": ARCHITECTURE, "device": DEVICE, "side": SIDE,
         "precision": "mixed" if DEVICE == "gpu" else "float32", "epochs": EPOCHS, "rounds": ROUNDS,
         "images_per_round": images, "validation_images": VALIDATION, "cpu_threads": torch.get_num_threads(),
         "toolkit_seconds": [round(s, 3) for s in toolkit], "bare_seconds": [round(s, 3) for s in bare],
         "toolkit_images_per_second": round(images / statistics.median(toolkit), 1),
         "bare_images_per_second": round(images / statistics.median(bare), 1),
         "throughput_ratio": round(ratio, 3), "target": {"throughput_ratio_at_least": 0.95}, "meets_target": ratio >= 0.95,
-    }, indent=2))
+    }, indent=2)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ decode has loaded what it imports) minus the resident memory at that point. For 
 pool processes' peaks above the worker's baseline are added, and a cruder upper bound counts
 their whole resident size (most of it pages shared with the worker they were forked from).
 
-Usage: python bench/upload_memory.py [gigabytes]   (default 2)
+Usage: python bench/upload_memory.py [gigabytes]   (default 2; BENCH_SMOKE=1: 0.01)
 """
 import json
 import os
@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._common import report, size  # noqa: E402
+
 SLICES_PER_SERIES = 500
 BOUNDARY = "----bench-upload-boundary"
 TARGET_MB = 500
@@ -77,11 +79,11 @@ def main(gigabytes: float) -> None:
         env.pop("REDIS_URL", None)  # the job is run here, not by a worker: the queue only has to accept it
         uploaded = run_phase("upload", str(upload), env)
         ingested = run_phase("ingest", str(uploaded.pop("dataset_id")), env)
-    print(json.dumps({
+    report("upload_memory", {
         "upload_bytes": upload_size_hint(gigabytes), "slices": slices, "seconds_to_make_upload": round(made, 1),
         "upload": uploaded, "ingest": ingested, "target_growth_mb": TARGET_MB,
         "meets_target": uploaded["peak_growth_mb"] < TARGET_MB and ingested["peak_growth_mb"] < TARGET_MB,
-    }))
+    })
 
 
 def upload_size_hint(gigabytes: float) -> int:
@@ -237,4 +239,4 @@ if __name__ == "__main__":
         phase = {"upload": upload_phase, "ingest": ingest_phase}[sys.argv[2]]
         print(json.dumps(phase(sys.argv[3])))
     else:
-        main(float(sys.argv[1]) if len(sys.argv) > 1 else 2.0)
+        main(float(sys.argv[1]) if len(sys.argv) > 1 else size(2.0, 0.01))

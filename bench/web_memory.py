@@ -23,7 +23,11 @@ client, then lists which heavy libraries are in its sys.modules (the server has 
 The pipeline preview (POST /api/pipelines/preview/) is not among the requests: it runs the operations,
 so it imports MONAI and torch, in the few web workers that serve one.
 
-Usage: python bench/web_memory.py [--no-eager]
+The test database is the bench's own (bench_web_memory_<name> on a server; never the test suite's). A request
+answered 400 or above, or a failed modules check, is reported and makes the exit status 1: the bench no longer
+measures what it says.
+
+Usage: python bench/web_memory.py [--no-eager]   (BENCH_SMOKE=1 changes nothing: the full size takes seconds)
 """
 import json
 import os
@@ -38,6 +42,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._common import own_test_database, report  # noqa: E402
+
 TARGET_MB = 250
 HEAVY = ("torch", "torchvision", "monai", "onnx", "onnxruntime", "scipy", "pandas", "nibabel", "pydicom", "matplotlib")
 # What a web worker imported before it was made light: the eager server imports these first.
@@ -84,6 +91,7 @@ def make_content() -> dict:
     from backend.projects.models import Project
     from backend.runs.models import MetricPoint, TrainingRun
     from backend.runs.services import launch_run
+    from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
     from workers.aggregate import AGGREGATION
 
@@ -104,7 +112,11 @@ def make_content() -> dict:
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, epochs_completed=3,
                                                  results={"test": {"accuracy": 0.8, "loss": 0.4}}, progress_done=3, progress_total=3, started_at=timezone.now(),
                                                  finished_at=timezone.now())
-    return {"project": project.pk, "dataset": dataset.pk, "volumes": volumes.pk, "partition": partition.pk,
+    # An imported model as the worker leaves one (the file's checks and the import job are bench/model_import.py's).
+    imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
+                                            opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
+                                            reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"}, created_by=user)
+    return {"project": project.pk, "dataset": dataset.pk, "importedmodel": imported.pk, "volumes": volumes.pk, "partition": partition.pk,
             "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk,
             "sample": dataset.samples.order_by("pk").first().pk, "volume": volumes.samples.exclude(mask="").order_by("pk").first().pk,
             "samples": list(dataset.samples.values_list("pk", flat=True)) + list(volumes.samples.values_list("pk", flat=True))}
@@ -117,7 +129,8 @@ def page_urls(ids: dict) -> list[str]:
     from frontend.urls import urlpatterns
 
     values = {"project_id": ids["project"], "pipeline_id": ids["pipeline"], "dataset_id": ids["dataset"], "sample_id": ids["sample"],
-              "partition_id": ids["partition"], "run_id": ids["run"], "aggregation_id": ids["aggregation"]}
+              "partition_id": ids["partition"], "run_id": ids["run"], "aggregation_id": ids["aggregation"],
+              "importedmodel_id": ids["importedmodel"]}
     return [reverse(p.name, kwargs={k: values[k] for k in p.pattern.converters}) for p in urlpatterns if p.name not in ("login", "logout")]
 
 
@@ -145,7 +158,7 @@ def page_data_urls(ids: dict) -> list[str]:
         f"/api/samples/{volume}/", f"/api/samples/{volume}/slice/?axis=coronal&mask=1", f"/api/samples/{volume}/slice/?axis=sagittal",
         f"/api/pipelines/{ids['pipeline']}/", f"/api/runs/{ids['run']}/", f"/api/runs/{ids['run']}/metrics/",
         f"/api/aggregations/{ids['aggregation']}/", f"/api/aggregations/{ids['aggregation']}/rows/",
-        f"/api/aggregations/{ids['aggregation']}/export/?file=xlsx",
+        f"/api/aggregations/{ids['aggregation']}/export/?file=xlsx", f"/api/imported-models/{ids['importedmodel']}/",
     ]
 
 
@@ -252,6 +265,7 @@ def main():
     django.setup()
     from django.db import connection
 
+    own_test_database(connection, "web_memory")
     test_database = connection.creation.create_test_db(verbosity=0, autoclobber=True)  # migrates
     try:
         ids = make_content()
@@ -274,11 +288,12 @@ def main():
     if eager:
         result.update({"eager_rss_mb": eager["rss_mb"], "eager_imports": list(EAGER_IMPORTS),
                        "ratio": round(lean["rss_mb"] / eager["rss_mb"], 3)})
-    print(json.dumps(result))
+    report("web_memory", result)
+    if lean["failed_requests"] or (eager and eager["failed_requests"]) or isinstance(loaded, str):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     if sys.argv[1:2] == ["--modules-after-requests"]:
         modules_after_requests(sys.argv[2])
     else:
