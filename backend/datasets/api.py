@@ -38,7 +38,7 @@ class DatasetSerializer(JobSerializer):
         model = Dataset
         fields = [
             "id", "project", "name", *JOB_FIELDS, "upload_name", "labels_from", "task", "modalities",
-            "num_samples", "patient_count", "size_bytes", "class_counts", "channels", "height", "width",
+            "num_samples", "patient_count", "size_bytes", "class_counts", "masked_count", "mask_values", "channels", "height", "width",
             "merged_from", "label_mapping", "derived_from", "pipeline", "created_at",
         ]
         read_only_fields = fields

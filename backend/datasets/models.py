@@ -36,6 +36,8 @@ class Dataset(Job):
     height = models.PositiveIntegerField(default=0)
     width = models.PositiveIntegerField(default=0)
     class_counts = models.JSONField(default=dict)
+    masked_count = models.PositiveIntegerField(default=0, help_text="Samples that have a mask.")
+    mask_values = models.JSONField(default=list, blank=True, help_text="The label values the masks hold (0: background).")
     sample_count = models.PositiveIntegerField(default=0)
     patient_count = models.PositiveIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)

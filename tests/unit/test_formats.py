@@ -311,7 +311,7 @@ def test_masks_are_paired_with_their_images_for_segmentation(tmp_path):
         "images/vol.nii.gz": nifti_bytes(volume, compressed=True), "masks/vol.nii.gz": nifti_bytes(volume_mask, compressed=True),
         "masks/case2.png": raster(np.zeros((8, 8), np.uint8), "PNG"),
     }
-    summary, _ = ingest_files(tmp_path, files)
+    summary, outcomes = ingest_files(tmp_path, files)
     assert summary.task == "segmentation"
     samples = {s.source_path: s for s in summary.samples}
     assert set(samples) == {"images/case1.png", "images/case2.png", "images/vol.nii.gz"}
@@ -319,8 +319,10 @@ def test_masks_are_paired_with_their_images_for_segmentation(tmp_path):
     assert set(np.unique(stored_mask).tolist()) == {0, 1}, "0/255 pictures become 0/1 labels"
     assert np.load(tmp_path / "dataset" / samples["images/vol.nii.gz"].mask).sum() == 8
     assert samples["images/case2.png"].mask == ""
-    assert "differs from its image" in summary.notes["masks/case2.png"]
-    assert "no image of the same name" in summary.notes["masks/orphan.png"]
+    assert outcomes["masks/case2.png"].status == "rejected"
+    assert "its shape [8, 8] differs from the image's [16, 16]" in outcomes["masks/case2.png"].reason
+    assert outcomes["masks/orphan.png"].status == "rejected"
+    assert "no image at the place this mask names (an image 'orphan.*'" in outcomes["masks/orphan.png"].reason
 
 
 def test_zip_of_dicom_series_with_labels_from_folders(tmp_path):

@@ -284,13 +284,13 @@ def test_a_pool_of_processes_reads_an_upload_exactly_as_one_process_does(tmp_pat
 def crash_or_raise_on(names: dict[str, BaseException | str], original):
     """Stands in for job.decode: files named in `names` raise what is given, or die ('SIGSEGV');
     a pool forked after the patch inherits it."""
-    def decode(entry, data, options):
+    def decode(entry, data, options, **how):
         what = names.get(entry.path.rsplit("/", 1)[-1])
         if what == "SIGSEGV":
             segfault()
         if what is not None:
             raise what
-        return original(entry, data, options)
+        return original(entry, data, options, **how)
     return decode
 
 
@@ -420,14 +420,14 @@ def test_a_mask_that_cannot_be_made_into_labels_is_rejected_and_its_image_stays(
     mask[4:8, 4:8] = 255
     files = {"images/a.png": png_bytes(image), "masks/a.png": png_bytes(mask),
              "images/b.png": png_bytes(image + 1), "masks/b.png": png_bytes(mask // 255)}
-    original = job.binarise_mask
+    original = job.store_labels
 
-    def binarise_mask(path):
+    def store_labels(path, *how):
         if np.load(path).max() == 255:
             raise TypeError("no loop matching the specified signature")
-        original(path)
+        return original(path, *how)
 
-    monkeypatch.setattr(job, "binarise_mask", binarise_mask)
+    monkeypatch.setattr(job, "store_labels", store_labels)
     result = run(write_files(tmp_path, files), tmp_path / "d")
     samples = {s.source_path: s for s in result.summary.samples}
     assert samples["images/a.png"].mask == "" and samples["images/b.png"].mask

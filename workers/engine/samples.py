@@ -55,15 +55,20 @@ class Described(Protocol):
     patient: str
     modality: str
     mask: str
+    meta: dict
 
 
 def summarise(samples: Iterable[Described]) -> dict:
-    """A dataset's summary fields from its samples: counts per class, patients, modalities and task."""
+    """A dataset's summary fields from its samples: counts per class, patients, modalities, task, and how
+    many samples have a mask and which label values the masks hold."""
     samples = list(samples)
+    masked = [s for s in samples if s.mask]
     return {
         "class_counts": dict(sorted(Counter(s.label for s in samples).items())),
         "sample_count": len(samples),
         "patient_count": len({s.patient for s in samples if s.patient}),
         "modalities": ", ".join(sorted({s.modality for s in samples if s.modality}))[:200],
-        "task": SEGMENTATION if any(s.mask for s in samples) else CLASSIFICATION,
+        "task": SEGMENTATION if masked else CLASSIFICATION,
+        "masked_count": len(masked),
+        "mask_values": sorted({int(v) for s in masked for v in s.meta.get("mask_values", [])}),
     }

@@ -38,13 +38,23 @@ from .deid import Deidentifier
 from .dicom import looks_like_dicom, read_dicom, slice_location
 from .guard import guarded, printable, raise_job_fault
 from .gzipped import GZIP_MAGIC, gunzip, is_gzipped_file
+from .masks import geometry_problem, make_labels, voxel_to_world
 from .nifti import looks_like_nifti, read_nifti
+from .pairing import (
+    IMAGE_ROLE,
+    MASK_ROLE,
+    channel_groups,
+    folder_keys,
+    image_keys,
+    in_a_root,
+    mask_keys,
+    pair,
+    role_of,
+)
 from .pool import chunked, ingest_pool, map_in_order, opened_entries
 from .raster import read_raster
 from .sources import (
     ACCEPTED,
-    IMAGE_FOLDERS,
-    MASK_FOLDERS,
     REJECTED,
     SKIPPED,
     ArchiveError,
@@ -53,7 +63,6 @@ from .sources import (
     bids_subject,
     entry_problem,
     folders_of,
-    stem,
     upload_entries,
     wrapping_roots,
 )
@@ -113,6 +122,8 @@ class SampleSpec:
     sha256: str
     mask: str = ""
     cache_index: int | None = None
+    source: str = ""  # the archive of the upload it came from ('' for loose files)
+    pairing_keys: list[str] = field(default_factory=list)  # the names a mask may give it (pairing.py)
 
 
 @dataclass
@@ -145,7 +156,7 @@ class MemoryJournal:
 # ---------------------------------------------------------------- pass 1: files
 
 
-def decode(entry: Entry, data: bytes, options: IngestOptions) -> Decoded:
+def decode(entry: Entry, data: bytes, options: IngestOptions, as_mask: bool = False) -> Decoded:
     name = entry.path
     if is_gzipped_file(name):
         name = name[:-3]  # read as what it holds
@@ -156,17 +167,25 @@ def decode(entry: Entry, data: bytes, options: IngestOptions) -> Decoded:
         return read_nifti(data, name)
     if looks_like_dicom(name, head):
         return read_dicom(data, options.deidentifier)
-    return read_raster(data, keep_original=options.deidentifier is None)
+    return read_raster(data, keep_original=options.deidentifier is None, labels=as_mask)
+
+
+def place_of(entry: Entry, roots: dict[str, str]) -> str:
+    """Where a file lies in the upload, as pairing reads it: its path inside its archive, less a folder
+    that wraps everything."""
+    return "/".join([*folders_of(entry, roots), entry.label_path.split("/")[-1]])
 
 
 def label_and_role(entry: Entry, roots: dict[str, str], options: IngestOptions) -> tuple[str, str]:
-    folders = folders_of(entry, roots)
-    first = folders[0].lower() if folders else ""
-    if first in MASK_FOLDERS:
-        return "", "mask"
-    if first in IMAGE_FOLDERS or options.labels_from != LABELS_FROM_FOLDERS or not folders:
-        return "", "image"
-    return safe_label(folders[0]), "image"
+    """(class label, 'image' or 'mask'). The first folder is the label, unless the file lies in an
+    images/ or masks/ folder (those say what a file is, not its class) or in a BIDS subject's folder."""
+    place = place_of(entry, roots)
+    role = role_of(place)
+    folders = place.split("/")[:-1]
+    if (role == MASK_ROLE or options.labels_from != LABELS_FROM_FOLDERS or not folders or in_a_root(place)
+            or bids_subject(folders[0] + "/")):
+        return "", role
+    return safe_label(folders[0]), role
 
 
 def safe_label(label: str) -> str:
@@ -204,8 +223,8 @@ def take_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, opti
     one left of files it never journalled."""
     with guarded("cannot be read from the upload"):  # zipfile raises many kinds for damaged members
         data = entry.read()
-    decoded = decode(entry, data, options)
     label, role = label_and_role(entry, roots, options)
+    decoded = decode(entry, data, options, as_mask=role == MASK_ROLE)
     patient = decoded.patient or patient_from_folders(entry, options)
     array_path = f"arrays/{index:07d}.npy"
     with guarded("the pixels could not be written"):
@@ -219,7 +238,7 @@ def take_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, opti
             written.append(dest / original)
             (dest / original).write_bytes(decoded.original)
     detail = {
-        "kind": decoded.kind, "role": role, "label": label, "stem": stem(entry.label_path),
+        "kind": decoded.kind, "role": role, "label": label, "place": place_of(entry, roots), "source": entry.source,
         "array": array_path, "original": original, "format": decoded.format, "modality": printable(decoded.modality),
         "patient": printable(patient), "study": printable(decoded.study), "series": printable(decoded.series),
         "shape": list(decoded.pixels.shape), "dtype": str(decoded.pixels.dtype), "meta": decoded.meta,
@@ -265,7 +284,7 @@ def remove(paths: list[Path]) -> None:
 def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observer: JobObserver,
                journal: Journal, pool=None) -> list[FileRecord]:
     done = journal.recorded()
-    seen = {r.detail["sha256"]: r.path for r in done.values() if r.status == ACCEPTED}
+    seen = {r.detail["sha256"]: r.path for r in done.values() if r.status == ACCEPTED and r.detail["role"] == IMAGE_ROLE}
     total_bytes = sum(entries[i].size for i, r in done.items() if r.status == ACCEPTED and i < len(entries))
     for folder in ("arrays", "originals"):
         (dest / folder).mkdir(parents=True, exist_ok=True)
@@ -283,10 +302,13 @@ def read_files(entries: list[Entry], dest: Path, options: IngestOptions, observe
             raise JobStopped("ingest stopped by the user")
         if record.status == ACCEPTED:
             digest = record.detail["sha256"]
-            if digest in seen:
+            # Two images with one content are one sample; two equal masks (empty ones, often) belong to two images.
+            is_image = record.detail["role"] == IMAGE_ROLE
+            if is_image and digest in seen:
                 record = withdraw(record, f"duplicate of {seen[digest]} (same content)", dest)
             else:
-                seen[digest] = record.path
+                if is_image:
+                    seen[digest] = record.path
                 total_bytes += entries[record.index].size
                 if total_bytes > options.limits.max_total_bytes:
                     record = withdraw(record, "the upload exceeds the total size limit; split it", dest)
@@ -317,15 +339,23 @@ def read_chunk(indices: list[int], roots: dict[str, str], dest: Path, options: I
 # ------------------------------------------------------------ pass 2: samples
 
 
+def place(record: FileRecord) -> str:
+    return record.detail.get("place", record.path)
+
+
+def spacing_of(meta: dict) -> list[float]:
+    return meta.get("voxel_spacing") or meta.get("pixel_spacing") or []
+
+
 def spec_from(record: FileRecord, kind: str | None = None) -> SampleSpec:
     d = record.detail
     meta = dict(d["meta"])
-    spacing = meta.get("voxel_spacing") or meta.get("pixel_spacing") or []
     return SampleSpec(
         kind=kind or (VOLUME if d["kind"] == VOLUME else IMAGE), label=d["label"], source_path=record.path,
         files=[record.path], array=d["array"], original=d["original"], modality=d["modality"] or d["format"],
         patient=d["patient"], study=d["study"], series=d["series"], shape=d["shape"], dtype=d["dtype"],
-        spacing=spacing, meta=meta, sha256=d["sha256"],
+        spacing=spacing_of(meta), meta=meta, sha256=d["sha256"], source=d.get("source", ""),
+        pairing_keys=image_keys(place(record)),
     )
 
 
@@ -395,6 +425,7 @@ def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str], l
     spec.array, spec.label, spec.shape = array_path, label, list(volume_shape)
     spec.files = [m.path for m in ordered]
     spec.source_path = first.detail["folder"] or first.path
+    spec.pairing_keys = folder_keys(place(first).rpartition("/")[0])
     spec.sha256 = hashlib.sha256("".join(m.detail["sha256"] for m in ordered).encode()).hexdigest()
     ordered_locations = sorted(loc for loc in locations if loc is not None)
     gaps = np.diff(ordered_locations) if len(ordered_locations) > 1 else []
@@ -449,29 +480,103 @@ def write_npy_header(handle, dtype: np.dtype, shape: tuple[int, ...]) -> int:
     return handle.tell()
 
 
+def assemble_channels(images: list[FileRecord], dest: Path, notes: dict[str, str],
+                      revised: list[FileRecord]) -> tuple[list[SampleSpec], set[int]]:
+    """nnU-Net's raw layout: the files `case_0000`, `case_0001` ... of an images folder are the channels of
+    one sample. Returns the samples and the records they took. A case whose channels are missing, differ
+    in number from the other cases' or do not share one grid in space is rejected with all its files."""
+    groups = channel_groups({r.index: place(r) for r in images if r.detail["kind"] != SLICE})
+    cases: dict[tuple[str, str], list[tuple[int, FileRecord]]] = defaultdict(list)
+    for record in images:
+        if record.index in groups:
+            folder, case, channel = groups[record.index]
+            cases[(folder, case)].append((channel, record))
+    usual = {folder: Counter(len(members) for (f, _), members in cases.items() if f == folder).most_common(1)[0][0]
+             for folder, _ in cases}
+    specs = []
+    for (folder, case), members in cases.items():
+        members.sort(key=lambda member: member[0])
+        try:
+            with guarded("the channels of the case could not be put together"):
+                specs.append(stack_channels(case, [record for _, record in members], [c for c, _ in members],
+                                            usual[folder], dest, notes))
+        except Rejected as exc:
+            revised.extend(withdraw(record, str(exc), dest) for _, record in members)
+    return specs, {record.index for members in cases.values() for _, record in members}
+
+
+def stack_channels(case: str, members: list[FileRecord], channels: list[int], usual: int, dest: Path,
+                   notes: dict[str, str]) -> SampleSpec:
+    if channels != list(range(len(channels))):
+        raise Rejected(f"case '{case}' has channels {channels}; nnU-Net numbers them _0000, _0001 ... with none missing")
+    if len(channels) != usual:
+        raise Rejected(f"case '{case}' has {len(channels)} channels and the other cases beside it have {usual}")
+    first = members[0]
+    spec = spec_from(first)
+    spec.pairing_keys = image_keys(place(first), case)
+    for channel, member in enumerate(members):
+        notes[member.path] = f"channel {channel} of {len(members)} of case '{case}'"
+    if len(members) == 1:
+        return spec
+    shapes = {tuple(m.detail["shape"]) for m in members}
+    if len(shapes) > 1 or {m.detail["kind"] for m in members} != {first.detail["kind"]}:
+        raise Rejected(f"the channels of case '{case}' differ in shape ({', '.join(map(str, sorted(shapes)))})")
+    reference = voxel_to_world(spec.shape, spec.kind, spec.meta, spec.spacing)
+    for member in members[1:]:
+        problem = geometry_problem(spec.shape, spec.kind, reference, member.detail["shape"], voxel_to_world(
+            member.detail["shape"], spec.kind, member.detail["meta"], spacing_of(member.detail["meta"])))
+        if problem:
+            raise Rejected(f"channel {member.path} of case '{case}' does not lie where channel 0 does: {problem}")
+    if spec.kind == IMAGE and (len(members) != 3 or first.detail["dtype"] != "uint8" or len(first.detail["shape"]) != 2):
+        raise Rejected(f"case '{case}' has {len(members)} channels of 2D images; 2D samples hold one channel or "
+                       "three 8-bit ones (RGB)")
+    axis = -1 if spec.kind == IMAGE else 0
+    stacked = np.stack([np.load(dest / m.detail["array"]) for m in members], axis=axis)
+    spec.array = f"arrays/case-{first.index:07d}.npy"
+    save_array(dest / spec.array, stacked)
+    spec.shape, spec.dtype = list(stacked.shape), str(stacked.dtype)
+    spec.files = [m.path for m in members]
+    spec.sha256 = hashlib.sha256("".join(m.detail["sha256"] for m in members).encode()).hexdigest()
+    spec.meta["channel_files"] = spec.files
+    return spec
+
+
 def pair_masks(images: list[SampleSpec], masks: list[FileRecord], notes: dict[str, str], dest: Path,
                revised: list[FileRecord]) -> None:
-    by_stem = {stem(s.source_path): s for s in images}
-    for mask in masks:
+    """Each mask goes to the one image its place names (pairing.py), if it fits that image in space
+    and holds labels; every other mask is withdrawn with the reason."""
+    by_index = {mask.index: mask for mask in masks}
+    sources = {("image", i): s.source for i, s in enumerate(images)} | {("mask", m.index): m.detail.get("source", "") for m in masks}
+    pairing = pair(
+        images={("image", i): s.pairing_keys for i, s in enumerate(images)},
+        masks={("mask", m.index): mask_keys(place(m)) for m in masks},
+        image_paths={("image", i): s.source_path for i, s in enumerate(images)},
+        mask_paths={("mask", m.index): m.path for m in masks}, sources=sources,
+    )
+    for (_, index), reason in pairing.refused.items():
+        revised.append(withdraw(by_index[index], reason, dest))
+    for (_, index), (_, image_index) in sorted(pairing.given.items()):
+        mask, image = by_index[index], images[image_index]
         try:
             with guarded("the mask could not be paired with its image"):
-                notes[mask.path] = pair_mask(mask, by_stem, dest)
+                notes[mask.path] = give_mask(mask, image, dest)
+            notes[image.files[0]] = "; ".join(filter(None, [notes.get(image.files[0]), f"its mask: {mask.path}"]))
         except Rejected as exc:
             revised.append(withdraw(mask, str(exc), dest))
 
 
-def pair_mask(mask: FileRecord, by_stem: dict[str, SampleSpec], dest: Path) -> str:
-    """Gives the mask to the image of its name when their shapes agree; returns the mask's note."""
-    image = by_stem.get(mask.detail["stem"])
-    if image is None:
-        return "mask with no image of the same name; not used"
-    spatial = image.shape[:2] if image.kind == IMAGE else image.shape[-3:]
-    if list(mask.detail["shape"][: len(spatial)]) != list(spatial):
-        return f"mask shape {mask.detail['shape']} differs from its image's {image.shape}; not used"
+def give_mask(mask: FileRecord, image: SampleSpec, dest: Path) -> str:
+    """Gives the mask to the image when it lies on the image's grid; returns the mask's note."""
+    d = mask.detail
+    problem = geometry_problem(image.shape, image.kind, voxel_to_world(image.shape, image.kind, image.meta, image.spacing),
+                               d["shape"], voxel_to_world(d["shape"], d["kind"], d["meta"], spacing_of(d["meta"])))
+    if problem:
+        raise Rejected(f"does not fit {image.source_path}, the image its place names: {problem}; not used")
     with guarded("the mask's values could not be made into labels"):
-        binarise_mask(dest / mask.detail["array"])
-    image.mask = mask.detail["array"]
-    return f"mask of {image.source_path}"
+        values, note = store_labels(dest / d["array"], d["format"], image.kind)
+    image.mask = d["array"]
+    image.meta["mask_values"] = values
+    return "; ".join(filter(None, [f"mask of {image.source_path} (labels {', '.join(map(str, values))})", note]))
 
 
 def assemble(records: list[FileRecord], dest: Path, revised: list[FileRecord]) -> IngestSummary:
@@ -479,11 +584,13 @@ def assemble(records: list[FileRecord], dest: Path, revised: list[FileRecord]) -
     record, now rejected with the reason, is added to `revised` (for the journal)."""
     notes: dict[str, str] = {}
     accepted = [r for r in records if r.status == ACCEPTED]
-    images = [r for r in accepted if r.detail["role"] == "image"]
-    masks = [r for r in accepted if r.detail["role"] == "mask"]
+    images = [r for r in accepted if r.detail["role"] == IMAGE_ROLE]
+    masks = [r for r in accepted if r.detail["role"] == MASK_ROLE]
     slices = [r for r in images if r.detail["kind"] == SLICE]
     listed = dicomdir_order(records, notes)
-    specs = assemble_series(slices, dest, notes, listed, revised) + [spec_from(r) for r in images if r.detail["kind"] != SLICE]
+    cases, in_cases = assemble_channels(images, dest, notes, revised)
+    singles = [spec_from(r) for r in images if r.detail["kind"] != SLICE and r.index not in in_cases]
+    specs = assemble_series(slices, dest, notes, listed, revised) + cases + singles
     specs.sort(key=lambda s: s.source_path)
     pair_masks(specs, masks, notes, dest, revised)
     return IngestSummary(samples=specs, notes=notes, task=task_of(specs))
@@ -493,15 +600,12 @@ def task_of(samples: list[SampleSpec]) -> str:
     return SEGMENTATION if any(s.mask for s in samples) else CLASSIFICATION
 
 
-def binarise_mask(path: Path) -> None:
-    """Masks saved as 0/255 pictures mean background/foreground: store them as 0/1 labels."""
-    mask = np.load(path)
-    if mask.ndim == 3 and mask.shape[-1] == 3:
-        mask = mask.max(axis=-1)
-    values = np.unique(mask)
-    if set(values.tolist()) <= {0, 255} and 255 in values:
-        mask = (mask > 0).astype(np.uint8)
-    save_array(path, mask.astype(np.uint8) if mask.max() < 256 else mask.astype(np.uint16))
+def store_labels(path: Path, file_format: str, kind: str) -> tuple[list[int], str]:
+    """Rewrites a mask's array as labels (masks.py: values kept, 0/255 pictures as 0/1, colours numbered);
+    returns the label values and a note."""
+    labels, values, note = make_labels(np.load(path), file_format, kind)
+    save_array(path, labels)
+    return values, note
 
 
 # --------------------------------------------------------- the training cache

@@ -19,8 +19,9 @@ def claimed_format(data: bytes) -> str:
     return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), "")
 
 
-def read_raster(data: bytes, keep_original: bool) -> Decoded:
-    """Decode to (H, W) in the file's own depth, or (H, W, 3) uint8 for colour.
+def read_raster(data: bytes, keep_original: bool, labels: bool = False) -> Decoded:
+    """Decode to (H, W) in the file's own depth, or (H, W, 3) uint8 for colour. With `labels` (a mask),
+    a paletted picture gives its palette indices, which are its labels, not the colours they are drawn in.
 
     With de-identification on, only the pixels are kept: text chunks and EXIF may name the patient.
     """
@@ -29,7 +30,7 @@ def read_raster(data: bytes, keep_original: bool) -> Decoded:
             raise Rejected(f"{img.format} images are not supported; use PNG, JPEG, BMP, TIFF or PGM/PPM")
         pages = getattr(img, "n_frames", 1)
         img.load()
-        pixels, fmt = to_array(img), img.format
+        pixels, fmt = (np.asarray(img, dtype=np.uint8) if labels and img.mode == "P" else to_array(img)), img.format
     notes = [f"only the first of {pages} pages was taken"] if pages > 1 else []
     return Decoded(kind=IMAGE, pixels=pixels, format=fmt, original=data if keep_original else None,
                    original_suffix="." + fmt.lower().replace("mpo", "jpeg"), notes=notes)

@@ -7,7 +7,6 @@ leave the archive, links, nested archives, sizes, compression ratios) done by
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from typing import Callable
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".bz2", ".xz", ".7z", ".rar")
 TABLE_SUFFIXES = (".csv", ".xlsx", ".xls", ".tsv")
 SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
-MASK_FOLDERS = {"masks", "mask", "labels", "segmentations", "segmentation", "seg", "labelstr", "labelsts"}
-IMAGE_FOLDERS = {"images", "image", "imgs", "imagestr", "imagests", "volumes"}
+# Files that come with datasets to describe them (MSD's and nnU-Net's dataset.json, READMEs, licences).
+DOCUMENT_SUFFIXES = (".json", ".txt", ".md", ".pdf", ".html", ".rst")
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -143,6 +142,8 @@ def entry_problem(entry: Entry, limits: IngestLimits) -> tuple[str, str]:
         return REJECTED, "archive inside an archive; upload it separately"
     if base.endswith(TABLE_SUFFIXES):
         return SKIPPED, "table, not an image: attach it on the dataset page ('Labels from a table')"
+    if base.endswith(DOCUMENT_SUFFIXES) or base in ("readme", "license", "licence", "changes"):
+        return SKIPPED, "a document that describes the data, not an image"
     if base.endswith((".hdr", ".img")):
         return REJECTED, "Analyze .hdr/.img pairs are not supported; convert them to NIfTI (.nii.gz)"
     if entry.size > limits.max_entry_bytes:
@@ -152,21 +153,6 @@ def entry_problem(entry: Entry, limits: IngestLimits) -> tuple[str, str]:
     if entry.size == 0:
         return REJECTED, "empty file (0 bytes)"
     return "", ""
-
-
-def stem(path: str) -> str:
-    """File name without extensions and mask suffixes: pairs images with their masks."""
-    base = os.path.basename(path).lower()
-    if base.endswith(".gz") and not base.endswith(".nii.gz"):
-        base = base[:-3]  # a single gzipped file pairs as what it holds
-    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    for marker in ("_mask", "-mask", "_seg", "-seg", "_label", "_labels", "_gt"):
-        if base.endswith(marker):
-            return base[: -len(marker)]
-    return base
 
 
 def bids_subject(path: str) -> str:

@@ -1,0 +1,61 @@
+"""Real scans and label maps that ship inside pinned packages (requirements.txt), for tests on data we did
+not design: nothing here is downloaded.
+
+- nilearn's MNI ICBM 2009a template: a real T1-weighted MR brain (197 x 233 x 189 at 1 mm, RAS) with
+  its grey- and white-matter probability maps; thresholded, they make a real 0/1/2 tissue label map.
+- nibabel's `anatomical.nii`: a real T1 MR volume (33 x 41 x 25 at 2 mm, LAS, big-endian int16).
+- pydicom's `CT_small.dcm`: a real CT slice (128 x 128, signed 16-bit, Hounsfield units via rescale).
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import nilearn
+import numpy as np
+from pydicom.data import get_testdata_file
+
+MNI = Path(nilearn.__file__).parent / "datasets" / "data"
+NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
+
+
+@functools.cache
+def mni_brain(step: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T1 uint8, tissue labels 0 background / 1 grey / 2 white matter, affine), every `step`-th voxel."""
+    def load(name):
+        image = nib.load(MNI / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz")
+        return np.asarray(image.dataobj)[::step, ::step, ::step], image.affine
+    t1, affine = load("t1")
+    grey, _ = load("gm")
+    white, _ = load("wm")
+    labels = np.zeros(t1.shape, np.uint8)
+    labels[(grey >= 128) & (grey >= white)] = 1
+    labels[(white >= 128) & (white > grey)] = 2
+    scaled = affine.copy()
+    scaled[:3, :3] *= step
+    return t1, labels, scaled
+
+
+def slab(volume: np.ndarray, affine: np.ndarray, first: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Axial slices first..first+depth-1 of a RAS volume, with the affine that keeps them in place."""
+    moved = affine.copy()
+    moved[:3, 3] = affine[:3, :3] @ np.array([0, 0, first]) + affine[:3, 3]
+    return np.ascontiguousarray(volume[:, :, first:first + depth]), moved
+
+
+def nifti(volume: np.ndarray, affine: np.ndarray, compressed: bool = True) -> bytes:
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    data = image.to_bytes()
+    return gzip.compress(data, mtime=0) if compressed else data
+
+
+def anatomical() -> nib.Nifti1Image:
+    return nib.load(NIBABEL_DATA / "anatomical.nii")
+
+
+def ct_slice_path() -> str:
+    return get_testdata_file("CT_small.dcm")
