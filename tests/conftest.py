@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zipfile
@@ -39,6 +40,79 @@ def demo_entries(per_class: int = 20, seed: int = 0, size: int = 64) -> dict[str
         f"{label}/{label}_{i:03d}.png": png_bytes(demo_image(rng, label == "lesion", size))
         for label in ("lesion", "normal") for i in range(per_class)
     }
+
+
+class LiveRequests:
+    """The requests the live server (pytest-django's, in this process) is answering now, by thread. A request
+    ends when Django sends request_finished: for a stream, once its body is closed."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.answering: dict[int, str] = {}
+
+    def started(self, sender, environ=None, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # the tests' own client calls are not the server's
+            with self.lock:
+                self.answering[threading.get_ident()] = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
+
+    def finished(self, sender, **kwargs):
+        with self.lock:
+            self.answering.pop(threading.get_ident(), None)
+
+    def outstanding(self) -> list[str]:
+        with self.lock:
+            return sorted(self.answering.values())
+
+
+LIVE_REQUESTS = LiveRequests()
+
+
+@pytest.fixture(autouse=True)
+def live_server_finishes_before_the_flush(request):
+    """A test with the live server ends only once the server has answered every request of its pages: the
+    page is closed first (the `page` fixture is set up after this one), then the server's streams are ended
+    and its requests awaited. Only then does pytest-django empty the database (set up before this fixture,
+    so torn down after it): a request still reading or writing then would deadlock the flush, or leave rows
+    behind for the next test."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    from django.core import signals
+
+    from backend.core.sse import end_wsgi_streams
+
+    request.getfixturevalue("transactional_db")
+    signals.request_started.connect(LIVE_REQUESTS.started, dispatch_uid="live-requests-started")
+    signals.request_finished.connect(LIVE_REQUESTS.finished, dispatch_uid="live-requests-finished")
+    yield
+    deadline = time.monotonic() + 120
+    while True:
+        end_wsgi_streams()
+        outstanding = LIVE_REQUESTS.outstanding()
+        if not outstanding:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"The live server was still answering {outstanding} 120 s after the test ended")
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def database_left_empty(request):
+    """A transactional test starts on an empty database even when the previous test's flush failed (that
+    test reports its own error; this one must not fail for it)."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = ("transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+                     or bool(marker and marker.kwargs.get("transaction")))
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+
+        from backend.projects.models import Project
+
+        if get_user_model().objects.exists() or Project.objects.exists():
+            call_command("flush", interactive=False, verbosity=0)
+    yield
 
 
 @pytest.fixture(autouse=True)

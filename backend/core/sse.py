@@ -8,8 +8,10 @@ behaves the same wherever it is served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -75,11 +77,57 @@ def close_connection() -> None:
     connection.close()  # looked up here, in the stream's thread: each thread has a connection of its own
 
 
+class WsgiStream:
+    """A stream served by a WSGI server, as `end_wsgi_streams` finds it: its loop and the step it is waiting in.
+
+    A WSGI server learns that a client has gone only when its next write fails, which for a quiet stream is
+    the next keep-alive, seconds away; until then the stream's thread and connection live on. Whoever stops
+    the server (a test's teardown, before it empties the database) ends the streams at once instead."""
+
+    open: set[WsgiStream] = set()
+    lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.step: asyncio.Task | None = None
+        self.ended = False
+
+    def run(self, coroutine, context):
+        if self.ended:
+            coroutine.close()
+            raise asyncio.CancelledError()
+        self.step = self.loop.create_task(coroutine, context=context)
+        try:
+            return self.loop.run_until_complete(self.step)
+        finally:
+            self.step = None
+
+    def end(self) -> None:
+        """From any thread: the stream stops waiting and ends."""
+        self.ended = True
+        with contextlib.suppress(RuntimeError):  # its loop has closed: the stream ended by itself meanwhile
+            self.loop.call_soon_threadsafe(self.cancel_step)
+
+    def cancel_step(self) -> None:
+        if self.step is not None:
+            self.step.cancel()
+
+
+def end_wsgi_streams() -> int:
+    """Ends every stream this process serves through WSGI; returns how many there were."""
+    with WsgiStream.lock:
+        streams = list(WsgiStream.open)
+    for stream in streams:
+        stream.end()
+    return len(streams)
+
+
 def blocking(events: AsyncIterator[str]) -> Iterator[str]:
     """The events for a WSGI server, from an event loop of this thread. One context for every step, so the
     ORM calls of the whole stream share one thread (ThreadSensitiveContext) and its connection."""
     loop = asyncio.new_event_loop()
     context = contextvars.copy_context()
+    stream = WsgiStream(loop)
 
     async def in_one_thread():
         async with ThreadSensitiveContext():
@@ -91,18 +139,19 @@ def blocking(events: AsyncIterator[str]) -> Iterator[str]:
 
     parts = in_one_thread()
 
-    def run(coroutine):
-        return loop.run_until_complete(loop.create_task(coroutine, context=context))
-
     async def next_part():
         return await anext(parts)
 
+    with WsgiStream.lock:
+        WsgiStream.open.add(stream)
     try:
         while True:
             try:
-                yield run(next_part())
-            except StopAsyncIteration:
+                yield stream.run(next_part(), context)
+            except (StopAsyncIteration, asyncio.CancelledError):  # the stream is over, or was ended
                 return
     finally:  # the client went away (the server closes this generator) or the stream ended
-        run(parts.aclose())
+        with WsgiStream.lock:
+            WsgiStream.open.discard(stream)
+        loop.run_until_complete(loop.create_task(parts.aclose(), context=context))
         loop.close()

@@ -61,7 +61,8 @@ def test_import_a_model_predict_and_see_the_list(page, live_server, clinician, c
     expect(page.locator("#import-reason")).to_contain_text("no converter for the operation 'If'")
     page.locator('#predict-form input[name="image"]').set_input_files(str(picture))
     page.locator('#predict-form button[type="submit"]').click()
-    expect(page.locator("#prediction tbody tr")).to_have_count(2)
+    # The first prediction starts an engine process (onnxruntime's import): seconds, more on a loaded machine.
+    expect(page.locator("#prediction tbody tr")).to_have_count(2, timeout=90_000)
     expect(page.locator("#prediction-note")).to_contain_text("1 × 16 × 16")
     shot(page, "m2-imported-model-predicts")
 

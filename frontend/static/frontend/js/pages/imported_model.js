@@ -30,6 +30,9 @@ function setUpPredict() {
     const image = form.querySelector('input[name="image"]').files[0];
     const data = new FormData();
     if (image) data.append("image", image);
+    const button = form.querySelector('button[type="submit"]');
+    button.disabled = true;
+    note.textContent = "Predicting… (the first image takes a few seconds while the model loads)";
     try {
       const answer = await api("POST", `/api/imported-models/${id}/predict/`, data);
       const order = answer.probabilities.map((p, i) => i).sort((a, b) => answer.probabilities[b] - answer.probabilities[a]);
@@ -42,7 +45,10 @@ function setUpPredict() {
       note.textContent = `The image went in as ${answer.input_shape.join(" × ")} (channels × height × width); the outputs are ${answer.outputs_are}.`;
     } catch (error) {
       table.hidden = true;
+      note.textContent = "";
       showErrors(form, error);
+    } finally {
+      button.disabled = false;
     }
   });
 }
