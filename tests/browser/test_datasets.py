@@ -43,7 +43,7 @@ def test_folder_of_dicom_and_nifti_browsed_viewed_labelled_by_table_and_merged(p
     expect(page.locator("#dataset-shape")).to_contain_text("2 patients")
     expect(page.locator("#report-summary")).to_contain_text("1 quarantined")
     expect(page.locator("#report")).to_contain_text("BurnedInAnnotation")
-    expect(page.locator("#report")).to_contain_text("unknown format")
+    expect(page.locator("#report")).to_contain_text("a document that describes the data, not an image")
     expect(page.locator("#thumbnails img")).to_have_count(3)
     page.wait_for_function("Array.from(document.querySelectorAll('#thumbnails img')).every(i => i.complete && i.naturalWidth > 0)")
     expect(page.locator("#thumbnails figcaption").first).to_contain_text("slices")
@@ -151,3 +151,40 @@ def test_the_transfer_and_the_ingest_show_their_progress(page, live_server, clin
     Dataset.objects.filter(pk=dataset.pk).update(progress_done=50)
     expect(page.locator("#ingest-progress")).to_contain_text(re.compile(r"63% · 50 of 80 steps · \d+ s left"))
     shot(page, "d6-ingest-progress")
+
+
+def test_a_segmentation_upload_says_which_mask_went_where(page, live_server, clinician, celery_worker_process, tmp_path):
+    """Real MR slices of three subjects, all named slice.png, and their tissue masks at the same places under
+    masks/ (one missing, one for a subject with no image): the page counts masks, the report pairs them."""
+    from backend.datasets.models import Dataset
+    from backend.projects.models import Project
+    from tests.conftest import png_bytes
+    from tests.real_data import mni_brain
+
+    t1, labels, _ = mni_brain()
+    files = {f"brains/images/sub-0{k}/slice.png": png_bytes(t1[:, :, 25 + 6 * k]) for k in (1, 2, 3)}
+    files.update({f"brains/masks/sub-0{k}/slice.png": png_bytes(labels[:, :, 25 + 6 * k]) for k in (1, 2)})
+    files["brains/masks/sub-09/slice.png"] = png_bytes(labels[:, :, 60])
+    write_folder(tmp_path, files)
+    project = Project.objects.create(owner=clinician, name="Brains")
+
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    form = page.locator("#upload-form")
+    form.locator('input[name="folder"]').set_input_files(str(tmp_path / "brains"))
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url(re.compile(r"/datasets/\d+/$"))
+    expect(page.locator("#dataset-status")).to_have_text("Ready", timeout=120_000)
+    expect(page.locator("#dataset-shape")).to_contain_text("segmentation · 2 of 3 samples have a mask (labels 0, 1, 2), 1 has none")
+    expect(page.locator("#report")).to_contain_text("no image at the place this mask names (an image 'sub-09/slice.*'")
+    page.locator("#report-filter").select_option("accepted")
+    page.locator("#report summary").click()
+    for k in (1, 2):
+        first_cell = page.locator("td:first-child", has_text=re.compile(rf"^brains/masks/sub-0{k}/slice\.png$"))
+        mask = page.locator("#report tbody tr").filter(has=first_cell)
+        expect(mask).to_contain_text(f"mask of brains/images/sub-0{k}/slice.png (labels 0, 1, 2)")
+    shot(page, "d7-segmentation-masks")
+    dataset = Dataset.objects.get(project=project)
+    for k in (1, 2):
+        sample = dataset.samples.get(source_path=f"brains/images/sub-0{k}/slice.png")
+        assert np.array_equal(np.load(sample.project_dir / sample.mask), labels[:, :, 25 + 6 * k])

@@ -17,7 +17,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".bz2", ".xz", ".7z", ".r
 TABLE_SUFFIXES = (".csv", ".xlsx", ".xls", ".tsv")
 SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 # Files that come with datasets to describe them (MSD's and nnU-Net's dataset.json, READMEs, licences).
-DOCUMENT_SUFFIXES = (".json", ".txt", ".md", ".pdf", ".html", ".rst")
+DOCUMENT_SUFFIXES = (".json", ".txt", ".md", ".html", ".rst")
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"

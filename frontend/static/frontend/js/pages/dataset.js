@@ -62,7 +62,7 @@ function showReadyDataset(dataset) {
   const counts = labels.map((label) => dataset.class_counts[label]);
   drawChart("class-chart", [{ type: "bar", x: labels.map(labelName), y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
     { title: { text: `${dataset.num_samples} samples` }, yaxis: { title: { text: "samples" } } });
-  const facts = [dataset.task, dataset.modalities, dataset.patient_count ? `${dataset.patient_count} patients` : ""];
+  const facts = [dataset.task, maskFacts(dataset), dataset.modalities, dataset.patient_count ? `${dataset.patient_count} patients` : ""];
   if (dataset.width) facts.push(`2D images cached at ${dataset.width}×${dataset.height}, ${dataset.channels === 1 ? "grayscale" : "colour"}`);
   document.getElementById("dataset-shape").textContent = facts.filter(Boolean).join(" · ");
   const labelFilter = document.getElementById("label-filter");
@@ -76,6 +76,15 @@ function showReadyDataset(dataset) {
   setUpThumbnails();
   setUpPartitions();
   setUpTableJoin();
+}
+
+/** How many samples have a mask, how many have none, and the label values the masks hold. */
+function maskFacts(dataset) {
+  if (!dataset.masked_count) return "";
+  const without = dataset.num_samples - dataset.masked_count;
+  const values = dataset.mask_values.length ? ` (labels ${dataset.mask_values.join(", ")})` : "";
+  return `${dataset.masked_count} of ${dataset.num_samples} samples have a mask${values}` +
+    (without ? `, ${without} ${without === 1 ? "has" : "have"} none` : "");
 }
 
 function labelName(label) {
