@@ -11,13 +11,15 @@ import zipfile
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tests.medical import series
 from tests.real_data import anatomical, ct_slice_path, mni_brain, nifti, slab
 from workers.engine.ingest import ACCEPTED, REJECTED, SKIPPED, IngestOptions, MemoryJournal, ingest_upload
 from workers.engine.ingest.nifti import read_nifti
-from workers.engine.ingest.pairing import image_keys, mask_keys, role_of
+from workers.engine.ingest.pairing import image_keys, mask_keys, pair, role_of
 from workers.engine.observer import SilentObserver
 
 
@@ -371,3 +373,27 @@ def test_accepted_outcomes_stay_accepted_for_images_without_masks(tmp_path):
     ingested = Ingested(tmp_path, {"images/a.nii.gz": slabs[0][0], "images/b.nii.gz": slabs[1][0], "masks/a.nii.gz": slabs[0][1]})
     assert ingested.outcomes["images/b.nii.gz"].status == ACCEPTED and ingested.mask("images/b.nii.gz") is None
     assert ingested.summary.notes["images/a.nii.gz"] == "its mask: masks/a.nii.gz"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["images/{s}/a.png", "{s}/a.png", "masks/{s}/a.png", "masks/{s}/a_mask.png",
+                                 "{s}/a_seg.png", "labelsTr/{s}.nii.gz", "imagesTr/{s}_0000.nii.gz"]), min_size=1, max_size=12),
+       st.lists(st.sampled_from(["sub-01", "sub-02", "x"]), min_size=1, max_size=12), st.randoms())
+def test_pairing_never_depends_on_order(templates, subjects, shuffler):
+    """Whatever the layout, the same files give the same pairs and refusals in any order; no image gets two masks."""
+    places = sorted({template.format(s=subject) for template, subject in zip(templates, subjects)})
+    images = {p: image_keys(p) for p in places if role_of(p) == "image"}
+    masks = {p: mask_keys(p) for p in places if role_of(p) == "mask"}
+    names = {p: p for p in places}
+
+    def paired(order):
+        return pair({p: images[p] for p in order if p in images}, {p: masks[p] for p in order if p in masks},
+                    names, names, {})
+
+    first = paired(places)
+    shuffled = list(places)
+    shuffler.shuffle(shuffled)
+    again = paired(shuffled)
+    assert (first.given, first.refused) == (again.given, again.refused)
+    assert set(first.given) | set(first.refused) == set(masks), "every mask is either given or refused"
+    assert len(set(first.given.values())) == len(first.given), "no image has two masks"
