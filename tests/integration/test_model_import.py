@@ -25,6 +25,8 @@ from tests.model_files import (
     malicious_pickle,
     malicious_torch_save,
     mutations,
+    old_squeezenet,
+    save_onnx,
     two_input_onnx,
     zoo_onnx,
     zoo_safetensors,
@@ -33,6 +35,7 @@ from workers.engine.data import CachedImages
 from workers.engine.export import export_onnx, max_abs_difference
 from workers.engine.training.spec import resolve_spec
 from workers.engine.training.trainer import Trainer, TrainingData
+from workers.engine.zoo.conversion import last_linear
 from workers.engine.zoo.start import read_state, starting_model
 from workers.model_import import IMPORT
 
@@ -47,6 +50,9 @@ def files(tmp_path_factory):
     return {"zoo": zoo_path, "zoo_model": zoo_model, "custom": custom_path, "custom_model": custom_model,
             "branchy": if_onnx(folder / "branchy.onnx"), "two_inputs": two_input_onnx(folder / "two.onnx"),
             "flat": flat_input_onnx(folder / "flat.onnx"), "external": external_data_onnx(folder),
+            # a third party's old graph: opset 9, IR version 3, kernels in Constant nodes, biases listed among the
+            # inputs, a batch fixed to one image, output [1, 5, 1, 1] (SqueezeNet as the ONNX model zoo has it)
+            "old_style": save_onnx(old_squeezenet("mixed", 9, channels=1, classes=5, side=32), folder / "squeezenet.onnx"),
             "safetensors": zoo_safetensors(folder / "small_cnn.safetensors", "small_cnn", 1, 2)[1],
             "torchvision_style": zoo_safetensors(folder / "lenet.safetensors", "lenet5", 1, 4, prefixed=False)[1]}
 
@@ -176,6 +182,43 @@ def test_export_import_fine_tune_round_trip(api, project, files):
     outcome = trainer.fit()
     assert outcome.state.epoch == 1
     assert not torch.equal(outcome.model.state_dict()["network.block2.0.weight"], copied["network.block2.0.weight"]), "it trained"
+
+
+def test_a_third_party_old_style_graph_is_imported_fine_tuned_and_exported(api, project, files, user, tmp_path):
+    """Import -> fine-tune -> export for a graph from outside the toolkit in the old style (weights among the inputs and
+    in Constant nodes, a fixed batch, a [N, C, 1, 1] output): normalised, converted, trained, exported, imported again."""
+    model = imported(api, project, "squeezenet.onnx", files["old_style"].read_bytes(), name="SqueezeNet (zoo)")
+    assert (model.status, model.mode, model.architecture) == ("ready", "converted", "imported"), model.reason
+    assert model.class_count == 5 and "Its graph was normalised first" in model.reason
+    assert set(model.details["normalisation"]["applied"]) == {"weights_out_of_inputs", "fold_constants", "free_batch",
+                                                              "squeeze_spatial_output"}
+    start = imported_model_start(model)
+    rebuilt = starting_model({"architecture": "imported", "weights": "imported"}, 1, 5, start).eval()
+    images = torch.rand(3, 1, 32, 32)
+    session = onnxruntime.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
+    expected = np.concatenate([session.run(None, {"data_0": images[i:i + 1].numpy()})[0] for i in range(3)]).reshape(3, 5)
+    with torch.no_grad():
+        assert np.abs(rebuilt(images).numpy() - expected).max() < 1e-4, "the file's own head kept: onnxruntime's outputs"
+    partition = create_partition(user, ready_dataset(project, size=32), "", 70, 15, 15, 1)
+    launched = launch(api, partition, {"architecture": "imported", "weights": "imported", "imported_model": model.pk})
+    assert launched.status_code == 202, launched.content
+    # New classes: the 1×1 convolution head (a dense layer over each position's channels once converted) is replaced.
+    trainer = Trainer(resolve_spec({"model": {"architecture": "imported", "weights": "imported", "imported_model": model.pk},
+                                    "epochs": 1, "batch_size": 4, "schedule": {"name": "constant"}}),
+                      tiny_data(project, 32, classes=("x", "y", "z")), start=start)
+    head = trainer.model.network.get_submodule(last_linear(trainer.model.network))
+    before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    assert head.out_features == 3
+    outcome = trainer.fit()
+    assert outcome.state.epoch == 1 and np.isfinite(outcome.state.best_value or 0.0)
+    after = outcome.model.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before if "conv1" in name), "the body trained too"
+    example = torch.rand(2, 1, 32, 32)
+    exported = tmp_path / "fine-tuned.onnx"
+    export_onnx(outcome.model, example, exported)
+    assert max_abs_difference(outcome.model, exported, example) < 1e-4
+    again = imported(api, project, "fine-tuned.onnx", exported.read_bytes())
+    assert (again.mode, again.trainable) == ("converted", True), again.reason  # its head: MatMul + Add, a dense layer again
 
 
 def tiny_data(project, size: int, classes=("a", "b")) -> TrainingData:

@@ -1,6 +1,8 @@
 """An imported ONNX file made into something the toolkit can train (the worker's part of an import).
 
-In order, the first that works:
+First the graph is normalised (normalise.py: weights listed among the inputs, Constant nodes and constant
+subgraphs, a fixed batch, a [N, C, 1, 1] output; each step checked against onnxruntime on the original graph), then,
+in order, the first that works:
 
 1. **A zoo network** (`weights_copied`): each of the zoo's networks whose convolution and dense layer shapes are
    the file's is built for the file's channels and classes, and the file's weights are copied onto it, matched
@@ -11,8 +13,11 @@ In order, the first that works:
    normalisation at the graph's start (`(x - mean) / std`, or any chain of per-channel Sub/Add/Mul/Div
    constants) becomes the ZooModel's mean and std.
 2. **onnx2torch** (`converted`): the graph as a torch.fx module, after bringing its opset into 13..17
-   (onnx.version_converter). It is rebuilt from the stored file at each use, never pickled.
-3. Otherwise **prediction only**, through onnxruntime, with the reason (the operation onnx2torch lacks ...).
+   (onnx.version_converter). It is rebuilt from the stored file at each use (normalised the same way), never
+   pickled. A 1×1 convolution or a MatMul by a constant as its last weighted layer, where it has no dense layer,
+   becomes one (the head a run replaces).
+3. Otherwise **prediction only**, through onnxruntime, with the reason (the operation onnx2torch lacks and the node,
+   the converter that failed and where ...).
 
 Whatever a model becomes, it is believed only once it gives onnxruntime's outputs on random images:
 the largest difference at most VERIFY_TOLERANCE of the outputs' scale.
@@ -31,7 +36,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from .imports import runtime_message
-from .networks import NETWORK, ZooModel, build_network, per_channel
+from .networks import NETWORK, ZooModel, build_network, per_channel, set_module
+from .normalise import Normalised, normalise_graph
 from .registry import MODELS
 
 VERIFY_TOLERANCE = 1e-4      # relative to the largest output (and at least 1e-4 absolute)
@@ -370,6 +376,11 @@ class Reference:
     def tolerance(self) -> float:
         return VERIFY_TOLERANCE * max(1.0, float(np.abs(self.outputs).max()))
 
+    def squeezed(self) -> Reference:
+        """The same outputs with their trailing singleton sides dropped ([N, C, 1, 1] -> [N, C]), as the normalised
+        graph gives them."""
+        return Reference(self.images, self.outputs.reshape(self.outputs.shape[:2]), self.session, self.input_name)
+
 
 def verification_size(facts: dict, architecture: str = "") -> tuple[int, int]:
     height, width = facts.get("height") or 0, facts.get("width") or 0
@@ -428,23 +439,39 @@ def import_onnx(path: str | Path, facts: dict, mean=None, std=None) -> ImportRes
     std = per_channel(tuple(std), channels) if std else None
     out_shape = facts["outputs"][0].get("shape") or []
     hint = facts.get("architecture_hint", "")
-    reference = reference_outputs(path, facts, mean, std, verification_size(facts, hint))
+    size = verification_size(facts, hint)
+    reference = reference_outputs(path, facts, mean, std, size)
     details = {"verified_on": list(reference.images.shape), "tolerance": reference.tolerance}
+    # Old-style graphs (weights among the inputs, Constant nodes, a fixed batch, [N, C, 1, 1] outputs) made plain,
+    # each step checked against onnxruntime on the original (normalise.py); what follows reads the plain graph.
+    normalised = normalise_graph(model, size, reference.session)
+    details["normalisation"] = normalised.details()
+    plain = normalised.model
+    if normalised.squeezed and reference.outputs.ndim > 2:
+        reference = reference.squeezed()
     if reference.outputs.ndim != 2:
+        why = normalised.not_used.get("squeeze_spatial_output")
+        squeeze = f" (squeezing its trailing sides was not used: {why})" if why else ""
         return ImportResult("prediction_only", f"Its output has shape {list(reference.outputs.shape)}, not one row of class scores "
-                                               "per image, so it cannot be fine-tuned as a classifier. It can predict through "
-                                               "onnxruntime.", details=details)
+                                               f"per image{squeeze}, so it cannot be fine-tuned as a classifier. It can predict "
+                                               "through onnxruntime.", details=details)
     classes = reference.outputs.shape[1]
     tried = []
-    copied = copy_onto_zoo(model, facts, classes, mean, std, reference, tried)
+    copied = copy_onto_zoo(plain, facts, classes, mean, std, reference, tried)
     if copied is not None:
         copied.details = {**details, **copied.details}
+        copied.reason = with_normalisation(copied.reason, normalised)
         return copied
     not_zoo = ("; ".join(tried) + ". ") if tried else "It is not one of the zoo's networks. "
-    result = convert_with_onnx2torch(model, path, reference, mean, std, out_shape)
+    result = convert_with_onnx2torch(plain, path, reference, mean, std, out_shape)
     result.details = {**details, **result.details}
-    result.reason = not_zoo + result.reason
+    result.reason = with_normalisation(not_zoo + result.reason, normalised)
     return result
+
+
+def with_normalisation(reason: str, normalised: Normalised) -> str:
+    summary = normalised.summary()
+    return f"{reason} {summary}" if summary else reason
 
 
 def copy_onto_zoo(model, facts: dict, classes: int, mean, std, reference: Reference, tried: list[str]) -> ImportResult | None:
@@ -535,13 +562,26 @@ def materialise_constants(model) -> None:
 
 
 def onnx_network(path: str | Path) -> nn.Module:
-    """The file as a PyTorch module (torch.fx, by onnx2torch): rebuilt from the file each time it is needed."""
+    """The file as a PyTorch module (torch.fx, by onnx2torch): rebuilt from the file each time it is needed, through
+    the same normalisation as its import (the same checks on the same images, hence the same steps)."""
+    from .imports import onnx_facts
+
+    model = onnx.load(str(path), load_external_data=False)
+    facts = onnx_facts(model)
+    plain = normalise_graph(model, verification_size(facts, facts.get("architecture_hint", ""))).model
+    prepared, _ = prepared_for_onnx2torch(plain)
+    return converted_network(prepared)
+
+
+def converted_network(prepared) -> nn.Module:
+    """onnx2torch's module for a prepared graph, made exportable again after fine-tuning (constant Reshape targets
+    and Dropout ratios made plain) and given a dense head where its last weighted layer can be one (dense_head)."""
     import onnx2torch
 
-    model, _ = prepared_for_onnx2torch(onnx.load(str(path), load_external_data=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return constant_reshapes(onnx2torch.convert(model))
+        module = onnx2torch.convert(prepared)
+    return dense_head(constant_dropouts(constant_reshapes(module)))
 
 
 def constant_reshapes(module):
@@ -570,6 +610,125 @@ def constant_reshapes(module):
     return module
 
 
+def constant_dropouts(module):
+    """onnx2torch's Dropout for opsets 12 and up (every old file's Dropout once brought into 13: its ratio attribute
+    became an input) passes the ratio tensor to F.dropout, which torch.export cannot trace (a fine-tuned model could
+    not be exported again): a constant ratio makes it a plain nn.Dropout with that ratio. Like onnx2torch's, it drops
+    in training only, whatever the graph's training_mode says."""
+    from onnx2torch.node_converters.dropout import OnnxDropoutDynamic
+
+    changed = False
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), OnnxDropoutDynamic):
+            continue
+        ratio = node.args[1] if len(node.args) > 1 else node.kwargs.get("ratio")
+        if ratio is None:
+            value = 0.5
+        elif getattr(ratio, "op", "") == "get_attr":
+            tensor = module.get_buffer(ratio.target) if "." in ratio.target else getattr(module, ratio.target)
+            if tensor.numel() != 1:
+                continue
+            value = float(tensor.reshape(-1)[0])
+        else:
+            continue
+        set_module(module, node.target, nn.Dropout(p=value))
+        node.args, node.kwargs = (node.args[0],), {}
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.recompile()
+    return module
+
+
+def dense_head(module):
+    """A network without dense layers whose last weighted layer can be one gets it as an nn.Linear: the same
+    computation, and a head that a run replaces for its classes like any other (networks.replace_head makes a new
+    nn.Linear). Two such layers:
+
+    - a 1×1 convolution (SqueezeNet's conv10 before its global pooling; the Caffe2 DenseNet's head, a 1×1
+      convolution on the pooled features): a dense layer over each position's channels, channels moved last and back;
+    - a MatMul by a constant matrix, with the Add of a constant vector after it (how torch.export writes a dense layer
+      on more than two dimensions, such as the one above once a fine-tuned model is exported: imported again, it
+      would otherwise have no head)."""
+    from onnx2torch.node_converters.matmul import OnnxMatMul
+
+    if any(isinstance(m, nn.Linear) for m in module.modules()):
+        return module
+    weighted = [node for node in module.graph.nodes if node.op == "call_module" and (
+        isinstance(module.get_submodule(node.target), nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.BatchNorm2d | nn.ConvTranspose2d)
+        or (isinstance(module.get_submodule(node.target), OnnxMatMul) and constant_arg(module, node, 1) is not None))]
+    if not weighted:
+        return module
+    node = weighted[-1]
+    layer = module.get_submodule(node.target)
+    if isinstance(layer, OnnxMatMul):
+        return matmul_as_linear(module, node)
+    if (type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.dilation == (1, 1)
+            and layer.groups == 1 and layer.padding in ((0, 0), "valid") and len(node.args) == 1 and not node.kwargs):
+        return pointwise_as_linear(module, node, layer)
+    return module
+
+
+def constant_arg(module, node, index: int):
+    """The constant tensor a node's argument reads (an initializer of onnx2torch's), or None."""
+    if len(node.args) <= index or getattr(node.args[index], "op", "") != "get_attr":
+        return None
+    target = node.args[index].target
+    try:
+        return module.get_buffer(target) if "." in target else getattr(module, target)
+    except AttributeError:
+        return None
+
+
+def pointwise_as_linear(module, node, conv: nn.Conv2d):
+    dense = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+    with torch.no_grad():
+        dense.weight.copy_(conv.weight[:, :, 0, 0])
+        if conv.bias is not None:
+            dense.bias.copy_(conv.bias)
+    set_module(module, node.target, dense)
+    graph = module.graph
+    with graph.inserting_before(node):
+        channels_last = graph.call_function(torch.movedim, (node.args[0], 1, -1))
+    node.args = (channels_last,)
+    with graph.inserting_after(node):
+        channels_first = graph.call_function(torch.movedim, (node, -1, 1))
+    node.replace_all_uses_with(channels_first, delete_user_cb=lambda user: user is not channels_first)
+    module.recompile()
+    return module
+
+
+def matmul_as_linear(module, node):
+    from onnx2torch.node_converters.binary_math_operations import OnnxBinaryMathOperation
+
+    weight = constant_arg(module, node, 1)
+    if weight is None or weight.dim() != 2 or not weight.is_floating_point():
+        return module
+    users = list(node.users)
+    bias = None
+    if len(users) == 1 and users[0].op == "call_module":
+        add = module.get_submodule(users[0].target)
+        if (isinstance(add, OnnxBinaryMathOperation) and add.math_op_function is torch.add and add.broadcast is None
+                and len(users[0].args) == 2):
+            other = 1 if users[0].args[0] is node else 0
+            value = constant_arg(module, users[0], other)
+            if value is not None and value.dim() == 1 and value.numel() == weight.shape[1] and value.is_floating_point():
+                bias = value
+    dense = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
+    with torch.no_grad():
+        dense.weight.copy_(weight.T)
+        if bias is not None:
+            dense.bias.copy_(bias)
+    set_module(module, node.target, dense)
+    node.args = (node.args[0],)
+    if bias is not None:
+        users[0].replace_all_uses_with(node)
+        module.graph.erase_node(users[0])
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module
+
+
 def last_linear(network: nn.Module) -> str | None:
     """The name of the network's last dense layer: its head, replaced for new classes."""
     names = [name for name, module in network.named_modules() if isinstance(module, nn.Linear)]
@@ -585,6 +744,49 @@ def unconvertible_operation(error: Exception) -> str:
     return f"onnx2torch could not convert it ({type(error).__name__}: {short(error, 200)})"
 
 
+def conversion_failure(prepared, error: Exception) -> str:
+    """Why onnx2torch could not convert the graph, naming the operation and the node it stopped at: its nodes are
+    converted again one by one (only after a failure) to find it; else the error in words."""
+    return failing_node(prepared) or unconvertible_operation(error)
+
+
+def failing_node(prepared) -> str:
+    try:
+        from onnx2torch.node_converters import get_converter
+        from onnx2torch.onnx_graph import OnnxGraph
+        from onnx2torch.utils.safe_shape_inference import safe_shape_inference
+
+        inferred = safe_shape_inference(prepared)
+    except Exception:
+        return ""
+    weights = {t.name for t in inferred.graph.initializer}
+    kept = [value for value in inferred.graph.input if value.name not in weights]
+    del inferred.graph.input[:]
+    inferred.graph.input.extend(kept)
+    opsets = {o.domain: o.version for o in inferred.opset_import}
+    graph = OnnxGraph(inferred.graph)
+    for unique, node in graph.nodes.items():
+        operation, where = node.operation_type, f"node '{node.name or unique}'"
+        version = opsets.get(node.domain, opsets.get("ai.onnx" if node.domain == "" else node.domain, 0))
+        try:
+            converter = get_converter(domain=node.domain, operation_type=operation, version=version)
+        except NotImplementedError:
+            return f"onnx2torch has no converter for the operation '{operation}' (opset {version}, {where})"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                converter(node, graph)
+        except KeyError as missing:
+            name = missing.args[0] if missing.args else ""
+            if name in node.input_values:
+                return (f"onnx2torch's converter for '{operation}' ({where}) needs its input '{name}' as a constant weight "
+                        "(an initializer), and the graph computes it")
+            return f"onnx2torch's converter for '{operation}' failed at {where} (KeyError: {short(missing, 200)})"
+        except Exception as failure:
+            return f"onnx2torch's converter for '{operation}' failed at {where} ({type(failure).__name__}: {short(failure, 200)})"
+    return ""
+
+
 def convert_with_onnx2torch(model, path: Path, reference: Reference, mean, std, out_shape: list) -> ImportResult:
     predict_only = " It can still predict through onnxruntime."
     try:
@@ -593,13 +795,9 @@ def convert_with_onnx2torch(model, path: Path, reference: Reference, mean, std, 
         return ImportResult("prediction_only", f"Its opset could not be brought into {CONVERTIBLE_OPSETS[0]}..{CONVERTIBLE_OPSETS[1]} "
                                                f"for onnx2torch ({short(error, 200)}), so it cannot be fine-tuned.{predict_only}")
     try:
-        import onnx2torch
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            network = constant_reshapes(onnx2torch.convert(prepared))
+        network = converted_network(prepared)
     except Exception as error:
-        return ImportResult("prediction_only", f"It cannot be fine-tuned: {unconvertible_operation(error)}.{predict_only}",
+        return ImportResult("prediction_only", f"It cannot be fine-tuned: {conversion_failure(prepared, error)}.{predict_only}",
                             details={"opset_conversion": note})
     channels = reference.images.shape[1]
     wrapped = ZooModel(network, per_channel(tuple(mean), channels) if mean else [0.0] * channels,

@@ -210,7 +210,7 @@ def onnx_facts(model) -> dict:
         metadata[prop.key[:200]] = prop.value[:METADATA_VALUE_CHARS]
     height, width = (side if isinstance(side, int) else 0 for side in shape[2:])
     out_shape = outputs[0]["shape"] or []
-    class_count = out_shape[-1] if len(out_shape) == 2 and isinstance(out_shape[-1], int) else 0
+    class_count = out_shape[1] if len(out_shape) >= 2 and isinstance(out_shape[1], int) and all(side == 1 for side in out_shape[2:]) else 0
     default_domain = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     return {
         "opset": default_domain[0] if default_domain else None,
