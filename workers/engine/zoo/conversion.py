@@ -596,7 +596,7 @@ def constant_reshapes(module):
             continue
         if len(node.args) != 2 or getattr(node.args[1], "op", "") != "get_attr":
             continue
-        shape = module.get_buffer(node.args[1].target) if "." in node.args[1].target else getattr(module, node.args[1].target)
+        shape = attribute_tensor(module, node.args[1])
         if shape.dim() != 1 or not bool((shape != 0).all()):
             continue
         with module.graph.inserting_before(node):
@@ -608,6 +608,11 @@ def constant_reshapes(module):
         module.graph.eliminate_dead_code()
         module.recompile()
     return module
+
+
+def attribute_tensor(module, node) -> torch.Tensor:
+    """The tensor a get_attr node of a torch.fx module reads (a buffer of a submodule, or the module's own)."""
+    return module.get_buffer(node.target) if "." in node.target else getattr(module, node.target)
 
 
 def constant_dropouts(module):
@@ -625,7 +630,7 @@ def constant_dropouts(module):
         if ratio is None:
             value = 0.5
         elif getattr(ratio, "op", "") == "get_attr":
-            tensor = module.get_buffer(ratio.target) if "." in ratio.target else getattr(module, ratio.target)
+            tensor = attribute_tensor(module, ratio)
             if tensor.numel() != 1:
                 continue
             value = float(tensor.reshape(-1)[0])
