@@ -54,7 +54,7 @@ def root_of(folders: list[str]) -> Root | None:
     for index, folder in enumerate(folders):
         name = folder.casefold()
         if name in IMAGE_ROOTS or name in MASK_ROOTS:
-            split = name[-2:] if name[-2:] in ("tr", "ts") and name not in ("gt",) else ""
+            split = name[-2:] if name[:-2] in ("images", "labels") and name[-2:] in ("tr", "ts") else ""
             return Root(index, MASK_ROLE if name in MASK_ROOTS else IMAGE_ROLE, split)
     return None
 
