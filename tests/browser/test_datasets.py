@@ -184,6 +184,11 @@ def test_a_segmentation_upload_says_which_mask_went_where(page, live_server, cli
         mask = page.locator("#report tbody tr").filter(has=first_cell)
         expect(mask).to_contain_text(f"mask of brains/images/sub-0{k}/slice.png (labels 0, 1, 2)")
     shot(page, "d7-segmentation-masks")
+    for width in (390, 1920):  # a phone and a wide screen: the line of facts wraps inside its card
+        page.set_viewport_size({"width": width, "height": 900})
+        facts = page.locator("#dataset-shape").bounding_box()
+        assert facts["x"] >= 0 and facts["x"] + facts["width"] <= width
+        shot(page, f"d7-segmentation-masks-{width}")
     dataset = Dataset.objects.get(project=project)
     for k in (1, 2):
         sample = dataset.samples.get(source_path=f"brains/images/sub-0{k}/slice.png")
