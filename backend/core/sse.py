@@ -103,7 +103,10 @@ class WsgiStream:
             self.step = None
 
     def end(self) -> None:
-        """From any thread: the stream stops waiting and ends."""
+        """From any thread: the stream stops waiting and ends. Once: a second cancellation would cut short the
+        stream's own clean-up (a watch waiting for its task to finish)."""
+        if self.ended:
+            return
         self.ended = True
         with contextlib.suppress(RuntimeError):  # its loop has closed: the stream ended by itself meanwhile
             self.loop.call_soon_threadsafe(self.cancel_step)
@@ -154,4 +157,15 @@ def blocking(events: AsyncIterator[str]) -> Iterator[str]:
         with WsgiStream.lock:
             WsgiStream.open.discard(stream)
         loop.run_until_complete(loop.create_task(parts.aclose(), context=context))
+        finish_tasks(loop)
         loop.close()
+
+
+def finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Whatever the stream started on its loop (a watch) is finished before the loop closes, its clean-up
+    (closing its database connection) run; a task left pending would be dropped half-way."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

@@ -14,6 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from backend.core.sse import WsgiStream, end_wsgi_streams
+from backend.runs.events import Watch
 from tests.conftest import LIVE_REQUESTS, wait_for
 from tests.factories import ready_dataset, training_spec
 
@@ -55,7 +56,9 @@ def test_ending_the_streams_finishes_their_requests_at_once(live_server, user, m
     assert len(WsgiStream.open) == 1
 
     assert end_wsgi_streams() == 1
+    end_wsgi_streams()  # as the teardown does until the requests are done: a second call must not cut the clean-up short
     assert closed.wait(60), "the client sees the stream end, long before the next keep-alive"
     wait_for(lambda: not LIVE_REQUESTS.outstanding(), 60, "the server finishing the request")
     assert not WsgiStream.open
+    assert not Watch.watches, "the stream's watch (its subscription or poll, and its connection) went with it"
     reader.join(10)
