@@ -106,7 +106,20 @@ def test_measure_every_sample_and_read_the_table_charts_and_downloads(page, live
     page.select_option('select[name="kind"]', "aggregation")
     expect(page.locator("#measures-field")).to_be_visible()
     page.fill('input[name="name"]', "Lesion burden")
+    # A preview still being drawn when the save is refused must not wipe the refusal when it arrives (it did, now
+    # and then on a loaded machine): hold the previews until the refusal is shown.
+    held, holding = [], [True]
+    page.route("**/api/pipelines/preview/", lambda route: held.append(route) if holding[0] else route.continue_())
+    page.evaluate("document.getElementById('preview-dataset').dispatchEvent(new Event('change'))")
+    page.wait_for_function("() => document.getElementById('preview-state').textContent === 'Drawing…'")
     page.click("#pipeline-save")
+    expect(page.locator('[data-error-for="measures"]')).to_contain_text("Choose at least one measure")
+    assert held, "a preview was being drawn when the save was refused"
+    holding[0] = False
+    with page.expect_response("**/api/pipelines/preview/"):
+        for route in held:
+            route.continue_()
+    expect(page.locator("#preview-state")).to_contain_text("seed")
     expect(page.locator('[data-error-for="measures"]')).to_contain_text("Choose at least one measure")
     page.get_by_role("checkbox", name="Mean intensity", exact=True).check()
     page.get_by_role("checkbox", name=re.compile(r"^Mask volume \(ml\)")).check()

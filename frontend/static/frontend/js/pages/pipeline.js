@@ -120,7 +120,9 @@ async function drawPreview() {
   try {
     const items = await api("POST", "/api/pipelines/preview/", { dataset: Number(dataset.value), steps, seed });
     if (request !== latestPreview) return; // the steps changed while this one was drawn
-    clearErrors(form);
+    // Only what a preview can refuse (the steps) is cleared: a save's refusal that came back while this one
+    // was drawn (no measure chosen, a name missing) stays beside its field.
+    form.querySelectorAll('[data-error-for^="steps"], [data-error-for="dataset"]').forEach((node) => { node.textContent = ""; });
     grid.replaceChildren(...items.map(previewPair));
     state.textContent = `seed ${seed}`;
   } catch (error) {
