@@ -1,5 +1,7 @@
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from . import views
 from .auth import LoginView
@@ -20,4 +22,6 @@ urlpatterns = [
     path("zoo/", views.zoo_page, name="zoo"),
     path("projects/<int:project_id>/models/", views.imported_models_page, name="imported-models"),
     path("imported-models/<int:importedmodel_id>/", views.imported_model_page, name="imported-model"),
+    # Browsers ask /favicon.ico of what names no icon (the API's JSON, its docs): the pages' own (base.html).
+    path("favicon.ico", RedirectView.as_view(url=static("frontend/favicon.svg")), name="favicon"),
 ]

@@ -15,6 +15,7 @@ from backend.projects.models import Role
 from backend.runs.lineage import lineage_of, runs_in, shown_lineage
 from backend.runs.services import runs_for
 from backend.zoo.services import architecture_choices, imported_models_for
+from frontend.run_table import run_table
 
 
 @login_required
@@ -26,12 +27,13 @@ def home(request):
 def project_page(request, project_id):
     project = get_project(request.user, project_id)
     changeable = can_change(request.user, project)
+    runs = list(project.runs.select_related("partition__dataset"))
     return render(request, "frontend/project.html", {
         "project": project, "can_change": changeable,
         "events": events_for(request.user, project)[:20] if changeable else [],
         "members": project.members.select_related("user"), "roles": Role.choices,
         "datasets": project.datasets.all(),
-        "runs": project.runs.select_related("partition__dataset"),
+        "runs": runs, "run_table": run_table(runs),  # the settings that differ between the runs, a column each
         "pipelines": project.pipelines.prefetch_related("versions"),
         "aggregations": Aggregation.objects.filter(dataset__project=project).select_related("dataset"),
         "imported_models": project.imported_models.all(),

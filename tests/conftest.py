@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.request
 import warnings
 import zipfile
@@ -64,6 +65,13 @@ class LiveRequests:
         with self.lock:
             return sorted(self.answering.values())
 
+    def where(self) -> str:
+        """Where each thread still answering is waiting: the stacks that name the cause of a slow teardown."""
+        frames = sys._current_frames()
+        with self.lock:
+            answering = dict(self.answering)
+        return "\n".join(f"{request}:\n" + "".join(traceback.format_stack(frames[ident])) for ident, request in answering.items() if ident in frames)
+
 
 LIVE_REQUESTS = LiveRequests()
 
@@ -95,7 +103,7 @@ def live_server_finishes_before_the_flush(request):
         if time.monotonic() > deadline:
             # Seen once in 3 loaded rounds: a stream that did not end within 120 s. Say so and let the flush go on
             # (what the old teardown always did); database_left_empty keeps the next test clean if it fails.
-            warnings.warn(f"The live server was still answering {outstanding} 120 s after the test ended", stacklevel=1)
+            warnings.warn(f"The live server was still answering {outstanding} 120 s after the test ended:\n{LIVE_REQUESTS.where()}", stacklevel=1)
             return
         time.sleep(0.05)
 

@@ -8,6 +8,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
@@ -21,10 +22,14 @@ from .services import (
     create_dataset_from_upload,
     create_kfold_partitions,
     create_partition,
+    dataset_deletion,
     datasets_for,
     delete_dataset,
+    delete_partition,
     merge_datasets,
+    partition_deletion,
     partitions_for,
+    preview_partition,
     request_ingest_stop,
 )
 
@@ -173,7 +178,7 @@ SAMPLE_FILTERS = [
 ]
 
 
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class DatasetViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Datasets come from uploads (files, folders, zips) ingested by a worker, or from merging others."""
 
     serializer_class = DatasetSerializer
@@ -214,8 +219,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         record(request.user, dataset.project, Action.READ, dataset)
         return Response(self.get_serializer(dataset).data)
 
-    def perform_destroy(self, dataset):
-        delete_dataset(self.request.user, dataset)
+    def deletion_plan(self, user, dataset):
+        return dataset_deletion(dataset)
+
+    def delete_thing(self, user, dataset, with_runs):
+        delete_dataset(user, dataset, with_runs)
 
     @extend_schema(request=None, responses={202: DatasetSerializer})
     @action(detail=True, methods=["post"])
@@ -364,8 +372,49 @@ class PartitionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Partition
         fields = ["id", "dataset", "name", "method", "train_percent", "validation_percent", "test_percent", "seed", "folds", "fold",
-                  "column", "stratified", "counts", "leaking_patients", "created_at"]
-        read_only_fields = ["stratified", "counts", "folds", "fold", "leaking_patients", "created_at"]
+                  "column", "stratified", "counts", "patients", "samples_without_patient", "leaking_patients", "created_at"]
+        read_only_fields = ["stratified", "counts", "patients", "samples_without_patient", "folds", "fold", "leaking_patients", "created_at"]
+
+
+class PartitionPreviewSerializer(serializers.Serializer):
+    dataset = OwnedPrimaryKeyField(scope=datasets_for, model_name="dataset")
+    train_percent = serializers.FloatField(default=70)
+    validation_percent = serializers.FloatField(default=15)
+    test_percent = serializers.FloatField(default=15)
+    seed = serializers.IntegerField(default=42, min_value=0, max_value=2**31 - 1)
+
+
+class SubsetPreviewSerializer(serializers.Serializer):
+    samples = serializers.IntegerField()
+    patients = serializers.IntegerField(help_text="Patients in the subset; samples without a patient ID are not counted.")
+    percent = serializers.FloatField(help_text="Its share of the samples, to one decimal.")
+    asked = serializers.FloatField(help_text="The percentage asked for it.")
+    labels = serializers.DictField(child=serializers.IntegerField(), help_text="{label: samples}")
+
+
+class PreviewProblemSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="{subset: samples}")
+    patients = serializers.DictField(child=serializers.IntegerField(), help_text="{subset: patients}")
+
+
+class ExistingPartitionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class PartitionPreviewResultSerializer(serializers.Serializer):
+    samples = serializers.IntegerField()
+    patients = serializers.IntegerField(help_text="Distinct patient IDs in the dataset.")
+    samples_without_patient = serializers.IntegerField(help_text="Samples with no patient ID: each is placed on its own.")
+    grouped_by = serializers.ChoiceField(choices=["patient", "patient where known", "image"])
+    subsets = serializers.DictField(child=SubsetPreviewSerializer(), help_text="train, validation and test.")
+    summary = serializers.CharField(help_text="'train 48 · validation 24 · test 0 samples (6 patients: 4/2/0)'")
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="Far from the percentages asked; split by image.")
+    refusals = PreviewProblemSerializer(many=True, help_text="What POST /api/partitions/ would refuse: an asked-for subset left empty.")
+    existing = ExistingPartitionSerializer(allow_null=True, help_text="The same partition, made before: POST would refuse it.")
 
 
 class KFoldSerializer(serializers.Serializer):
@@ -375,7 +424,7 @@ class KFoldSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=42, min_value=0, max_value=2**31 - 1)
 
 
-class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class PartitionViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     """Train / validation / test partitions, stratified by label and reproducible from the seed."""
 
     serializer_class = PartitionSerializer
@@ -389,6 +438,12 @@ class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    def deletion_plan(self, user, partition):
+        return partition_deletion(partition)
+
+    def delete_thing(self, user, partition, with_runs):
+        delete_partition(user, partition, with_runs)
+
     def perform_create(self, serializer):
         data = serializer.validated_data
         if data["method"] == Partition.Method.COLUMN:
@@ -399,6 +454,17 @@ class PartitionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         serializer.instance = create_partition(
             self.request.user, data["dataset"], data.get("name", ""), data["train_percent"], data["validation_percent"], data["test_percent"], data["seed"]
         )
+
+    @extend_schema(request=PartitionPreviewSerializer, responses={200: PartitionPreviewResultSerializer})
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """What POST /api/partitions/ (method percentages) would make, without making it: samples and patients per
+        subset, warnings, the refusals it would answer and the same partition made before. Nothing is stored."""
+        asked = PartitionPreviewSerializer(data=request.data, context={"request": request})
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        return Response(preview_partition(request.user, data["dataset"], data["train_percent"], data["validation_percent"],
+                                          data["test_percent"], data["seed"]))
 
     @extend_schema(request=KFoldSerializer, responses={201: PartitionSerializer(many=True)})
     @action(detail=False, methods=["post"])

@@ -79,6 +79,20 @@ class Dataset(Job):
         return sorted(self.class_counts)
 
     @property
+    def labels_in_words(self) -> str:
+        """What the samples are labelled with, as the pages list it: the classes ("NORMAL, PNEUMONIA"), or for
+        segmentation the masks and the label values they hold ("segmentation · 6 masks · labels 0, 1, 2")."""
+        classes = [label or "(unlabelled)" for label in self.labels]
+        if self.task != self.Task.SEGMENTATION:
+            return ", ".join(classes)
+        words = ["segmentation", f"{self.masked_count} mask{'' if self.masked_count == 1 else 's'}"]
+        if self.mask_values:
+            words.append(f"label{'' if len(self.mask_values) == 1 else 's'} {', '.join(str(v) for v in self.mask_values)}")
+        if any(self.labels):  # classes too (folder names beside the masks)
+            words.append(f"classes {', '.join(classes)}")
+        return " · ".join(words)
+
+    @property
     def is_merge(self) -> bool:
         return bool(self.label_mapping) or self.merged_from.exists()
 
@@ -185,6 +199,9 @@ class Partition(models.Model):
     seed = models.IntegerField()
     stratified = models.BooleanField(default=True)
     counts = models.JSONField(default=dict, help_text="{subset: {label: count}}")
+    patients = models.JSONField(default=dict, blank=True, help_text="{subset: number of patients}; samples without a patient ID are not counted.")
+    samples_without_patient = models.PositiveIntegerField(
+        default=0, help_text="Samples with no patient ID, each placed on its own (when all are: the split is by image).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

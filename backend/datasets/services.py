@@ -10,14 +10,16 @@ from django.conf import settings
 from django.db import transaction
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlan, Thing, carry_out
 from backend.core.errors import ServiceError
-from backend.core.jobs import STOPPED_AT_ONCE, require_finished, require_stoppable, stop
+from backend.core.jobs import STOPPED_AT_ONCE, require_stoppable, stop
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.access import projects_for, require_owner
 from backend.projects.services import remove_tree_after_commit
-from workers.engine.splits import SUBSETS, grouped_split, kfold_split, leaking_patients, subsets_from_column
+from workers.engine.splits import SUBSETS, grouped_split, groups_of, kfold_split, leaking_patients, subsets_from_column
 
 from .models import Dataset, Partition, PartitionMember
+from .partitions import duplicate_error, empty_subsets, same_partition, split_facts
 
 MAX_REPORTED_PROBLEMS = 20
 
@@ -161,23 +163,46 @@ def check_percentages(train: float, validation: float, test: float) -> None:
         raise ServiceError("The training subset needs a percentage above 0.", field="train_percent")
 
 
-def partition_samples(actor, dataset: Dataset) -> list[tuple[int, str, str, dict]]:
-    """(id, label, patient, meta) of the dataset's samples, after the checks every partition needs."""
+def partition_samples(actor, dataset: Dataset, meta: bool = True) -> list[tuple[int, str, str, dict | None]]:
+    """(id, label, patient, meta) of the dataset's samples, after the checks every partition needs
+    (meta=False: None for meta, which only a column partition reads; the preview runs on every change of the form)."""
     require_owner(actor, dataset.project)
     if dataset.status != Dataset.Status.READY:
         raise ServiceError("This dataset is not ready yet; wait for its ingest to finish.", field="dataset")
-    samples = list(dataset.samples.order_by("id").values_list("pk", "label", "patient", "meta"))
+    rows = dataset.samples.order_by("id")
+    samples = list(rows.values_list("pk", "label", "patient", "meta")) if meta else [
+        (pk, label, patient, None) for pk, label, patient in rows.values_list("pk", "label", "patient")]
     if not samples:
         raise ServiceError("This dataset has no samples to partition.", field="dataset")
     return samples
 
 
-def create_partition(actor, dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+def percentage_split(actor, dataset: Dataset, train: float, validation: float, test: float, seed: int):
+    """(samples, assignment, asked): the split a percentage partition stores, which its preview shows."""
     check_percentages(train, validation, test)
-    samples = partition_samples(actor, dataset)
-    percentages = {"train": train, "validation": validation, "test": test}
+    samples = partition_samples(actor, dataset, meta=False)
+    asked = {"train": train, "validation": validation, "test": test}
     # Patients stay whole: no one is tested on a model that trained on their other images.
-    assignment = grouped_split([s[1] for s in samples], percentages, seed, [s[2] for s in samples])
+    assignment = grouped_split([s[1] for s in samples], asked, seed, [s[2] for s in samples])
+    return samples, assignment, asked
+
+
+def preview_partition(actor, dataset: Dataset, train: float, validation: float, test: float, seed: int) -> dict:
+    """What create_partition would store, without storing it: samples and patients per subset, a summary line,
+    warnings, the refusals it would answer (an asked-for subset left empty) and the same partition made before."""
+    samples, assignment, asked = percentage_split(actor, dataset, train, validation, test, seed)
+    facts = split_facts(samples, assignment, asked)
+    existing = same_partition(dataset, samples, assignment, {"train_percent": train, "validation_percent": validation,
+                                                                 "test_percent": test, "seed": seed})
+    return {**facts, "refusals": empty_subsets(facts, asked), "existing": {"id": existing.pk, "name": existing.name} if existing else None}
+
+
+def create_partition(actor, dataset: Dataset, name: str, train: float, validation: float, test: float, seed: int) -> Partition:
+    samples, assignment, asked = percentage_split(actor, dataset, train, validation, test, seed)
+    # Whole patients can leave a subset empty (6 patients, 70/15/15: no test patient): refused, with the counts.
+    refusals = empty_subsets(split_facts(samples, assignment, asked), asked)
+    if refusals:
+        raise ServiceError(refusals[0]["message"], field=refusals[0]["field"], code=refusals[0]["code"], errors=refusals)
     return store_partition(actor, dataset, samples, assignment, name=(name or "").strip() or f"{train:g}/{validation:g}/{test:g} seed {seed}",
                            train_percent=train, validation_percent=validation, test_percent=test, seed=seed)
 
@@ -186,8 +211,16 @@ def create_kfold_partitions(actor, dataset: Dataset, name: str, folds: int, seed
     """k partitions of one cross-validation: fold i is the validation subset of the i-th, the rest train."""
     if not 2 <= folds <= 20:
         raise ServiceError("folds must be between 2 and 20.", field="folds")
-    samples = partition_samples(actor, dataset)
+    samples = partition_samples(actor, dataset, meta=False)
     assignment = kfold_split([s[1] for s in samples], folds, seed, [s[2] for s in samples])
+    sizes = Counter(assignment)
+    if any(not sizes[fold] for fold in range(folds)):
+        patients = [s[2] for s in samples]
+        groups = len(groups_of(len(samples), patients))
+        unit = "images" if not any(patients) else "patients" if all(patients) else "patients and images without a patient ID"
+        raise ServiceError(f"{folds} folds are more than whole patients can fill: the folds would hold "
+                           f"{', '.join(str(sizes[fold]) for fold in range(folds))} samples, from {groups} {unit}. Choose fewer folds.",
+                           field="folds")
     base = (name or "").strip() or f"{folds}-fold seed {seed}"
     partitions = []
     with transaction.atomic():
@@ -219,13 +252,23 @@ def create_column_partition(actor, dataset: Dataset, name: str, column: str) -> 
 
 
 def store_partition(actor, dataset: Dataset, samples, assignment: list[str], **fields) -> Partition:
+    """Store a split, unless the dataset has the same partition already (a 400 that names it)."""
     counts: dict[str, Counter] = defaultdict(Counter)
     for (_, label, _, _), subset in zip(samples, assignment):
         counts[subset][label] += 1
     leaks = leaking_patients(assignment, [s[2] for s in samples])
+    facts = split_facts(samples, assignment)
     with transaction.atomic():
+        # One partition of a dataset at a time, so two identical requests cannot both miss each other.
+        list(Dataset.objects.select_for_update().filter(pk=dataset.pk).values_list("pk", flat=True))
+        existing = same_partition(dataset, samples, assignment, fields)
+        if existing:
+            error = duplicate_error(existing)
+            raise ServiceError(error["message"], code=error["code"], errors=[error])
         partition = Partition.objects.create(dataset=dataset, leaking_patients=leaks,
-                                             counts={subset: dict(sorted(counts[subset].items())) for subset in SUBSETS}, **fields)
+                                             counts={subset: dict(sorted(counts[subset].items())) for subset in SUBSETS},
+                                             patients={subset: facts["subsets"][subset]["patients"] for subset in SUBSETS},
+                                             samples_without_patient=facts["samples_without_patient"], **fields)
         PartitionMember.objects.bulk_create(
             [PartitionMember(partition=partition, sample_id=pk, subset=subset) for (pk, _, _, _), subset in zip(samples, assignment)],
             batch_size=5000,
@@ -234,26 +277,39 @@ def store_partition(actor, dataset: Dataset, samples, assignment: list[str], **f
     return partition
 
 
-def delete_dataset(actor, dataset: Dataset) -> None:
-    require_owner(actor, dataset.project)
-    require_finished(dataset, "dataset")
+def dataset_deletion(dataset: Dataset) -> DeletionPlan:
+    """Deleting a dataset takes its samples, files, partitions and tables of measures; the runs trained on it only when
+    asked (their results are why it is kept). A merged dataset that indexes its samples forbids it."""
+    plan = DeletionPlan(Thing.of("dataset", dataset), row=dataset, folders=[dataset.storage_dir])
     merges = list(dataset.merged_into.values_list("name", flat=True))
     if merges:
-        raise ServiceError(
-            f"The merged dataset(s) {', '.join(repr(m) for m in merges)} index this dataset's samples; delete them first.",
-            code="conflict", status_code=409,
-        )
-    used_by = sum(partition.runs.count() for partition in dataset.partitions.all())
-    if used_by:
-        raise ServiceError(
-            f"This dataset was used by {used_by} training run(s); it is kept so their results stay reproducible. "
-            "Delete those runs first.", code="conflict", status_code=409,
-        )
-    folder = dataset.storage_dir  # before delete(), which clears the primary key it is named by
-    with transaction.atomic():
-        record(actor, dataset.project, Action.DELETE, dataset)
-        dataset.delete()
-        remove_tree_after_commit(folder)
+        plan.blocked_by.append(f"The merged dataset(s) {', '.join(repr(m) for m in merges)} index this dataset's samples; "
+                               "delete them first.")
+    for partition in dataset.partitions.all():
+        plan.also.extend(partition_deletion(partition).also)
+        plan.also.insert(0, Thing.of("partition", partition))
+        plan.add_runs(partition.runs.all())
+    plan.also.extend(Thing.of("aggregation", aggregation) for aggregation in dataset.aggregations.all())
+    return plan
+
+
+def delete_dataset(actor, dataset: Dataset, with_runs: bool = False) -> None:
+    require_owner(actor, dataset.project)
+    carry_out(actor, dataset.project, dataset_deletion(dataset), with_runs)
+
+
+def partition_deletion(partition: Partition) -> DeletionPlan:
+    """Deleting a partition takes its learning-rate searches (one still sweeping is stopped first); the runs trained on
+    it only when asked."""
+    plan = DeletionPlan(Thing.of("partition", partition), row=partition)
+    plan.also.extend(Thing.of("rate_search", search) for search in partition.rate_searches.all() if not search.is_finished)
+    plan.add_runs(partition.runs.all())
+    return plan
+
+
+def delete_partition(actor, partition: Partition, with_runs: bool = False) -> None:
+    require_owner(actor, partition.dataset.project)
+    carry_out(actor, partition.dataset.project, partition_deletion(partition), with_runs)
 
 
 def sample_kinds(dataset: Dataset) -> set[str]:

@@ -117,7 +117,8 @@ def tags(sample: Sample) -> list[dict]:
 
         ds = pydicom.dcmread(sample.project_dir / sample.original, stop_before_pixels=True, force=True)
         return tag_rows(ds, 0)
-    facts = {k: v for k, v in sample.meta.items() if k not in ("table",)}
+    # Not the file's: the row of a joined table, and the mask's label values (the page's facts line shows them).
+    facts = {k: v for k, v in sample.meta.items() if k not in ("table", "mask_values")}
     return [{"tag": "", "name": key, "value": str(value)[:MAX_TAG_VALUE], "depth": 0} for key, value in sorted(facts.items())]
 
 

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
@@ -24,11 +25,13 @@ from workers.engine.pipelines.measures import schemas as measure_schemas
 from . import export, preview
 from .models import Aggregation, AggregationRow, Pipeline, PipelineVersion
 from .services import (
+    aggregation_deletion,
     aggregations_for,
     create_pipeline,
     delete_aggregation,
     delete_pipeline,
     operation_schemas,
+    pipeline_deletion,
     pipelines_for,
     run_preprocessing,
     start_aggregation,
@@ -142,8 +145,8 @@ class PreviewItemSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Why the pipeline failed on this sample; empty when it did not.")
 
 
-class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
-                      mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class PipelineViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                      mixins.UpdateModelMixin, viewsets.GenericViewSet):
     """Pipelines of operations. Saving new steps into a version that a run or a derived dataset used makes a new version."""
 
     serializer_class = PipelineSerializer
@@ -177,8 +180,11 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         # The raw steps, not the serializer's: the service reports problems per step in its own words.
         return self.request.data.get("steps", [])
 
-    def perform_destroy(self, pipeline):
-        delete_pipeline(self.request.user, pipeline)
+    def deletion_plan(self, user, pipeline):
+        return pipeline_deletion(pipeline)
+
+    def delete_thing(self, user, pipeline, with_runs):
+        delete_pipeline(user, pipeline, with_runs)
 
     @extend_schema(request=RunRequestSerializer, responses={202: DatasetSerializer})
     @action(detail=True, methods=["post"])
@@ -243,7 +249,7 @@ EXPORT_PARAMETERS = [
 ]
 
 
-class AggregationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class AggregationViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                          viewsets.GenericViewSet):
     """Tables of measures: an aggregation pipeline over a dataset, measured by a worker, with charts' data and exports."""
 
@@ -278,8 +284,11 @@ class AggregationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         aggregation = start_aggregation(request.user, data["pipeline"], data["dataset"], data.get("name", ""))
         return Response(self.get_serializer(aggregation).data, status=status.HTTP_202_ACCEPTED)
 
-    def perform_destroy(self, aggregation):
-        delete_aggregation(self.request.user, aggregation)
+    def deletion_plan(self, user, aggregation):
+        return aggregation_deletion(aggregation)
+
+    def delete_thing(self, user, aggregation, with_runs):
+        delete_aggregation(user, aggregation, with_runs)
 
     @extend_schema(request=None, responses={202: AggregationSerializer})
     @action(detail=True, methods=["post"])

@@ -5,8 +5,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlan, Thing, carry_out
 from backend.core.errors import ServiceError
-from backend.core.jobs import require_finished, stop
+from backend.core.jobs import stop
 from backend.projects.access import projects_for, require_owner
 from workers.engine.pipelines import OPERATIONS, PipelineError
 from workers.engine.pipelines import Pipeline as EnginePipeline
@@ -99,13 +100,24 @@ def mark_used(version: PipelineVersion) -> None:
     PipelineVersion.objects.filter(pk=version.pk, used_at__isnull=True).update(used_at=timezone.now())
 
 
-def delete_pipeline(user, pipeline: Pipeline) -> None:
+def pipeline_deletion(pipeline: Pipeline) -> DeletionPlan:
+    """Deleting a pipeline takes its versions; the runs it augmented only when asked. The datasets it derived and the
+    tables of measures it made forbid it: they say how they were made by naming it."""
+    plan = DeletionPlan(Thing.of("pipeline", pipeline), row=pipeline)
+    for version in pipeline.versions.all():
+        plan.add_runs(version.runs.all())
+        plan.also.extend(Thing.of("rate_search", search) for search in version.rate_searches.all() if not search.is_finished)
+        made = [f"dataset '{dataset.name}'" for dataset in version.derived_datasets.all()]
+        made += [f"table of measures '{aggregation.name}'" for aggregation in version.aggregations.all()]
+        if made:
+            plan.blocked_by.append(f"Version {version.number} made the {', '.join(made)}; it is kept so they can say how they "
+                                   "were made. Delete them first.")
+    return plan
+
+
+def delete_pipeline(user, pipeline: Pipeline, with_runs: bool = False) -> None:
     require_owner(user, pipeline.project)
-    if pipeline.versions.filter(used_at__isnull=False).exists():
-        raise ServiceError("Runs or derived datasets used this pipeline; it is kept so they can say how they were made.",
-                           code="conflict", status_code=409)
-    record(user, pipeline.project, Action.DELETE, pipeline)
-    pipeline.delete()
+    carry_out(user, pipeline.project, pipeline_deletion(pipeline), with_runs)
 
 
 def operation_schemas() -> list[dict]:
@@ -177,8 +189,11 @@ def stop_aggregation(user, aggregation: Aggregation) -> None:
     stop(aggregation)
 
 
-def delete_aggregation(user, aggregation: Aggregation) -> None:
+def aggregation_deletion(aggregation: Aggregation) -> DeletionPlan:
+    """Deleting a table of measures takes its rows; one still measuring is stopped first."""
+    return DeletionPlan(Thing.of("aggregation", aggregation), row=aggregation)
+
+
+def delete_aggregation(user, aggregation: Aggregation, with_runs: bool = False) -> None:
     require_owner(user, aggregation.project)
-    require_finished(aggregation, "table of measures")
-    record(user, aggregation.project, Action.DELETE, aggregation)
-    aggregation.delete()
+    carry_out(user, aggregation.project, aggregation_deletion(aggregation), with_runs)

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from backend.audit.services import Action, record
 from backend.core import sse
 from backend.core.api import api_not_found
+from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
@@ -30,6 +31,7 @@ from .services import (
     rate_searches_for,
     request_stop,
     resume_run,
+    run_deletion,
     runs_for,
     set_public,
     start_rate_search,
@@ -138,7 +140,7 @@ class StartingPointSerializer(serializers.ModelSerializer):
         return run.results.get("kept", {}).get("epoch")
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class RunViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Training runs: launched on a partition, trained by a worker, exported as ONNX."""
 
     serializer_class = RunSerializer
@@ -157,8 +159,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destro
         record(request.user, run.project, Action.READ, run)
         return Response(self.get_serializer(run).data)
 
-    def perform_destroy(self, run):
-        delete_run(self.request.user, run)
+    def deletion_plan(self, user, run):
+        return run_deletion(run)
+
+    def delete_thing(self, user, run, with_runs):
+        delete_run(user, run, with_runs)
 
     @extend_schema(request=RunLaunchSerializer, responses={202: RunSerializer})
     def create(self, request):

@@ -44,6 +44,7 @@ exactly the events after it. A comment line keeps a quiet stream alive every 15 
 KEEP_ALIVE_SECONDS = 15.0  # a comment after this long without an event
 RETRY_MILLISECONDS = 2000  # the browser reconnects this long after a drop
 BATCH = 500  # points (and lines) read at once: a client far behind catches up in several reads
+STOP_RETRY_SECONDS = 2.0  # a watch asked to stop is cancelled again after this long
 MOST_UNSENT = 100  # reads kept for a stream that does not keep up; past that it catches up from the database
 
 
@@ -161,6 +162,7 @@ class Watch:
         self.run_id = run_id
         self.followers: set[Follower] = set()
         self.ready = asyncio.Event()  # its position is known: a stream may catch up to it
+        self.stopping = False
         # A context of its own: its reads get a thread (and connection) of their own, not the first request's.
         self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
 
@@ -181,8 +183,16 @@ class Watch:
             if not watch.followers:  # the last one has gone: so do the subscription and the connection
                 if cls.watches.get(key) is watch:
                     del cls.watches[key]
-                watch.task.cancel()
-                await asyncio.wait([watch.task])
+                await watch.stop()
+
+    async def stop(self) -> None:
+        """Ends the watch and waits for its clean-up (the subscription and the connection closed). Its loop also looks at
+        `stopping` after each wait, and the cancellation is repeated while the task lives on: a stream's end must never
+        hang on one cancellation lost inside a library's wait (the teardown that empties the database waits for it)."""
+        self.stopping = True
+        while not self.task.done():
+            self.task.cancel()
+            await asyncio.wait([self.task], timeout=STOP_RETRY_SECONDS)
 
     def give(self, item) -> None:
         for follower in self.followers:
@@ -196,7 +206,7 @@ class Watch:
                     changes = await sync_to_async(read_changes)(self.run_id, None)
                     cursor = changes.newest if changes else Cursor()
                     self.ready.set()
-                    while changes is not None and not changes.finished:
+                    while changes is not None and not changes.finished and not self.stopping:
                         if not changes.more:
                             await wake_up.wait(KEEP_ALIVE_SECONDS)
                         changes = await sync_to_async(read_changes)(self.run_id, cursor)
@@ -265,8 +275,11 @@ async def run_events(run_id: int, cursor: Cursor) -> AsyncIterator[str]:
                 follower.behind = changes is not None and changes.more
                 reads = [changes if changes is not None else GONE]
             else:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that comes with the event
+                # (CPython gh-86296), and the stream would go on after its end was asked.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(follower.arrived.wait(), max(0.0, KEEP_ALIVE_SECONDS - (time.monotonic() - last_sent)))
+                    async with asyncio.timeout(max(0.0, KEEP_ALIVE_SECONDS - (time.monotonic() - last_sent))):
+                        await follower.arrived.wait()
                 reads = follower.take()
             for changes in reads:
                 parts = [sse.event("end", None)] if changes == GONE else sent.events(changes)

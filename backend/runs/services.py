@@ -14,15 +14,15 @@ from django.utils import timezone
 
 from backend.audit.services import Action, record
 from backend.core import notify
+from backend.core.deletion import DeletionPlan, Thing, carry_out
 from backend.core.errors import ServiceError
-from backend.core.jobs import require_finished, require_stoppable, stop
+from backend.core.jobs import require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Partition
 from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
-from backend.projects.services import remove_tree_after_commit
 from backend.zoo.services import check_imported_start
 from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_subset, resolve_spec
 from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
@@ -334,13 +334,16 @@ def resume_run(actor, run: TrainingRun) -> TrainingRun:
     return run
 
 
-def require_not_a_pending_start(run: TrainingRun) -> None:
-    """A run whose model a queued or running run starts from keeps its weights until that one has read them."""
+def run_deletion(run: TrainingRun) -> DeletionPlan:
+    """Deleting a run takes its metrics, log and files (checkpoints, model); a run still training is stopped first. A run
+    whose model a queued or running run starts from keeps its weights until that one has read them."""
+    plan = DeletionPlan(Thing.of("run", run), row=run, folders=[run.storage_dir])
     waiting = TrainingRun.objects.filter(spec__model__weights="run", spec__model__start_run=run.pk).exclude(
         status__in=TrainingRun.finished_statuses()).first()
     if waiting:
-        raise ServiceError(f"Run {waiting.pk} '{waiting.name}' starts from this run's model and has not finished; delete this "
-                           "run once that one has (or stop that one first).", code="conflict", status_code=409)
+        plan.blocked_by.append(f"Run {waiting.pk} '{waiting.name}' starts from this run's model and has not finished; delete "
+                               "this run once that one has (or stop that one first).")
+    return plan
 
 
 def request_stop(actor, run: TrainingRun) -> TrainingRun:
@@ -353,15 +356,9 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
     return run
 
 
-def delete_run(actor, run: TrainingRun) -> None:
+def delete_run(actor, run: TrainingRun, with_runs: bool = False) -> None:
     require_owner(actor, run.project)
-    require_finished(run, "run")
-    require_not_a_pending_start(run)
-    folder = run.storage_dir  # before delete(), which clears the primary key it is named by
-    with transaction.atomic():
-        record(actor, run.project, Action.DELETE, run)
-        run.delete()
-        remove_tree_after_commit(folder)
+    carry_out(actor, run.project, run_deletion(run), with_runs)
 
 
 def rate_searches_for(user):

@@ -5,6 +5,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
@@ -12,7 +13,7 @@ from backend.projects.access import projects_for
 from workers.engine.zoo.registry import MODELS
 
 from .models import ImportedModel
-from .services import delete_imported, import_model, imported_models_for, predict, stop_import
+from .services import delete_imported, import_model, imported_deletion, imported_models_for, predict, stop_import
 
 
 class ImportedModelSerializer(JobSerializer):
@@ -72,7 +73,7 @@ class PredictionSerializer(serializers.Serializer):
     outputs_are = serializers.CharField()
 
 
-class ImportedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ImportedModelViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Models imported from ONNX or safetensors files: checked on upload, then made trainable (or prediction-only) by a worker."""
 
     serializer_class = ImportedModelSerializer
@@ -104,8 +105,11 @@ class ImportedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mix
         record(request.user, imported.project, Action.READ, imported)
         return Response(self.get_serializer(imported).data)
 
-    def perform_destroy(self, imported):
-        delete_imported(self.request.user, imported)
+    def deletion_plan(self, user, imported):
+        return imported_deletion(imported)
+
+    def delete_thing(self, user, imported, with_runs):
+        delete_imported(user, imported, with_runs)
 
     @extend_schema(request=None, responses={202: ImportedModelSerializer})
     @action(detail=True, methods=["post"])

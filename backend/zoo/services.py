@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import transaction
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlan, Thing, carry_out
 from backend.core.engine import ask_engine
 from backend.core.errors import ServiceError
-from backend.core.jobs import require_finished, require_stoppable, stop
+from backend.core.jobs import require_stoppable, stop
 from backend.core.tasks import INGEST_QUEUE, send_after_commit
 from backend.projects.access import projects_for, require_owner
-from backend.projects.services import remove_tree_after_commit
 from workers.engine.zoo.imports import PICKLED, foreign_format
 from workers.engine.zoo.registry import MODELS
 
@@ -201,21 +201,23 @@ def stop_import(actor, imported: ImportedModel) -> ImportedModel:
     return imported
 
 
-def delete_imported(actor, imported: ImportedModel) -> None:
-    require_owner(actor, imported.project)
-    require_finished(imported, "imported model")
+def imported_deletion(imported: ImportedModel) -> DeletionPlan:
+    """Deleting an imported model takes its files; an import still working is stopped first. A run that starts from it and
+    has not finished forbids it (it has not read the weights yet); finished runs keep what they learned."""
+    plan = DeletionPlan(Thing.of("imported_model", imported), row=imported, folders=[imported.storage_dir])
     from backend.runs.models import TrainingRun
 
     waiting = TrainingRun.objects.filter(spec__model__weights="imported", spec__model__imported_model=imported.pk).exclude(
         status__in=TrainingRun.finished_statuses()).first()
     if waiting:
-        raise ServiceError(f"Run {waiting.pk} '{waiting.name}' starts from this model and has not finished; delete the model "
-                           "once it has (or stop it first).", code="conflict", status_code=409)
-    folder = imported.storage_dir  # before delete(), which clears the primary key it is named by
-    with transaction.atomic():
-        record(actor, imported.project, Action.DELETE, imported)
-        imported.delete()
-        remove_tree_after_commit(folder)
+        plan.blocked_by.append(f"Run {waiting.pk} '{waiting.name}' starts from this model and has not finished; delete the model "
+                               "once it has (or stop it first).")
+    return plan
+
+
+def delete_imported(actor, imported: ImportedModel, with_runs: bool = False) -> None:
+    require_owner(actor, imported.project)
+    carry_out(actor, imported.project, imported_deletion(imported), with_runs)
 
 
 # ----------------------------------------------------------------------------------------------- prediction

@@ -19,7 +19,7 @@ def a_running_run(user):
     from backend.runs.models import TrainingRun
 
     project = Project.objects.create(owner=user, name="Chest")
-    partition = create_partition(user, ready_dataset(project, per_class=6, name="X-rays"), "", 60, 20, 20, 7)
+    partition = create_partition(user, ready_dataset(project, per_class=6, name="X-rays"), "", 75, 25, 0, 7)
     return TrainingRun.objects.create(project=project, partition=partition, name="live", spec=training_spec(epochs=8),
                                       status="running", started_at=timezone.now())
 

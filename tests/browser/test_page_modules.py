@@ -39,7 +39,7 @@ def a_project_with_one_of_everything(user):
     for sample in dataset.samples.all():
         sample.sha256 = hashlib.sha256(sample.array.encode()).hexdigest()
         sample.save(update_fields=["sha256"])
-    partition = create_partition(user, dataset, "", 60, 20, 20, 7)
+    partition = create_partition(user, dataset, "", 75, 25, 0, 7)  # six patients: 60/20/20 left test empty, now refused
     measuring = create_pipeline(user, project, "Brightness", "aggregation", [], ["mean"])
     table = start_aggregation(user, measuring, dataset)
     AGGREGATION.run(table.pk, "test")  # the worker's job, done here: the page shows a finished table
@@ -61,7 +61,7 @@ def test_every_page_runs_its_module_without_an_error(page, live_server, clinicia
         "/zoo/": ("#zoo-count", "of 12 networks"),
         f"/projects/{project}/": ("#dataset-table", "X-rays"),
         f"/datasets/{made['dataset'].pk}/": ("#partition-table", "Train a model"),
-        f"/samples/{made['sample'].pk}/": ("#tags", "Tag"),
+        f"/samples/{made['sample'].pk}/": ("#sample-facts", "lesion · image"),
         f"/partitions/{made['partition'].pk}/": ("#leakage", "No patient in two subsets."),
         f"/projects/{project}/pipelines/new/": ("#operation-list", "Add"),
         f"/projects/{project}/pipelines/{made['pipeline'].pk}/": ("#preview-state", "seed 0"),

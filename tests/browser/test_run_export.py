@@ -21,7 +21,7 @@ def finished_runs(user, checks: dict[str, dict]) -> dict[str, int]:
     from backend.runs.models import TrainingRun
 
     project = Project.objects.create(owner=user, name="Chest")
-    partition = create_partition(user, ready_dataset(project, per_class=6, name="X-rays"), "", 60, 20, 20, 7)
+    partition = create_partition(user, ready_dataset(project, per_class=6, name="X-rays"), "", 75, 25, 0, 7)
     ids = {}
     for name, results in checks.items():
         run = TrainingRun.objects.create(project=project, partition=partition, name=name, spec=training_spec(epochs=1),

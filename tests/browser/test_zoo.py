@@ -75,3 +75,21 @@ def test_the_zoo_filters_cards_and_shows_a_networks_layers_for_a_dataset(page, l
     page.fill('#summary-form input[name="input_size"]', "299")
     expect(facts).to_contain_text("Input 1 × 299 × 299 (resized from 64 × 64 inside the network)", timeout=ENGINE_MS)
     expect(page.locator('[data-error-for="dataset"]')).to_be_empty()
+
+
+def test_a_network_named_in_the_address_opens_on_its_layers_and_the_page_has_an_icon(page, live_server, clinician):
+    """The run form's link (?model=): the cards, then the network's table with its counts, and nothing left saying
+    it is still working. The icon the page links is served, and so is /favicon.ico (the browser's own ask)."""
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/zoo/?model=resnet18")
+    expect(page.locator(".zoo-card")).to_have_count(len(MODELS))
+    expect(page.locator('.zoo-card[data-name="resnet18"]')).to_have_class(re.compile(r"\bselected\b"))
+    facts = page.locator("#summary-facts")
+    expect(facts).to_contain_text("11.2 M parameters: all learn", timeout=ENGINE_MS)  # 1 channel, 2 classes: 11,171,266
+    expect(facts).to_contain_text("Input 1 × 64 × 64; output: 2 class scores")
+    expect(page.locator("#summary-state")).to_be_empty()
+    expect(page.locator("tr.block-row")).to_have_count(6)
+
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon and page.request.get(live_server.url + icon).ok
+    assert page.request.get(f"{live_server.url}/favicon.ico").ok

@@ -27,7 +27,7 @@ def a_running_run(user):
     from backend.runs.models import TrainingRun
 
     project = Project.objects.create(owner=user, name="Chest")
-    partition = create_partition(user, ready_dataset(project, per_class=4), "", 50, 25, 25, 7)
+    partition = create_partition(user, ready_dataset(project, per_class=4), "", 50, 50, 0, 7)
     return TrainingRun.objects.create(project=project, partition=partition, name="live", spec=training_spec(epochs=3),
                                       status="running", started_at=timezone.now())
 

@@ -45,7 +45,9 @@ def imports_of(source: str) -> list[str]:
 
 
 def page_templates() -> dict[str, str]:
-    return {path.name: path.read_text() for path in (TEMPLATES / "frontend").glob("*.html") if path.name != "base.html"}
+    """Every page's template: not base.html, nor the parts pages include (named _*.html)."""
+    return {path.name: path.read_text() for path in (TEMPLATES / "frontend").glob("*.html")
+            if path.name != "base.html" and not path.name.startswith("_")}
 
 
 def page_modules() -> list[str]:

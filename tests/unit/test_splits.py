@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from workers.engine.splits import allocate, stratified_split
+from workers.engine.splits import allocate, stratified_split, subset_sizes
 
 PERCENT = {"train": 70, "validation": 15, "test": 15}
 
@@ -27,3 +27,11 @@ def test_split_is_stratified_reproducible_and_covering():
 def test_percentages_must_add_to_100():
     with pytest.raises(ValueError):
         stratified_split(["a", "b"], {"train": 70, "validation": 15, "test": 10}, seed=0)
+
+
+def test_subset_sizes_count_samples_and_patients_and_leave_out_samples_without_an_id():
+    assignment = ["train", "train", "train", "validation", "train", "validation"]
+    patients = ["P1", "P1", "P2", "P3", "", ""]
+    assert subset_sizes(assignment, patients) == {"train": {"samples": 4, "patients": 2}, "validation": {"samples": 2, "patients": 1},
+                                                  "test": {"samples": 0, "patients": 0}}
+    assert subset_sizes(assignment)["train"] == {"samples": 4, "patients": 0}

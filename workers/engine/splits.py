@@ -102,6 +102,22 @@ def subsets_from_column(values: list[str]) -> tuple[list[str], list[tuple[int, s
     return subsets, unknown
 
 
+def subset_sizes(assignment: list[str], patients: list[str] | None = None, names=SUBSETS) -> dict[str, dict[str, int]]:
+    """{subset: {"samples": n, "patients": m}} for each name: what a split gives, before or after it is stored.
+
+    A sample without a patient ID counts as a sample only (it was placed on its own, as groups_of does).
+    """
+    sizes = {name: {"samples": 0, "patients": 0} for name in names}
+    seen: dict[str, set[str]] = defaultdict(set)
+    for index, subset in enumerate(assignment):
+        sizes.setdefault(subset, {"samples": 0, "patients": 0})["samples"] += 1
+        if patients is not None and patients[index]:
+            seen[subset].add(patients[index])
+    for subset, found in seen.items():
+        sizes[subset]["patients"] = len(found)
+    return sizes
+
+
 def leaking_patients(assignment: list[str], patients: list[str]) -> dict[str, list[str]]:
     """Patients whose samples sit in more than one subset, with those subsets."""
     seen: dict[str, set[str]] = defaultdict(set)

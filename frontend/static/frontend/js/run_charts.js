@@ -2,7 +2,7 @@
    side by side), smoothed or not, the kept epoch marked; and the run's own measurements per
    epoch (learning rate, images per second, memory). Points come one by one, from the stream or
    from the JSON endpoint; adding one twice (a reconnect) changes nothing. */
-import { drawChart } from "./charts.js";
+import { drawChart, removeChart } from "./charts.js";
 import { el } from "./dom.js";
 
 const SUBSET_STYLE = { train: { dash: "solid" }, validation: { dash: "dot" } };
@@ -80,19 +80,25 @@ function keptEpochLine(epoch) {
   };
 }
 
+/* The chart elements for these names in `container`, made where missing, all in the grid before any is drawn:
+   a chart drawn alone takes the width of the whole row (charts.js then follows each one's width). */
+function chartCells(container, names, attribute, make) {
+  for (const name of names) {
+    if (!container.querySelector(`[${attribute}="${name}"]`)) container.append(make(name));
+  }
+  return names.map((name) => container.querySelector(`[${attribute}="${name}"]`));
+}
+
 /* One chart per picked metric, in `container` (charts are made or reused by metric name). */
 export function drawMetricCharts(container, series, { picked, smoothing = 0, keptEpoch = null, revision = 0 }) {
   const wanted = picked.filter((name) => series.metricNames().includes(name));
   for (const chart of container.querySelectorAll("[data-metric]")) {
-    if (!wanted.includes(chart.dataset.metric)) chart.remove();
+    if (!wanted.includes(chart.dataset.metric)) removeChart(chart);
   }
-  for (const name of wanted) {
-    let chart = container.querySelector(`[data-metric="${name}"]`);
-    if (!chart) {
-      chart = el("div", { class: "chart", "data-metric": name, id: `metric-chart-${name}` });
-      container.append(chart);
-    }
-    drawChart(chart, metricTraces(series, name, smoothing), {
+  const charts = chartCells(container, wanted, "data-metric",
+    (name) => el("div", { class: "chart", "data-metric": name, id: `metric-chart-${name}` }));
+  for (const [k, name] of wanted.entries()) {
+    drawChart(charts[k], metricTraces(series, name, smoothing), {
       title: { text: name.replace(/_/g, " ") }, datarevision: `${revision}-${smoothing}-${keptEpoch}`,
       xaxis: { title: { text: "epoch" }, rangemode: "tozero" },
       yaxis: RATES.has(name) ? { range: [0, 1.02], tickformat: ".0%" } : { rangemode: "tozero" },
@@ -103,15 +109,12 @@ export function drawMetricCharts(container, series, { picked, smoothing = 0, kep
 
 /* The run's measurements per epoch: learning rate, throughput, memory. */
 export function drawSystemCharts(container, series, revision = 0) {
-  for (const [name, title, yaxis] of SYSTEM) {
+  const measured = SYSTEM.filter(([name]) => series.xy("system", name));
+  const charts = chartCells(container, measured.map(([name]) => name), "data-system",
+    (name) => el("div", { class: "chart small", "data-system": name, id: `system-chart-${name}` }));
+  for (const [k, [name, title, yaxis]] of measured.entries()) {
     const xy = series.xy("system", name);
-    if (!xy) continue;
-    let chart = container.querySelector(`[data-system="${name}"]`);
-    if (!chart) {
-      chart = el("div", { class: "chart small", "data-system": name, id: `system-chart-${name}` });
-      container.append(chart);
-    }
-    drawChart(chart, [{ x: xy.x, y: xy.y, mode: "lines+markers", name: title, marker: { size: 4 } }], {
+    drawChart(charts[k], [{ x: xy.x, y: xy.y, mode: "lines+markers", name: title, marker: { size: 4 } }], {
       title: { text: title }, height: 240, showlegend: false, datarevision: revision,
       xaxis: { title: { text: "epoch" } }, yaxis,
     });

@@ -3,6 +3,7 @@ import { api } from "../api.js";
 import { binCentres, drawChart } from "../charts.js";
 import { el } from "../dom.js";
 import { watchJob } from "../jobs.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
 const ROWS_PER_PAGE = 100;
 const id = document.getElementById("aggregation-root").dataset.aggregation;

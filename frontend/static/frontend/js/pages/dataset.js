@@ -4,13 +4,21 @@ import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, formValues, showErrors } from "../dom.js";
 import { watchJob } from "../jobs.js";
+import { setUpPartitions } from "../partition_form.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
 const root = document.getElementById("dataset-root");
 const id = root.dataset.dataset;
 const canChange = root.dataset.canChange === "yes";
-const REPORT_ROWS = 500;
+const REPORT_ROWS = 50;
 const THUMBNAILS_PER_PAGE = 48;
-const NEEDING_ATTENTION = "rejected&status=quarantined&status=skipped";
+/* A file's outcomes (IngestReportEntry.Outcome); "attention" is the three that need a look. */
+const OUTCOMES = ["accepted", "rejected", "skipped", "quarantined"];
+const NEEDING_ATTENTION = ["rejected", "skipped", "quarantined"];
+const OUTCOME_NAMES = { "": "All files", attention: "Needing attention", accepted: "Accepted", rejected: "Rejected", skipped: "Skipped",
+  quarantined: "Quarantined (for review)" };
+/* The ingest report as shown: the counts per outcome, the outcome chosen ("" for all), the first row shown. */
+const report = { counts: {}, outcome: "", offset: 0, request: 0 };
 
 watchJob(`/api/datasets/${id}/`, {
   view: {
@@ -25,55 +33,92 @@ watchJob(`/api/datasets/${id}/`, {
   },
 });
 
+/* The report of every file: its counts per outcome (each a filter), then one page of its rows. */
 async function showReport() {
   const details = document.getElementById("report");
-  const filter = document.getElementById("report-filter");
-  const counts = {};
-  for (const outcome of ["accepted", "rejected", "skipped", "quarantined"]) {
-    counts[outcome] = (await api("GET", `/api/datasets/${id}/report/?limit=1&status=${outcome}`)).count;
-  }
-  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const counts = Object.fromEntries(await Promise.all(OUTCOMES.map(async (outcome) =>
+    [outcome, (await api("GET", reportUrl([outcome], 0, 1))).count])));
+  const total = OUTCOMES.reduce((sum, outcome) => sum + counts[outcome], 0);
   if (!total) return;
+  const attention = NEEDING_ATTENTION.reduce((sum, outcome) => sum + counts[outcome], 0);
+  report.counts = { ...counts, "": total, attention };
   details.hidden = false;
+  const present = OUTCOMES.filter((outcome) => counts[outcome]);
   document.getElementById("report-summary").textContent =
-    `${total} files: ${counts.accepted} accepted, ${counts.rejected} rejected, ${counts.skipped} skipped, ${counts.quarantined} quarantined`;
+    `${total.toLocaleString()} files: ${present.map((outcome) => `${counts[outcome].toLocaleString()} ${outcome}`).join(", ")}`;
+  // "Needing attention" only where it differs from a single outcome's filter.
+  const filters = ["", ...(NEEDING_ATTENTION.filter((outcome) => counts[outcome]).length > 1 ? ["attention"] : []), ...present];
+  document.getElementById("report-outcomes").replaceChildren(...filters.map((outcome) => el("button", {
+    type: "button", class: `outcome-filter outcome-${outcome || "all"}`, "data-outcome": outcome, "aria-pressed": "false",
+  }, [el("span", { text: OUTCOME_NAMES[outcome] }), " ", el("strong", { text: report.counts[outcome].toLocaleString() })])));
+  document.getElementById("report-outcomes").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-outcome]");
+    if (button) showReportPage(button.dataset.outcome, 0);
+  });
+  document.getElementById("report-prev").addEventListener("click", () => showReportPage(report.outcome, Math.max(0, report.offset - REPORT_ROWS)));
+  document.getElementById("report-next").addEventListener("click", () => showReportPage(report.outcome, report.offset + REPORT_ROWS));
   // Open on the files that need attention.
-  const needingAttention = counts.rejected + counts.quarantined + counts.skipped;
-  if (needingAttention) {
-    filter.value = NEEDING_ATTENTION;
-    if (needingAttention <= 20) details.open = true;
-  }
-  filter.addEventListener("change", () => showReportRows(filter.value));
-  await showReportRows(filter.value);
+  if (attention && attention <= 20) details.open = true;
+  await showReportPage(attention ? (filters.includes("attention") ? "attention" : NEEDING_ATTENTION.find((o) => counts[o])) : "", 0);
 }
 
-async function showReportRows(outcome) {
-  const report = await api("GET", `/api/datasets/${id}/report/?limit=${REPORT_ROWS}${outcome ? `&status=${outcome}` : ""}`);
-  document.querySelector("#report tbody").replaceChildren(...report.results.map((row) => el("tr", { class: `outcome-${row.status}` }, [
-    el("td", { text: row.path }), el("td", { text: row.status }), el("td", { text: row.reason }),
+function reportUrl(outcomes, offset, limit) {
+  const params = new URLSearchParams({ limit, offset });
+  for (const outcome of outcomes) params.append("status", outcome);
+  return `/api/datasets/${id}/report/?${params}`;
+}
+
+async function showReportPage(outcome, offset) {
+  const request = ++report.request;
+  Object.assign(report, { outcome, offset });
+  for (const button of document.querySelectorAll("#report-outcomes button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.outcome === outcome));
+  }
+  const outcomes = outcome === "attention" ? NEEDING_ATTENTION : outcome ? [outcome] : [];
+  const page = await api("GET", reportUrl(outcomes, offset, REPORT_ROWS));
+  if (request !== report.request) return; // another filter or page was asked for while this one loaded
+  document.querySelector("#report tbody").replaceChildren(...page.results.map((row) => el("tr", { class: `outcome-${row.status}` }, [
+    el("td", { class: "report-path", text: row.path }), el("td", { text: row.status }), el("td", { text: row.reason }),
   ])));
-  document.getElementById("report-shown").textContent =
-    report.count > REPORT_ROWS ? `first ${REPORT_ROWS} of ${report.count}` : `${report.count} file(s)`;
+  const last = Math.min(offset + REPORT_ROWS, page.count);
+  document.getElementById("report-shown").textContent = page.count
+    ? `${(offset + 1).toLocaleString()}–${last.toLocaleString()} of ${page.count.toLocaleString()} ${outcome === "" ? "files" : OUTCOME_NAMES[outcome].toLowerCase()}`
+    : "no files";
+  const prev = document.getElementById("report-prev");
+  const next = document.getElementById("report-next");
+  prev.disabled = offset === 0;
+  next.disabled = last >= page.count;
+  prev.hidden = next.hidden = page.count <= REPORT_ROWS;
+  // A new page read from its first row: bring the top of the table back into view.
+  const top = document.getElementById("report-outcomes");
+  if (top.getBoundingClientRect().top < 0) top.scrollIntoView({ block: "start" });
 }
 
 function showReadyDataset(dataset) {
   document.getElementById("ready-only").hidden = false;
   const labels = Object.keys(dataset.class_counts);
-  const counts = labels.map((label) => dataset.class_counts[label]);
-  drawChart("class-chart", [{ type: "bar", x: labels.map(labelName), y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
+  const segmentation = dataset.task === "segmentation";
+  // A segmentation dataset without classes: its samples counted by whether they have a mask.
+  const bars = segmentation && !labels.some(Boolean)
+    ? { "with a mask": dataset.masked_count, "without a mask": dataset.num_samples - dataset.masked_count }
+    : Object.fromEntries(labels.map((label) => [labelName(label, segmentation), dataset.class_counts[label]]));
+  if (segmentation && !labels.some(Boolean)) document.getElementById("class-chart-title").textContent = "Samples and masks";
+  const counts = Object.values(bars);
+  drawChart("class-chart", [{ type: "bar", x: Object.keys(bars), y: counts, text: counts, textposition: "auto", marker: { color: "#2563eb" } }],
     { title: { text: `${dataset.num_samples} samples` }, yaxis: { title: { text: "samples" } } });
   const facts = [dataset.task, maskFacts(dataset), dataset.modalities, dataset.patient_count ? `${dataset.patient_count} patients` : ""];
   if (dataset.width) facts.push(`2D images cached at ${dataset.width}×${dataset.height}, ${dataset.channels === 1 ? "grayscale" : "colour"}`);
   document.getElementById("dataset-shape").textContent = facts.filter(Boolean).join(" · ");
   const labelFilter = document.getElementById("label-filter");
-  for (const label of labels) labelFilter.append(el("option", { value: label, text: labelName(label) }));
+  for (const label of labels) labelFilter.append(el("option", { value: label, text: labelName(label, segmentation) }));
+  labelFilter.closest("label").hidden = labels.length < 2; // one label: nothing to filter by
   const sources = document.getElementById("source-filter");
   if (dataset.merged_from.length) {
     for (const source of dataset.merged_from) sources.append(el("option", { value: source, text: `dataset ${source}` }));
   } else {
     sources.closest("label").hidden = true;
   }
-  setUpThumbnails();
+  setUpThumbnails(segmentation);
   setUpPartitions();
   setUpTableJoin();
 }
@@ -87,8 +132,9 @@ function maskFacts(dataset) {
     (without ? `, ${without} ${without === 1 ? "has" : "have"} none` : "");
 }
 
-function labelName(label) {
-  return label || "(unlabelled)";
+/* A segmentation dataset's samples are labelled by their masks: a class is extra. */
+function labelName(label, segmentation) {
+  return label || (segmentation ? "no class" : "(unlabelled)");
 }
 
 function thumbnailQuery(offset) {
@@ -105,23 +151,28 @@ function thumbnailQuery(offset) {
   return params.toString();
 }
 
-function thumbnail(sample) {
+function thumbnailCaption(sample, segmentation) {
+  const what = segmentation && !sample.label ? (sample.has_mask ? "mask" : "no mask") : labelName(sample.label, segmentation);
+  return `${what}${sample.kind === "volume" ? ` · ${sample.depth} slices` : ""}`;
+}
+
+function thumbnail(sample, segmentation) {
   return el("a", { href: `/samples/${sample.id}/`, class: "thumb-link" }, [
     el("figure", { class: "thumb" }, [
-      el("img", { src: sample.thumbnail_url, alt: `${sample.label}: ${sample.source_path}`, loading: "lazy", title: sample.source_path }),
-      el("figcaption", { text: `${labelName(sample.label)}${sample.kind === "volume" ? ` · ${sample.depth} slices` : ""}` }),
+      el("img", { src: sample.thumbnail_url, alt: `${thumbnailCaption(sample, segmentation)}: ${sample.source_path}`, loading: "lazy", title: sample.source_path }),
+      el("figcaption", { text: thumbnailCaption(sample, segmentation) }),
     ]),
   ]);
 }
 
-function setUpThumbnails() {
+function setUpThumbnails(segmentation) {
   let offset = 0;
   let latest = 0;
   const load = async () => {
     const request = ++latest;
     const page = await api("GET", `/api/datasets/${id}/samples/?${thumbnailQuery(offset)}`);
     if (request !== latest) return; // a newer filter or page was asked for while this one loaded
-    document.getElementById("thumbnails").replaceChildren(...page.results.map(thumbnail));
+    document.getElementById("thumbnails").replaceChildren(...page.results.map((sample) => thumbnail(sample, segmentation)));
     document.getElementById("page-info").textContent =
       page.count ? `${offset + 1}–${Math.min(offset + THUMBNAILS_PER_PAGE, page.count)} of ${page.count}` : "no samples";
     document.getElementById("page-prev").disabled = offset === 0;
@@ -134,47 +185,6 @@ function setUpThumbnails() {
   document.getElementById("page-prev").addEventListener("click", () => { offset = Math.max(0, offset - THUMBNAILS_PER_PAGE); load(); });
   document.getElementById("page-next").addEventListener("click", () => { offset += THUMBNAILS_PER_PAGE; load(); });
   load();
-}
-
-/* "84 (lesion 42, normal 42)" */
-function subsetSummary(counts) {
-  const entries = Object.entries(counts || {});
-  const total = entries.reduce((sum, [, n]) => sum + n, 0);
-  return `${total} (${entries.map(([label, n]) => `${label} ${n}`).join(", ")})`;
-}
-
-function partitionRow(partition) {
-  const leaking = Object.keys(partition.leaking_patients).length;
-  return el("tr", { "data-partition": partition.id }, [
-    el("td", {}, [el("a", { href: `/partitions/${partition.id}/`, text: partition.name }),
-      el("span", { class: leaking ? "error" : "muted", text: leaking ? ` · ${leaking} patients in two subsets` : "" })]),
-    el("td", { text: subsetSummary(partition.counts.train) }),
-    el("td", { text: subsetSummary(partition.counts.validation) }),
-    el("td", { text: subsetSummary(partition.counts.test) }),
-    el("td", {}, canChange
-      ? [el("a", { href: `/projects/${root.dataset.project}/runs/new/?partition=${partition.id}`, class: "button", text: "Train a model" })]
-      : []),
-  ]);
-}
-
-async function showPartitions() {
-  const page = await api("GET", `/api/partitions/?dataset=${id}&limit=100`);
-  document.getElementById("subset-filter").replaceChildren(el("option", { value: "", text: "All" }), ...page.results.flatMap((partition) =>
-    ["train", "validation", "test"].map((subset) => el("option", { value: `${partition.id}:${subset}`, text: `${partition.name}: ${subset}` }))));
-  document.querySelector("#partition-table tbody").replaceChildren(...page.results.map(partitionRow));
-}
-
-function setUpPartitions() {
-  const form = document.getElementById("partition-form");
-  if (form) form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearErrors(form);
-    try {
-      await api("POST", "/api/partitions/", { ...formValues(form), dataset: Number(id) });
-      await showPartitions();
-    } catch (error) { showErrors(form, error); }
-  });
-  showPartitions();
 }
 
 /* What joining the table would do, in sentences. */

@@ -3,6 +3,7 @@
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
 import { watchJob } from "../jobs.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
 const root = document.getElementById("imported-root");
 const id = root.dataset.imported;

@@ -5,6 +5,7 @@
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
 import { paramField } from "../params.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
 const PREVIEW_DELAY_MS = 400;
 const root = document.getElementById("pipeline-root");

@@ -1,6 +1,7 @@
 /* A project: upload a dataset (with the transfer's progress), merge datasets, share the project. */
 import { api, formError, upload } from "../api.js";
 import { clearErrors, formatSeconds, formValues, setProgress, showErrors } from "../dom.js";
+import { sortableTables } from "../sortable.js";
 
 function setUpUpload() {
   const form = document.getElementById("upload-form");
@@ -91,3 +92,4 @@ function setUpSharing() {
 setUpUpload();
 setUpMerge();
 setUpSharing();
+sortableTables(); // the runs, by any column

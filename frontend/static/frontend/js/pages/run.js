@@ -7,6 +7,7 @@ import { el } from "../dom.js";
 import { jobView } from "../jobs.js";
 import { drawMetricCharts, drawSystemCharts, MetricSeries, renderMetricPicker } from "../run_charts.js";
 import { followStream } from "../stream.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
 const LOG_LINES = 200; // the tail of the log the page keeps
 

@@ -2,7 +2,9 @@
 import { api } from "../api.js";
 import { el } from "../dom.js";
 
-const id = document.getElementById("viewer").dataset.sample;
+const viewer = document.getElementById("viewer");
+const id = viewer.dataset.sample;
+const segmentation = viewer.dataset.task === "segmentation";
 const image = document.getElementById("plane");
 const controls = document.getElementById("viewer-controls");
 const field = (name) => controls.querySelector(`[name="${name}"]`);
@@ -20,19 +22,29 @@ function setAxis() {
   const count = planes[field("axis").value];
   field("index").max = count - 1;
   field("index").value = Math.floor(count / 2);
+  field("index").closest("label").hidden = count < 2;
   draw();
+}
+
+/* What the sample is labelled with: its class, its mask and the label values the mask holds. */
+function targets(sample) {
+  const values = sample.meta.mask_values || [];
+  const mask = sample.has_mask ? `mask${values.length ? ` (labels ${values.join(", ")})` : ""}` : "";
+  return segmentation ? [sample.label, mask || "no mask"] : [sample.label || "(unlabelled)", mask];
 }
 
 function describe(sample) {
   const shape = `${sample.kind === "volume" ? `${sample.depth}×` : ""}${sample.height}×${sample.width}`;
   const spacing = sample.spacing.length ? `spacing ${sample.spacing.map((v) => Number(v).toFixed(2)).join(" × ")} mm` : "";
-  return [sample.label || "(unlabelled)", sample.kind, sample.modality, sample.patient, shape, spacing].filter(Boolean).join(" · ");
+  return [...targets(sample), sample.kind, sample.modality, sample.patient, shape, spacing].filter(Boolean).join(" · ");
 }
 
 async function showSample() {
   const sample = await api("GET", `/api/samples/${id}/`);
   planes = sample.display.planes;
   field("axis").replaceChildren(...Object.keys(planes).map((axis) => el("option", { value: axis, text: axis })));
+  // Planes to choose from only in a volume of more than one slice.
+  field("axis").closest("label").hidden = !(sample.kind === "volume" && sample.depth > 1);
   field("frame").max = sample.display.frames - 1;
   field("frame").closest("label").hidden = sample.display.frames < 2;
   field("mask").closest("label").hidden = !sample.has_mask;
@@ -41,12 +53,14 @@ async function showSample() {
   document.getElementById("window-units").textContent = sample.display.units;
   // The presets are Hounsfield windows: they mean nothing outside CT.
   document.querySelectorAll("[data-preset]").forEach((button) => { button.hidden = sample.modality !== "CT"; });
+  document.querySelector("[data-preset]").parentElement.hidden = sample.modality !== "CT";
   document.getElementById("sample-facts").textContent = describe(sample);
   setAxis();
 }
 
 async function showTags() {
   const rows = await api("GET", `/api/samples/${id}/tags/`);
+  document.getElementById("tags-card").hidden = !rows.length; // a PNG or JPEG has none
   document.querySelector("#tags tbody").replaceChildren(...rows.map((row) => el("tr", {}, [
     el("td", { text: row.tag }), el("td", { text: row.name, class: "tag-name", "data-depth": Math.min(row.depth, 3) }),
     el("td", { text: row.value })])));

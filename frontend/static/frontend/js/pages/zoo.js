@@ -1,7 +1,8 @@
 /* The model zoo: every network of the registry as a card (filtered by task, kind of image and a search), and the
    chosen one's layers for one of the user's datasets or a typed image size (GET /api/architectures/<name>/summary/),
    each layer marked as learning or frozen for a training phase's settings. The server keeps its answers, so moving
-   the "frozen blocks" control answers at once; only a new network or image size takes a few seconds.
+   the "frozen blocks" control answers at once; a new network or image size asks the server's warm engine (well under
+   a second; a few seconds only for the first table after a server start, the engine being started by the cards' list).
    ?model=<name> opens the page on a network (the run form links here), ?dataset=<id> on a dataset (the template). */
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
