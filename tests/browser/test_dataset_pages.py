@@ -104,7 +104,8 @@ def test_a_large_ingest_report_is_paged_and_filtered_by_outcome(page, live_serve
         page.set_viewport_size({"width": width, "height": 900})
         page.locator('#report-outcomes [data-outcome=""]').click()
         expect(page.locator("#report tbody tr")).to_have_count(REPORT_ROWS)
-        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        # The charts follow their boxes once the resize reaches them (a ResizeObserver, then Plotly): wait for it.
+        page.wait_for_function("(w) => document.documentElement.scrollWidth <= w", arg=width, timeout=15_000)
         shot(page, f"d8-report-{width}")
 
 

@@ -66,6 +66,11 @@ def test_the_runs_table_shows_what_differs_and_sorts_by_any_column(page, live_se
     expect(table.get_by_role("link", name="baseline")).to_have_attribute("href", f"/runs/{project.runs.get(name='baseline').pk}/")
     assert not problems, problems
 
+    # On a phone the page never scrolls sideways: each wide table scrolls inside its own box.
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390", timeout=15_000)
+    page.set_viewport_size({"width": 1280, "height": 1000})
+
     # Without scripts: the same table, as the server drew it.
     context = browser.new_context(java_script_enabled=False, storage_state=page.context.storage_state())
     try:

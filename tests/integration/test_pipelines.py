@@ -8,7 +8,6 @@ from PIL import Image
 
 from backend.datasets.models import Dataset
 from backend.pipelines.models import Pipeline
-from backend.pipelines.services import mark_used
 from tests.conftest import wait_for
 from tests.factories import ready_dataset
 from workers.engine.pipelines import OPERATIONS
@@ -43,12 +42,16 @@ def test_a_version_is_edited_in_place_until_used_then_edits_make_a_new_one(api, 
     url = f"/api/pipelines/{body['id']}/"
     assert api.patch(url, {"steps": [{"op": "invert"}]}, format="json").json()["versions"][0]["steps"][0]["op"] == "invert"
     pipeline = Pipeline.objects.get(pk=body["id"])
-    mark_used(pipeline.latest)
+    from backend.datasets.services import create_partition
+    from backend.runs.services import launch_run
+
+    partition = create_partition(project.owner, ready_dataset(project), "", 70, 15, 15, 1)
+    run = launch_run(project, partition, {"epochs": 1, "data": {"augmentation": pipeline.pk}}, project.owner)  # uses version 1
     versions = api.patch(url, {"steps": [{"op": "salt"}]}, format="json").json()["versions"]
     assert [(v["number"], v["steps"][0]["op"], v["used"]) for v in versions] == [(1, "invert", True), (2, "salt", False)]
     assert api.patch(url, {"steps": [{"op": "salt"}]}, format="json").json()["versions"][-1]["number"] == 2, "no change, no version"
     response = api.delete(url)
-    assert response.status_code == 409 and "used this pipeline" in response.json()["message"]
+    assert response.status_code == 409 and f"1 training run(s) used this pipeline (run {run.pk}" in response.json()["message"]
     unused = create(api, project, [{"op": "flip"}], name="Other").json()
     assert api.delete(f"/api/pipelines/{unused['id']}/").status_code == 204
 
