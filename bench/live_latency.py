@@ -109,7 +109,7 @@ def a_running_run() -> tuple[int, str]:
 
     user = get_user_model().objects.create_user("bench", password="bench-password-1")
     project = Project.objects.create(owner=user, name="Bench")
-    partition = create_partition(user, ready_dataset(project, per_class=6), "", 60, 20, 20, 1)
+    partition = create_partition(user, ready_dataset(project, per_class=6), "", 75, 25, 0, 1)  # 6 patients: whole ones give 4/2/0, and an empty test subset is refused
     run = TrainingRun.objects.create(project=project, partition=partition, name="watched", spec=training_spec(epochs=EPOCHS),
                                      status="running", started_at=timezone.now())
     return run.pk, Token.objects.create(user=user).key
