@@ -23,6 +23,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
+from backend.projects.access import require_owner
 
 from .errors import ServiceError
 
@@ -71,8 +72,10 @@ class DeletionPlan:
     run_rows: list = field(default_factory=list)
 
     def add_runs(self, runs) -> None:
+        known = {row.pk for row in self.run_rows}
         for run in runs:
-            if run.pk not in {row.pk for row in self.run_rows}:
+            if run.pk not in known:
+                known.add(run.pk)
                 self.run_rows.append(run)
                 self.runs.append(Thing.of("run", run))
 
@@ -101,8 +104,10 @@ class DeletionPlan:
 
 
 def carry_out(actor, project, plan: DeletionPlan, with_runs: bool) -> None:
-    """The deletion `plan` describes, if it is allowed now: the runs first (when asked), then the target (what goes with
-    it follows by the database's cascades), each in the audit log; the folders once the transaction has committed."""
+    """The deletion `plan` describes, if `actor` may change the project and it is allowed now: the runs first (when
+    asked), then the target (what goes with it follows by the database's cascades), each in the audit log; the folders
+    once the transaction has committed."""
+    require_owner(actor, project)
     plan.require_allowed(with_runs)
     folders = plan.folders_to_remove(with_runs)  # before delete(), which clears the primary keys they are named by
     try:

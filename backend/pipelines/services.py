@@ -116,7 +116,6 @@ def pipeline_deletion(pipeline: Pipeline) -> DeletionPlan:
 
 
 def delete_pipeline(user, pipeline: Pipeline, with_runs: bool = False) -> None:
-    require_owner(user, pipeline.project)
     carry_out(user, pipeline.project, pipeline_deletion(pipeline), with_runs)
 
 
@@ -195,5 +194,4 @@ def aggregation_deletion(aggregation: Aggregation) -> DeletionPlan:
 
 
 def delete_aggregation(user, aggregation: Aggregation, with_runs: bool = False) -> None:
-    require_owner(user, aggregation.project)
     carry_out(user, aggregation.project, aggregation_deletion(aggregation), with_runs)

@@ -357,7 +357,6 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
 
 
 def delete_run(actor, run: TrainingRun, with_runs: bool = False) -> None:
-    require_owner(actor, run.project)
     carry_out(actor, run.project, run_deletion(run), with_runs)
 
 
