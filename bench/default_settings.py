@@ -23,8 +23,7 @@ from bench._common import SMOKE, report, scratch, size  # noqa: E402
 from workers.engine.data import CachedImages  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.splits import stratified_split  # noqa: E402
-from workers.engine.training.evaluation import evaluate  # noqa: E402
-from workers.engine.training.losses import LossContext  # noqa: E402
+from workers.engine.training.evaluation import measured  # noqa: E402
 from workers.engine.training.run import train  # noqa: E402
 from workers.engine.training.spec import fitted_to_subset, resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData  # noqa: E402
@@ -70,8 +69,7 @@ def test_accuracy(spec, data, test_set) -> tuple[float, int, float]:
     for seed in SEEDS:
         seeded = resolve_spec({**spec.to_dict(), "seed": seed})
         outcome = train(seeded, data)
-        loss_fn = seeded.loss.build(LossContext(len(data.classes), data.class_counts))
-        result = evaluate(outcome.kept_model(), test_set, loss_fn, seeded.loss.probabilities, ["accuracy"], len(data.classes))
+        result = measured(outcome.kept_model(), test_set, seeded, data.classes, data.class_counts, metric_names=["accuracy"])
         accuracies.append(result["accuracy"])
         kept.append(outcome.state.best_epoch)
     return sum(accuracies) / len(accuracies), kept[0], time.perf_counter() - start

@@ -17,8 +17,7 @@ import torch  # noqa: E402
 from bench._common import report, scratch, size  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.export import export_onnx, max_abs_difference  # noqa: E402
-from workers.engine.training.evaluation import evaluate  # noqa: E402
-from workers.engine.training.losses import LossContext  # noqa: E402
+from workers.engine.training.evaluation import measured  # noqa: E402
 from workers.engine.training.run import train  # noqa: E402
 from workers.engine.training.spec import resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData  # noqa: E402
@@ -35,8 +34,8 @@ def main():
     outcome = train(spec, data, checkpoint_folder=folder / "checkpoints")
     training_seconds = time.perf_counter() - train_start
     model = outcome.kept_model()
-    test = evaluate(model, test_set, spec.loss.build(LossContext(len(classes))), spec.loss.probabilities, ["accuracy"], len(classes))
-    images = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    test = measured(model, test_set, spec, classes, metric_names=["accuracy"])
+    images = torch.stack([test_set[i]["image"] for i in range(len(test_set))])
     export_onnx(model, images[:2], folder / "model.onnx")
     parity = max_abs_difference(model, folder / "model.onnx", images)
     total_seconds = time.perf_counter() - start

@@ -52,14 +52,14 @@ def data_path_rate(dataset, workers: int, batches: int, augment=None) -> float:
     """Images per second through the loader (and the batched augmentation on the device, when given)."""
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, pin_memory=DEVICE.type == "cuda")
     iterator = iter(loader)
-    first, _ = next(iterator)  # worker start-up and first-call costs are not throughput
+    first = next(iterator)["image"]  # worker start-up and first-call costs are not throughput
     if augment is not None:
         augment(on_device(first, DEVICE), 0)
     synchronise()
     start = time.perf_counter()
     seen = 0
     for batch in range(batches):
-        images, _ = next(iterator)
+        images = next(iterator)["image"]
         if augment is not None:
             images = augment(on_device(images, DEVICE), batch)
         seen += len(images)

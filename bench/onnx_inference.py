@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import report, scratch, size  # noqa: E402
 from workers.engine.export import INPUT_NAME, OUTPUT_NAME, ModelFacts, export_onnx, model_metadata  # noqa: E402
+from workers.engine.tasks import task_for  # noqa: E402
 from workers.engine.zoo.networks import build_network  # noqa: E402
 
 TARGET = 0.8
@@ -46,7 +47,7 @@ def exported(architecture: str, side: int, folder: Path) -> tuple[torch.nn.Modul
     torch.manual_seed(0)
     channels = CHANNELS.get(architecture, 3)
     model = build_network(architecture, channels, 2).eval()
-    facts = ModelFacts(architecture=architecture, classes=["a", "b"], input_shape=(channels, side, side), spec={})
+    facts = ModelFacts(architecture=architecture, task=task_for("classification", ["a", "b"]), input_shape=(channels, side, side), spec={})
     path = export_onnx(model, torch.rand(2, channels, side, side), folder / f"{architecture}-{side}.onnx",
                        model_metadata(model, facts))
     return model, path

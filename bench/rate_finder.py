@@ -15,9 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import report, scratch, size  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
 from workers.engine.observer import SilentObserver  # noqa: E402
-from workers.engine.training.evaluation import evaluate  # noqa: E402
+from workers.engine.training.evaluation import measured  # noqa: E402
 from workers.engine.training.finder import find_learning_rate  # noqa: E402
-from workers.engine.training.losses import LossContext  # noqa: E402
 from workers.engine.training.run import train  # noqa: E402
 from workers.engine.training.spec import resolve_spec  # noqa: E402
 from workers.engine.training.trainer import TrainingData  # noqa: E402
@@ -32,11 +31,10 @@ def trained(settings: dict, data: TrainingData, test) -> dict:
     start = time.perf_counter()
     model = train(spec, data, observer).kept_model()
     seconds = time.perf_counter() - start
-    measured = evaluate(model, test, spec.loss.build(LossContext(len(data.classes), data.class_counts)), spec.loss.probabilities,
-                        ["accuracy"], len(data.classes))
+    measured_now = measured(model, test, spec, data.classes, data.class_counts, metric_names=["accuracy"])
     first_epoch = next(value for epoch, subset, name, value in observer.metrics if (epoch, subset, name) == (1, "train", "loss"))
-    return {"learning_rate": spec.optimizer.learning_rate, "test_loss": round(measured["loss"], 4),
-            "test_accuracy": round(measured["accuracy"], 4), "first_epoch_train_loss": round(first_epoch, 4), "seconds": round(seconds, 1)}
+    return {"learning_rate": spec.optimizer.learning_rate, "test_loss": round(measured_now["loss"], 4),
+            "test_accuracy": round(measured_now["accuracy"], 4), "first_epoch_train_loss": round(first_epoch, 4), "seconds": round(seconds, 1)}
 
 
 def main():

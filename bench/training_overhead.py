@@ -68,8 +68,8 @@ def bare_round(spec, data, channels: int) -> float:
     start = time.perf_counter()
     for _ in range(EPOCHS):
         model.train()
-        for images, targets in train_loader:
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        for batch in train_loader:
+            images, targets = batch["image"].to(device, non_blocking=True), batch["target"].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
                 loss = loss_fn(model(images), targets)
@@ -79,8 +79,8 @@ def bare_round(spec, data, channels: int) -> float:
         model.eval()
         correct = 0
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
-            for images, targets in DataLoader(data.validation, batch_size=64):
-                correct += (model(images.to(device)).argmax(1) == targets.to(device)).sum().item()
+            for batch in DataLoader(data.validation, batch_size=64):
+                correct += (model(batch["image"].to(device)).argmax(1) == batch["target"].to(device)).sum().item()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

@@ -46,8 +46,7 @@ from bench._common import report, scratch, size, skip  # noqa: E402
 from bench.default_settings import digits  # noqa: E402
 from workers.engine.data import CachedImages  # noqa: E402
 from workers.engine.demo import demo_subsets  # noqa: E402
-from workers.engine.training.evaluation import evaluate  # noqa: E402
-from workers.engine.training.losses import LossContext  # noqa: E402
+from workers.engine.training.evaluation import measured  # noqa: E402
 from workers.engine.training.spec import fitted_to_subset  # noqa: E402
 from workers.engine.training.trainer import Trainer, TrainingData  # noqa: E402
 from workers.engine.zoo.registry import MODELS  # noqa: E402
@@ -94,8 +93,7 @@ def test_accuracy(settings: dict, data: TrainingData, test_set, start: ModelStar
     """The kept model's test accuracy and its epoch, for one seed."""
     spec = fitted_to_subset({**settings, "seed": seed}, len(data.train))
     outcome = Trainer(spec, data, start=start).fit()
-    loss_fn = spec.loss.build(LossContext(len(data.classes), data.class_counts))
-    result = evaluate(outcome.kept_model(), test_set, loss_fn, spec.loss.probabilities, ["accuracy"], len(data.classes))
+    result = measured(outcome.kept_model(), test_set, spec, data.classes, data.class_counts, metric_names=["accuracy"])
     return result["accuracy"], outcome.state.best_epoch
 
 
@@ -155,8 +153,7 @@ def between_tasks(folder: Path, epochs: int, seeds: int, per_class: int = 10) ->
     outcome = Trainer(spec, source).fit()
     state_path = folder / "digits-0-4.pt"
     torch.save(outcome.kept_model().state_dict(), state_path)
-    loss_fn = spec.loss.build(LossContext(5))
-    source_accuracy = evaluate(outcome.model, digits_of(test_set, first), loss_fn, spec.loss.probabilities, ["accuracy"], 5)
+    source_accuracy = measured(outcome.model, digits_of(test_set, first), spec, source.classes, metric_names=["accuracy"])
     pretraining_seconds = time.perf_counter() - began
     print(f"tasks: pretrained on {len(source.train)} images of 0-4, test accuracy {source_accuracy['accuracy']:.3f}", file=sys.stderr)
     earlier = {"model": {**model, "weights": "run", "start_run": 1}}

@@ -20,8 +20,8 @@ from workers.engine.export import (
 )
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
-from workers.engine.training.evaluation import evaluate
-from workers.engine.training.losses import LossContext
+from workers.engine.tasks import task_for
+from workers.engine.training.evaluation import measured
 from workers.engine.training.run import train
 from workers.engine.training.spec import TrainingSpec, resolve_spec
 from workers.engine.training.trainer import TrainingData, TrainingOutcome
@@ -137,7 +137,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)
     torch.save(last_weights, run.last_weights_path)
-    results = {"classes": data.classes, "input_shape": [data.in_channels, *data.train.cache.shape[-2:]],
+    results = {"classes": data.classes, "input_shape": [data.in_channels, *data.train.cache.shape[-data.dims:]],
                "kept": kept_epoch(spec, outcome), "last_epoch": outcome.state.epoch, "ended": outcome.ended,
                "test": measure(spec, data, model, test_set)}
     if outcome.best_weights is not None and outcome.state.best_epoch != outcome.state.epoch:
@@ -158,7 +158,7 @@ def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, 
     metadata = model_metadata(model, model_facts(run, spec, data))
     write_safetensors(model, metadata, run.safetensors_path)
     data.train.augment = None  # the export example is a plain image
-    example = torch.stack([data.train[i][0] for i in range(min(2, len(data.train)))])
+    example = torch.stack([data.train[i]["image"] for i in range(min(2, len(data.train)))])
     try:
         export_onnx(model, example, run.onnx_path, metadata)
     except ExportTooLarge as exc:
@@ -172,8 +172,9 @@ def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, 
 
 
 def model_facts(run: TrainingRun, spec: TrainingSpec, data: TrainingData) -> ModelFacts:
-    return ModelFacts(architecture=spec["model"]["architecture"], classes=list(data.classes),
-                      input_shape=(data.in_channels, *data.train.cache.shape[-2:]), spec=spec.to_dict(),
+    task = task_for(spec["task"], data.classes, data.dims)
+    return ModelFacts(architecture=spec["model"]["architecture"], task=task,
+                      input_shape=(data.in_channels, *data.train.cache.shape[-data.dims:]), spec=spec.to_dict(),
                       probabilities=probabilities_of(spec.loss), preprocessing=preprocessing_of(run.partition.dataset),
                       run_id=run.pk, run_name=run.name, toolkit_version=run.provenance.get("code_version", "unknown"))
 
@@ -195,7 +196,7 @@ def parity_images(data: TrainingData) -> tuple[torch.Tensor, str]:
     """Up to PARITY_IMAGES validation images (plain, in the partition's order); the training images' when the
     partition has no validation subset."""
     subset, images = ("validation", data.validation) if len(data.validation) else ("train", data.train)
-    return torch.stack([images[i][0] for i in range(min(PARITY_IMAGES, len(images)))]), subset
+    return torch.stack([images[i]["image"] for i in range(min(PARITY_IMAGES, len(images)))]), subset
 
 
 def parity_words(check: dict) -> str:
@@ -213,8 +214,7 @@ def model_with(model, weights: dict):
 
 def measure(spec: TrainingSpec, data: TrainingData, model, test_set) -> dict:
     """The loss and metrics of a model on the test subset ({} when it is empty)."""
-    loss_fn = spec.loss.build(LossContext(len(data.classes), data.class_counts))
-    return evaluate(model, test_set, loss_fn, spec.loss.probabilities, spec["metrics"], len(data.classes), spec["batch_size"])
+    return measured(model, test_set, spec, data.classes, data.class_counts, data.dims)
 
 
 def kept_epoch(spec: TrainingSpec, outcome: TrainingOutcome) -> dict:

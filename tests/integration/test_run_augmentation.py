@@ -45,10 +45,10 @@ def test_a_run_records_its_augmentation_version_and_balancing_and_freezes_the_ve
     counts = np.bincount(train.targets.numpy(), minlength=2)
     plain = subset_images(TrainingRun(partition=partition, spec=training_spec()), "train", ["lesion", "normal"])
     assert counts[1] == 3 * np.bincount(plain.targets.numpy(), minlength=2)[1], "each normal image used three times"
-    first, again = train[0][0], train[0][0]
+    first, again = train[0]["image"], train[0]["image"]
     assert np.array_equal(first, again), "the same epoch draws the same augmentation"
     train.set_epoch(2)
-    assert not np.array_equal(train[0][0], first), "another epoch draws again"
+    assert not np.array_equal(train[0]["image"], first), "another epoch draws again"
 
 
 @pytest.mark.django_db

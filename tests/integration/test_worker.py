@@ -15,8 +15,7 @@ from backend.datasets.models import Dataset
 from backend.runs.models import MetricPoint, TrainingRun
 from tests.conftest import demo_entries, make_zip, wait_for
 from workers.engine.export import PARITY_IMAGES, onnx_predict
-from workers.engine.training.evaluation import evaluate
-from workers.engine.training.losses import LossContext
+from workers.engine.training.evaluation import measured
 from workers.engine.training.spec import resolve_spec
 from workers.engine.zoo.networks import build_network
 from workers.training import subset_images
@@ -75,7 +74,7 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
     model.load_state_dict(torch.load(run.weights_path, weights_only=True))
     model.eval()
     test_set = subset_images(run, "test", ["lesion", "normal"])
-    images = torch.stack([test_set[i][0] for i in range(len(test_set))])
+    images = torch.stack([test_set[i]["image"] for i in range(len(test_set))])
     path = tmp_path / "downloaded.onnx"  # away from the run's folder: the file must stand alone
     path.write_bytes(onnx_file.getvalue())
     with torch.no_grad():
@@ -93,8 +92,8 @@ def test_worker_ingests_trains_and_exports(api, project, celery_worker_process, 
         assert all(torch.equal(handle.get_tensor(k), v) for k, v in model.state_dict().items())
     # The stored test accuracy is the stored model's accuracy on the test subset.
     spec = resolve_spec(run.spec)
-    measured = evaluate(model, test_set, spec.loss.build(LossContext(2)), spec.loss.probabilities, ["accuracy"], 2)
-    assert run.test_accuracy == pytest.approx(measured["accuracy"])
+    measured_now = measured(model, test_set, spec, ["lesion", "normal"])
+    assert run.test_accuracy == pytest.approx(measured_now["accuracy"])
     kept = run.results["kept"]
     validation_losses = dict(run.metrics.filter(subset="validation", name="loss").values_list("epoch", "value"))
     assert kept["epoch"] == min(validation_losses, key=validation_losses.get), "the kept model is the best epoch's"

@@ -81,7 +81,7 @@ def test_pipelines_with_an_operation_without_a_batched_form_stay_per_image(tmp_p
     images = CachedImages(cache, [0, 1], [0, 1], augment=pipeline)
     plain, augment = on_batches(images)
     assert plain.augment is None and augment is not None and images.augment is pipeline, "the caller's set keeps its augmentation"
-    assert plain.raw and plain[0][0].dtype == torch.uint8 and images[0][0].dtype == torch.float32, "raw bytes, scaled on the device"
-    assert torch.equal(on_device(plain[1][0][None], torch.device("cpu")), images.__class__(cache, [1], [1])[0][0][None])
+    assert plain.raw and plain[0]["image"].dtype == torch.uint8 and images[0]["image"].dtype == torch.float32, "raw bytes, scaled on the device"
+    assert torch.equal(on_device(plain[1]["image"][None], torch.device("cpu")), images.__class__(cache, [1], [1])[0]["image"][None])
     slow = CachedImages(cache, [0, 1], [0, 1], augment=Pipeline.from_steps([{"op": "median_blur"}]))
     assert on_batches(slow) == (slow, None)

@@ -30,6 +30,7 @@ from workers.engine.export import (
     write_safetensors,
 )
 from workers.engine.observer import SilentObserver
+from workers.engine.tasks import task_for
 from workers.engine.training.run import train
 from workers.engine.training.spec import resolve_spec
 from workers.engine.training.trainer import TrainingData
@@ -52,17 +53,17 @@ def exported(demo, tmp_path_factory):
     data, _ = demo
     spec = resolve_spec(SPEC)
     model = train(spec, data, SilentObserver(), tmp_path_factory.mktemp("checkpoints")).kept_model()
-    facts = ModelFacts(architecture="small_cnn", classes=data.classes, input_shape=(1, 64, 64), spec=spec.to_dict(),
+    facts = ModelFacts(architecture="small_cnn", task=task_for("classification", data.classes), input_shape=(1, 64, 64), spec=spec.to_dict(),
                        probabilities=probabilities_of(spec.loss), preprocessing=PIPELINES, run_id=12, run_name="Lesions v1",
                        toolkit_version="abc1234")
     metadata = model_metadata(model, facts)
     folder = tmp_path_factory.mktemp("export")
-    example = torch.stack([data.train[i][0] for i in range(2)])
+    example = torch.stack([data.train[i]["image"] for i in range(2)])
     return model, metadata, export_onnx(model, example, folder / "model.onnx", metadata), folder
 
 
 def images_of(subset) -> torch.Tensor:
-    return torch.stack([subset[i][0] for i in range(len(subset))])
+    return torch.stack([subset[i]["image"] for i in range(len(subset))])
 
 
 def test_the_onnx_file_carries_what_a_user_needs_in_its_metadata(exported):
@@ -112,7 +113,7 @@ def test_plain_onnxruntime_outside_the_toolkit_gives_the_toolkits_classes_at_ano
     model, _, path, _ = exported
     _, test = demo
     both = [i for label in (0, 1) for i in (test.targets == label).nonzero().flatten()[:3].tolist()]
-    images = torch.stack([test[i][0] for i in both])  # six: exported with an example of two
+    images = torch.stack([test[i]["image"] for i in both])  # six: exported with an example of two
     np.save(tmp_path / "images.npy", images.numpy())
     done = subprocess.run([sys.executable, "-I", "-c", OUTSIDE_THE_TOOLKIT, str(path), str(tmp_path / "images.npy")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -10,8 +10,7 @@ from workers.engine.demo import demo_subsets as demo_data
 from workers.engine.export import export_onnx, max_abs_difference, onnx_predict
 from workers.engine.observer import SilentObserver
 from workers.engine.training import checkpoints
-from workers.engine.training.evaluation import evaluate
-from workers.engine.training.losses import LossContext
+from workers.engine.training.evaluation import measured
 from workers.engine.training.run import train
 from workers.engine.training.sampling import EpochSampler
 from workers.engine.training.spec import resolve_spec
@@ -42,8 +41,7 @@ def test_the_default_spec_beats_90_percent_on_the_demo_test_set(demo, trained):
     outcome, observer, _ = trained
     spec = resolve_spec({})
     model = outcome.kept_model()
-    loss_fn = spec.loss.build(LossContext(2, data.class_counts))
-    assert evaluate(model, test, loss_fn, spec.loss.probabilities, ["accuracy"], 2)["accuracy"] > 0.9
+    assert measured(model, test, spec, data.classes, data.class_counts)["accuracy"] > 0.9
     assert outcome.ended == "finished" and outcome.state.epoch == spec.epochs
     names = {(subset, name) for _, subset, name, _ in observer.metrics}
     assert names == {("train", "loss"), ("train", "accuracy"), ("validation", "loss"), ("validation", "accuracy"),
@@ -88,7 +86,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_whole(tmp_path, monke
 def test_onnx_export_matches_pytorch_on_the_test_images(tmp_path, demo, trained):
     model = trained[0].kept_model()
     test = demo[1]
-    images = torch.stack([test[i][0] for i in range(len(test))])
+    images = torch.stack([test[i]["image"] for i in range(len(test))])
     path = export_onnx(model, images[:2], tmp_path / "model.onnx")
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "the export must be one self-contained file"
     assert max_abs_difference(model, path, images) < 1e-4
@@ -265,7 +263,7 @@ def test_two_processes_train_one_model_on_their_shards(demo):
     assert parallel.last_progress == (8 * math.ceil(batches_alone / 2),) * 2, "each process runs half the batches of an epoch"
     assert {(e, s) for e, s, _, _ in parallel.metrics} == {(e, s) for e in range(1, 9) for s in ("train", "validation", "system")}
     spec = resolve_spec({})
-    accuracy = evaluate(outcome.kept_model(), test, spec.loss.build(LossContext(2)), spec.loss.probabilities, ["accuracy"], 2)
+    accuracy = measured(outcome.kept_model(), test, spec, data.classes)
     assert outcome.ended == "finished" and accuracy["accuracy"] > 0.8
 
 
@@ -285,7 +283,7 @@ def test_mixed_precision_trains_as_well(demo):
     data, test = demo
     spec = resolve_spec({"precision": "mixed", "epochs": 10})
     outcome = train(spec, data)
-    result = evaluate(outcome.kept_model(), test, spec.loss.build(LossContext(2)), spec.loss.probabilities, ["accuracy"], 2)
+    result = measured(outcome.kept_model(), test, spec, data.classes)
     assert result["accuracy"] > 0.9
 
 

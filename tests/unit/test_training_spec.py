@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from workers.engine.training.metrics import METRICS
+from workers.engine.tasks import METRICS
 from workers.engine.training.schedules import SCHEDULES, Plateau
 from workers.engine.training.spec import DEFAULTS, SpecInvalid, fitted_to_subset, resolve_spec, spec_schema
 
@@ -112,17 +112,6 @@ def test_reduce_on_plateau_cuts_after_its_patience_and_never_below_its_floor():
     for value in (1.0, 0.9, 0.95, 0.93, 0.91, 0.92, 0.96, 0.99):
         plateau = schedule.after_epoch(plateau, value, higher_is_better=False)
     assert plateau.factor == pytest.approx(0.005)
-
-
-def test_metrics_from_a_confusion_matrix_and_scores():
-    confusion = np.array([[8, 2], [1, 9]])
-    assert METRICS["accuracy"].compute(confusion) == pytest.approx(17 / 20)
-    assert METRICS["balanced_accuracy"].compute(confusion) == pytest.approx((0.8 + 0.9) / 2)
-    f1_first, f1_second = 2 * 8 / (2 * 8 + 2 + 1), 2 * 9 / (2 * 9 + 1 + 2)
-    assert METRICS["macro_f1"].compute(confusion) == pytest.approx((f1_first + f1_second) / 2)
-    targets = np.array([0, 0, 1, 1])
-    assert METRICS["auc"].compute(confusion, np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8]]), targets) == 0.75
-    assert math.isnan(METRICS["auc"].compute(confusion, np.array([[0.9, 0.1]]), np.array([0])))
 
 
 def test_the_schema_describes_every_setting_and_registry_entry():

@@ -11,7 +11,7 @@ from .pipelines import Pipeline
 
 
 class CachedImages(Dataset):
-    """Images of one subset, as float tensors in [0, 1], with integer class targets.
+    """Images of one subset as sample records: {"image": float tensor in [0, 1], "target": class index}.
 
     With an augmentation pipeline, each image is augmented as it is read, with a seed drawn from
     (run seed, epoch, position): every epoch sees new variations, and a run can be repeated
@@ -52,12 +52,12 @@ class CachedImages(Dataset):
 
     def __getitem__(self, item):
         if self.raw and self.augment is None:
-            return torch.from_numpy(np.array(self.cache[self.indices[item]])), self.targets[item]
+            return {"image": torch.from_numpy(np.array(self.cache[self.indices[item]])), "target": self.targets[item]}
         pixels = np.asarray(self.cache[self.indices[item]], dtype=np.float32) / 255.0
         if self.augment is not None:
             seed = hash((self.seed, self.epoch, int(item))) & 0x7FFFFFFF
             pixels = self.augment(pixels, seed)
-        return torch.from_numpy(np.ascontiguousarray(pixels)), self.targets[item]
+        return {"image": torch.from_numpy(np.ascontiguousarray(pixels)), "target": self.targets[item]}
 
 
 def on_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .tasks import Task
+
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 PARITY_TOLERANCE = 1e-4  # the largest |onnxruntime - PyTorch| logit difference that passes (issue 13)
@@ -35,7 +37,7 @@ IMAGE_TO_INPUT = ("Each image as the toolkit's training cache holds it: grey ima
                   "(colour of more bits scaled by its maximum); grey images repeated to 3 channels when the dataset "
                   "has colour ones; resized bilinearly to the input's height and width when they differ; then "
                   "divided by 255 into float32 [0, 1], channels first.")
-METADATA_KEYS = ("description", "classes", "input_name", "output_name", "input_shape", "channels", "value_range",
+METADATA_KEYS = ("description", "task", "classes", "dims", "input_name", "output_name", "input_shape", "channels", "value_range",
                  "probabilities", "mean", "std", "normalisation", "preprocessing", "training_spec", "architecture",
                  "toolkit_version", "run_id", "run_name")
 
@@ -48,8 +50,8 @@ class ExportTooLarge(ValueError):
 class ModelFacts:
     """What a user of the file needs to know about the model, as the worker knows it (the engine knows no runs)."""
     architecture: str
-    classes: list[str]
-    input_shape: tuple[int, int, int]   # (C, H, W) of the images the model takes: the exported graph's fixed sides
+    task: Task                          # what the model learnt (its classes, dimensions and output)
+    input_shape: tuple[int, ...]        # (C, H, W) or (C, D, H, W) of the samples the model takes: the graph's fixed sides
     spec: dict                          # the run's resolved training spec
     probabilities: str = "softmax"      # how the run's loss turns logits into probabilities: softmax or sigmoid
     preprocessing: list[dict] = field(default_factory=list)  # the dataset's preprocessing pipelines, oldest first
@@ -60,14 +62,14 @@ class ModelFacts:
 
 def model_metadata(model: nn.Module, facts: ModelFacts) -> dict[str, str]:
     """The file's metadata (str -> str, as both formats need it; lists and dicts as JSON)."""
-    channels, height, width = facts.input_shape
+    channels = facts.input_shape[0]
     mean, std = normalisation_of(model, channels)
     return {
         "description": description(facts),
-        "classes": json.dumps(facts.classes),
+        **facts.task.export_metadata(),
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
-        "input_shape": json.dumps([channels, height, width]),
+        "input_shape": json.dumps(list(facts.input_shape)),
         "channels": str(channels),
         "value_range": json.dumps([0.0, 1.0]),
         "probabilities": facts.probabilities,
@@ -84,13 +86,12 @@ def model_metadata(model: nn.Module, facts: ModelFacts) -> dict[str, str]:
 
 
 def description(facts: ModelFacts) -> str:
-    channels, height, width = facts.input_shape
     made_by = f"run {facts.run_id} ({facts.run_name})" if facts.run_id is not None else "a run"
-    return (f"{facts.architecture} classifier of {len(facts.classes)} classes, trained by {made_by} of the medical imaging "
-            f"toolkit. Input '{INPUT_NAME}': float32 (N, {channels}, {height}, {width}), N any batch size, values in "
-            f"[0, 1] (see preprocessing); normalisation and any resizing are inside the model. Output '{OUTPUT_NAME}': "
-            f"(N, {len(facts.classes)}) scores in the order of 'classes'; {facts.probabilities} turns them into "
-            "probabilities.")
+    sides = ", ".join(str(side) for side in facts.input_shape)
+    return (f"{facts.architecture} {facts.task.name} model of {len(facts.task.classes)} classes ({facts.task.dims}D), "
+            f"trained by {made_by} of the medical imaging toolkit. Input '{INPUT_NAME}': float32 (N, {sides}), N any batch "
+            "size, values in [0, 1] (see preprocessing); normalisation and any resizing are inside the model. Output "
+            f"'{OUTPUT_NAME}': {facts.task.describe_output(facts.probabilities)}")
 
 
 def probabilities_of(loss) -> str:

@@ -66,9 +66,9 @@ def find_learning_rate(spec: TrainingSpec, data: TrainingData, observer: JobObse
     lowest, ending = math.inf, None
     trainer.network.train()
     trainer.set_trainable(spec.phase_at(1))  # after train(): frozen BatchNorm back in eval mode
-    for rate, (images, targets, epoch) in zip(sweep_rates(steps), cycled_batches(trainer)):
+    for rate, (batch, epoch) in zip(sweep_rates(steps), cycled_batches(trainer)):
         trainer.set_learning_rate(rate)
-        loss = trainer.train_step(images, targets, epoch).item()
+        loss = trainer.train_step(batch, epoch).item()
         if not math.isfinite(loss):
             ending = "not_finite"
             break
@@ -123,14 +123,14 @@ class MovingAverage:
         return self.average / (1 - self.beta**self.count)
 
 
-def cycled_batches(trainer: Trainer) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+def cycled_batches(trainer: Trainer) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
     """The run's batches, epoch after epoch (each shuffled as the run would), for as long as the sweep asks."""
     epoch = 0
     while True:
         epoch += 1
         trainer.sampler.set_epoch(epoch)
-        for images, targets in trainer.loader:
-            yield images, targets, epoch
+        for batch in trainer.loader:
+            yield batch, epoch
 
 
 def suggested_rate(rates: list[float], losses: list[float], settled: int = 0) -> float | None:

@@ -37,7 +37,11 @@ def class_weights(context: LossContext, weighting: str):
 
 
 class Loss(Configurable):
-    tasks: tuple[str, ...] = ("classification",)
+    tasks: tuple[str, ...] = ("classification",)  # the tasks it serves (tasks/): the spec refuses it for others
+
+    @classmethod
+    def schema(cls) -> dict:
+        return {**super().schema(), "tasks": list(cls.tasks)}
 
     def build(self, context: LossContext) -> nn.Module:
         raise NotImplementedError

@@ -14,13 +14,12 @@ import re
 from dataclasses import dataclass
 
 from ..params import Configurable, Param, ParamError
+from ..tasks import METRICS, TASKS, metrics_of
 from ..zoo.registry import MODELS
 from .losses import LOSSES, Loss
-from .metrics import METRICS
 from .optimizers import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, Plateau, Schedule
 
-TASKS = ("classification",)
 PRECISIONS = ("auto", "float32", "mixed")
 BALANCING = ("none", "weighted", "oversample", "factors")
 PHASE_TRAINING = ("all", "head")
@@ -162,7 +161,7 @@ class DataSection(Section):
 SECTIONS = {section.name: section for section in (ModelSection, EarlyStoppingSection, CheckpointSection, ResourceSection,
                                                   DataSection)}
 TOP_LEVEL = (
-    Param("task", "choice", "classification", "What the model learns: one class per image.", choices=TASKS),
+    Param("task", "choice", "classification", "What the model learns: one class per image or volume.", choices=tuple(TASKS)),
     Param("epochs", "int", 20, "Passes over the training images.", 1, 1000),
     Param("batch_size", "int", 32, "Images per training step (per process).", 1, 4096, typical="16 to 128 is usual"),
     Param("gradient_clipping", "float", 0.0, "Caps the size of each update's gradient (its norm); 0: no cap. 1 to 5 steadies "
@@ -271,7 +270,8 @@ def resolve_spec(data: dict) -> TrainingSpec:
         parts[key], settings[key] = chosen_part(key, merged[key], errors)
     for key in ("early_stopping", "checkpoints", "resources", "data"):
         settings[key] = section_values(SECTIONS[key], merged[key], key, errors)
-    settings["metrics"] = metric_names(merged["metrics"], errors)
+    settings["metrics"] = metric_names(merged["metrics"], settings["task"], errors)
+    check_loss_serves_task(parts.get("loss"), settings["task"], errors)
     settings["monitor"] = monitored_metric(merged["monitor"], settings["metrics"], errors)
     settings["phases"], phases = phase_plan(merged["phases"], data, settings, parts.get("optimizer"), errors)
     if phases and parts.get("schedule"):
@@ -370,14 +370,25 @@ def chosen_part(key: str, values: dict, errors: dict) -> tuple[Configurable | No
     return part, {"name": name, **part.values()}
 
 
-def metric_names(value, errors: dict) -> list[str]:
+def metric_names(value, task: str, errors: dict) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         errors["metrics"] = "Metrics are a list of names, e.g. [\"accuracy\", \"auc\"]."
         return []
+    suited = metrics_of(task)
     unknown = [v for v in value if v not in METRICS]
+    unsuited = [v for v in value if v in METRICS and v not in suited]
     if unknown:
-        errors["metrics"] = f"There is no metric {', '.join(repr(u) for u in unknown)}; choose among {', '.join(METRICS)}."
-    return list(dict.fromkeys(v for v in value if v in METRICS))
+        errors["metrics"] = f"There is no metric {', '.join(repr(u) for u in unknown)}; choose among {', '.join(suited)}."
+    elif unsuited:
+        errors["metrics"] = (f"{', '.join(METRICS[v].title for v in unsuited)} cannot measure {task}; choose among "
+                             f"{', '.join(suited)}.")
+    return list(dict.fromkeys(v for v in value if v in suited))
+
+
+def check_loss_serves_task(loss: Loss | None, task: str, errors: dict) -> None:
+    if loss is not None and task not in loss.tasks:
+        serving = [name for name, kind in LOSSES.items() if task in kind.tasks]
+        errors["loss.name"] = f"{loss.title} is not a loss for {task}; choose among {', '.join(serving)}."
 
 
 def monitor_choices(metrics: list[str]) -> list[str]:
@@ -456,6 +467,7 @@ def spec_schema() -> dict:
         "losses": [kind.schema() for kind in LOSSES.values()],
         "schedules": [kind.schema() for kind in SCHEDULES.values()],
         "metrics": [kind.schema() for kind in METRICS.values()],
+        "tasks": [kind.schema() for kind in TASKS.values()],
         "phase": [p.schema() for p in PHASE_PARAMS],
         "architectures": [{**a.describe(), "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
                           for a in MODELS.values()],

@@ -21,13 +21,13 @@ from torch.utils.data import Dataset
 
 from ..data import on_device
 from ..observer import JobObserver, SilentObserver
+from ..tasks import METRICS, Task, task_for
 from ..zoo.start import ModelStart, starting_model
 from ..zoo.transfer import block_prefixes, freeze, frozen_prefixes, parameter_groups, rate_scales
 from . import checkpoints
 from .callbacks import Callback, default_callbacks
-from .evaluation import Tally, evaluate
+from .evaluation import evaluate
 from .losses import LossContext
-from .metrics import METRICS
 from .sampling import EpochSampler, batch_seed, make_loader, on_batches
 from .schedules import Plateau
 from .spec import Phase, TrainingSpec
@@ -37,11 +37,12 @@ ENDINGS = ("finished", "stopped", "early_stopping")
 
 @dataclass
 class TrainingData:
-    train: Dataset            # items (image, class index); `targets` lists the class indices
+    train: Dataset            # sample records {"image", and the task's target key}; `targets` lists the class indices
     validation: Dataset
     in_channels: int
     classes: list[str]
     sample_weights: list[float] | None = None  # weighted sampling: each training image's chance
+    dims: int = 2             # spatial dimensions of the samples: 2 (images) or 3 (volumes)
 
     @property
     def class_counts(self) -> tuple[int, ...]:
@@ -129,7 +130,8 @@ class Trainer:
         self.spec, self.data, self.rank, self.world = spec, data, rank, world
         self.observer = observer or SilentObserver()
         self.device = resolve_device(spec["resources"]["device"], rank)
-        self.num_classes = len(data.classes)
+        self.task: Task = task_for(spec["task"], data.classes, data.dims, spec.loss.probabilities)
+        self.num_classes = self.task.outputs
         self.architecture = spec["model"]["architecture"]
         self.model = starting_model(spec["model"], data.in_channels, self.num_classes, start or ModelStart(),
                                     seed=spec["seed"], classes=data.classes).to(self.device)
@@ -146,7 +148,7 @@ class Trainer:
         self.loader = make_loader(self.train_set, spec["batch_size"], self.sampler, self.device, world)
         self.steps_per_epoch = len(self.loader)
         self.train_metrics = [m for m in spec["metrics"] if not METRICS[m].needs_scores]
-        self.tally = Tally(self.num_classes, self.device)
+        self.tally = self.task.tally(self.device)
         self.state = TrainerState()
         self.epoch_started, self.epoch_images = time.perf_counter(), 0
         self.trainable: Phase | None = None
@@ -192,18 +194,20 @@ class Trainer:
         self.emit("on_epoch_start")
         self.sampler.set_epoch(epoch, self.state.batch * self.spec["batch_size"])
         self.epoch_started, self.epoch_images = time.perf_counter(), 0
-        for images, targets in self.loader:
-            self.train_step(images, targets, epoch)
+        for batch in self.loader:
+            self.train_step(batch, epoch)
             if self.agreed(self.observer.should_stop()):
                 return False
         return True
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int) -> torch.Tensor:
-        """One optimizer step on a batch; returns the batch's loss (detached, on the device: reading it waits for the GPU)."""
+    def train_step(self, batch: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        """One optimizer step on a batch of sample records; returns the batch's loss (detached, on the device:
+        reading it waits for the GPU)."""
         seed = batch_seed(self.spec["seed"], epoch, self.state.batch, self.rank)
         torch.manual_seed(seed)  # dropout and the like: fixed by the batch's place in the run
         self.emit("on_batch_start")
-        images, targets = on_device(images, self.device), targets.to(self.device, non_blocking=True)
+        images = on_device(batch["image"], self.device)
+        targets = batch[self.task.target_key].to(self.device, non_blocking=True)
         if self.augment is not None:
             images = self.augment(images, seed)
         if self.device.type == "cuda":
@@ -231,12 +235,12 @@ class Trainer:
             metrics.update(self.system_metrics(seconds))
         self.state.epoch += 1
         self.state.batch = 0
-        self.tally = Tally(self.num_classes, self.device)
+        self.tally = self.task.tally(self.device)
         return metrics
 
     def validate(self) -> dict[str, float]:
-        return evaluate(self.model, self.data.validation, self.loss_fn, self.spec.loss.probabilities, self.spec["metrics"],
-                        self.num_classes, self.spec["batch_size"], self.device, self.precision.autocast)
+        return evaluate(self.model, self.data.validation, self.loss_fn, self.task, self.spec["metrics"],
+                        self.spec["batch_size"], self.device, self.precision.autocast)
 
     def system_metrics(self, seconds: float) -> dict[str, float]:
         if self.device.type == "cuda":
@@ -304,7 +308,7 @@ class Trainer:
     def reduce_tally(self) -> None:
         if self.world > 1:
             seen = torch.tensor([float(self.tally.seen)], device=self.device, dtype=torch.float64)
-            for tensor in (self.tally.loss_sum, self.tally.confusion, seen):
+            for tensor in (*self.tally.sums(), seen):
                 dist.all_reduce(tensor)  # the epoch's training metrics over every shard
             self.tally.seen = int(seen.item())
 

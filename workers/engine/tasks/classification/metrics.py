@@ -1,33 +1,23 @@
-"""Metrics by name, computed at the end of an epoch from what the trainer gathered over its batches:
-the confusion matrix (every metric) and the class probabilities (those that rank, like AUC; on the
-validation and test subsets only: keeping every training image's scores would slow the loop).
-The loss is always measured and is not listed here."""
+"""Classification metrics, computed at the end of an epoch from its ClassificationOutcome: the confusion
+matrix (every metric) and the class probabilities (those that rank, like AUC; on the validation and test
+subsets only: keeping every training image's scores would slow the loop)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..params import registry_of
+from ..metrics import Metric, register
 
-METRICS, register = registry_of("metric")
+if TYPE_CHECKING:
+    from .tally import ClassificationOutcome
+
+CLASSIFICATION = ("classification",)
 
 
-class Metric:
-    name: str
-    title: str
-    help: str
-    higher_is_better = True
-    needs_scores = False  # True: needs each image's class probabilities, not only the confusion matrix
-
-    @classmethod
-    def compute(cls, confusion: np.ndarray, probabilities: np.ndarray | None = None, targets: np.ndarray | None = None) -> float:
-        raise NotImplementedError
-
-    @classmethod
-    def schema(cls) -> dict:
-        return {"name": cls.name, "title": cls.title, "help": cls.help, "higher_is_better": cls.higher_is_better,
-                "needs_scores": cls.needs_scores}
+class ClassificationMetric(Metric):
+    tasks = CLASSIFICATION
 
 
 def recalls(confusion: np.ndarray) -> np.ndarray:
@@ -38,34 +28,36 @@ def recalls(confusion: np.ndarray) -> np.ndarray:
 
 
 @register
-class Accuracy(Metric):
+class Accuracy(ClassificationMetric):
     name, title = "accuracy", "Accuracy"
     help = "Share of images given the right class."
 
     @classmethod
-    def compute(cls, confusion, probabilities=None, targets=None):
+    def compute(cls, outcome: ClassificationOutcome) -> float:
+        confusion = outcome.confusion
         total = confusion.sum()
         return float(np.trace(confusion) / total) if total else math.nan
 
 
 @register
-class BalancedAccuracy(Metric):
+class BalancedAccuracy(ClassificationMetric):
     name, title = "balanced_accuracy", "Balanced accuracy"
     help = "The mean of each class's recall: a rare class counts as much as a common one."
 
     @classmethod
-    def compute(cls, confusion, probabilities=None, targets=None):
-        per_class = recalls(confusion)
+    def compute(cls, outcome: ClassificationOutcome) -> float:
+        per_class = recalls(outcome.confusion)
         return float(per_class.mean()) if len(per_class) else math.nan
 
 
 @register
-class MacroF1(Metric):
+class MacroF1(ClassificationMetric):
     name, title = "macro_f1", "Macro F1"
     help = "The mean over classes of the harmonic mean of precision and recall."
 
     @classmethod
-    def compute(cls, confusion, probabilities=None, targets=None):
+    def compute(cls, outcome: ClassificationOutcome) -> float:
+        confusion = outcome.confusion
         true_positive = np.diag(confusion).astype(float)
         predicted, actual = confusion.sum(0), confusion.sum(1)
         present = actual > 0
@@ -77,15 +69,16 @@ class MacroF1(Metric):
 
 
 @register
-class AUC(Metric):
+class AUC(ClassificationMetric):
     name, title = "auc", "AUC"
     help = "Area under the ROC curve: the chance a positive image scores above a negative one (one class against the rest, averaged)."
     needs_scores = True
 
     @classmethod
-    def compute(cls, confusion, probabilities=None, targets=None):
+    def compute(cls, outcome: ClassificationOutcome) -> float:
         from sklearn.metrics import roc_auc_score
 
+        probabilities, targets = outcome.probabilities, outcome.targets
         if probabilities is None or targets is None or len(np.unique(targets)) < 2:
             return math.nan  # undefined with a single class present
         present = np.unique(targets)

@@ -1,0 +1,95 @@
+"""The task interface: everything that differs between what models learn, in one object per run.
+
+A task is built for a run's data (`task_for(spec["task"], classes, dims, probabilities)`) and answers:
+- what its targets are: `target_key` (the key of a sample record the target travels under: "target"
+  for a class, "mask" for a segmentation), `targets_of` (a dataset's labels as targets) and `outputs`
+  (how many outputs the model's head has);
+- which losses and metrics suit it: a loss lists the tasks it serves (`Loss.tasks`), a metric too
+  (`Metric.tasks`); the spec refuses the others;
+- how an epoch's outputs add up: `tally()` gives a Tally (sums that can be added across processes, and
+  the per-sample scores a ranking metric needs), whose `summary` gives the loss and the metrics;
+- how a model predicts a whole sample: `predict` (a forward pass; a sliding window where a volume is
+  larger than the model's input);
+- what a per-sample prediction looks like: `Tally.predictions()`;
+- what the exported model's metadata says of its output: `export_metadata`.
+The trainer, the evaluation and the export call these and never test a task's name.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from ..params import registry_of
+
+if TYPE_CHECKING:
+    import torch
+
+TASKS, register = registry_of("task")
+
+
+class Tally(Protocol):
+    """What one subset's batches of an epoch add up to, on the training device (read once, at the end)."""
+    seen: int
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None: ...
+
+    def sums(self) -> list[torch.Tensor]:
+        """The tensors that add up across data-parallel processes (summed in place by the trainer)."""
+
+    def summary(self, metric_names: list[str]) -> dict[str, float]:
+        """{"loss": ..., metric: ...} over what was added ({} when nothing was)."""
+
+    def predictions(self) -> list[dict]:
+        """One record per sample added (kept only when the tally keeps scores), in the order added."""
+
+    def state(self) -> dict: ...
+
+    def load(self, state: dict) -> None: ...
+
+
+class Task:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    help: ClassVar[str]
+    target_key: ClassVar[str] = "target"
+
+    def __init__(self, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None):
+        self.classes = list(classes)
+        self.dims = dims  # spatial dimensions of the samples: 2 (images) or 3 (volumes)
+        self.probabilities = probabilities or softmax
+
+    @property
+    def outputs(self) -> int:
+        """The number of outputs of the model's head."""
+        raise NotImplementedError
+
+    def targets_of(self, labels: Sequence[str]) -> list[int]:
+        raise NotImplementedError
+
+    def tally(self, device: torch.device, keep_scores: bool = False) -> Tally:
+        raise NotImplementedError
+
+    def predict(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The model's logits for a batch of whole samples."""
+        raise NotImplementedError
+
+    def export_metadata(self) -> dict[str, str]:
+        """What the exported model's metadata says of its task and output (str -> str)."""
+        raise NotImplementedError
+
+    def describe_output(self, probabilities: str) -> str:
+        """The output's sentence in the exported model's description."""
+        raise NotImplementedError
+
+    @classmethod
+    def schema(cls) -> dict:
+        return {"name": cls.name, "title": cls.title, "help": cls.help}
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    return logits.softmax(1)
+
+
+def task_for(name: str, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None) -> Task:
+    """The task a run's spec names, built for its data."""
+    return TASKS[name](classes, dims, probabilities)
