@@ -9,6 +9,7 @@ import numpy as np
 
 from backend.core.tasks import INGEST_QUEUE
 from backend.datasets.models import Dataset, Sample
+from backend.datasets.planning import fingerprint_of_samples
 from workers.engine.ingest import SampleSpec, build_cache
 from workers.engine.observer import JobStopped
 from workers.engine.pipelines import Context, Pipeline, fit_statistics
@@ -55,7 +56,8 @@ def cache_stored_samples(dataset: Dataset, reporter: JobReporter, progress_offse
     for sample, spec in zip(samples, specs):
         sample.cache_index = spec.cache_index
     Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
-    return {**summarise(samples), "channels": channels, "height": height, "width": width}
+    return {**summarise(samples), "channels": channels, "height": height, "width": width, "fingerprint": fingerprint_of_samples(samples)}
+
 
 
 def pixels_of(sample: Sample) -> np.ndarray:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from backend.datasets.models import Dataset, IngestReportEntry, Sample
+from backend.datasets.planning import fingerprint_of_samples
 from workers.engine.ingest import (
     ACCEPTED,
     ArchiveError,
@@ -107,7 +108,7 @@ def store_result(dataset: Dataset, summary: IngestSummary) -> None:
         counts = Counter(dataset.report.values_list("status", flat=True))
         not_taken = sum(n for status, n in counts.items() if status != ACCEPTED)
         fields = {**summarise(samples), "channels": summary.channels, "height": summary.height, "width": summary.width,
-                  "size_bytes": folder_size(dataset.storage_dir)}
+                  "size_bytes": folder_size(dataset.storage_dir), "fingerprint": fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))}
         if samples:
             message = f"{len(samples):,} samples from {counts.get(ACCEPTED, 0):,} files" + (
                 f"; {not_taken:,} files not taken (see the report)." if not_taken else ".")

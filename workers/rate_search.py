@@ -28,7 +28,7 @@ class RateSearchJob(JobRunner):
 
     def work(self, search: RateSearch, reporter) -> None:
         search = RateSearch.objects.select_related("partition__dataset", "augmentation").get(pk=search.pk)
-        data, _ = training_data(search)
+        data, _ = training_data(search, reporter)
         found = find_learning_rate(resolve_spec(search.spec), data, reporter, start=model_start(search))
         status, message = ending(found)
         fields = {"results": found}

@@ -9,6 +9,7 @@ from backend.datasets.models import PartitionMember
 from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
 from workers.engine.data import CachedImages
 from workers.engine.export import (
+    IMAGE_TO_INPUT,
     PARITY_IMAGES,
     ExportTooLarge,
     ModelFacts,
@@ -20,6 +21,7 @@ from workers.engine.export import (
 )
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
+from workers.engine.store import StoredVolume, VolumeRecords, build_store, store_folder, volume_input_rule
 from workers.engine.tasks import task_for
 from workers.engine.training.evaluation import measured
 from workers.engine.training.run import train
@@ -112,17 +114,55 @@ def balanced(run: TrainingRun | RateSearch, indices: list[int], labels: list[str
     return indices, [label_of[i] for i in indices]
 
 
-def training_data(run: TrainingRun | RateSearch) -> tuple[TrainingData, CachedImages]:
+def training_data(run: TrainingRun | RateSearch, observer=None) -> tuple[TrainingData, CachedImages | VolumeRecords]:
+    """The run's subsets as the engine reads them: 2D images from the training cache, or volumes from the store
+    (built first where it is missing: `observer` sees its progress and may stop it)."""
     dataset = run.partition.dataset
     classes = dataset.labels
+    if run.spec["data"].get("plan"):
+        return volume_data(run, classes, observer)
     train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))
-    weights = balanced_weights([classes[t] for t in train_set.targets.tolist()]) if run.spec["data"]["balancing"] == "weighted" else None
-    return TrainingData(train_set, validation_set, dataset.channels, classes, weights), test_set
+    return TrainingData(train_set, validation_set, dataset.channels, classes, sample_weights(run, train_set, classes)), test_set
+
+
+def sample_weights(run: TrainingRun | RateSearch, train_set, classes: list[str]) -> list[float] | None:
+    if run.spec["data"]["balancing"] != "weighted":
+        return None
+    return balanced_weights([classes[t] for t in train_set.targets.tolist()])
+
+
+def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None) -> tuple[TrainingData, VolumeRecords]:
+    """Volumes at the plan's spacing (the store), the training subset read as random patches with the run's
+    augmentation and balancing, the others whole."""
+    plan = run.spec["data"]["plan"]
+    dataset = run.partition.dataset
+    members = list(PartitionMember.objects.filter(partition=run.partition).select_related("sample").order_by("sample_id"))
+    samples = [member.sample for member in members]
+    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256) for s in samples]
+    paths = build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", plan["target_spacing"]),
+                        observer)
+    position = {sample.pk: k for k, sample in enumerate(samples)}
+
+    def subset(name: str) -> VolumeRecords:
+        rows = [position[m.sample_id] for m in members if m.subset == name]
+        labels = [samples[k].label for k in rows]
+        augment = None
+        if name == "train":
+            rows, labels = balanced(run, rows, labels)
+            augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
+        return VolumeRecords([paths[k] for k in rows], [classes.index(label) for label in labels],
+                             [samples[k].meta for k in rows], plan, patches=name == "train", augment=augment,
+                             seed=run.spec["seed"])
+
+    train_set, validation_set, test_set = subset("train"), subset("validation"), subset("test")
+    channels = max(s.channels for s in samples)
+    return TrainingData(train_set, validation_set, channels, classes, sample_weights(run, train_set, classes), dims=3,
+                        window=tuple(plan["patch_size"])), test_set
 
 
 def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     spec = resolve_spec(run.spec)
-    data, test_set = training_data(run)
+    data, test_set = training_data(run, reporter)
     start = model_start(run)
     resume = run.has_checkpoint
     if resume:
@@ -137,7 +177,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     run.storage_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), run.weights_path)
     torch.save(last_weights, run.last_weights_path)
-    results = {"classes": data.classes, "input_shape": [data.in_channels, *data.train.cache.shape[-data.dims:]],
+    results = {"classes": data.classes, "input_shape": list(input_shape(data)),
                "kept": kept_epoch(spec, outcome), "last_epoch": outcome.state.epoch, "ended": outcome.ended,
                "test": measure(spec, data, model, test_set)}
     if outcome.best_weights is not None and outcome.state.best_epoch != outcome.state.epoch:
@@ -157,7 +197,7 @@ def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, 
     file's parity check: whether onnxruntime gives PyTorch's outputs on validation images (results["onnx"])."""
     metadata = model_metadata(model, model_facts(run, spec, data))
     write_safetensors(model, metadata, run.safetensors_path)
-    data.train.augment = None  # the export example is a plain image
+    data.train.augment = None  # the export example is a plain image (of volumes: a patch)
     example = torch.stack([data.train[i]["image"] for i in range(min(2, len(data.train)))])
     try:
         export_onnx(model, example, run.onnx_path, metadata)
@@ -172,9 +212,9 @@ def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, 
 
 
 def model_facts(run: TrainingRun, spec: TrainingSpec, data: TrainingData) -> ModelFacts:
-    task = task_for(spec["task"], data.classes, data.dims)
+    task = task_for(spec["task"], data.classes, data.dims, window=data.window)
     return ModelFacts(architecture=spec["model"]["architecture"], task=task,
-                      input_shape=(data.in_channels, *data.train.cache.shape[-data.dims:]), spec=spec.to_dict(),
+                      input_shape=input_shape(data), spec=spec.to_dict(), input_rule=input_rule(run.spec),
                       probabilities=probabilities_of(spec.loss), preprocessing=preprocessing_of(run.partition.dataset),
                       run_id=run.pk, run_name=run.name, toolkit_version=run.provenance.get("code_version", "unknown"))
 
@@ -192,10 +232,23 @@ def preprocessing_of(dataset) -> list[dict]:
     return made[::-1]
 
 
+def input_shape(data: TrainingData) -> tuple[int, ...]:
+    """(C, H, W) of the cached images, or (C, D, H, W) of the patch a model of volumes takes."""
+    sides = data.window if data.window else data.train.cache.shape[-2:]
+    return (data.in_channels, *sides)
+
+
+def input_rule(spec: dict) -> str:
+    plan = spec["data"].get("plan")
+    return volume_input_rule(plan) if plan else IMAGE_TO_INPUT
+
+
 def parity_images(data: TrainingData) -> tuple[torch.Tensor, str]:
-    """Up to PARITY_IMAGES validation images (plain, in the partition's order); the training images' when the
-    partition has no validation subset."""
+    """Up to PARITY_IMAGES validation images (plain, in the partition's order; of volumes, one patch each, the
+    shape the exported graph takes); the training images' when the partition has no validation subset."""
     subset, images = ("validation", data.validation) if len(data.validation) else ("train", data.train)
+    if isinstance(images, VolumeRecords):
+        images = images.as_patches()
     return torch.stack([images[i]["image"] for i in range(min(PARITY_IMAGES, len(images)))]), subset
 
 
@@ -214,7 +267,7 @@ def model_with(model, weights: dict):
 
 def measure(spec: TrainingSpec, data: TrainingData, model, test_set) -> dict:
     """The loss and metrics of a model on the test subset ({} when it is empty)."""
-    return measured(model, test_set, spec, data.classes, data.class_counts, data.dims)
+    return measured(model, test_set, spec, data.classes, data.class_counts, data.dims, data.window)
 
 
 def kept_epoch(spec: TrainingSpec, outcome: TrainingOutcome) -> dict:

@@ -38,6 +38,8 @@ class Dataset(Job):
     class_counts = models.JSONField(default=dict)
     masked_count = models.PositiveIntegerField(default=0, help_text="Samples that have a mask.")
     mask_values = models.JSONField(default=list, blank=True, help_text="The label values the masks hold (0: background).")
+    fingerprint = models.JSONField(default=dict, blank=True, help_text="Of the volumes: spacings, shapes, modalities and "
+                                   "foreground intensity statistics per channel (workers/engine/planning.py); {} without volumes.")
     sample_count = models.PositiveIntegerField(default=0)
     patient_count = models.PositiveIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)

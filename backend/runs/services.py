@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from backend.audit.services import Action, record
@@ -19,11 +19,13 @@ from backend.core.errors import ServiceError
 from backend.core.jobs import require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
-from backend.datasets.models import Partition
+from backend.datasets.models import Dataset, Partition
+from backend.datasets.planning import dimensions_of, plan_of
 from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
 from backend.zoo.services import check_imported_start
+from workers.engine.planning import resampled_shape
 from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_subset, resolve_spec
 from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
@@ -72,6 +74,11 @@ def code_version() -> str:
 def check_trainable(partition: Partition) -> None:
     dataset = partition.dataset
     labels = dataset.labels
+    check_one_kind_of_sample(dataset)
+    if dataset.task == Dataset.Task.SEGMENTATION and len(labels) < 2:
+        raise ServiceError(
+            f"The dataset '{dataset.name}' holds masks (segmentation) and no classes: the toolkit learns classification so "
+            "far (segmentation comes next). To classify, upload the images in one folder per class.", field="partition")
     if len(labels) < 2:
         only = f" ('{labels[0]}')" if labels else ""
         raise ServiceError(
@@ -82,6 +89,19 @@ def check_trainable(partition: Partition) -> None:
     train = partition.counts.get("train", {})
     if sum(train.values()) == 0:
         raise ServiceError("The partition's training subset is empty; create a partition with a larger training share.", field="partition")
+
+
+def check_one_kind_of_sample(dataset: Dataset) -> None:
+    """A model takes 2D images or volumes, of one channel count."""
+    if dimensions_of(dataset) == {2, 3}:
+        kinds = dict(dataset.samples.values_list("kind").annotate(n=Count("id")).order_by())
+        raise ServiceError(f"The dataset '{dataset.name}' mixes {kinds.get('image', 0):,} 2D images and {kinds.get('volume', 0):,} "
+                           "volumes; a model learns from one or the other. Make a dataset of one kind (upload them apart).",
+                           field="partition")
+    channels = sorted(set(dataset.samples.values_list("channels", flat=True).distinct()))
+    if 3 in dimensions_of(dataset) and len(channels) > 1:
+        raise ServiceError(f"The volumes of '{dataset.name}' have different channel counts ({', '.join(map(str, channels))}); "
+                           "a model takes one. Make a dataset of volumes with the same channels.", field="partition")
 
 
 def spec_errors(invalid: SpecInvalid) -> ServiceError:
@@ -199,13 +219,27 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
     if model["weights"] == "imported":
         check_imported_start(user, spec, partition)  # an imported model (backend/zoo): readable, trainable, its architecture
     if model["architecture"] not in MODELS:
+        if 3 in dimensions_of(partition.dataset):
+            raise ServiceError("An imported model takes 2D images and this dataset holds volumes (3D): choose a 3D network.",
+                               field="model.architecture")
         return  # a network converted from ONNX: its import checked the channels and sizes it takes
     entry = model_entry(model["architecture"])
+    check_dimensions(entry, partition.dataset)
     check_input_size(entry, model["input_size"], partition.dataset)
     if model["weights"] == "imagenet":
         check_pretrained_file(entry, "imagenet")
     elif model["weights"] == "run":
         start_run_for(user, model["start_run"], entry)
+
+
+def check_dimensions(entry: ModelEntry, dataset: Dataset) -> None:
+    dims = max(dimensions_of(dataset), default=2)
+    if entry.dims == dims:
+        return
+    fitting = [e.title for e in MODELS.values() if e.dims == dims]
+    held = "volumes (3D)" if dims == 3 else "2D images"
+    raise ServiceError(f"{entry.title} is a {entry.dims}D network and this dataset holds {held}: choose a {dims}D network "
+                       f"({', '.join(fitting)}).", field="model.architecture")
 
 
 def check_input_size(entry: ModelEntry, input_size: int, dataset) -> None:
@@ -261,15 +295,49 @@ def starting_points(user, architecture: str | None = None):
     return [run for run in runs.order_by("-created_at")[:STARTING_POINTS_LISTED] if run.weights_path.is_file()]
 
 
+def with_plan(spec_data: dict, partition: Partition) -> dict:
+    """A run on volumes starts from the dataset's plan (the values the user gave win) and, unless the user chose a
+    batch size, the plan's, within the training subset; a run on 2D images is left as it is."""
+    if 3 not in dimensions_of(partition.dataset) or not isinstance(spec_data, dict):
+        return spec_data
+    data = spec_data.get("data") if isinstance(spec_data.get("data"), dict) else {}
+    given = data.get("plan") if isinstance(data.get("plan"), dict) else {}
+    plan = {**plan_of(partition.dataset), **given}
+    spec_data = {**spec_data, "data": {**data, "plan": plan}}
+    if "batch_size" not in spec_data and plan.get("batch_size"):
+        spec_data["batch_size"] = max(1, min(plan["batch_size"], sum(partition.counts.get("train", {}).values())))
+    return spec_data
+
+
+def check_patch_fits(spec: TrainingSpec, dataset: Dataset) -> None:
+    """Every volume, at the plan's spacing, must hold a whole patch."""
+    plan = spec["data"].get("plan")
+    fingerprint = dataset.fingerprint
+    if not plan or not fingerprint:
+        return
+    shapes = [resampled_shape(shape, spacing, plan["target_spacing"])
+              for shape, spacing in zip(fingerprint["shapes"], fingerprint["spacings"])]
+    smallest = [min(shape[axis] for shape in shapes) for axis in range(3)]
+    if all(p <= s for p, s in zip(plan["patch_size"], smallest)):
+        return
+    smaller = sum(any(p > n for p, n in zip(plan["patch_size"], shape)) for shape in shapes)
+    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} voxels) is larger than {smaller} of the volumes at "
+                       f"{'×'.join(f'{v:g}' for v in plan['target_spacing'])} mm (the smallest is "
+                       f"{'×'.join(map(str, smallest))}); choose a patch of at most that size, or a finer spacing.",
+                       field="data.plan.patch_size")
+
+
 def prepared_spec(project, partition: Partition, spec_data: dict, user):
     """The resolved spec for this partition, with every check that needs the database, and the augmentation version."""
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
     check_trainable(partition)
+    spec_data = with_plan(spec_data, partition)
     try:
         spec = fitted_to_subset(spec_data, sum(partition.counts.get("train", {}).values()))
     except SpecInvalid as invalid:
         raise spec_errors(invalid) from None
+    check_patch_fits(spec, partition.dataset)
     check_resources(spec["resources"])
     check_fits_partition(spec, partition)
     check_class_factors(spec["data"]["class_factors"], partition)

@@ -235,14 +235,15 @@ def test_the_shards_of_an_epoch_are_disjoint_cover_the_set_and_give_every_proces
         assert sorted(len(shard) for shard in shards) == [3, 3, 4], "balanced within one sample"
         assert all(sum(labels[i] == "b" for i in shard) == 1 for shard in shards), "each label spread evenly"
         for sampler, shard in zip(samplers, shards):
-            drawn = list(sampler)
+            drawn = [position for position, _ in sampler]
             assert len(drawn) == len(sampler) == 4 and set(drawn) == set(shard), "a short shard repeats one of its own"
+            assert {drawn_epoch for _, drawn_epoch in sampler} == {epoch}, "each position goes with its epoch"
     samplers[0].set_epoch(1)
     first = samplers[0].shard()
     samplers[0].set_epoch(2)
     assert samplers[0].shard() != first, "dealt afresh each epoch"
     weighted = EpochSampler(labels, seed=5, rank=1, world=3, weights=[0.0] * 7 + [1.0] * 3)
-    assert {labels[i] for i in weighted} == {"b"}, "weights draw within the shard"
+    assert {labels[i] for i, _ in weighted} == {"b"}, "weights draw within the shard"
 
 
 def test_a_resumed_epoch_skips_the_images_already_trained_on():

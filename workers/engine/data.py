@@ -15,7 +15,8 @@ class CachedImages(Dataset):
 
     With an augmentation pipeline, each image is augmented as it is read, with a seed drawn from
     (run seed, epoch, position): every epoch sees new variations, and a run can be repeated
-    exactly. `set_epoch` is called by the training loop before each epoch.
+    exactly. The training loop's sampler gives each position with its epoch ((position, epoch)); a plain
+    position reads with the epoch `set_epoch` set.
     """
 
     def __init__(self, cache_path: str | Path, indices: list[int], targets: list[int],
@@ -50,12 +51,13 @@ class CachedImages(Dataset):
     def __len__(self):
         return len(self.indices)
 
-    def __getitem__(self, item):
+    def __getitem__(self, key):
+        item, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         if self.raw and self.augment is None:
             return {"image": torch.from_numpy(np.array(self.cache[self.indices[item]])), "target": self.targets[item]}
         pixels = np.asarray(self.cache[self.indices[item]], dtype=np.float32) / 255.0
         if self.augment is not None:
-            seed = hash((self.seed, self.epoch, int(item))) & 0x7FFFFFFF
+            seed = hash((self.seed, epoch, int(item))) & 0x7FFFFFFF
             pixels = self.augment(pixels, seed)
         return {"image": torch.from_numpy(np.ascontiguousarray(pixels)), "target": self.targets[item]}
 

@@ -58,3 +58,42 @@ def demo_subsets(folder: str | Path, per_class: int = 300, seed: int = 42):
                             [classes.index(labels[i]) for i in chosen])
 
     return subset("train"), subset("validation"), subset("test"), classes
+
+
+def demo_volume(rng: np.random.Generator, lesion: bool, shape: tuple[int, int, int] = (24, 32, 32)) -> np.ndarray:
+    """A CT-like int16 volume in stored values (HU + 1024): soft tissue near 40 HU with noise, inside air, and for a
+    lesion a brighter blob (about +60 HU) somewhere in the tissue."""
+    depth, height, width = shape
+    zz, yy, xx = np.mgrid[:depth, :height, :width]
+    body = ((yy - height / 2) / (height * 0.42)) ** 2 + ((xx - width / 2) / (width * 0.42)) ** 2 <= 1
+    hu = np.where(body, rng.normal(40.0, 18.0, shape), -1000.0 + rng.normal(0, 5, shape))
+    if lesion:
+        cz, cy, cx = (rng.uniform(n * 0.3, n * 0.7) for n in shape)
+        sigma = rng.uniform(min(shape) / 10, min(shape) / 6)
+        hu += body * rng.uniform(50, 80) * np.exp(-((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
+    return np.clip(np.rint(hu + 1024), 0, 4095).astype(np.int16)
+
+
+def write_demo_volume_zip(path: str | Path, per_class: int = 20, shape: tuple[int, int, int] = (24, 32, 32),
+                          spacing: tuple[float, float, float] = (2.0, 0.8, 0.8), seed: int = 0) -> Path:
+    """A zip with one folder per class of NIfTI CT volumes (int16, scl_inter -1024: stored values become HU)."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for label in DEMO_CLASSES:
+            for number in range(per_class):
+                volume = demo_volume(rng, label == "lesion", shape)
+                # NIfTI holds (x, y, z): columns, rows, slices; the ingest turns it to RAS and (D, H, W).
+                image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)),
+                                        np.diag([spacing[2], spacing[1], spacing[0], 1.0]))
+                image.header.set_slope_inter(1.0, -1024.0)
+                archive.writestr(f"volumes/{label}/{label}_{number:03d}.nii.gz", gzip_bytes(image.to_bytes()))
+    return path
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    import gzip
+    return gzip.compress(data, compresslevel=1)

@@ -37,6 +37,8 @@ IMAGE_TO_INPUT = ("Each image as the toolkit's training cache holds it: grey ima
                   "(colour of more bits scaled by its maximum); grey images repeated to 3 channels when the dataset "
                   "has colour ones; resized bilinearly to the input's height and width when they differ; then "
                   "divided by 255 into float32 [0, 1], channels first.")
+VALUES_IN = {True: "values in [0, 1] (see preprocessing); normalisation and any resizing are inside the model",
+             False: "values normalised as 'preprocessing' says (the plan's resampling and normalisation, outside the model)"}
 METADATA_KEYS = ("description", "task", "classes", "dims", "input_name", "output_name", "input_shape", "channels", "value_range",
                  "probabilities", "mean", "std", "normalisation", "preprocessing", "training_spec", "architecture",
                  "toolkit_version", "run_id", "run_name")
@@ -57,6 +59,7 @@ class ModelFacts:
     preprocessing: list[dict] = field(default_factory=list)  # the dataset's preprocessing pipelines, oldest first
     run_id: int | None = None
     run_name: str = ""
+    input_rule: str = IMAGE_TO_INPUT    # how a sample became the input (volumes: the plan's resampling and normalisation)
     toolkit_version: str = "unknown"
 
 
@@ -71,12 +74,12 @@ def model_metadata(model: nn.Module, facts: ModelFacts) -> dict[str, str]:
         "output_name": OUTPUT_NAME,
         "input_shape": json.dumps(list(facts.input_shape)),
         "channels": str(channels),
-        "value_range": json.dumps([0.0, 1.0]),
+        "value_range": json.dumps([0.0, 1.0] if facts.input_rule == IMAGE_TO_INPUT else None),
         "probabilities": facts.probabilities,
         "mean": json.dumps(mean),
         "std": json.dumps(std),
         "normalisation": "inside the model: (image - mean) / std per channel; do not apply it again",
-        "preprocessing": json.dumps({"image_to_input": IMAGE_TO_INPUT, "pipelines": facts.preprocessing}),
+        "preprocessing": json.dumps({"image_to_input": facts.input_rule, "pipelines": facts.preprocessing}),
         "training_spec": json.dumps(facts.spec, sort_keys=True),
         "architecture": facts.architecture,
         "toolkit_version": facts.toolkit_version,
@@ -90,7 +93,7 @@ def description(facts: ModelFacts) -> str:
     sides = ", ".join(str(side) for side in facts.input_shape)
     return (f"{facts.architecture} {facts.task.name} model of {len(facts.task.classes)} classes ({facts.task.dims}D), "
             f"trained by {made_by} of the medical imaging toolkit. Input '{INPUT_NAME}': float32 (N, {sides}), N any batch "
-            "size, values in [0, 1] (see preprocessing); normalisation and any resizing are inside the model. Output "
+            f"size, {VALUES_IN[facts.input_rule == IMAGE_TO_INPUT]}. Output "
             f"'{OUTPUT_NAME}': {facts.task.describe_output(facts.probabilities)}")
 
 

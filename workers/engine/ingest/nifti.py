@@ -33,9 +33,11 @@ def read_nifti(data: bytes, name: str) -> Decoded:
     with guarded("NIfTI with an impossible header or data"):
         check_header(image_class.header_class.from_fileobj(io.BytesIO(data)), len(data))
         img = image_class.from_bytes(data)
-        canonical = nib.as_closest_canonical(img)
+        raw, scaling = stored_values(img)
+        # Reoriented from an image over the raw array: nibabel applies no scaling to an array it did not read itself.
+        canonical = nib.as_closest_canonical(image_class(raw, img.affine, img.header))
         array = np.asanyarray(canonical.dataobj)
-        meta = describe(img, canonical, image_class)
+        meta = {**describe(img, canonical, image_class), **scaling}
         if array.ndim > 4:
             raise Rejected(f"NIfTI with {array.ndim} dimensions; 3D and 4D volumes are supported")
         if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
@@ -46,6 +48,19 @@ def read_nifti(data: bytes, name: str) -> Decoded:
         volume = volume[0]
     return Decoded(kind=VOLUME, pixels=volume, format="NIfTI", meta=meta,
                    notes=[f"{volume.shape[0]} volumes (4D)"] if volume.ndim == 4 else [])
+
+
+def stored_values(img) -> tuple[np.ndarray, dict]:
+    """The voxels as the file stores them (int16 CT stays int16, not float64 Hounsfield units) and the scaling that
+    makes them modality values, as DICOM's rescale slope and intercept (applied where values are read: the display,
+    the training store), or {} when the file has none."""
+    proxy = img.dataobj
+    if not hasattr(proxy, "get_unscaled"):
+        return np.asanyarray(proxy), {}
+    slope, intercept = float(proxy.slope), float(proxy.inter)
+    if not (math.isfinite(slope) and slope != 0 and math.isfinite(intercept)) or (slope, intercept) == (1.0, 0.0):
+        return np.asanyarray(proxy), {}
+    return np.asanyarray(proxy.get_unscaled()), {"rescale_slope": slope, "rescale_intercept": intercept}
 
 
 def describe(img, canonical, image_class) -> dict:

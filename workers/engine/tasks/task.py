@@ -53,10 +53,12 @@ class Task:
     help: ClassVar[str]
     target_key: ClassVar[str] = "target"
 
-    def __init__(self, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None):
+    def __init__(self, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None,
+                 window: Sequence[int] | None = None):
         self.classes = list(classes)
         self.dims = dims  # spatial dimensions of the samples: 2 (images) or 3 (volumes)
         self.probabilities = probabilities or softmax
+        self.window = tuple(window) if window else None  # the patch a model of volumes trains on: predictions slide it
 
     @property
     def outputs(self) -> int:
@@ -90,6 +92,7 @@ def softmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(1)
 
 
-def task_for(name: str, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None) -> Task:
-    """The task a run's spec names, built for its data."""
-    return TASKS[name](classes, dims, probabilities)
+def task_for(name: str, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None,
+             window: Sequence[int] | None = None) -> Task:
+    """The task a run's spec names, built for its data (`window`: the patch size of a model of volumes)."""
+    return TASKS[name](classes, dims, probabilities, window)

@@ -26,7 +26,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn, task: Task, metr
     model.eval()
     keep_scores = predictions is not None or any(METRICS[name].needs_scores for name in metric_names)
     tally = task.tally(device, keep_scores)
-    for batch in DataLoader(dataset, batch_size=max(batch_size, 64)):
+    # Whole volumes differ in shape and each is read window by window: one at a time.
+    batch_size = 1 if getattr(dataset, "whole_samples", False) else max(batch_size, 64)
+    for batch in DataLoader(dataset, batch_size=batch_size):
         images, targets = on_device(batch["image"], device), batch[task.target_key].to(device)
         with autocast() if autocast else contextlib.nullcontext():
             logits = task.predict(model, images)
@@ -40,9 +42,10 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn, task: Task, metr
 
 
 def measured(model: torch.nn.Module, dataset: Dataset, spec, classes: list[str], class_counts: tuple[int, ...] = (),
-             dims: int = 2, metric_names: list[str] | None = None, predictions: list | None = None) -> dict[str, float]:
-    """A run's model measured on a dataset as its spec says: the spec's task, loss and metrics (or `metric_names`)."""
-    task = task_for(spec["task"], classes, dims, spec.loss.probabilities)
+             dims: int = 2, window=None, metric_names: list[str] | None = None, predictions: list | None = None) -> dict[str, float]:
+    """A run's model measured on a dataset as its spec says: the spec's task, loss and metrics (or `metric_names`);
+    `window`: the patch a model of volumes learnt on."""
+    task = task_for(spec["task"], classes, dims, spec.loss.probabilities, window)
     loss_fn = spec.loss.build(LossContext(task.outputs, class_counts))
     return evaluate(model, dataset, loss_fn, task, spec["metrics"] if metric_names is None else metric_names,
                     spec["batch_size"], predictions=predictions)

@@ -53,7 +53,9 @@ class EpochSampler(Sampler[int]):
         return [shard[k] for k in picks]
 
     def __iter__(self):
-        return iter(self.order()[self.skip:])
+        # Each position goes with its epoch: a dataset's per-sample draws (augmentation, patches) depend on it, and
+        # loader processes hold copies of the dataset that a `set_epoch` in this process would never reach.
+        return iter([(position, self.epoch) for position in self.order()[self.skip:]])
 
 
 def loader_workers(device: torch.device, processes: int) -> int:

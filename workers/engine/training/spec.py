@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ..params import Configurable, Param, ParamError
+from ..planning import check_plan
 from ..tasks import METRICS, TASKS, metrics_of
 from ..zoo.registry import MODELS
 from .losses import LOSSES, Loss
@@ -140,6 +141,9 @@ class DataSection(Section):
     def __init__(self, **values):
         self.class_factors = values.pop("class_factors", None) or {}
         self.augmentation = values.pop("augmentation", None)
+        # Volumes: the dataset's plan (planning.py), filled in at launch from the dataset's fingerprint unless given;
+        # None for 2D images.
+        self.plan = values.pop("plan", None)
         super().__init__(**values)
 
     def check(self):
@@ -153,9 +157,15 @@ class DataSection(Section):
             raise ParamError("class_factors", "Class factors apply only when balancing is 'factors'.")
         if self.augmentation is not None and not isinstance(self.augmentation, int | dict):
             raise ParamError("augmentation", "The augmentation is a pipeline's id, or none.")
+        if self.plan is not None:
+            if not isinstance(self.plan, dict):
+                raise ParamError("plan", "The plan is an object of settings (target_spacing, normalisation, patch_size ...).")
+            for field, message in check_plan(self.plan).items():
+                raise ParamError(f"plan.{field}", message)
 
     def values(self):
-        return {**super().values(), "class_factors": self.class_factors, "augmentation": self.augmentation}
+        plan = {"plan": self.plan} if self.plan is not None else {}
+        return {**super().values(), "class_factors": self.class_factors, "augmentation": self.augmentation, **plan}
 
 
 SECTIONS = {section.name: section for section in (ModelSection, EarlyStoppingSection, CheckpointSection, ResourceSection,

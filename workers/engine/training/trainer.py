@@ -43,6 +43,7 @@ class TrainingData:
     classes: list[str]
     sample_weights: list[float] | None = None  # weighted sampling: each training image's chance
     dims: int = 2             # spatial dimensions of the samples: 2 (images) or 3 (volumes)
+    window: tuple[int, ...] | None = None  # volumes: the patch size trained on, which whole-volume predictions slide
 
     @property
     def class_counts(self) -> tuple[int, ...]:
@@ -130,7 +131,7 @@ class Trainer:
         self.spec, self.data, self.rank, self.world = spec, data, rank, world
         self.observer = observer or SilentObserver()
         self.device = resolve_device(spec["resources"]["device"], rank)
-        self.task: Task = task_for(spec["task"], data.classes, data.dims, spec.loss.probabilities)
+        self.task: Task = task_for(spec["task"], data.classes, data.dims, spec.loss.probabilities, data.window)
         self.num_classes = self.task.outputs
         self.architecture = spec["model"]["architecture"]
         self.model = starting_model(spec["model"], data.in_channels, self.num_classes, start or ModelStart(),

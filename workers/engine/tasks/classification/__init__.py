@@ -32,8 +32,12 @@ class Classification(Task):
         return ClassificationTally(self.outputs, device, self.probabilities if keep_scores else None)
 
     def predict(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        # The model resizes its input to the size it was trained at (ZooModel), so a whole sample is one forward pass.
-        return model(images)
+        """A 2D image is one forward pass (the model resizes it to the size it learnt at). A volume larger than the
+        patch the model learnt on is read by a sliding window and the windows' logits averaged."""
+        if self.window is None or all(n <= w for n, w in zip(images.shape[2:], self.window)):
+            return model(images)
+        from ..windows import window_average
+        return window_average(model, images, self.window)
 
     def export_metadata(self) -> dict[str, str]:
         return {"task": self.name, "classes": json.dumps(self.classes), "dims": str(self.dims)}

@@ -1,0 +1,200 @@
+"""A dataset's fingerprint and the plan a run starts from, after nnU-Net's rules (Isensee et al., Nature
+Methods 2021): what the volumes are like (spacings, shapes, intensities over the foreground), and from that
+the target spacing, the intensity normalisation by modality, the patch and the batch size.
+
+The fingerprint is computed once by the job that makes a dataset (`fingerprint_of`) and stored with it; the
+plan is a pure function of it and of the training device (`plan_for`), so the dataset page shows it before
+training, the run form starts from it, a user may change any value, and the run records the plan it used.
+Every value comes with the reason it was chosen, in words a clinician can read.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .display import modality_values
+
+VOXELS_PER_IMAGE = 10_000      # foreground voxels drawn from each volume for the intensity statistics (nnU-Net's number)
+ANISOTROPY = 3.0               # a coarse axis this many times the finest makes a dataset "strongly anisotropic"
+DIVISOR = 8                    # patch sides are multiples of this: the 3D networks halve the grid three times or more
+SMALLEST_SIDE = 16
+NORMALISATIONS = ("ct", "zscore", "none")
+# Voxels of one patch the device can train on at once with batches of two (a 3D ResNet-18's activations in
+# float32 take about 2 kB a voxel for a batch of two): a budget measured, not derived; CPUs get a small one
+# because each step there takes seconds.
+PATCH_BUDGET_CPU = 64 ** 3
+BYTES_PER_PATCH_VOXEL = 2_000
+FEWEST_IN_BATCH, MOST_IN_BATCH = 2, 16
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    """What the fingerprint needs of one stored volume: its array read on demand, spacing (slice, row, column)
+    in mm, display meta (rescale slope and intercept), and its mask's array when it has one."""
+    load: Callable[[], np.ndarray]
+    spacing: tuple[float, ...]
+    meta: dict
+    modality: str = ""
+    load_mask: Callable[[], np.ndarray] | None = None
+
+
+def channels_of(array: np.ndarray) -> np.ndarray:
+    """A stored volume as (C, D, H, W): (D, H, W) is one channel; a last axis of 3 is colour."""
+    if array.ndim == 3:
+        return array[None]
+    if array.ndim == 4 and array.shape[-1] == 3:
+        return np.moveaxis(array, -1, 0)
+    return array
+
+
+def foreground_sample(values: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Up to VOXELS_PER_IMAGE voxels of the foreground of one channel: inside the mask when there is one, else
+    above the volume's lowest value (the air or padding that surrounds a scan), else every voxel."""
+    if mask is not None and mask.shape == values.shape and (mask > 0).any():
+        chosen = values[mask > 0]
+    else:
+        chosen = values[values > values.min()]
+        if not chosen.size:
+            chosen = values.ravel()
+    if chosen.size > VOXELS_PER_IMAGE:
+        chosen = rng.choice(chosen, VOXELS_PER_IMAGE, replace=False)
+    return chosen.astype(np.float64)
+
+
+def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
+    """{count, spacings, shapes, modalities, channels: [{mean, std, percentile_00_5, percentile_99_5}...]} over the
+    volumes (modality values: Hounsfield units for CT), or {} when there are none."""
+    rng = np.random.default_rng(seed)
+    spacings, shapes, modalities, pooled = [], [], set(), {}
+    for volume in volumes:
+        array = channels_of(np.asarray(volume.load()))
+        mask = np.asarray(volume.load_mask()) if volume.load_mask else None
+        spacings.append([float(s) for s in volume.spacing[-3:]] if len(volume.spacing) >= 3 else [1.0, 1.0, 1.0])
+        shapes.append([int(s) for s in array.shape[1:]])
+        if volume.modality:
+            modalities.add(volume.modality)
+        for channel, values in enumerate(array):
+            pooled.setdefault(channel, []).append(foreground_sample(modality_values(values, volume.meta), mask, rng))
+    if not shapes:
+        return {}
+    channels = []
+    for channel in sorted(pooled):
+        values = np.concatenate(pooled[channel])
+        low, high = np.percentile(values, (0.5, 99.5))
+        channels.append({"mean": float(values.mean()), "std": float(values.std()), "percentile_00_5": float(low),
+                         "percentile_99_5": float(high)})
+    return {"count": len(shapes), "spacings": spacings, "shapes": shapes, "modalities": sorted(modalities),
+            "channels": channels}
+
+
+def target_spacing(spacings: list[list[float]]) -> tuple[list[float], str]:
+    """The median spacing per axis; for strongly anisotropic data, the coarse axis takes the 10th percentile of its
+    spacings instead (nnU-Net: resampling everything to a median that coarse would blur the finer scans)."""
+    table = np.asarray(spacings, dtype=float)
+    median = np.median(table, axis=0)
+    coarse = int(np.argmax(median))
+    if median[coarse] > ANISOTROPY * median.min():
+        chosen = median.copy()
+        chosen[coarse] = np.percentile(table[:, coarse], 10)
+        return rounded(chosen), (f"the median spacing, but {AXES[coarse]} spacing {chosen[coarse]:.3g} mm: the 10th percentile "
+                                 f"of that axis, as the data are strongly anisotropic ({median[coarse]:.3g} mm against "
+                                 f"{median.min():.3g} mm)")
+    return rounded(median), "the median spacing of the volumes along each axis"
+
+
+AXES = ("slice", "row", "column")
+
+
+def rounded(values) -> list[float]:
+    return [float(round(v, 4)) for v in values]
+
+
+def resampled_shape(shape: list[int], spacing: list[float], target: list[float]) -> list[int]:
+    return [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target)]
+
+
+def patch_and_batch(median_shape: list[int], smallest_shape: list[int], budget_voxels: int) -> tuple[list[int], int, str]:
+    """The patch: the median shape at the target spacing, no side past the smallest volume's (a patch must fit in
+    every volume), each a multiple of DIVISOR, its largest side halved until it fits the budget; the batch: as many
+    patches as the budget holds for two, from 2 to 16."""
+    start = [max(min(SMALLEST_SIDE, small), (min(side, small) // DIVISOR) * DIVISOR)
+             for side, small in zip(median_shape, smallest_shape)]
+    patch = list(start)
+    while math.prod(patch) > budget_voxels and max(patch) > SMALLEST_SIDE:
+        largest = patch.index(max(patch))
+        patch[largest] = max(SMALLEST_SIDE, (patch[largest] // 2 // DIVISOR) * DIVISOR)
+    batch = max(FEWEST_IN_BATCH, min(MOST_IN_BATCH, 2 * budget_voxels // math.prod(patch)))
+    why = (f"the median volume at the target spacing ({'x'.join(map(str, median_shape))} voxels), within the smallest "
+           f"({'x'.join(map(str, smallest_shape))}), in multiples of {DIVISOR}")
+    if patch != start:
+        why += f", its largest sides halved to fit the device's memory ({budget_voxels:,} voxels a patch)"
+    return patch, int(batch), why + "; larger volumes are read by a sliding window"
+
+
+def budget_for(device_memory_bytes: int | None) -> int:
+    """Voxels a patch may hold: a small CPU budget, or the GPU's memory shared among two patches."""
+    if not device_memory_bytes:
+        return PATCH_BUDGET_CPU
+    return max(PATCH_BUDGET_CPU, int(device_memory_bytes * 0.5 / BYTES_PER_PATCH_VOXEL / FEWEST_IN_BATCH))
+
+
+def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
+    """The plan of a fingerprinted dataset: {target_spacing, normalisation, clip, mean, std, patch_size, batch_size,
+    reasons: {value: why}}; {} without a fingerprint."""
+    if not fingerprint:
+        return {}
+    spacing, spacing_why = target_spacing(fingerprint["spacings"])
+    shapes = [resampled_shape(shape, s, spacing) for shape, s in zip(fingerprint["shapes"], fingerprint["spacings"])]
+    median_shape = [int(v) for v in np.median(np.asarray(shapes), axis=0)]
+    smallest_shape = [int(v) for v in np.min(np.asarray(shapes), axis=0)]
+    patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget_for(device_memory_bytes))
+    channel = fingerprint["channels"][0]
+    ct = fingerprint["modalities"] == ["CT"]
+    plan = {"target_spacing": spacing, "normalisation": "ct" if ct else "zscore", "patch_size": patch, "batch_size": batch,
+            "median_shape": median_shape, "smallest_shape": smallest_shape}
+    reasons = {"target_spacing": spacing_why, "patch_size": patch_why,
+               "batch_size": f"as many {'x'.join(map(str, patch))} patches as the memory holds, between {FEWEST_IN_BATCH} and {MOST_IN_BATCH}"}
+    if ct:
+        plan.update({"clip": [round(channel["percentile_00_5"], 2), round(channel["percentile_99_5"], 2)],
+                     "mean": round(channel["mean"], 4), "std": round(max(channel["std"], 1e-6), 4)})
+        reasons["normalisation"] = ("CT: Hounsfield units clipped to the foreground's 0.5 and 99.5 percentiles "
+                                    f"({plan['clip'][0]:g} to {plan['clip'][1]:g} HU), then one z-score for the whole dataset "
+                                    f"(mean {plan['mean']:g}, std {plan['std']:g} HU): HU mean the same tissue in every scan")
+    else:
+        reasons["normalisation"] = (f"{', '.join(fingerprint['modalities']) or 'not CT'}: each volume z-scored on its own "
+                                    "(MR intensities have no fixed scale between scans)")
+    plan["reasons"] = reasons
+    return plan
+
+
+def check_plan(plan: dict) -> dict[str, str]:
+    """{field: what is wrong} of a plan a user edited ({} when it is fine)."""
+    errors = {}
+    spacing = plan.get("target_spacing")
+    if not (isinstance(spacing, list) and len(spacing) == 3 and all(isinstance(v, int | float) and 0 < v <= 50 for v in spacing)):
+        errors["target_spacing"] = "The target spacing is three numbers of millimetres (slice, row, column), each above 0 and at most 50."
+    patch = plan.get("patch_size")
+    if not (isinstance(patch, list) and len(patch) == 3 and all(isinstance(v, int) and 8 <= v <= 512 for v in patch)):
+        errors["patch_size"] = "The patch size is three whole numbers of voxels (slice, row, column), each from 8 to 512."
+    if plan.get("normalisation") not in NORMALISATIONS:
+        errors["normalisation"] = f"The normalisation is one of {', '.join(NORMALISATIONS)}."
+    if plan.get("normalisation") == "ct":
+        clip, std = plan.get("clip"), plan.get("std")
+        if not (isinstance(clip, list) and len(clip) == 2 and all(isinstance(v, int | float) for v in clip) and clip[0] < clip[1]):
+            errors["clip"] = "CT normalisation clips to [low, high] Hounsfield units, low below high."
+        if not (isinstance(std, int | float) and std > 0) or not isinstance(plan.get("mean"), int | float):
+            errors["std"] = "CT normalisation needs the dataset's mean and a standard deviation above 0."
+    return errors
+
+
+def normalised(values: np.ndarray, plan: dict) -> np.ndarray:
+    """Modality values (float32) normalised as the plan says."""
+    if plan["normalisation"] == "ct":
+        low, high = plan["clip"]
+        return (np.clip(values, low, high) - np.float32(plan["mean"])) / np.float32(plan["std"])
+    if plan["normalisation"] == "zscore":
+        return (values - values.mean()) / max(float(values.std()), 1e-6)
+    return values

@@ -1,0 +1,190 @@
+"""The training store of volumes: each volume's values as stored (int16 for CT, uint16, float16 where a pipeline
+made floats), resampled once to the plan's target spacing, one memory-mapped .npy per volume beside its mask.
+
+Rebuildable: the store is derived from the dataset's arrays and the target spacing alone (its folder is named by
+that spacing), so deleting it costs only the time to build it again. Memory-mapped: training reads one patch of a
+volume at a time, so the memory a run holds does not grow with the dataset (bench/volume_data_path.py).
+Intensities stay real: the rescale slope and intercept are applied as a patch is read, so an augmentation's
+window acts on Hounsfield units, and the plan's normalisation comes last. The 8-bit window is for display only.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .display import modality_values
+from .observer import JobObserver, JobStopped, SilentObserver
+from .planning import channels_of, normalised
+
+SAME_SPACING = 0.01  # a spacing within 1% of the target is not resampled
+
+
+@dataclass(frozen=True)
+class StoredVolume:
+    """One volume of a dataset as the store needs it: its array's path, spacing (slice, row, column) in mm, and
+    its content hash (the store's file name: samples shared by merged datasets are stored once)."""
+    array: str
+    spacing: tuple[float, ...]
+    sha256: str
+    mask: str = ""
+
+
+def store_folder(root: Path, target_spacing: Sequence[float]) -> Path:
+    key = hashlib.sha256(json.dumps([round(float(s), 4) for s in target_spacing]).encode()).hexdigest()[:12]
+    return Path(root) / f"spacing-{key}"
+
+
+def stored_dtype(dtype: np.dtype) -> np.dtype:
+    """Integers keep their type; floats become float16 (half the bytes; a pipeline's floats need no more)."""
+    return dtype if np.issubdtype(dtype, np.integer) else np.dtype(np.float16)
+
+
+def resample(array: np.ndarray, spacing: Sequence[float], target: Sequence[float], nearest: bool = False) -> np.ndarray:
+    """A (C, D, H, W) array from `spacing` to `target` (trilinear; nearest neighbour for masks, whose labels must
+    not blend); in its own dtype, integers rounded."""
+    shape = [max(1, round(n * s / t)) for n, s, t in zip(array.shape[1:], spacing, target)]
+    if list(array.shape[1:]) == shape:
+        return array
+    values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    mode = "nearest-exact" if nearest else "trilinear"
+    out = F.interpolate(values, size=shape, mode=mode, **({} if nearest else {"align_corners": False}))[0].numpy()
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(array.dtype)
+
+
+def needs_resampling(spacing: Sequence[float], target: Sequence[float]) -> bool:
+    return any(abs(s - t) > SAME_SPACING * t for s, t in zip(spacing, target))
+
+
+def build_store(volumes: Sequence[StoredVolume], root: Path, folder: Path, target_spacing: Sequence[float],
+                observer: JobObserver | None = None) -> list[Path]:
+    """Each volume at the target spacing in `folder` (built where missing; written atomically, so a stopped build
+    resumes); returns the stored paths in order. Masks go beside their volume as <sha>.mask.npy."""
+    observer = observer or SilentObserver()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for done, volume in enumerate(volumes):
+        if observer.should_stop():
+            raise JobStopped("stopped by the user")
+        path = folder / f"{volume.sha256[:32]}.npy"
+        if not path.exists():
+            write_resampled(Path(root) / volume.array, volume.spacing, target_spacing, path)
+        if volume.mask and not mask_path(path).exists():
+            write_resampled(Path(root) / volume.mask, volume.spacing, target_spacing, mask_path(path), nearest=True)
+        paths.append(path)
+        observer.progress(done + 1, len(volumes), f"volumes at the plan's spacing: {done + 1} of {len(volumes)}")
+    return paths
+
+
+def mask_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".npy", ".mask.npy"))
+
+
+def write_resampled(source: Path, spacing: Sequence[float], target: Sequence[float], path: Path, nearest: bool = False) -> None:
+    array = channels_of(np.load(source, mmap_mode="r"))
+    if needs_resampling(spacing[-3:], target):
+        array = resample(np.asarray(array), spacing[-3:], target, nearest)
+    array = np.asarray(array).astype(stored_dtype(array.dtype) if not nearest else array.dtype, copy=False)
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "wb") as handle:  # a handle: np.save would add .npy to the name
+        np.save(handle, np.ascontiguousarray(array))
+    os.replace(partial, path)
+
+
+def volume_statistics(path: Path, meta: dict) -> tuple[float, float]:
+    """The mean and std of a stored volume's modality values (what per-volume z-scoring divides by)."""
+    values = modality_values(np.load(path, mmap_mode="r")[:, ::2, ::2, ::2], meta)
+    return float(values.mean()), float(max(values.std(), 1e-6))
+
+
+class VolumeRecords(Dataset):
+    """Volumes of one subset as sample records {"image": (C, D, H, W) float32, "target": class index}.
+
+    Training (`patches=True`) reads a random patch of the plan's size from each memory-mapped volume (padded
+    with the volume's lowest value where the volume is smaller), drawn from (run seed, epoch, position) like
+    every augmentation; evaluation reads whole volumes (the task predicts them with a sliding window). Each
+    patch's values are turned into modality values, augmented (on HU for CT), then normalised by the plan.
+    """
+
+    whole_samples = True  # whole volumes differ in shape: an evaluation reads them one at a time
+
+    def __init__(self, paths: Sequence[Path], targets: Sequence[int], metas: Sequence[dict], plan: dict,
+                 patches: bool = False, augment: Callable | None = None, seed: int = 0):
+        self.paths = [str(p) for p in paths]
+        self.targets = torch.as_tensor(list(targets), dtype=torch.long)
+        self.metas, self.plan, self.patches, self.augment, self.seed = list(metas), plan, patches, augment, seed
+        self.patch_size = tuple(plan["patch_size"])
+        self.statistics = [volume_statistics(Path(p), m) for p, m in zip(self.paths, self.metas)] \
+            if plan["normalisation"] == "zscore" else None
+        self.epoch = 0
+        self.whole_samples = not patches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key) -> dict:
+        item, epoch = key if isinstance(key, tuple) else (key, self.epoch)  # the sampler's (position, epoch)
+        volume = np.load(self.paths[item], mmap_mode="r")
+        seed = hash((self.seed, epoch, int(item))) & 0x7FFFFFFF
+        region = patch_of(volume, self.patch_size, np.random.default_rng(seed)) if self.patches else np.asarray(volume)
+        values = modality_values(region, self.metas[item])
+        if self.augment is not None:
+            values = self.augment(values, seed)
+        values = self.normalise(np.asarray(values, dtype=np.float32), item)
+        return {"image": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), "target": self.targets[item]}
+
+    def as_patches(self) -> VolumeRecords:
+        """The same volumes read as one patch each, not augmented (the same patch every time): the exported graph's shape."""
+        plain = copy.copy(self)
+        plain.patches, plain.augment, plain.whole_samples = True, None, False
+        return plain
+
+    def normalise(self, values: np.ndarray, item: int) -> np.ndarray:
+        if self.statistics is None:
+            return normalised(values, self.plan)
+        mean, std = self.statistics[item]
+        return (values - np.float32(mean)) / np.float32(std)
+
+
+def patch_of(volume: np.ndarray, size: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """A random (C, *size) region of a (C, D, H, W) volume, read from the memory map; padded with the volume's
+    lowest corner value where the volume is smaller than the patch."""
+    starts = [int(rng.integers(0, max(0, n - s) + 1)) for n, s in zip(volume.shape[1:], size)]
+    region = np.asarray(volume[(slice(None), *(slice(a, a + s) for a, s in zip(starts, size)))])
+    if region.shape[1:] == tuple(size):
+        return region
+    fill = region.reshape(region.shape[0], -1).min(axis=1) if region.size else 0
+    padded = np.empty((region.shape[0], *size), dtype=region.dtype)
+    padded[:] = np.asarray(fill).reshape(-1, 1, 1, 1)
+    padded[(slice(None), *(slice(0, n) for n in region.shape[1:]))] = region
+    return padded
+
+
+def volume_input_rule(plan: dict) -> str:
+    """How a volume became the model's input, for the exported model's metadata."""
+    spacing = " x ".join(f"{v:g}" for v in plan["target_spacing"])
+    if plan["normalisation"] == "ct":
+        rule = (f"Hounsfield units clipped to {plan['clip'][0]:g} to {plan['clip'][1]:g}, minus {plan['mean']:g}, divided by "
+                f"{plan['std']:g}")
+    elif plan["normalisation"] == "zscore":
+        rule = "modality values minus the volume's mean, divided by its standard deviation"
+    else:
+        rule = "modality values as they are"
+    return (f"Each volume channels first (C, D, H, W) in RAS order (slice, row, column), resampled to {spacing} mm "
+            f"(trilinear), its modality values (rescale slope and intercept applied) normalised: {rule}; read in patches "
+            f"of {' x '.join(map(str, plan['patch_size']))} voxels, a larger volume by a sliding window whose outputs are averaged.")
