@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 
 from backend.audit.services import Action, events_for, record
 from backend.datasets.models import Dataset, Sample
+from backend.datasets.planning import plan_in_words, plan_of
 from backend.datasets.services import datasets_for, partitions_for
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
@@ -79,8 +80,10 @@ def dataset_page(request, dataset_id):
     dataset = get_object_or_404(datasets_for(request.user).select_related("project"), pk=dataset_id)
     changeable = can_change(request.user, dataset.project)
     record(request.user, dataset.project, Action.READ, dataset)
+    plan = plan_of(dataset)
     return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": changeable,
-                                                     "aggregations": dataset.aggregations.all()})
+                                                     "aggregations": dataset.aggregations.all(),
+                                                     "plan_rows": plan_in_words(plan) if plan else []})
 
 
 @login_required

@@ -17,7 +17,7 @@ from workers.engine.samples import channels_first, stored_shape, summarise
 
 from .jobs import JobReporter, JobRunner
 
-DERIVED_FOLDERS = ("arrays", "originals", "thumbnails", "cache")
+DERIVED_FOLDERS = ("arrays", "originals", "thumbnails", "cache", "store")
 
 
 class DatasetJob(JobRunner):

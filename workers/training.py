@@ -139,7 +139,8 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
     members = list(PartitionMember.objects.filter(partition=run.partition).select_related("sample").order_by("sample_id"))
     samples = [member.sample for member in members]
     volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256) for s in samples]
-    paths = build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", plan["target_spacing"]),
+    spacing = plan["target_spacing"]
+    paths = build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", spacing), spacing,
                         observer)
     position = {sample.pk: k for k, sample in enumerate(samples)}
 

@@ -35,13 +35,13 @@ class ArchitectureSerializer(serializers.Serializer):
     dims = serializers.IntegerField(help_text="2 for images, 3 for volumes.")
     channels = serializers.CharField(help_text="The channel counts it takes: any (its first layer is fitted to the images).")
     parameters = serializers.IntegerField(help_text="For 3 channels and 1000 classes.")
-    min_size = serializers.IntegerField(help_text="The smallest image side it takes.")
+    min_size = serializers.IntegerField(help_text="The smallest image side it takes (a volume's: the smallest cube's).")
     max_size = serializers.IntegerField(allow_null=True, help_text="The largest, for a network built for one size.")
     accepted_sizes = serializers.CharField()
     head = serializers.CharField(help_text="The classifier layer, replaced for new classes.")
     gradcam_layer = serializers.CharField()
     blocks = serializers.IntegerField(help_text="Layer groups, input to output, the head last (what a phase freezes).")
-    source = serializers.CharField(help_text="torchvision or toolkit.")
+    source = serializers.CharField(help_text="torchvision, monai or toolkit.")
     weights = WeightsSerializer(many=True, help_text="Pretrained weights it can start from (random is always possible).")
 
 
@@ -74,6 +74,10 @@ class SummaryQuerySerializer(serializers.Serializer):
                     help_text="Image width in pixels (the height when only it is given).")
     classes = bounded(MIN_CLASSES, MAX_CLASSES, f"A classifier has {MIN_CLASSES} to {MAX_CLASSES} classes.", required=False,
                       help_text="Classes (default 2).")
+    depth = bounded(1, MAX_SIDE, f"Volumes of 1 to {MAX_SIDE} slices can be summarised; larger ones are resized inside the "
+                                 "network (input_size).", required=False,
+                    help_text="A 3D network's volumes: their depth in slices (default: the height, a cube). Also with a "
+                              "dataset. Not for a 2D network.")
     input_size = bounded(0, MAX_SIDE, f"The input size is 0 (the images' own size) or 1 to {MAX_SIDE} pixels.", default=0,
                          help_text="Resize the images to this side inside the network (the run's model.input_size); "
                                    "0: their own size.")
@@ -99,7 +103,7 @@ class LayerSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="PyTorch's class, e.g. Conv2d.")
     detail = serializers.CharField(help_text="Kernel, stride, sizes: what tells two layers of a type apart.")
     output_shape = serializers.ListField(child=serializers.IntegerField(), allow_null=True,
-                                         help_text="Channels × height × width (or features) of one image's output.")
+                                         help_text="Channels × (depth ×) height × width (or features) of one image's output.")
     parameters = serializers.IntegerField()
     multiply_accumulates = serializers.IntegerField(help_text="For one image (convolutions and dense layers).")
     block = serializers.IntegerField(help_text="The index of its block.")
@@ -123,12 +127,14 @@ class SummaryDatasetSerializer(serializers.Serializer):
 
 class SummaryInputSerializer(serializers.Serializer):
     channels = serializers.IntegerField()
+    depth = serializers.IntegerField(required=False, help_text="A 3D network's volumes only: their slices.")
     height = serializers.IntegerField()
     width = serializers.IntegerField()
     classes = serializers.IntegerField()
     dataset = SummaryDatasetSerializer(allow_null=True)
     input_size = serializers.IntegerField()
-    network_input = serializers.ListField(child=serializers.IntegerField(), help_text="What the network's first layer sees.")
+    network_input = serializers.ListField(child=serializers.IntegerField(), help_text="What the network's first layer sees: "
+                                          "channels × height × width, or channels × depth × height × width.")
     accepted_sizes = serializers.CharField()
 
 
@@ -172,6 +178,8 @@ class LayerSummary(APIView):
         values = query.validated_data
         images = zoo.dataset_input(request.user, values["dataset"]) if "dataset" in values else {
             **zoo.usual_input(entry), **{key: values[key] for key in SummaryQuerySerializer.TYPED if key in values}}
+        if "depth" in values or entry.dims == 3:  # a 2D network's depth is refused by the summary, saying why
+            images["depth"] = values.get("depth", images["height"])
         return Response(zoo.layer_summary(name, images, values["input_size"], values["train"], values["frozen_blocks"]))
 
 

@@ -104,21 +104,32 @@ def usual_input(entry: ModelEntry) -> dict:
 
 
 def layer_summary(name: str, images: dict, input_size: int = 0, train: str = "all", frozen_blocks: int = 0) -> dict:
-    """The network `name`'s layers for `images` ({channels, height, width, classes, dataset}), resized inside the
-    network to `input_size` when it is set, each layer marked frozen or trainable for the phase settings."""
+    """The network `name`'s layers for `images` ({channels, height, width, classes, dataset}, and depth for a 3D
+    network's volumes), resized inside the network to `input_size` when it is set, each layer marked frozen or
+    trainable for the phase settings."""
     entry = architecture_entry(name)
-    seen = (input_size, input_size) if input_size else (images["height"], images["width"])
-    problem, about = SummaryInput(name, images["channels"], *seen, images["classes"]).problem_and_field()
+    depth, height, width = seen_sides(images, input_size)
+    problem, about = SummaryInput(name, images["channels"], height, width, images["classes"], depth).problem_and_field()
     if problem:
         raise ServiceError(problem, field=problem_field(about, images, input_size))
-    answer = engine_summary(name, images["channels"], *seen, images["classes"])
+    answer = engine_summary(name, images["channels"], height, width, images["classes"], depth)
     return summary_for_phase(entry, answer, images, input_size, train, frozen_blocks)
+
+
+def seen_sides(images: dict, input_size: int) -> tuple[int, int, int]:
+    """The depth (0 for images), height and width the network's first layer sees: the input size's square (cube) when it
+    is set, else the images' own."""
+    depth = images.get("depth", 0)
+    if input_size:
+        return (input_size if depth else 0), input_size, input_size
+    return depth, images["height"], images["width"]
 
 
 def summary_for_phase(entry: ModelEntry, answer: dict, images: dict, input_size: int, train: str, frozen_blocks: int) -> dict:
     """The engine's answer with each block and layer marked frozen or trainable for one phase's settings."""
     frozen = frozen_block_indices(answer["freezes"], train, frozen_blocks)
-    seen = [input_size, input_size] if input_size else [images["height"], images["width"]]
+    depth, height, width = seen_sides(images, input_size)
+    seen = [depth, height, width] if depth else [height, width]
     return {
         "architecture": entry.name, "title": entry.title,
         "input": {**images, "input_size": input_size, "network_input": [images["channels"], *seen],
@@ -136,16 +147,20 @@ def problem_field(about: str, images: dict, input_size: int) -> str:
     """The request field a problem names: the input size for a size it set, else the dataset the values came from."""
     if about == "size" and input_size:
         return "input_size"
+    if about == "depth":  # typed even with a dataset (a dataset's samples do not say it)
+        return "depth"
     if images.get("dataset"):
         return "dataset"
     return "height" if about == "size" else about
 
 
 @lru_cache(maxsize=256)
-def engine_summary(name: str, channels: int, height: int, width: int, classes: int) -> dict:
+def engine_summary(name: str, channels: int, height: int, width: int, classes: int, depth: int = 0) -> dict:
     """The engine's summary: from this process's memory, the shared cache, the warm engine, or (where that cannot
-    be reached) a child process of its own. A refusal is a ServiceError, and is not kept."""
-    question = {"architecture": name, "channels": channels, "height": height, "width": width, "classes": classes}
+    be reached) a child process of its own. A refusal is a ServiceError, and is not kept. `depth`: a 3D network's
+    volumes' (0: images, and the question has none)."""
+    question = {"architecture": name, "channels": channels, "height": height, "width": width, "classes": classes,
+                **({"depth": depth} if depth else {})}
     key = summary_cache_key(question)
     answer = shared_get(key)
     if answer is None:
@@ -170,7 +185,8 @@ def engine_version() -> str:
 
 
 def summary_cache_key(question: dict) -> str:
-    return "zoo-summary:{}:{architecture}:{channels}:{height}:{width}:{classes}".format(engine_version(), **question)
+    key = "zoo-summary:{}:{architecture}:{channels}:{height}:{width}:{classes}".format(engine_version(), **question)
+    return f"{key}:{question['depth']}" if question.get("depth") else key
 
 
 def shared_get(key: str) -> dict | None:

@@ -17,6 +17,7 @@ from workers.engine.splits import SUBSETS
 
 from . import tables, viewer
 from .models import Dataset, IngestReportEntry, Partition, Sample
+from .planning import plan_in_words, plan_of
 from .services import (
     create_column_partition,
     create_dataset_from_upload,
@@ -178,6 +179,20 @@ SAMPLE_FILTERS = [
 ]
 
 
+class PlanRowSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    setting = serializers.CharField()
+    value = serializers.CharField()
+    why = serializers.CharField()
+
+
+class PlanSerializer(serializers.Serializer):
+    fingerprint = serializers.JSONField(help_text="Spacings, shapes, modalities and foreground intensity statistics of the volumes.")
+    plan = serializers.JSONField(help_text="target_spacing, normalisation (clip, mean, std for CT), patch_size, batch_size, "
+                                          "reasons; {} for 2D images.")
+    in_words = PlanRowSerializer(many=True)
+
+
 class DatasetViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Datasets come from uploads (files, folders, zips) ingested by a worker, or from merging others."""
 
@@ -254,6 +269,15 @@ class DatasetViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveMo
             entries = entries.filter(status__in=outcomes)
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(ReportEntrySerializer(page, many=True).data)
+
+    @extend_schema(responses=PlanSerializer)
+    @action(detail=True, methods=["get"])
+    def plan(self, request, pk=None):
+        """The plan a run on this dataset's volumes starts from (nnU-Net's rules over the dataset's fingerprint), each
+        value with why it was chosen; empty for a dataset of 2D images. A run may change any value (spec data.plan)."""
+        dataset = self.get_object()
+        plan = plan_of(dataset)
+        return Response({"fingerprint": dataset.fingerprint, "plan": plan, "in_words": plan_in_words(plan) if plan else []})
 
     @extend_schema(request={"multipart/form-data": TableJoinSerializer}, responses=TablePreviewSerializer)
     @action(detail=True, methods=["post"], url_path="table/preview")

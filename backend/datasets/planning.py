@@ -39,3 +39,21 @@ def fingerprint_for(dataset: Dataset) -> dict:
 def plan_of(dataset: Dataset, device_memory_bytes: int | None = None) -> dict:
     """The plan a run on this dataset starts from ({} for a dataset of 2D images)."""
     return plan_for(fingerprint_for(dataset), device_memory_bytes)
+
+
+PLAN_ROWS = (("target_spacing", "Voxel spacing (mm)"), ("normalisation", "Intensities"), ("patch_size", "Patch (voxels)"),
+             ("batch_size", "Batch"))
+NORMALISATION_WORDS = {"ct": "CT: clip, then one z-score", "zscore": "z-score per volume", "none": "as they are"}
+
+
+def plan_in_words(plan: dict) -> list[dict]:
+    """The plan as rows a clinician can read: {setting, value, why}."""
+    def value(key):
+        if key in ("target_spacing", "patch_size"):
+            return " × ".join(f"{v:g}" for v in plan[key])
+        if key == "normalisation":
+            return NORMALISATION_WORDS[plan[key]]
+        return str(plan[key])
+
+    return [{"key": key, "setting": title, "value": value(key), "why": plan["reasons"].get(key, "")}
+            for key, title in PLAN_ROWS if key in plan]

@@ -37,11 +37,17 @@ def test_the_zoo_filters_cards_and_shows_a_networks_layers_for_a_dataset(page, l
     shot(page, "m1-zoo-cards")
 
     page.fill("#zoo-search", "resnet")
-    expect(cards).to_have_count(2)
+    expect(cards).to_have_count(5)  # ResNet-18 and -50, and the 3D ResNet-18, ResNet-50 and SE-ResNet-50
     page.select_option("#zoo-dims", "3")
+    expect(cards).to_have_count(3)
+    expect(page.locator('.zoo-card[data-name="resnet18_3d"] .badge').first).to_have_text("3D")
+    expect(page.locator('.zoo-card[data-name="resnet18_3d"]')).to_contain_text("Volumes of 1×1×1 or larger voxels")
+    page.fill("#zoo-search", "nothing like this")
     expect(cards).to_have_count(0)
     expect(page.locator("#zoo-empty")).to_be_visible()
+    page.fill("#zoo-search", "resnet")
     page.select_option("#zoo-dims", "2")
+    expect(cards).to_have_count(2)
     resnet18 = page.locator('.zoo-card[data-name="resnet18"]')
     expect(resnet18).to_contain_text("11.7 M parameters")
     expect(resnet18.locator(".weights-ok")).to_have_text("on this server")
@@ -93,3 +99,21 @@ def test_a_network_named_in_the_address_opens_on_its_layers_and_the_page_has_an_
     icon = page.locator('link[rel="icon"]').get_attribute("href")
     assert icon and page.request.get(live_server.url + icon).ok
     assert page.request.get(f"{live_server.url}/favicon.ico").ok
+
+
+def test_a_3d_network_shows_its_layers_for_volumes(page, live_server, clinician):
+    """A 3D network's table: the depth field appears, and the facts speak of volumes."""
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/zoo/?model=small_cnn_3d")
+    facts = page.locator("#summary-facts")
+    expect(facts).to_contain_text("Input 1 × 64 × 64 × 64; output: 2 class scores", timeout=ENGINE_MS)
+    expect(facts).to_contain_text("multiply-adds per volume")
+    depth = page.locator('#summary-form input[name="depth"]')
+    expect(depth).to_be_visible()
+    depth.fill("16")
+    expect(facts).to_contain_text("Input 1 × 16 × 64 × 64", timeout=ENGINE_MS)
+    expect(page.locator("tr.block-row", has_text="block1").locator("td").nth(2)).to_have_text("16 × 8 × 32 × 32")
+    shot(page, "m1-zoo-3d")
+    page.locator('.zoo-card[data-name="small_cnn"]').get_by_role("button", name="Show its layers").click()
+    expect(depth).to_be_hidden()
+    expect(facts).to_contain_text("Input 1 × 64 × 64; output", timeout=ENGINE_MS)

@@ -85,6 +85,7 @@ MATRIX = {
     ("DELETE", "/api/datasets/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["unused_dataset"]}),
     ("GET", "/api/datasets/{pk}/deletion/"): Case(READ, ids=dataset_id),
     ("GET", "/api/datasets/{pk}/report/"): Case(READ, ids=dataset_id),
+    ("GET", "/api/datasets/{pk}/plan/"): Case(READ, ids=dataset_id),
     ("GET", "/api/datasets/{pk}/samples/"): Case(READ, ids=dataset_id),
     ("POST", "/api/datasets/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["ingesting_dataset"]}),
     ("POST", "/api/datasets/merge/"): Case((401, 400, 403, 202), data=lambda w: {"datasets": [w["dataset"], w["unused_dataset"]]}),

@@ -47,6 +47,8 @@ def test_architectures_say_whether_their_weights_are_on_this_server(api, weights
     assert absent["available"] is False
     assert "resnet50-0676ba61.pth is not on this machine" in absent["where"] and str(weights_folder) in absent["where"]
     assert listed["small_cnn"]["weights"] == [] and listed["lenet5"]["accepted_sizes"] == "32×32"
+    assert listed["densenet121_3d"]["dims"] == 3 and listed["densenet121_3d"]["accepted_sizes"] == "29×29×29 or larger"
+    assert listed["resnet18_3d"]["source"] == "monai" and listed["resnet18_3d"]["weights"] == []
 
 
 def test_a_summary_for_typed_images_and_the_phase_settings(api):
@@ -83,6 +85,27 @@ def test_a_summary_for_a_dataset_and_for_images_resized_inside_the_network(api, 
                  "Inception-v3 takes images of at least 75×75 pixels; these are 64×64", "It takes 75×75 or larger")
     # One side given: square images.
     assert api.get(SUMMARY.format("small_cnn") + "?height=64&channels=1").json()["input"]["network_input"] == [1, 64, 64]
+
+
+def test_a_summary_of_a_3d_network_for_volumes(api, project):
+    """A 3D network's volumes have a depth: given, or the height's (a cube); with a dataset, given beside it."""
+    cube = api.get(SUMMARY.format("small_cnn_3d") + "?channels=1&height=32&classes=3").json()
+    assert cube["input"]["network_input"] == [1, 32, 32, 32] and cube["input"]["depth"] == 32
+    assert cube["input"]["accepted_sizes"] == "8×8×8 or larger" and cube["output_shape"] == [3]
+    conv = next(layer for layer in cube["layers"] if layer["name"] == "block1.0")
+    assert conv["type"] == "Conv3d" and conv["output_shape"] == [16, 32, 32, 32] and conv["detail"] == "3×3×3, 1 → 16 channels"
+    box = api.get(SUMMARY.format("small_cnn_3d") + "?channels=2&height=32&width=48&depth=16&classes=3").json()
+    assert box["input"]["network_input"] == [2, 16, 32, 48]
+    assert next(b for b in box["blocks"] if b["modules"] == ["block3"])["output_shape"] == [64, 2, 4, 6]
+    resized = api.get(SUMMARY.format("small_cnn_3d") + "?height=32&depth=16&input_size=24").json()
+    assert resized["input"]["network_input"] == [3, 24, 24, 24]
+    dataset = ready_dataset(project, per_class=2, size=64, name="Slices")
+    on_dataset = api.get(SUMMARY.format("small_cnn_3d") + f"?dataset={dataset.pk}&depth=8").json()
+    assert on_dataset["input"]["network_input"] == [1, 8, 64, 64] and on_dataset["input"]["dataset"]["name"] == "Slices"
+    assert_error(api.get(SUMMARY.format("densenet121_3d") + "?height=64&depth=16"), 400, "height",
+                 "DenseNet-121 (3D) takes volumes of at least 29×29×29 voxels; these are 16×64×64", "29×29×29 or larger")
+    assert_error(api.get(SUMMARY.format("resnet18") + "?height=64&depth=16"), 400, "depth", "ResNet-18 takes 2D images")
+    assert_error(api.get(SUMMARY.format("small_cnn_3d") + "?depth=0"), 400, "depth", "1 to 1024 slices")
 
 
 @pytest.mark.parametrize("name, query, status, field, words", [

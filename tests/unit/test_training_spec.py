@@ -1,13 +1,10 @@
 """The training spec: defaults, round trips, every refusal with its field and a reason, the schema,
 schedules' curves, metrics; and that the web tier can read all of it without torch."""
-import math
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from workers.engine.tasks import METRICS
 from workers.engine.training.schedules import SCHEDULES, Plateau
 from workers.engine.training.spec import DEFAULTS, SpecInvalid, fitted_to_subset, resolve_spec, spec_schema
 

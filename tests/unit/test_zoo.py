@@ -3,7 +3,10 @@ the registry's figures are torchvision's own, so they cannot drift; the blocks s
 fitting the first layer to other channel counts keeps the pretrained response; and the layer summary the zoo page
 shows (shapes, parameters, multiply-adds, frozen flags) agrees with the networks and with what training freezes.
 
-Big networks are built on PyTorch's meta device wherever only shapes and counts matter (no memory, no time)."""
+Big networks are built on PyTorch's meta device wherever only shapes and counts matter (no memory, no time). The 3D
+networks (volumes) share the registry-wide checks here; what is theirs alone is in tests/unit/test_zoo_3d.py."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -17,6 +20,7 @@ from workers.engine.zoo.summary import layer_summary, output_shapes
 from workers.engine.zoo.transfer import block_prefixes, freeze, frozen_prefixes, in_block
 
 ALL = list(MODELS)
+IMAGES = [name for name, entry in MODELS.items() if entry.dims == 2]  # the 3D ones run on volumes: test_zoo_3d.py
 PRETRAINED = [name for name, entry in MODELS.items() if entry.weights]
 
 
@@ -30,7 +34,16 @@ def smallest_side(name: str) -> int:
     return entry.max_size or entry.min_size  # LeNet-5: built for 32 only
 
 
-@pytest.mark.parametrize("name", ALL)
+def summary_input(name: str, channels: int, side: int, classes: int) -> SummaryInput:
+    """A square image, or for a 3D network a cube, of `side`."""
+    return SummaryInput(name, channels, side, side, classes, side if MODELS[name].dims == 3 else 0)
+
+
+def meta_input(name: str, channels: int, side: int) -> torch.Tensor:
+    return torch.zeros(1, channels, *(side,) * MODELS[name].dims, device="meta")
+
+
+@pytest.mark.parametrize("name", IMAGES)
 def test_every_network_builds_for_1_3_and_5_channels_and_runs_at_its_smallest_size(name):
     side = smallest_side(name)
     for channels in (1, 3, 5):
@@ -43,9 +56,9 @@ def test_every_network_builds_for_1_3_and_5_channels_and_runs_at_its_smallest_si
 @pytest.mark.parametrize("name", [name for name in ALL if MODELS[name].min_size > 1])
 def test_the_smallest_size_is_the_smallest_the_network_takes(name):
     model, side = meta_model(name, 1, 2), MODELS[name].min_size
-    output_shapes(model, torch.zeros(1, 1, side, side, device="meta"), SummaryInput(name, 1, side, side, 2))
+    output_shapes(model, meta_input(name, 1, side), summary_input(name, 1, side, 2))
     with pytest.raises(RuntimeError):
-        model(torch.zeros(1, 1, side - 1, side - 1, device="meta"))
+        model(meta_input(name, 1, side - 1))
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -97,8 +110,9 @@ def test_the_head_and_the_grad_cam_layer_exist(name):
     assert isinstance(head, nn.Linear) and head.out_features == 4
     assert entry.blocks[-1] == (entry.head,), "the head is the last block: what a head-only phase trains"
     side = max(entry.min_size, 32)
-    shapes = output_shapes(model, torch.zeros(1, 1, side, side, device="meta"), SummaryInput(name, 1, side, side, 4))
-    assert len(shapes[f"network.{entry.gradcam_layer}"]) == 3, "Grad-CAM needs a map: channels × height × width"
+    shapes = output_shapes(model, meta_input(name, 1, side), summary_input(name, 1, side, 4))
+    assert len(shapes[f"network.{entry.gradcam_layer}"]) == 1 + entry.dims, \
+        "Grad-CAM needs a map: channels × height × width (channels × depth × height × width for a volume)"
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -212,9 +226,14 @@ def test_the_frozen_flags_are_what_training_freezes(resnet18_at_64, train, froze
     (("vgg16", 3, 64, 2048, 2), "Images of up to 1024×1024 pixels"),
     (("vgg16", 3, 64, 64, 1), "A classifier has 2 to 1000 classes"),
     (("no_such_net", 3, 64, 64, 2), "There is no architecture 'no_such_net'"),
+    (("densenet121_3d", 1, 64, 64, 2, 16),
+     "DenseNet-121 (3D) takes volumes of at least 29×29×29 voxels; these are 16×64×64. It takes 29×29×29 or larger"),
+    (("small_cnn_3d", 1, 64, 64, 2), "Small 3D CNN takes volumes: give their depth, 1 to 1024 slices"),
+    (("small_cnn_3d", 1, 64, 2048, 2, 64), "Volumes of up to 1024×1024×1024 voxels"),
+    (("resnet18", 1, 64, 64, 2, 64), "ResNet-18 takes 2D images, which have no depth"),
 ])
 def test_the_summary_refuses_what_a_network_cannot_take(arguments, message):
     from workers.engine.call import Refusal
 
-    with pytest.raises(Refusal, match=message.replace("(", r"\(")):
+    with pytest.raises(Refusal, match=re.escape(message)):
         layer_summary(*arguments)

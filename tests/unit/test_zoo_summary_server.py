@@ -22,18 +22,21 @@ QUESTION = {"architecture": "resnet18", "channels": 1, "height": 64, "width": 64
 
 
 class StandIn:
-    """layer_summary's stand-in: refuses LeNet-5, fails on AlexNet, and notes what it was asked."""
+    """layer_summary's stand-in: refuses LeNet-5, fails on AlexNet, and notes what it was asked (with a 3D
+    network's depth)."""
 
     def __init__(self):
         self.asked = []
+        self.depths = {}
 
-    def __call__(self, architecture, channels, height, width, classes):
+    def __call__(self, architecture, channels, height, width, classes, depth=0):
         self.asked.append(architecture)
+        self.depths[architecture] = depth
         if architecture == "lenet5":
             raise Refusal("LeNet-5 is built for images of 32×32 pixels at most")
         if architecture == "alexnet":
             raise RuntimeError("something unexpected")
-        return {"architecture": architecture, "parameters": channels * height * width * classes}
+        return {"architecture": architecture, "parameters": channels * (depth or 1) * height * width * classes}
 
 
 def start(path, idle=60.0, summarise=None):
@@ -83,6 +86,8 @@ def test_it_answers_refuses_and_reports_faults_without_ending(path):
     assert send(path, b"not json\n") == b""
     assert send(path, b"[1, 2]\n") == b""
     assert ask(path, {**QUESTION, "classes": 2})["answer"]["parameters"] == 64 * 64 * 2
+    volume = {**QUESTION, "architecture": "small_cnn_3d", "depth": 16}
+    assert ask(path, volume)["answer"]["parameters"] == 16 * 64 * 64 * 3, "a 3D network's question carries its depth"
     assert ask(path, {"quit": True}) == {"answer": "bye"}
     thread.join(10)
     assert not thread.is_alive() and ended == [0]
@@ -94,6 +99,8 @@ def test_while_idle_it_builds_every_network_once_then_ends(path):
     thread.join(30)
     assert not thread.is_alive() and ended == [0]
     assert sorted(summarise.asked) == sorted(MODELS)
+    assert summarise.depths == {name: 64 if entry.dims == 3 else 0 for name, entry in MODELS.items()}, \
+        "a 3D network is warmed on a 64³ cube"
     assert not path.exists()
 
 

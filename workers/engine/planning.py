@@ -51,12 +51,14 @@ def channels_of(array: np.ndarray) -> np.ndarray:
 
 
 def foreground_sample(values: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """Up to VOXELS_PER_IMAGE voxels of the foreground of one channel: inside the mask when there is one, else
-    above the volume's lowest value (the air or padding that surrounds a scan), else every voxel."""
+    """Up to VOXELS_PER_IMAGE voxels of the foreground of one channel: inside the mask when there is one (nnU-Net's
+    foreground), else above the middle of the volume's 1st and 99th percentiles: what is not the air or padding
+    around the patient (in a CT, -1000 HU against tissue near 0: the body from about -450 HU up, fat included)."""
     if mask is not None and mask.shape == values.shape and (mask > 0).any():
         chosen = values[mask > 0]
     else:
-        chosen = values[values > values.min()]
+        low, high = np.percentile(values[::max(1, values.shape[0] // 16)], (1, 99))
+        chosen = values[values > (low + high) / 2] if high > low else values.ravel()
         if not chosen.size:
             chosen = values.ravel()
     if chosen.size > VOXELS_PER_IMAGE:
@@ -68,7 +70,7 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
     """{count, spacings, shapes, modalities, channels: [{mean, std, percentile_00_5, percentile_99_5}...]} over the
     volumes (modality values: Hounsfield units for CT), or {} when there are none."""
     rng = np.random.default_rng(seed)
-    spacings, shapes, modalities, pooled = [], [], set(), {}
+    spacings, shapes, modalities, pooled, lowest = [], [], set(), {}, {}
     for volume in volumes:
         array = channels_of(np.asarray(volume.load()))
         mask = np.asarray(volume.load_mask()) if volume.load_mask else None
@@ -77,7 +79,9 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
         if volume.modality:
             modalities.add(volume.modality)
         for channel, values in enumerate(array):
-            pooled.setdefault(channel, []).append(foreground_sample(modality_values(values, volume.meta), mask, rng))
+            values = modality_values(values, volume.meta)
+            pooled.setdefault(channel, []).append(foreground_sample(values, mask, rng))
+            lowest[channel] = min(lowest.get(channel, math.inf), float(values.min()))
     if not shapes:
         return {}
     channels = []
@@ -85,7 +89,7 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
         values = np.concatenate(pooled[channel])
         low, high = np.percentile(values, (0.5, 99.5))
         channels.append({"mean": float(values.mean()), "std": float(values.std()), "percentile_00_5": float(low),
-                         "percentile_99_5": float(high)})
+                         "percentile_99_5": float(high), "lowest": lowest[channel]})
     return {"count": len(shapes), "spacings": spacings, "shapes": shapes, "modalities": sorted(modalities),
             "channels": channels}
 
@@ -152,7 +156,7 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
     smallest_shape = [int(v) for v in np.min(np.asarray(shapes), axis=0)]
     patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget_for(device_memory_bytes))
     channel = fingerprint["channels"][0]
-    ct = fingerprint["modalities"] == ["CT"]
+    ct, ct_why = is_ct(fingerprint)
     plan = {"target_spacing": spacing, "normalisation": "ct" if ct else "zscore", "patch_size": patch, "batch_size": batch,
             "median_shape": median_shape, "smallest_shape": smallest_shape}
     reasons = {"target_spacing": spacing_why, "patch_size": patch_why,
@@ -160,14 +164,31 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
     if ct:
         plan.update({"clip": [round(channel["percentile_00_5"], 2), round(channel["percentile_99_5"], 2)],
                      "mean": round(channel["mean"], 4), "std": round(max(channel["std"], 1e-6), 4)})
-        reasons["normalisation"] = ("CT: Hounsfield units clipped to the foreground's 0.5 and 99.5 percentiles "
+        reasons["normalisation"] = (f"{ct_why}: Hounsfield units clipped to the foreground's 0.5 and 99.5 percentiles "
                                     f"({plan['clip'][0]:g} to {plan['clip'][1]:g} HU), then one z-score for the whole dataset "
                                     f"(mean {plan['mean']:g}, std {plan['std']:g} HU): HU mean the same tissue in every scan")
     else:
-        reasons["normalisation"] = (f"{', '.join(fingerprint['modalities']) or 'not CT'}: each volume z-scored on its own "
-                                    "(MR intensities have no fixed scale between scans)")
+        named = ", ".join(m for m in fingerprint["modalities"] if m in DICOM_MODALITIES) or "Not CT"
+        reasons["normalisation"] = (f"{named}: each volume z-scored on its own (MR and other intensities have no fixed "
+                                    "scale between scans)")
     plan["reasons"] = reasons
     return plan
+
+
+DICOM_MODALITIES = {"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SC", "SM"}
+AIR_HU = (-1100.0, -900.0)  # the lowest values of a CT scan in Hounsfield units: the air around the patient
+
+
+def is_ct(fingerprint: dict) -> tuple[bool, str]:
+    """Whether the volumes are CT in Hounsfield units, and how that is known: the files say so, or (NIfTI files name
+    no modality) one channel whose lowest values sit at air's -1000 HU."""
+    named = [m for m in fingerprint["modalities"] if m in DICOM_MODALITIES]  # NIfTI samples say only their format
+    if named:
+        return named == ["CT"], "CT"
+    channels = fingerprint["channels"]
+    if len(channels) == 1 and AIR_HU[0] <= channels[0].get("lowest", 0.0) <= AIR_HU[1]:
+        return True, "CT (the files name no modality; their lowest values, air at about -1000, are Hounsfield units)"
+    return False, ""
 
 
 def check_plan(plan: dict) -> dict[str, str]:

@@ -18,6 +18,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # short runs on small sets need (on 80 demo images, 5 epochs: validation accuracy 0.5 for [0, 1] inputs, see
 # the commit that chose this).
 PLAIN_MEAN, PLAIN_STD = (0.5,), (0.5,)
+# Volumes reach a 3D network already normalised by the data path (by modality: HU windows, z-scores), so the network
+# takes them as they are.
+VOLUME_MEAN, VOLUME_STD = (0.0,), (1.0,)
 HASH_IN_FILENAME = re.compile(r"-([a-f0-9]{8,})\.")  # torchvision's (torch.hub's) convention: name-<sha256 prefix>.pth
 
 
@@ -47,15 +50,15 @@ class ModelEntry:
     name: str
     title: str
     description: str
-    task: str                          # "classification" (segmentation and 3D add theirs)
-    dims: int                          # 2 or 3
+    task: str                          # "classification" (segmentation adds its own)
+    dims: int                          # 2 (images) or 3 (volumes)
     parameters: int                    # for 3 channels and 1000 classes, as built here (Inception: without its auxiliary head)
-    min_size: int                      # the smallest input side it can take
+    min_size: int                      # the smallest input side it can take (a volume's: the smallest cube)
     max_size: int | None               # the largest, where the network is built for one size (LeNet-5)
     head: str                          # the classifier layer replaced for new classes; what a "head only" phase trains
     gradcam_layer: str                 # the last convolutional stage: where Grad-CAM looks
     blocks: tuple[tuple[str, ...], ...]  # parameter groups in input-to-output order (module name prefixes), head last
-    source: str                        # "torchvision" or "toolkit"
+    source: str                        # "torchvision", "monai" or "toolkit"
     weights: tuple[WeightsEntry, ...] = ()
     # Training settings (a partial spec) that make a first run with this network a good one; see docs/training.md.
     defaults: dict = field(default_factory=dict)
@@ -67,18 +70,25 @@ class ModelEntry:
     def weights_named(self, name: str) -> WeightsEntry | None:
         return next((w for w in self.weights if w.name == name), None)
 
-    def size_problem(self, height: int, width: int) -> str:
-        """Why images of this size cannot go through the network ("" when they can)."""
-        if min(height, width) < self.min_size:
-            return f"{self.title} takes images of at least {self.min_size}×{self.min_size} pixels"
-        if self.max_size and max(height, width) > self.max_size:
-            return f"{self.title} is built for images of {self.max_size}×{self.max_size} pixels at most"
+    def size_problem(self, height: int, width: int, depth: int | None = None) -> str:
+        """Why images (volumes, with `depth`) of this size cannot go through the network ("" when they can)."""
+        sides = (height, width) if depth is None else (depth, height, width)
+        things, units = ("volumes", "voxels") if self.dims == 3 else ("images", "pixels")
+        if min(sides) < self.min_size:
+            return f"{self.title} takes {things} of at least {self.side(self.min_size)} {units}"
+        if self.max_size and max(sides) > self.max_size:
+            return f"{self.title} is built for {things} of {self.side(self.max_size)} {units} at most"
         return ""
 
+    def side(self, length: int) -> str:
+        """A square (a cube, for a 3D network) of this side: "32×32", "16×16×16"."""
+        return "×".join([str(length)] * self.dims)
+
     def accepted_sizes(self) -> str:
+        smallest, largest = self.side(self.min_size), self.max_size and self.side(self.max_size)
         if self.max_size == self.min_size:
-            return f"{self.min_size}×{self.min_size}"
-        return f"{self.min_size}×{self.min_size} to {self.max_size}×{self.max_size}" if self.max_size else f"{self.min_size}×{self.min_size} or larger"
+            return smallest
+        return f"{smallest} to {largest}" if largest else f"{smallest} or larger"
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "description": self.description, "task": self.task, "dims": self.dims,
@@ -98,6 +108,9 @@ def prefixed(prefix: str, count: int, start: int = 0) -> tuple[tuple[str, ...], 
 
 FAST = {"optimizer": {"name": "adamw", "learning_rate": 3e-3}}
 BACKBONE = {"optimizer": {"name": "adamw", "learning_rate": 1e-3}}
+# Volumes: a few per batch fill a CPU's memory (or a GPU's) long before 32 images would.
+FAST_3D = {**FAST, "batch_size": 8}
+BACKBONE_3D = {**BACKBONE, "batch_size": 4}
 
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
     ModelEntry("small_cnn", "Small CNN", "Three convolution blocks; trains in seconds on a CPU, for small images and first tries.",
@@ -155,6 +168,24 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
                "classification", 2, 2_542_856, 1, None, "classifier.3", "features.12",
                (*prefixed("features", 13), ("classifier.0",), ("classifier.3",)), "torchvision",
                (imagenet("mobilenet_v3_small-047dcff4.pth", 67.668),), defaults=BACKBONE),
+    # Volumes (3D): MONAI's networks and a small one of our own; random weights only for now.
+    ModelEntry("small_cnn_3d", "Small 3D CNN", "Three 3D convolution blocks; trains in seconds on a CPU on 32³ volumes, for first tries.",
+               "classification", 3, 135_640, 8, None, "head", "block3",
+               (("block1",), ("block2",), ("block3",), ("head",)), "toolkit", defaults=FAST_3D),
+    ModelEntry("resnet18_3d", "ResNet-18 (3D)", "MONAI's residual network for volumes, 18 layers, in MedicalNet's layout: a quick 3D baseline.",
+               "classification", 3, 33_543_080, 1, None, "fc", "layer4",
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", defaults=BACKBONE_3D),
+    ModelEntry("resnet50_3d", "ResNet-50 (3D)", "MONAI's 3D residual network with bottlenecks, 50 layers, in MedicalNet's layout.",
+               "classification", 3, 48_247_976, 1, None, "fc", "layer4",
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", defaults=BACKBONE_3D),
+    ModelEntry("seresnet50_3d", "SE-ResNet-50 (3D)", "MONAI's 3D ResNet-50 whose blocks reweight their channels (squeeze and excitation).",
+               "classification", 3, 50_778_968, 3, None, "last_linear", "layer4",
+               (("layer0",), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("last_linear",)), "monai", defaults=BACKBONE_3D),
+    ModelEntry("densenet121_3d", "DenseNet-121 (3D)", "MONAI's DenseNet for volumes: each layer sees all earlier ones; few parameters for 3D.",
+               "classification", 3, 12_311_528, 29, None, "class_layers.out", "features.norm5",
+               (("features.conv0", "features.norm0"), ("features.denseblock1", "features.transition1"),
+                ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
+                ("features.denseblock4", "features.norm5"), ("class_layers.out",)), "monai", defaults=BACKBONE_3D),
 )}
 
 

@@ -72,16 +72,20 @@ def from_earlier_model(name: str, state: dict, in_channels: int, num_classes: in
     state = as_zoo_state(state)
     entry = model_entry(name)
     head_weight = state[f"{NETWORK}.{entry.head}.weight"]
-    conv_weights = [value for key, value in state.items() if key.endswith(".weight") and value.dim() == 4]
+    # The first convolution's filters: (out, in, H, W) in a 2D network, (out, in, D, H, W) in a 3D one.
+    filter_rank = entry.dims + 2
+    conv_weights = [value for key, value in state.items() if key.endswith(".weight") and value.dim() == filter_rank]
     its_channels, its_class_count = conv_weights[0].shape[1], head_weight.shape[0]
     # Weights saved before models carried their normalisation took images as they are.
-    mean = state.get("mean", torch.zeros(1, its_channels, 1, 1)).flatten().tolist()
-    std = state.get("std", torch.ones(1, its_channels, 1, 1)).flatten().tolist()
+    statistics_shape = (1, -1) + (1,) * entry.dims
+    mean = state.get("mean", torch.zeros(its_channels)).flatten().tolist()
+    std = state.get("std", torch.ones(its_channels)).flatten().tolist()
     model = build_network(name, its_channels, its_class_count)
-    model.load_state_dict({"mean": torch.tensor(mean).view(1, -1, 1, 1), "std": torch.tensor(std).view(1, -1, 1, 1), **state})
+    model.load_state_dict({"mean": torch.tensor(mean).view(statistics_shape), "std": torch.tensor(std).view(statistics_shape), **state})
     fit_first_layer(model.network, in_channels)
     fit_head(model.network, entry.head, num_classes, its_classes, classes)
-    fitted = ZooModel(model.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size)
+    fitted = ZooModel(model.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size,
+                      entry.dims)
     return fitted
 
 
@@ -112,7 +116,8 @@ def from_onnx(start: ModelStart, in_channels: int, num_classes: int, input_size:
     from .conversion import last_linear, onnx_network
 
     network = onnx_network(start.onnx_path)
-    channels = first_conv(network)[1].in_channels
+    conv = first_conv(network)[1]
+    channels, dims = conv.in_channels, len(conv.kernel_size)
     mean = start.mean or (0.0,) * channels
     std = start.std or (1.0,) * channels
     fit_first_layer(network, in_channels)
@@ -120,4 +125,4 @@ def from_onnx(start: ModelStart, in_channels: int, num_classes: int, input_size:
     if head is None:
         raise ValueError("the imported model has no dense layer to serve as its head")
     replace_head(network, head, num_classes)
-    return ZooModel(network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size)
+    return ZooModel(network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size, dims)

@@ -1,8 +1,8 @@
 """A zoo network's layers as a table: the engine's answer to the web tier's `layer_summary` question (the zoo
-page, GET /api/architectures/<name>/summary/). For each layer: its type, output shape, parameters,
-multiply-accumulates and the block it belongs to; for each block its parameters and output; and, for each
-phase setting (train the head only, or freeze the first n blocks), the blocks transfer.frozen_prefixes
-freezes, so the web tier can mark frozen layers for any setting from one answer.
+page, GET /api/architectures/<name>/summary/), for images or, for a 3D network, volumes. For each layer: its
+type, output shape, parameters, multiply-accumulates and the block it belongs to; for each block its parameters
+and output; and, for each phase setting (train the head only, or freeze the first n blocks), the blocks
+transfer.frozen_prefixes freezes, so the web tier can mark frozen layers for any setting from one answer.
 
 The network is built and run on PyTorch's meta device: its tensors have shapes but no memory and no
 arithmetic, so VGG-16 at 1024×1024 answers as fast as LeNet and no 500 MB of weights are drawn at random.
@@ -24,15 +24,16 @@ Shape = list[int] | None  # an output's shape without the batch dimension; None 
 
 
 @question
-def layer_summary(architecture: str, channels: int, height: int, width: int, classes: int) -> dict:
-    """The network `architecture` for `channels` × `height` × `width` images and `classes` classes, layer by layer."""
+def layer_summary(architecture: str, channels: int, height: int, width: int, classes: int, depth: int = 0) -> dict:
+    """The network `architecture` for `channels` × `height` × `width` images (`channels` × `depth` × `height` × `width`
+    volumes, for a 3D network) and `classes` classes, layer by layer."""
     if architecture not in MODELS:
         raise Refusal(f"There is no architecture '{architecture}'; choose one of {', '.join(MODELS)}.")
-    request = SummaryInput(architecture, channels, height, width, classes)
+    request = SummaryInput(architecture, channels, height, width, classes, depth)
     if problem := request.problem():
         raise Refusal(problem)
     model = meta_model(request)
-    outputs = output_shapes(model, torch.zeros(1, channels, height, width, device="meta"), request)
+    outputs = output_shapes(model, torch.zeros(1, channels, *request.sides, device="meta"), request)
     blocks = block_prefixes(model, architecture)
     layers = layer_rows(model, outputs, blocks)
     return {
@@ -70,7 +71,8 @@ def output_shapes(model: nn.Module, images: torch.Tensor, request: SummaryInput)
     except RuntimeError as error:
         # The registry's sizes are checked against torchvision's by tests/unit/test_zoo.py, so this is unexpected;
         # still the user's input, answered with torch's reason rather than a server error.
-        raise Refusal(f"{request.entry.title} cannot take {request.channels}×{request.height}×{request.width} images: "
+        things = "volumes" if request.depth else "images"
+        raise Refusal(f"{request.entry.title} cannot take {request.channels}×{request.shown_size} {things}: "
                       f"{str(error).splitlines()[0]}") from error
     finally:
         for hook in hooks:
@@ -127,16 +129,17 @@ def multiply_accumulates(module: nn.Module, output: Shape) -> int:
 
 def detail(module: nn.Module) -> str:
     """The settings that tell two layers of one type apart: a convolution's kernel and stride, a dense layer's sizes."""
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
         kernel = "×".join(map(str, module.kernel_size))
         stride = f", stride {module.stride[0]}" if module.stride[0] > 1 else ""
         per_channel = ", one filter per channel" if module.groups > 1 and module.groups == module.in_channels else ""
         return f"{kernel}, {module.in_channels} → {module.out_channels} channels{stride}{per_channel}"
     if isinstance(module, nn.Linear):
         return f"{module.in_features} → {module.out_features}"
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d, nn.MaxPool3d, nn.AvgPool3d)):
         kernel, stride = (value if isinstance(value, int) else value[0] for value in (module.kernel_size, module.stride))
-        return f"{kernel}×{kernel}, stride {stride}"
+        dims = 3 if isinstance(module, (nn.MaxPool3d, nn.AvgPool3d)) else 2
+        return f"{'×'.join([str(kernel)] * dims)}, stride {stride}"
     if isinstance(module, nn.Dropout):
         return f"drops {module.p:.0%}"
     return ""

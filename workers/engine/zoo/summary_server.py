@@ -15,10 +15,11 @@ finds a file that does not listen), and only this user may connect to it. While 
 once each, so the lazy imports of their layers' meta kernels are done before the first question about them.
 
 The protocol: one JSON line in, one JSON line out, then the connection closes.
-    {"architecture", "channels", "height", "width", "classes"} -> {"answer": <summary.layer_summary's>}
+    {"architecture", "channels", "height", "width", "classes"[, "depth"]} -> {"answer": <summary.layer_summary's>}
                                                                  | {"error": <a refusal to show the user>}
                                                                  | {"fault": <what went wrong, for the log>}
     {"quit": true} -> {"answer": "bye"}, and the server ends; an empty request (a probe) gets no answer.
+A question about a 3D network has a "depth" as well (its volumes' slices).
 The web tier's side is backend/core/zoo.py.
 """
 from __future__ import annotations
@@ -40,11 +41,13 @@ IDLE_SECONDS = 600.0
 READ_SECONDS = 5.0        # a client has this long to send its question once connected
 REQUEST_BYTES = 4096
 QUESTION_KEYS = ("architecture", "channels", "height", "width", "classes")
+OPTIONAL_KEYS = ("depth",)  # a 3D network's question only
 
 
 def warm_up_questions() -> list[dict]:
-    """Each network once, at its usual size (the page's first table for it), smallest first."""
-    return [{"architecture": name, "channels": 3, "height": usual_size(entry), "width": usual_size(entry), "classes": 2}
+    """Each network once, at its usual size (the page's first table for it: a cube for a 3D one), smallest first."""
+    return [{"architecture": name, "channels": 3, "height": usual_size(entry), "width": usual_size(entry), "classes": 2,
+             **({"depth": usual_size(entry)} if entry.dims == 3 else {})}
             for name, entry in sorted(MODELS.items(), key=lambda item: item[1].parameters)]
 
 
@@ -97,6 +100,7 @@ def respond(request: dict, summarise) -> dict:
         return {"answer": "bye"}
     try:
         question = {key: request[key] for key in QUESTION_KEYS}
+        question.update({key: request[key] for key in OPTIONAL_KEYS if key in request})
         return {"answer": summarise(**question)}
     except Refusal as refusal:
         return {"error": str(refusal)}

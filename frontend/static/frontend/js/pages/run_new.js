@@ -7,7 +7,10 @@
    The learning rate along the run is drawn beside the form by the trainer's own code
    (POST /api/runs/schedule/) as the settings change. ?from=<run id> starts from that run's spec
    (Clone); ?partition=<id> picks the partition (the template does). What the model starts from (random,
-   ImageNet, an earlier run, an imported model) and its input size are js/model_start.js's fields. */
+   ImageNet, an earlier run, an imported model) and its input size are js/model_start.js's fields.
+   A partition of volumes brings its dataset's plan (GET /api/datasets/{id}/plan/): its values are fields under Data
+   (sent as data.plan once changed; the server merges them over the plan), the batch size starts from it, and the 3D
+   networks come first. */
 import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, showErrors } from "../dom.js";
@@ -17,13 +20,23 @@ import { mountRateFinder } from "../rate_finder.js";
 
 const CURVE_DELAY_MS = 500;
 /* Settings that change which fields there are: the form is drawn again when they change. */
-const STRUCTURAL = new Set(["model.architecture", "model.weights", "optimizer.name", "loss.name", "schedule.name", "data.balancing", "metrics"]);
+const STRUCTURAL = new Set(["model.architecture", "model.weights", "optimizer.name", "loss.name", "schedule.name", "data.balancing", "metrics",
+  "data.plan.normalisation"]);
 /* Words for choices that do not read well as they are; the others are shown capitalised. */
 const CHOICE_WORDS = {
   cpu: "CPU", gpu: "GPU", none: "None", weighted: "Weighted sampling", oversample: "Oversampling", factors: "Per-class factors",
   auto: "Auto",
   float32: "32-bit", mixed: "Mixed (16-bit)", all: "Whole network", head: "Head only (the rest frozen)",
 };
+
+/* The plan's normalisations in words (backend/datasets/planning.py NORMALISATION_WORDS, as a choice reads). */
+const NORMALISATION_WORDS = { ct: "CT: clip, then one z-score", zscore: "Z-score per volume", none: "None: intensities as they are" };
+/* The plan's values the form shows, and so the only ones it may send; clip, mean and std only for CT. */
+const PLAN_KEYS = ["target_spacing", "normalisation", "clip", "mean", "std", "patch_size"];
+const CT_ONLY = ["clip", "mean", "std"];
+const AXES = ["slice", "row", "column"]; // a volume's axes, in the plan's order
+/* The first try on volumes, as small_cnn is on images: it trains in seconds on a CPU. */
+const FIRST_3D = "small_cnn_3d";
 
 const form = document.getElementById("run-form");
 const summary = document.getElementById("error-summary");
@@ -54,6 +67,8 @@ let importedModels = null; // the imported models, once the server (if it has th
 let weightsChosen = false; // whether the user (or the run cloned) chose where the weights start from
 let curveTimer = null;
 let latestCurve = 0;
+/* Plans by dataset id ({} for a dataset of 2D images), and the dataset the data.plan values chosen were typed for. */
+const plans = { byDataset: new Map(), typedFor: null };
 
 /* ---- the spec as the form holds it ---- */
 
@@ -111,11 +126,65 @@ function partitionClasses() {
   return classesOf[partitionSelect.value] || [];
 }
 
+function datasetId() {
+  return partitionSelect.selectedOptions[0]?.dataset.dataset ?? null;
+}
+
+/* The chosen partition's plan when its dataset holds volumes; null for 2D images (or while the plan loads). */
+function planOf() {
+  const plan = plans.byDataset.get(datasetId());
+  return plan && Object.keys(plan).length ? plan : null;
+}
+
+/* Whether the chosen partition holds volumes (3) or 2D images (2), as the network must. */
+const dataDims = () => (planOf() ? 3 : 2);
+const dimsOf = (name) => architectures[name]?.dims ?? 2; // a converted import takes 2D images
+
+/* Asked once per dataset; a plan that cannot be read leaves the form as for 2D images (the launch would say why). */
+async function loadPlan() {
+  const id = datasetId();
+  if (!id || plans.byDataset.has(id)) return;
+  try {
+    plans.byDataset.set(id, (await api("GET", `/api/datasets/${id}/plan/`)).plan ?? {});
+  } catch {
+    // left unknown, to be asked again when the partition is chosen again
+  }
+}
+
+/* Another partition: its dataset's plan (asked first), the plan values typed for another dataset forgotten (a patch
+   that fitted those volumes may not fit these), and a network of the other kind replaced by the first try of the
+   right kind. A network the user then chooses stays, and the server says beside it why it does not fit. */
+async function followPartition() {
+  await loadPlan();
+  if (datasetId() !== plans.typedFor) {
+    if (plans.typedFor !== null) for (const path of [...chosen.keys()]) if (path.startsWith("data.plan.")) chosen.delete(path);
+    plans.typedFor = datasetId();
+  }
+  const was = current().model;
+  const dims = dataDims();
+  if (dimsOf(was.architecture) !== dims) {
+    const first = architectures[FIRST_3D] ? FIRST_3D : Object.values(architectures).find((entry) => entry.dims === 3)?.name;
+    const name = dims === 3 ? first : sections.model.architecture.default;
+    if (name) {
+      chosen.set("model.architecture", name);
+      chosen.delete("model.start_run");
+      followArchitecture(was, name);
+    }
+  }
+}
+
 /* The spec the fields show: the defaults with what the user chose where it still applies (a momentum
    set for SGD is left out once the optimizer is Adam); the epochs of a run in phases are their sum. */
 function current() {
   const spec = defaults();
+  const plan = planOf();
+  if (plan) {
+    // The plan's values where the fields show them; CT's values are there (empty) for a plan that did not choose CT.
+    spec.data.plan = Object.fromEntries(PLAN_KEYS.map((key) => [key, plan[key] ?? (key === "clip" ? [null, null] : null)]));
+    if (plan.batch_size) spec.batch_size = plan.batch_size; // as the server does when the user sets none
+  }
   for (const [path, value] of chosen) if (hasPath(spec, path)) setPath(spec, path, value);
+  if (plan && spec.data.plan.normalisation !== "ct") for (const key of CT_ONLY) delete spec.data.plan[key];
   if (spec.phases.length) spec.epochs = spec.phases.reduce((sum, phase) => sum + (Number(phase.epochs) || 0), 0);
   // The model to start from is named only when the source is an earlier run or an imported model (as the server has it).
   delete spec.model.start_run;
@@ -231,7 +300,54 @@ function sectionFields(name, spec, except = []) {
 function dataFields(spec) {
   const fields = sectionFields("data", spec);
   if (spec.data.balancing === "factors") fields.push(classFactors(spec));
+  if (spec.data.plan) fields.push(planGroup(spec, planOf()));
   return fields;
+}
+
+/* The plan's values as fields, each with the reason it was chosen under it. */
+function planGroup(spec, plan) {
+  const values = spec.data.plan;
+  const reasons = plan.reasons ?? {};
+  const shape = (sides) => sides.join("×");
+  const intro = `This dataset holds volumes: they are resampled, normalised and cut into patches as planned from its fingerprint `
+    + `(nnU-Net's rules). At the target spacing the median volume is ${shape(plan.median_shape)} voxels and the smallest `
+    + `${shape(plan.smallest_shape)}; a patch must fit the smallest. Change any value; the others stay as planned.`;
+  const normalisation = { name: "normalisation", label: "Normalisation", kind: "choice", choices: Object.keys(NORMALISATION_WORDS),
+    help: reasons.normalisation ?? "" };
+  const fields = [
+    axesField("target_spacing", "Target spacing (mm)", "float", values.target_spacing, reasons.target_spacing),
+    field("data.plan.normalisation", normalisation, spec, { describe: (choice) => NORMALISATION_WORDS[choice] ?? choice }),
+  ];
+  if (values.normalisation === "ct") {
+    fields.push(
+      field("data.plan.clip", { name: "clip", label: "Clip (HU)", kind: "range",
+        help: "Hounsfield units below the low value become it, and above the high one, the high one." }, spec),
+      field("data.plan.mean", { name: "mean", label: "Mean (HU)", kind: "float", help: "The dataset's mean after clipping: one z-score for every volume." }, spec),
+      field("data.plan.std", { name: "std", label: "Standard deviation (HU)", kind: "float", above: 0, help: "The dataset's, after clipping." }, spec),
+    );
+  }
+  fields.push(axesField("patch_size", "Patch size (voxels)", "int", values.patch_size, reasons.patch_size));
+  return el("fieldset", { class: "group wide plan", id: "plan" }, [el("legend", { text: "Plan for volumes" }),
+    el("p", { class: "hint", text: intro }), el("div", { class: "plan-fields" }, fields), errorSlot("data.plan")]);
+}
+
+/* Three numbers, one per axis (slice, row, column), set as one value: data.plan.<key>, where its refusal shows. */
+function axesField(key, label, kind, values, help) {
+  const path = `data.plan.${key}`;
+  const inputs = AXES.map((axis, index) => {
+    const input = el("input", { type: "number", name: `${path}.${index}`, step: kind === "int" ? "1" : "any",
+      min: kind === "int" ? "1" : "0", "aria-label": `${label}: ${axis}`, title: axis });
+    input.value = values?.[index] ?? "";
+    input.addEventListener("input", () => {
+      const sides = [...current().data.plan[key]];
+      sides[index] = input.value === "" ? null : Number(input.value);
+      choose(path, sides);
+    });
+    return input;
+  });
+  return el("label", { class: "param plan-axes" }, [el("span", { class: "param-label", text: `${label} ` }),
+    el("span", { class: "axes" }, inputs), el("small", { class: "muted axes-names", text: AXES.join(" · ") }),
+    el("small", { class: "muted param-help", text: help ?? "" }), errorSlot(path)]);
 }
 
 function classFactors(spec) {
@@ -259,9 +375,21 @@ function modelChoice(spec) {
   const choices = [...sections.model.architecture.choices, ...(isConverted || convertedImports().length ? [converted.name] : [])];
   const model = field("model.architecture", { ...sections.model.architecture, choices, label: "Model", help: architectureOf(spec).description },
     spec, { describe: (name) => (architectures[name] ?? converted).title });
+  groupByDims(model.querySelector("select"), spec.model.architecture);
   model.classList.add("wide");
   model.id = "model-choice";
   return model;
+}
+
+/* The networks that take the chosen partition's data first, the others after under their own heading: still there to
+   choose (a run cloned from the other kind keeps what it had), and the server says beside the field why they do not fit. */
+function groupByDims(select, value) {
+  const volumes = dataDims() === 3;
+  const fitting = el("optgroup", { label: volumes ? "For volumes (3D)" : "For 2D images" });
+  const others = el("optgroup", { label: volumes ? "For 2D images (this dataset holds volumes)" : "For volumes (3D; this dataset holds 2D images)" });
+  for (const option of [...select.options]) (dimsOf(option.value) === dataDims() ? fitting : others).append(option);
+  select.replaceChildren(...[fitting, others].filter((group) => group.children.length));
+  select.value = value;
 }
 
 function startFrom(spec) {
@@ -452,7 +580,11 @@ function metricFields(spec) {
 }
 
 function advancedFields(spec) {
-  const training = shown(topLevel).filter((param) => param.name !== "epochs").map((param) => field(param.name, param, spec));
+  const plan = planOf();
+  // A plan's batch size is where the field starts (current()); its reason is the help.
+  const planned = (param) => (param.name === "batch_size" && plan?.reasons?.batch_size
+    ? { ...param, help: `Volumes per training step (per process); the plan's: ${plan.reasons.batch_size}.` } : param);
+  const training = shown(topLevel).filter((param) => param.name !== "epochs").map((param) => field(param.name, planned(param), spec));
   return [
     group("Optimizer", chooserFields("optimizer", "Optimizer", spec, ["learning_rate"])),
     group("Learning-rate schedule", chooserFields("schedule", "Schedule", spec)),
@@ -608,11 +740,16 @@ form.addEventListener("submit", async (event) => {
     launch.disabled = false;
   }
 });
-partitionSelect.addEventListener("change", () => { render(); scheduleCurve(); });
+partitionSelect.addEventListener("change", async () => {
+  await followPartition();
+  render();
+  scheduleCurve();
+});
 augmentationSelect.addEventListener("change", () => choose("data.augmentation", augmentationSelect.value ? Number(augmentationSelect.value) : null));
 
 const from = new URLSearchParams(window.location.search).get("from");
 if (from) await startFromRun(from);
+await followPartition();
 render();
 drawCurve();
 mountFinder();

@@ -3,7 +3,8 @@
    each layer marked as learning or frozen for a training phase's settings. The server keeps its answers, so moving
    the "frozen blocks" control answers at once; a new network or image size asks the server's warm engine (well under
    a second; a few seconds only for the first table after a server start, the engine being started by the cards' list).
-   ?model=<name> opens the page on a network (the run form links here), ?dataset=<id> on a dataset (the template). */
+   ?model=<name> opens the page on a network (the run form links here), ?dataset=<id> on a dataset (the template).
+   A 3D network takes volumes: the form asks their depth too, which a dataset does not give. */
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
 
@@ -16,6 +17,8 @@ const LAYER_WORDS = {
   Hardsigmoid: "Gate (hard sigmoid)", Sigmoid: "Gate (sigmoid)", MaxPool2d: "Max pooling", AvgPool2d: "Average pooling",
   AdaptiveAvgPool2d: "Average pooling to a fixed size", Dropout: "Dropout (while training only)", Flatten: "Flatten",
   StochasticDepth: "Stochastic depth (while training only)", Identity: "Passes the input on",
+  Conv3d: "Convolution (3D)", BatchNorm3d: "Normalisation", MaxPool3d: "Max pooling (3D)", AvgPool3d: "Average pooling (3D)",
+  AdaptiveAvgPool3d: "Average pooling to a fixed size",
 };
 
 const cards = document.getElementById("zoo-cards");
@@ -26,6 +29,8 @@ const detail = document.getElementById("zoo-detail");
 const form = document.getElementById("summary-form");
 const datasetChoice = form.elements.dataset;
 const typedInputs = ["channels", "height", "width", "classes"].map((name) => form.elements[name]);
+const depthInput = form.elements.depth;
+const depthField = document.getElementById("depth-field");
 const frozenControl = form.elements.frozen_blocks;
 const frozenOutput = document.getElementById("frozen-output");
 const state = document.getElementById("summary-state");
@@ -51,6 +56,7 @@ function compact(count) {
 }
 
 const shapeText = (shape) => (shape ? shape.join(" × ") : "—");
+const isVolume = (entry) => entry.dims === 3;
 const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
 
 /* ---- the cards ---- */
@@ -73,7 +79,8 @@ function card(entry) {
     el("p", { class: "zoo-description", text: entry.description }),
     el("ul", { class: "zoo-facts" }, [
       el("li", {}, [el("strong", { text: compact(entry.parameters) }), " parameters"]),
-      el("li", {}, ["Images of ", el("strong", { text: entry.accepted_sizes }), " pixels, any channels"]),
+      el("li", {}, [isVolume(entry) ? "Volumes of " : "Images of ", el("strong", { text: entry.accepted_sizes }),
+        isVolume(entry) ? " voxels, any channels" : " pixels, any channels"]),
     ]),
     el("p", { class: "zoo-starts", text: entry.weights.length ? "Starts from random weights, or:" : "Starts from random weights." }),
     el("ul", { class: "zoo-weights" }, entry.weights.map(weightsLine)),
@@ -106,6 +113,7 @@ function choose(entry) {
   document.getElementById("detail-title").textContent = `${entry.title}: its layers`;
   document.getElementById("detail-description").textContent = entry.description;
   frozenControl.max = String(entry.blocks - 1);
+  depthField.hidden = !isVolume(entry);
   detail.hidden = false;
   const address = new URL(location.href);
   address.searchParams.set("model", entry.name);
@@ -119,6 +127,7 @@ function query() {
   const values = new URLSearchParams();
   if (datasetChoice.value) values.set("dataset", datasetChoice.value);
   else typedInputs.forEach((input) => values.set(input.name, input.value));
+  if (isVolume(chosen)) values.set("depth", depthInput.value);
   values.set("input_size", form.elements.input_size.value || "0");
   values.set("train", form.elements.train.value);
   values.set("frozen_blocks", frozenControl.value);
@@ -165,13 +174,14 @@ function describeFreezing() {
 
 function renderFacts() {
   const { totals, input } = summary;
-  const resized = input.input_size ? ` (resized from ${input.height} × ${input.width} inside the network)` : "";
+  const own = input.depth ? [input.depth, input.height, input.width] : [input.height, input.width];
+  const resized = input.input_size ? ` (resized from ${own.join(" × ")} inside the network)` : "";
   const from = input.dataset ? ` — ${input.dataset.name}` : "";
   const learning = totals.frozen_parameters
     ? `${compact(totals.trainable_parameters)} learn, ${compact(totals.frozen_parameters)} frozen` : "all learn";
   facts.replaceChildren(
     el("li", {}, [el("strong", { text: `${compact(totals.parameters)} parameters` }), `: ${learning}`]),
-    el("li", {}, [el("strong", { text: compact(totals.multiply_accumulates) }), " multiply-adds per image"]),
+    el("li", {}, [el("strong", { text: compact(totals.multiply_accumulates) }), ` multiply-adds per ${input.depth ? "volume" : "image"}`]),
     el("li", {}, [`Input ${shapeText(input.network_input)}${resized}${from}; output: ${input.classes} class scores`]),
     el("li", {}, [`${plural(totals.layers, "layer")} in ${plural(summary.blocks.length, "block")}, the last one the head`]),
   );
@@ -237,7 +247,7 @@ function useDataset() {
 
 [search, taskChoice, dimsChoice].forEach((input) => input.addEventListener("input", renderCards));
 datasetChoice.addEventListener("change", () => { useDataset(); if (chosen) ask(); });
-[...typedInputs, form.elements.input_size].forEach((input) => input.addEventListener("input", () => { if (chosen) askSoon(); }));
+[...typedInputs, depthInput, form.elements.input_size].forEach((input) => input.addEventListener("input", () => { if (chosen) askSoon(); }));
 form.querySelectorAll('input[name="train"]').forEach((radio) => radio.addEventListener("change", () => { describeFreezing(); if (chosen) ask(); }));
 frozenControl.addEventListener("input", () => { describeFreezing(); if (chosen) askSoon(); });
 showLayers.addEventListener("change", () => { if (summary) renderRows(); });
