@@ -13,7 +13,7 @@ import numpy as np
 
 from ..params import Param, ParamError
 from .intensity import monai
-from .operations import Operation, applies, probability, register
+from .operations import SPATIAL, Operation, applies, interpolation, probability, register
 
 FLIP_AXES = ("left-right", "up-down", "head-foot")
 
@@ -22,6 +22,7 @@ FLIP_AXES = ("left-right", "up-down", "head-foot")
 class Flip(Operation):
     """Mirrors the image left-right, up-down or (volumes) head-foot."""
     name, title = "flip", "Flip"
+    acts_on = SPATIAL
     params = (Param("axis", "choice", "left-right", "Which way to mirror.", choices=FLIP_AXES), probability(0.5))
 
     def apply(self, image, rng, context):
@@ -38,13 +39,15 @@ class Flip(Operation):
 class Rotate(Operation):
     """Rotates in the image plane by an angle (degrees) drawn from a range."""
     name, title = "rotate", "Rotate"
+    acts_on = SPATIAL
     params = (Param("degrees", "range", (-15.0, 15.0), "Angle in degrees, drawn from this range.", -180.0, 180.0), probability())
 
     def apply(self, image, rng, context):
         from monai.transforms import RandRotate
 
         radians = tuple(math.radians(d) for d in self.degrees)
-        transform = RandRotate(range_x=radians, prob=self.probability, keep_size=True, padding_mode="zeros")
+        transform = RandRotate(range_x=radians, prob=self.probability, keep_size=True, padding_mode="zeros",
+                               mode=interpolation(context, "bilinear"))
         return monai(transform, image, rng)
 
 
@@ -52,19 +55,22 @@ class Rotate(Operation):
 class Zoom(Operation):
     """Zooms in or out by a factor drawn from a range, keeping the image size."""
     name, title = "zoom", "Zoom / scale"
+    acts_on = SPATIAL
     params = (Param("factor", "range", (0.9, 1.1), "Zoom factor, drawn from this range; above 1 enlarges.", 0.1, 10.0), probability())
 
     def apply(self, image, rng, context):
         from monai.transforms import RandZoom
 
         low, high = self.factor
-        return monai(RandZoom(prob=self.probability, min_zoom=low, max_zoom=high, keep_size=True, padding_mode="constant"), image, rng)
+        return monai(RandZoom(prob=self.probability, min_zoom=low, max_zoom=high, keep_size=True, padding_mode="constant",
+                              mode=interpolation(context, "area")), image, rng)
 
 
 @register
 class Shift(Operation):
     """Shifts the image by up to a fraction of its size along each in-plane axis."""
     name, title = "shift", "Shift"
+    acts_on = SPATIAL
     params = (Param("fraction", "float", 0.1, "Largest shift as a fraction of the image's side.", 0.0, 1.0), probability())
 
     def apply(self, image, rng, context):
@@ -72,7 +78,8 @@ class Shift(Operation):
 
         sides = image.shape[1:]
         ranges = [(0.0, 0.0)] * (len(sides) - 2) + [(-self.fraction * s, self.fraction * s) for s in sides[-2:]]
-        return monai(RandAffine(prob=self.probability, translate_range=ranges, padding_mode="zeros"), image, rng)
+        return monai(RandAffine(prob=self.probability, translate_range=ranges, padding_mode="zeros",
+                                     mode=interpolation(context, "bilinear")), image, rng)
 
 
 def crop_size(image, fraction: float) -> list[int]:
@@ -83,6 +90,7 @@ def crop_size(image, fraction: float) -> list[int]:
 class RandomCrop(Operation):
     """Crops a region of a given fraction of each side at a random place."""
     name, title = "random_crop", "Random crop"
+    acts_on = SPATIAL
     params = (Param("fraction", "float", 0.9, "Side of the crop as a fraction of the image's side.", 0.05, 1.0),)
 
     def apply(self, image, rng, context):
@@ -95,6 +103,7 @@ class RandomCrop(Operation):
 class CenterCrop(Operation):
     """Crops the central region of a given fraction of each side."""
     name, title = "center_crop", "Centre crop"
+    acts_on = SPATIAL
     random = False
     params = (Param("fraction", "float", 0.9, "Side of the crop as a fraction of the image's side.", 0.05, 1.0),)
 
@@ -108,6 +117,7 @@ class CenterCrop(Operation):
 class ResizeTo(Operation):
     """Resizes to a given size in pixels (slices for volumes; 0 keeps that side)."""
     name, title = "resize", "Resize"
+    acts_on = SPATIAL
     random = False
     params = (Param("height", "int", 224, "Rows.", 0, 4096), Param("width", "int", 224, "Columns.", 0, 4096),
               Param("depth", "int", 0, "Slices (volumes only; 0 keeps them).", 0, 2048))
@@ -121,7 +131,7 @@ class ResizeTo(Operation):
         if len(context.spacing) >= len(sides):  # the same anatomy over more or fewer pixels
             kept = tuple(context.spacing)[-len(sides):]
             context.spacing = tuple(have * side / new for have, side, new in zip(kept, sides, size))
-        mode = "bilinear" if len(sides) == 2 else "trilinear"
+        mode = interpolation(context, "bilinear" if len(sides) == 2 else "trilinear")
         return monai(Resize(spatial_size=size, mode=mode, anti_aliasing=False), image, rng)
 
 
@@ -130,6 +140,7 @@ class Elastic(Operation):
     """Deforms the image smoothly, as soft tissue moves: random displacements on a coarse grid of
     control points, interpolated to every pixel."""
     name, title = "elastic", "Elastic deformation"
+    acts_on = SPATIAL
     params = (Param("magnitude", "range", (1.0, 3.0), "Largest displacement in pixels, drawn from this range.", 0.0, 100.0),
               Param("grid", "int", 4, "Control points along each side (fewer: smoother, broader warps).", 2, 64),
               probability())
@@ -153,5 +164,6 @@ class Elastic(Operation):
         # grid_sample wants (x, y[, z]) in -1..1, fastest axis first.
         moved = [(axes[a] + field[a]) / max(sides[a] - 1, 1) * 2 - 1 for a in range(spatial)]
         grid = torch.stack(moved[::-1], dim=-1)[None]
-        warped = F.grid_sample(torch.from_numpy(image)[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        warped = F.grid_sample(torch.from_numpy(image)[None], grid, mode=interpolation(context, "bilinear"), padding_mode="zeros",
+                               align_corners=True)
         return warped[0].numpy()

@@ -22,6 +22,11 @@ from ..params import Configurable, Param, registry_of
 
 AUGMENTATION = "augmentation"
 PREPROCESSING = "preprocessing"
+# What an operation acts on, in the manner of MONAI's dictionary transforms: a spatial one moves the pixels, so a
+# sample's mask goes through it too, with the same draw and nearest-neighbour interpolation (labels must not
+# blend); an intensity one changes values only, so it touches the image alone.
+SPATIAL = "spatial"
+INTENSITY = "intensity"
 
 
 class UnsupportedInput(ValueError):
@@ -36,12 +41,19 @@ class Context:
     meta: dict = field(default_factory=dict)   # rescale, window ... and "table": the joined table row
     patient: str = ""
     statistics: dict = field(default_factory=dict)  # {(scope, key): (mean, std, minimum, maximum)}
+    nearest: bool = False  # a mask goes through: spatial operations interpolate by nearest neighbour
+
+
+def interpolation(context: Context, linear: str) -> str:
+    """The interpolation a spatial operation uses: `linear` (bilinear, trilinear ...) for images, nearest for masks."""
+    return "nearest" if context.nearest else linear
 
 
 class Operation(Configurable):
     category: ClassVar[str] = AUGMENTATION
     dims: ClassVar[tuple[int, ...]] = (2, 3)
     random: ClassVar[bool] = True
+    acts_on: ClassVar[str] = INTENSITY  # SPATIAL operations say so (geometry.py, resample, crops)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator, context: Context | None = None) -> np.ndarray:
         spatial = image.ndim - 1
@@ -56,7 +68,8 @@ class Operation(Configurable):
 
     @classmethod
     def schema(cls) -> dict:
-        return {**super().schema(), "category": cls.category, "dims": list(cls.dims), "random": cls.random}
+        return {**super().schema(), "category": cls.category, "dims": list(cls.dims), "random": cls.random,
+                "acts_on": cls.acts_on}
 
 
 OPERATIONS, register = registry_of("operation")

@@ -2,6 +2,7 @@
 operations. Applying it with a seed gives the same result every time."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -9,7 +10,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..params import ParamError
-from .operations import OPERATIONS, Context, Operation, UnsupportedInput
+from .operations import OPERATIONS, SPATIAL, Context, Operation, UnsupportedInput
 
 MAX_STEPS = 50
 
@@ -80,6 +81,29 @@ class Pipeline:
         for operation in self.operations:
             image = operation(image, rng, context)
         return image, context
+
+
+    def apply_record(self, record: dict, seed: int, context: Context | None = None) -> dict:
+        """A sample record ({"image", and "mask" when it has one, ...}) through the steps, as MONAI's dictionary
+        transforms go: every step changes the image; a spatial step (operations.SPATIAL) also moves the mask, with
+        the very draw the image got (the generator is put back to where it was before the image's turn) and
+        nearest-neighbour interpolation, so the outline stays on the anatomy and no label value is invented. The
+        image's result is the one `apply` gives for the same seed. Other keys are passed on untouched."""
+        rng = np.random.default_rng(seed)
+        context = dataclasses.replace(context) if context is not None else Context()
+        record = dict(record)
+        mask = record.get("mask")
+        labels_dtype = None if mask is None else np.asarray(mask).dtype
+        for operation in self.operations:
+            before, as_given = copy.deepcopy(rng.bit_generator.state), dataclasses.replace(context, nearest=True)
+            record["image"] = operation(record["image"], rng, context)
+            if mask is not None and operation.acts_on == SPATIAL:
+                replay = np.random.Generator(type(rng.bit_generator)())
+                replay.bit_generator.state = before
+                mask = operation(mask, replay, as_given)  # the context as the image's turn found it (its spacing)
+        if mask is not None:
+            record["mask"] = np.rint(mask).astype(labels_dtype)
+        return record
 
 
 class Statistics:

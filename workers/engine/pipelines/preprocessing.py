@@ -13,7 +13,7 @@ import numpy as np
 
 from ..params import Param, ParamError
 from .intensity import monai
-from .operations import PREPROCESSING, Operation, UnsupportedInput, register
+from .operations import PREPROCESSING, SPATIAL, Operation, UnsupportedInput, interpolation, register
 
 SCOPES = ("image", "patient", "dataset")
 
@@ -92,6 +92,7 @@ class MinMax(Preprocessing):
 class Resample(Preprocessing):
     """Resamples to a voxel spacing in mm, so every sample shows the same anatomy per pixel."""
     name, title = "resample", "Resample to a spacing"
+    acts_on = SPATIAL
     params = (Param("pixel_mm", "float", 1.0, "Spacing of rows and columns, in mm.", 0.01, 100.0),
               Param("slice_mm", "float", 0.0, "Spacing of slices, in mm (volumes; 0 keeps it).", 0.0, 100.0))
 
@@ -105,7 +106,7 @@ class Resample(Preprocessing):
         targets = ([self.slice_mm or spacing[0]] if len(sides) == 3 else []) + [self.pixel_mm, self.pixel_mm]
         size = [max(1, round(side * have / want)) for side, have, want in zip(sides, spacing, targets)]
         context.spacing = tuple(have * side / new for have, side, new in zip(spacing, sides, size))
-        return monai(Resize(spatial_size=size, mode="bilinear" if len(sides) == 2 else "trilinear"), image, rng)
+        return monai(Resize(spatial_size=size, mode=interpolation(context, "bilinear" if len(sides) == 2 else "trilinear")), image, rng)
 
 
 @register
@@ -113,6 +114,7 @@ class CropAroundPoint(Preprocessing):
     """Crops a patch of a fixed size centred on coordinates from a table column ("x, y" or "x, y, z"
     in pixels: column, row and slice); the patch is padded with zeros where it leaves the image."""
     name, title = "crop_around_point", "Crop a patch around a point"
+    acts_on = SPATIAL
     params = (Param("column", "text", "center", "The table column with the coordinates."),
               Param("height", "int", 64, "Patch rows.", 1, 4096), Param("width", "int", 64, "Patch columns.", 1, 4096),
               Param("depth", "int", 16, "Patch slices (volumes).", 1, 2048))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .batched import BATCHED
 from .measures import schemas as measure_schemas
-from .operations import AUGMENTATION, OPERATIONS
+from .operations import AUGMENTATION, OPERATIONS, SPATIAL
 
 
 def number(value: float) -> str:
@@ -26,8 +26,10 @@ def parameter_line(param: dict) -> str:
 def operation_section(schema: dict) -> list[str]:
     dims = " and ".join(f"{d}D" for d in schema["dims"])
     batched = " Applied to whole batches on the training device while a model trains." if schema["name"] in BATCHED else ""
+    moves = (" Spatial: a sample's mask moves with the image, with the same draw, by nearest neighbour."
+             if schema["acts_on"] == SPATIAL else " Intensity: changes the image only, never a mask.")
     lines = [f"### {schema['title']} (`{schema['name']}`)", "",
-             f"{schema['help']} Takes {dims} input; {'random (reproducible from a seed)' if schema['random'] else 'not random'}.{batched}",
+             f"{schema['help']} Takes {dims} input; {'random (reproducible from a seed)' if schema['random'] else 'not random'}.{moves}{batched}",
              ""]
     if schema["params"]:
         lines += ["| parameter | kind | allowed | default | meaning |", "| --- | --- | --- | --- | --- |"]
