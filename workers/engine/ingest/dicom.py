@@ -230,6 +230,11 @@ def describe(ds) -> dict:
     instance = decimals(ds, 0x00200013)
     if instance:
         meta["instance"] = int(instance[0])
+    # What tells apart slices of one series that lie at the same place: echoes, dynamics, acquisitions.
+    for key, tag in (("echo", 0x00180086), ("temporal_position", 0x00209128), ("acquisition", 0x00200012)):
+        value = decimals(ds, tag)
+        if value:
+            meta[key] = value[0]
     return meta
 
 

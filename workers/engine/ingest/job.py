@@ -396,13 +396,55 @@ def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str],
             continue
         try:
             with guarded("the series could not be stacked into a volume"):
-                specs.append(stack_series(members, dest, notes, listed))
+                stacks, how, copies = one_slice_per_place(members, dest)
+                for stack in stacks:
+                    specs.append(stack_series(stack, dest, notes, listed, how if len(stacks) > 1 else ""))
+                    if how or copies:
+                        said = [f"the series was split into {len(stacks)} volumes by {how}" if len(stacks) > 1 else "",
+                                f"{len(copies)} copies of slices (the same pixels at the same place) were dropped" if copies else ""]
+                        notes[stack[0].path] += "; " + "; ".join(filter(None, said))
         except Rejected as exc:
             revised.extend(withdraw(m, str(exc), dest) for m in members)
+            continue
+        for copy in copies:
+            revised.append(withdraw(copy, "a copy of another slice of its series (the same pixels at the same place); "
+                                          "the volume keeps one", dest))
     return specs
 
 
-def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str], listed: dict[str, int]) -> SampleSpec:
+SAME_PLACE_KEYS = (("echo", "EchoNumbers"), ("temporal_position", "TemporalPositionIndex"), ("acquisition", "AcquisitionNumber"))
+
+
+def one_slice_per_place(members: list[FileRecord], dest: Path) -> tuple[list[list[FileRecord]], str, list[FileRecord]]:
+    """A series whose slices share positions is not one volume (its spacing would be zero): copies (the same pixels
+    at the same place, whatever their headers say: a PACS may send one instance twice under new UIDs) are
+    dropped, and slices told apart by an echo, a temporal position or an acquisition number become one volume each.
+    Returns (stacks, what split them or "", dropped copies); Rejected when nothing tells the slices at one place apart."""
+    places = [slice_location(m.detail["meta"]) for m in members]
+    if any(place is None for place in places) or len({round(p, 3) for p in places}) == len(members):
+        return [members], "", []
+    seen, kept, copies = set(), [], []
+    for member, place in zip(members, places):
+        key = (round(place, 3), hashlib.sha256(np.load(dest / member.detail["array"]).tobytes()).hexdigest())
+        (copies if key in seen else kept).append(member)
+        seen.add(key)
+    places = [round(slice_location(m.detail["meta"]), 3) for m in kept]
+    if len(set(places)) == len(kept):
+        return [kept], "", copies
+    for key, tag in SAME_PLACE_KEYS:
+        values = [m.detail["meta"].get(key) for m in kept]
+        if None in values or len(set(values)) < 2:
+            continue
+        stacks = {value: [m for m, v in zip(kept, values) if v == value] for value in sorted(set(values))}
+        if all(len({round(slice_location(m.detail["meta"]), 3) for m in stack}) == len(stack) for stack in stacks.values()):
+            return list(stacks.values()), tag, copies
+    shared = len(places) - len(set(places))
+    raise Rejected(f"{shared} slices of this series share a position with another, and neither EchoNumbers, "
+                   "TemporalPositionIndex nor AcquisitionNumber tells them apart, so they cannot be stacked into one volume "
+                   "(its slice spacing would be zero); upload each acquisition as its own series")
+
+
+def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str], listed: dict[str, int], split_by: str = "") -> SampleSpec:
     locations = [slice_location(m.detail["meta"]) for m in members]
     if all(loc is not None for loc in locations):
         order = sorted(range(len(members)), key=lambda i: locations[i])
@@ -425,6 +467,9 @@ def stack_series(members: list[FileRecord], dest: Path, notes: dict[str, str], l
     spec.array, spec.label, spec.shape = array_path, label, list(volume_shape)
     spec.files = [m.path for m in ordered]
     spec.source_path = first.detail["folder"] or first.path
+    if split_by:  # one of several volumes of the series: named by what sets it apart
+        key = next(key for key, tag in SAME_PLACE_KEYS if tag == split_by)
+        spec.source_path += f" ({split_by} {first.detail['meta'][key]:g})"
     spec.pairing_keys = folder_keys(place(first).rpartition("/")[0])
     spec.sha256 = hashlib.sha256("".join(m.detail["sha256"] for m in ordered).encode()).hexdigest()
     ordered_locations = sorted(loc for loc in locations if loc is not None)
