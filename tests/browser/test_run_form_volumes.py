@@ -98,6 +98,7 @@ def test_the_form_shows_the_plan_of_a_partition_of_volumes_and_its_refusals(page
     expect(group.locator("legend")).to_have_text("Plan for volumes")
     expect(field(page, "model.architecture")).to_have_value("small_cnn_3d")
     assert page.locator('select[name="model.architecture"] optgroup').first.get_attribute("label") == "For volumes (3D)"
+    expect(page.locator('input[name="model.input_size"]')).to_have_count(0)  # a 3D network takes the plan's patches
     assert axes(page, "target_spacing") == [f"{v:g}" for v in SPACING]
     assert axes(page, "patch_size") == [str(v) for v in SHAPE]
     expect(field(page, "data.plan.normalisation")).to_have_value("ct")

@@ -365,7 +365,9 @@ function modelFields(spec) {
   const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
   return [modelChoice(spec), epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
     startFrom(spec),
-    inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose }),
+    // A 3D network takes the plan's patches as they are: the input size (resizing 2D images inside it) is not for it.
+    ...(architecture?.dims === 3 ? []
+      : [inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose })]),
     fineTuneButton(spec),
     deviceField(spec)];
 }
