@@ -43,3 +43,31 @@ def test_a_whole_volume_larger_than_the_patch_is_predicted_window_by_window(volu
     figures = measured(model, test, spec, data.classes, dims=3, window=(16, 16, 16), predictions=predictions)
     assert len(predictions) == len(test) and {"loss", "accuracy"} <= set(figures)
     assert all(len(p["probabilities"]) == 2 for p in predictions)
+
+
+def test_a_stopped_3d_run_resumes_exactly_and_the_rate_finder_sweeps_volumes(volumes, tmp_path):
+    """Patches are drawn from (seed, epoch, position) and the augmentation with them, so a resumed run records what an
+    uninterrupted one does, as in 2D; the rate finder reads the same patches."""
+    from tests.unit.test_training import StopAfter, series
+    from workers.engine.observer import SilentObserver
+    from workers.engine.pipelines import Pipeline
+    from workers.engine.training.finder import find_learning_rate
+
+    data, _, plan = volumes
+    data.train.augment = Pipeline.from_steps([{"op": "flip", "params": {"axis": "left-right"}},
+                                              {"op": "rotate", "params": {"degrees": [-10, 10]}}])
+    try:
+        spec = fitted_to_subset({"model": {"architecture": "small_cnn_3d"}, "epochs": 2, "data": {"plan": plan}}, len(data.train))
+        whole = SilentObserver()
+        train(spec, data, whole, tmp_path / "whole")
+        interrupted = StopAfter(3)
+        assert train(spec, data, interrupted, tmp_path / "parted").ended == "stopped"
+        resumed = SilentObserver()
+        assert train(spec, data, resumed, tmp_path / "parted", resume=True).ended == "finished"
+        parted, uninterrupted = {**series(interrupted), **series(resumed)}, series(whole)
+        assert parted.keys() == uninterrupted.keys()
+        assert max(abs(parted[key] - value) for key, value in uninterrupted.items()) <= 1e-5
+        found = find_learning_rate(spec, data, steps=12)
+        assert len(found["rates"]) >= 3 and all(loss == loss for loss in found["losses"])
+    finally:
+        data.train.augment = None
