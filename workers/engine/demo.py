@@ -23,15 +23,24 @@ def demo_image(rng: np.random.Generator, lesion: bool, size: int = 64) -> np.nda
 
 def write_demo_zip(path: str | Path, per_class: int = 200, size: int = 64, seed: int = 0) -> Path:
     """A zip with one folder per class of 8-bit grayscale PNGs."""
+    def png(rng, label):
+        buffer = io.BytesIO()
+        Image.fromarray(demo_image(rng, label == "lesion", size), "L").save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return write_class_zip(path, per_class, seed, "demo/{label}/{label}_{number:04d}.png", png)
+
+
+def write_class_zip(path: str | Path, per_class: int, seed: int, name: str, make) -> Path:
+    """A zip with `per_class` files per demo class, each `make(rng, label)`'s bytes under `name` (a format string of
+    label and number); one generator draws them all, in order, so a seed gives the same files."""
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for label in DEMO_CLASSES:
             for number in range(per_class):
-                buffer = io.BytesIO()
-                Image.fromarray(demo_image(rng, label == "lesion", size), "L").save(buffer, format="PNG")
-                archive.writestr(f"demo/{label}/{label}_{number:04d}.png", buffer.getvalue())
+                archive.writestr(name.format(label=label, number=number), make(rng, label))
     return path
 
 
@@ -79,19 +88,14 @@ def write_demo_volume_zip(path: str | Path, per_class: int = 20, shape: tuple[in
     """A zip with one folder per class of NIfTI CT volumes (int16, scl_inter -1024: stored values become HU)."""
     import nibabel as nib
 
-    rng = np.random.default_rng(seed)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for label in DEMO_CLASSES:
-            for number in range(per_class):
-                volume = demo_volume(rng, label == "lesion", shape)
-                # NIfTI holds (x, y, z): columns, rows, slices; the ingest turns it to RAS and (D, H, W).
-                image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)),
-                                        np.diag([spacing[2], spacing[1], spacing[0], 1.0]))
-                image.header.set_slope_inter(1.0, -1024.0)
-                archive.writestr(f"volumes/{label}/{label}_{number:03d}.nii.gz", gzip_bytes(image.to_bytes()))
-    return path
+    def nifti(rng, label):
+        volume = demo_volume(rng, label == "lesion", shape)
+        # NIfTI holds (x, y, z): columns, rows, slices; the ingest turns it to RAS and (D, H, W).
+        image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)), np.diag([spacing[2], spacing[1], spacing[0], 1.0]))
+        image.header.set_slope_inter(1.0, -1024.0)
+        return gzip_bytes(image.to_bytes())
+
+    return write_class_zip(path, per_class, seed, "volumes/{label}/{label}_{number:03d}.nii.gz", nifti)
 
 
 def gzip_bytes(data: bytes) -> bytes:
