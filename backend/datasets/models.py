@@ -1,3 +1,5 @@
+from functools import cached_property
+
 from django.conf import settings
 from django.db import models
 
@@ -79,6 +81,13 @@ class Dataset(Job):
     @property
     def labels(self) -> list[str]:
         return sorted(self.class_counts)
+
+    @cached_property
+    def dimensions(self) -> set[int]:
+        """The spatial dimensions of the samples: {2}, {3}, or both when images and volumes are mixed. Asked by
+        several checks of one launch (and of each settings change in the run form): read once per instance."""
+        kinds = set(self.samples.values_list("kind", flat=True).distinct())
+        return {3 if kind == Sample.Kind.VOLUME else 2 for kind in kinds}
 
     @property
     def labels_in_words(self) -> str:

@@ -20,15 +20,9 @@ def fingerprint_of_samples(samples: list[Sample]) -> dict:
     return fingerprint_of(volumes)
 
 
-def dimensions_of(dataset: Dataset) -> set[int]:
-    """The spatial dimensions of the dataset's samples: {2}, {3}, or both when it mixes images and volumes."""
-    kinds = set(dataset.samples.values_list("kind", flat=True).distinct())
-    return {3 if kind == Sample.Kind.VOLUME else 2 for kind in kinds}
-
-
 def fingerprint_for(dataset: Dataset) -> dict:
     """The stored fingerprint; made now (and stored) for a ready dataset of volumes that has none yet."""
-    if dataset.fingerprint or dataset.status != Dataset.Status.READY or 3 not in dimensions_of(dataset):
+    if dataset.fingerprint or dataset.status != Dataset.Status.READY or 3 not in dataset.dimensions:
         return dataset.fingerprint
     fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))
     Dataset.objects.filter(pk=dataset.pk).update(fingerprint=fingerprint)

@@ -20,7 +20,7 @@ from backend.core.jobs import require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
 from backend.datasets.models import Dataset, Partition
-from backend.datasets.planning import dimensions_of, plan_of
+from backend.datasets.planning import plan_of
 from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
@@ -93,13 +93,13 @@ def check_trainable(partition: Partition) -> None:
 
 def check_one_kind_of_sample(dataset: Dataset) -> None:
     """A model takes 2D images or volumes, of one channel count."""
-    if dimensions_of(dataset) == {2, 3}:
+    if dataset.dimensions == {2, 3}:
         kinds = dict(dataset.samples.values_list("kind").annotate(n=Count("id")).order_by())
         raise ServiceError(f"The dataset '{dataset.name}' mixes {kinds.get('image', 0):,} 2D images and {kinds.get('volume', 0):,} "
                            "volumes; a model learns from one or the other. Make a dataset of one kind (upload them apart).",
                            field="partition")
     channels = sorted(set(dataset.samples.values_list("channels", flat=True).distinct()))
-    if 3 in dimensions_of(dataset) and len(channels) > 1:
+    if 3 in dataset.dimensions and len(channels) > 1:
         raise ServiceError(f"The volumes of '{dataset.name}' have different channel counts ({', '.join(map(str, channels))}); "
                            "a model takes one. Make a dataset of volumes with the same channels.", field="partition")
 
@@ -219,7 +219,7 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
     if model["weights"] == "imported":
         check_imported_start(user, spec, partition)  # an imported model (backend/zoo): readable, trainable, its architecture
     if model["architecture"] not in MODELS:
-        if 3 in dimensions_of(partition.dataset):
+        if 3 in partition.dataset.dimensions:
             raise ServiceError("An imported model takes 2D images and this dataset holds volumes (3D): choose a 3D network.",
                                field="model.architecture")
         return  # a network converted from ONNX: its import checked the channels and sizes it takes
@@ -233,7 +233,7 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
 
 
 def check_dimensions(entry: ModelEntry, dataset: Dataset) -> None:
-    dims = max(dimensions_of(dataset), default=2)
+    dims = max(dataset.dimensions, default=2)
     if entry.dims == dims:
         return
     fitting = [e.title for e in MODELS.values() if e.dims == dims]
@@ -298,7 +298,7 @@ def starting_points(user, architecture: str | None = None):
 def with_plan(spec_data: dict, partition: Partition) -> dict:
     """A run on volumes starts from the dataset's plan (the values the user gave win) and, unless the user chose a
     batch size, the plan's, within the training subset; a run on 2D images is left as it is."""
-    if 3 not in dimensions_of(partition.dataset) or not isinstance(spec_data, dict):
+    if 3 not in partition.dataset.dimensions or not isinstance(spec_data, dict):
         return spec_data
     data = spec_data.get("data") if isinstance(spec_data.get("data"), dict) else {}
     given = data.get("plan") if isinstance(data.get("plan"), dict) else {}

@@ -211,11 +211,13 @@ def check_plan(plan: dict) -> dict[str, str]:
     return errors
 
 
-def normalised(values: np.ndarray, plan: dict) -> np.ndarray:
-    """Modality values (float32) normalised as the plan says."""
+def normalised(values: np.ndarray, plan: dict, volume_statistics: tuple[float, float] | None = None) -> np.ndarray:
+    """Modality values (float32) normalised as the plan says; z-scoring takes the (mean, std) of the whole volume the
+    values come from (a patch's own would differ from patch to patch)."""
     if plan["normalisation"] == "ct":
         low, high = plan["clip"]
         return (np.clip(values, low, high) - np.float32(plan["mean"])) / np.float32(plan["std"])
     if plan["normalisation"] == "zscore":
-        return (values - values.mean()) / max(float(values.std()), 1e-6)
+        mean, std = volume_statistics
+        return (values - np.float32(mean)) / np.float32(std)
     return values

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from .display import modality_values
 from .observer import JobObserver, JobStopped, SilentObserver
-from .planning import channels_of, normalised
+from .planning import channels_of, normalised, resampled_shape
 
 SAME_SPACING = 0.01  # a spacing within 1% of the target is not resampled
 
@@ -52,7 +52,7 @@ def stored_dtype(dtype: np.dtype) -> np.dtype:
 def resample(array: np.ndarray, spacing: Sequence[float], target: Sequence[float], nearest: bool = False) -> np.ndarray:
     """A (C, D, H, W) array from `spacing` to `target` (trilinear; nearest neighbour for masks, whose labels must
     not blend); in its own dtype, integers rounded."""
-    shape = [max(1, round(n * s / t)) for n, s, t in zip(array.shape[1:], spacing, target)]
+    shape = resampled_shape(list(array.shape[1:]), spacing, target)
     if list(array.shape[1:]) == shape:
         return array
     values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
@@ -118,18 +118,21 @@ class VolumeRecords(Dataset):
     patch's values are turned into modality values, augmented (on HU for CT), then normalised by the plan.
     """
 
-    whole_samples = True  # whole volumes differ in shape: an evaluation reads them one at a time
-
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], metas: Sequence[dict], plan: dict,
                  patches: bool = False, augment: Callable | None = None, seed: int = 0):
         self.paths = [str(p) for p in paths]
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
         self.metas, self.plan, self.patches, self.augment, self.seed = list(metas), plan, patches, augment, seed
         self.patch_size = tuple(plan["patch_size"])
-        self.statistics = [volume_statistics(Path(p), m) for p, m in zip(self.paths, self.metas)] \
-            if plan["normalisation"] == "zscore" else None
+        # Per-volume z-scoring divides by the whole volume's statistics, not a patch's: measured once here.
+        self.statistics = [volume_statistics(Path(p), m) if plan["normalisation"] == "zscore" else None
+                           for p, m in zip(self.paths, self.metas)]
         self.epoch = 0
-        self.whole_samples = not patches
+
+    @property
+    def whole_samples(self) -> bool:
+        """Whole volumes differ in shape: an evaluation reads them one at a time."""
+        return not self.patches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -145,20 +148,14 @@ class VolumeRecords(Dataset):
         values = modality_values(region, self.metas[item])
         if self.augment is not None:
             values = self.augment(values, seed)
-        values = self.normalise(np.asarray(values, dtype=np.float32), item)
+        values = normalised(np.asarray(values, dtype=np.float32), self.plan, self.statistics[item])
         return {"image": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), "target": self.targets[item]}
 
     def as_patches(self) -> VolumeRecords:
         """The same volumes read as one patch each, not augmented (the same patch every time): the exported graph's shape."""
         plain = copy.copy(self)
-        plain.patches, plain.augment, plain.whole_samples = True, None, False
+        plain.patches, plain.augment = True, None
         return plain
-
-    def normalise(self, values: np.ndarray, item: int) -> np.ndarray:
-        if self.statistics is None:
-            return normalised(values, self.plan)
-        mean, std = self.statistics[item]
-        return (values - np.float32(mean)) / np.float32(std)
 
 
 def patch_of(volume: np.ndarray, size: Sequence[int], rng: np.random.Generator) -> np.ndarray:

@@ -398,9 +398,9 @@ def assemble_series(slices: list[FileRecord], dest: Path, notes: dict[str, str],
             with guarded("the series could not be stacked into a volume"):
                 stacks, how, copies = one_slice_per_place(members, dest)
                 for stack in stacks:
-                    specs.append(stack_series(stack, dest, notes, listed, how if len(stacks) > 1 else ""))
+                    specs.append(stack_series(stack, dest, notes, listed, how))
                     if how or copies:
-                        said = [f"the series was split into {len(stacks)} volumes by {how}" if len(stacks) > 1 else "",
+                        said = [f"the series was split into {len(stacks)} volumes by {how}" if how else "",
                                 f"{len(copies)} copies of slices (the same pixels at the same place) were dropped" if copies else ""]
                         notes[stack[0].path] += "; " + "; ".join(filter(None, said))
         except Rejected as exc:
@@ -420,25 +420,31 @@ def one_slice_per_place(members: list[FileRecord], dest: Path) -> tuple[list[lis
     at the same place, whatever their headers say: a PACS may send one instance twice under new UIDs) are
     dropped, and slices told apart by an echo, a temporal position or an acquisition number become one volume each.
     Returns (stacks, what split them or "", dropped copies); Rejected when nothing tells the slices at one place apart."""
-    places = [slice_location(m.detail["meta"]) for m in members]
-    if any(place is None for place in places) or len({round(p, 3) for p in places}) == len(members):
+    located = {m.path: slice_location(m.detail["meta"]) for m in members}
+    if None in located.values():
+        return [members], "", []
+    place = {path: round(location, 3) for path, location in located.items()}
+
+    def apart(stack: list[FileRecord]) -> bool:
+        return len({place[m.path] for m in stack}) == len(stack)
+
+    if apart(members):
         return [members], "", []
     seen, kept, copies = set(), [], []
-    for member, place in zip(members, places):
-        key = (round(place, 3), hashlib.sha256(np.load(dest / member.detail["array"]).tobytes()).hexdigest())
+    for member in members:
+        key = (place[member.path], hashlib.sha256(np.load(dest / member.detail["array"]).tobytes()).hexdigest())
         (copies if key in seen else kept).append(member)
         seen.add(key)
-    places = [round(slice_location(m.detail["meta"]), 3) for m in kept]
-    if len(set(places)) == len(kept):
+    if apart(kept):
         return [kept], "", copies
     for key, tag in SAME_PLACE_KEYS:
         values = [m.detail["meta"].get(key) for m in kept]
         if None in values or len(set(values)) < 2:
             continue
         stacks = {value: [m for m, v in zip(kept, values) if v == value] for value in sorted(set(values))}
-        if all(len({round(slice_location(m.detail["meta"]), 3) for m in stack}) == len(stack) for stack in stacks.values()):
+        if all(apart(stack) for stack in stacks.values()):
             return list(stacks.values()), tag, copies
-    shared = len(places) - len(set(places))
+    shared = len(kept) - len({place[m.path] for m in kept})
     raise Rejected(f"{shared} slices of this series share a position with another, and neither EchoNumbers, "
                    "TemporalPositionIndex nor AcquisitionNumber tells them apart, so they cannot be stacked into one volume "
                    "(its slice spacing would be zero); upload each acquisition as its own series")
