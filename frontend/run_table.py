@@ -19,7 +19,7 @@ def starting_weights(spec: dict) -> str:
         return f"run #{model.get('start_run')}"
     if weights == "imported":
         return f"imported model #{model.get('imported_model')}"
-    return {"random": "random", "imagenet": "ImageNet"}.get(weights, str(weights))
+    return {"random": "random", "imagenet": "ImageNet", "medicalnet": "MedicalNet"}.get(weights, str(weights))
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def dataset_page(request, dataset_id):
     plan = plan_of(dataset)
     return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": changeable,
                                                      "aggregations": dataset.aggregations.all(),
-                                                     "plan_rows": plan_in_words(plan) if plan else []})
+                                                     "plan": plan, "plan_rows": plan_in_words(plan) if plan else []})
 
 
 @login_required

@@ -66,7 +66,8 @@ class ImportJob(JobRunner):
             save_file({key: value.contiguous() for key, value in result.state.items()}, str(imported.weights_path))
         if imported.kind == ImportedModel.Kind.SAFETENSORS:
             entry = MODELS[result.architecture]
-            side = imported.input_size or (entry.weights[0].size if entry.weights else (entry.max_size or max(entry.min_size, EXPORT_SIDE)))
+            trained_at = next((weights.size for weights in entry.weights if weights.size), None)  # MedicalNet's: none
+            side = imported.input_size or trained_at or entry.max_size or max(entry.min_size, EXPORT_SIDE)
             model = zoo_model_from_state(result.architecture, result.state)
             example = torch.rand(1, model.mean.shape[1], side, side)
             export_onnx(model, example, imported.onnx_path)

@@ -1,8 +1,8 @@
 """Where a run's starting weights are on this worker, and what the run's log says about them.
 
-The spec names a source (`model.weights`: random, imagenet, run, imported); the engine builds the model from
-a `ModelStart` that says where its files are: the toolkit's folder of pretrained files for ImageNet (checked by
-hash when read), the kept weights of the earlier run (written by the toolkit itself, read with
+The spec names a source (`model.weights`: random, imagenet, medicalnet, run, imported); the engine builds the model
+from a `ModelStart` that says where its files are: the toolkit's folder of pretrained files for ImageNet (checked by
+hash when read) and MedicalNet (checked by its tensors when read), the kept weights of the earlier run (written by the toolkit itself, read with
 `weights_only=True`), or an imported model's weights (backend.zoo's). The launch checked that the source
 exists and may be used (backend/runs/services.py); this finds it again when the job starts, because a file
 can go in between, and says so in words (`WeightsUnavailable`) rather than with a traceback.
@@ -14,9 +14,9 @@ from pathlib import Path
 from django.conf import settings
 
 from backend.runs.models import TrainingRun
-from workers.engine.zoo.registry import model_entry
+from workers.engine.zoo.registry import MODELS, model_entry
 from workers.engine.zoo.start import ModelStart
-from workers.engine.zoo.weights import WeightsUnavailable
+from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 IMAGENET_CLASSES, IMAGENET_CHANNELS = 1000, 3
 
@@ -34,6 +34,10 @@ def model_start(job) -> ModelStart:
         from backend.zoo.services import imported_model_start
 
         return imported_model_start(model["imported_model"])
+    entry = MODELS.get(model.get("architecture"))
+    pretrained = entry.weights_named(weights) if entry else None
+    if pretrained:
+        find_weights(pretrained, folder)  # the launch found it; it may have gone since: say so before any work
     return ModelStart(folder)
 
 
@@ -61,6 +65,11 @@ def start_note(spec: dict, started_from: dict, classes: list[str], channels: int
         title = model_entry(model["architecture"]).title
         source = f"the ImageNet weights of {title} (torchvision, {started_from.get('filename', 'checked by hash')})"
         return f"Starting from {source}: " + changes(IMAGENET_CLASSES, None, IMAGENET_CHANNELS, classes, channels)
+    if weights == "medicalnet":
+        network = network_title(model["architecture"])
+        source = f"MedicalNet's {network} weights ({started_from.get('filename', 'Tencent')}, trained to segment 23 datasets)"
+        return (f"Starting from {source}: its segmentation head is dropped and a new head made for this run's "
+                f"{len(classes)} classes ({listed(classes)})" + first_layer(1, channels) + "; everything else is carried over.")
     if weights == "run":
         source = f"run {started_from.get('run')} '{started_from.get('name', '')}'"
         its_classes = started_from.get("classes") or []
@@ -79,11 +88,18 @@ def changes(its_count: int, its_classes: list[str] | None, its_channels: int | N
                 "as many but others")
     else:
         head = "its head is kept (the same classes)"
+    return f"{head}{first_layer(its_channels, channels)}; everything else is carried over."
+
+
+def first_layer(its_channels: int | None, channels: int) -> str:
     if its_channels and its_channels != channels:
-        layer = f"; its first layer is adapted from {its_channels} to {channels} channel{'s' if channels > 1 else ''}"
-    else:
-        layer = ""
-    return f"{head}{layer}; everything else is carried over."
+        return f"; its first layer is adapted from {its_channels} to {channels} channel{'s' if channels > 1 else ''}"
+    return ""
+
+
+def network_title(architecture: str) -> str:
+    """"ResNet-18 (3D)" as MedicalNet names it: "ResNet-18"."""
+    return model_entry(architecture).title.removesuffix(" (3D)")
 
 
 def listed(classes: list[str], most: int = 10) -> str:

@@ -115,8 +115,9 @@ def balanced(run: TrainingRun | RateSearch, indices: list[int], labels: list[str
 
 
 def training_data(run: TrainingRun | RateSearch, observer=None) -> tuple[TrainingData, CachedImages | VolumeRecords]:
-    """The run's subsets as the engine reads them: 2D images from the training cache, or volumes from the store
-    (built first where it is missing: `observer` sees its progress and may stop it)."""
+    """The run's subsets as the engine reads them: 8-bit 2D images from the training cache, or volumes and 2D images
+    with real intensities from the store (a run with a plan; built first where it is missing: `observer` sees its
+    progress and may stop it)."""
     dataset = run.partition.dataset
     classes = dataset.labels
     if run.spec["data"].get("plan"):
@@ -132,13 +133,14 @@ def sample_weights(run: TrainingRun | RateSearch, train_set, classes: list[str])
 
 
 def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None) -> tuple[TrainingData, VolumeRecords]:
-    """Volumes at the plan's spacing (the store), the training subset read as random patches with the run's
-    augmentation and balancing, the others whole."""
+    """Volumes (or 2D images with real intensities) at the plan's spacing (the store), the training subset read as
+    random patches with the run's augmentation and balancing, the others whole."""
     plan = run.spec["data"]["plan"]
+    dims = plan.get("dims", 3)
     dataset = run.partition.dataset
     members = list(PartitionMember.objects.filter(partition=run.partition).select_related("sample").order_by("sample_id"))
     samples = [member.sample for member in members]
-    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256) for s in samples]
+    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256, dims=dims) for s in samples]
     spacing = plan["target_spacing"]
     paths = build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", spacing), spacing,
                         observer)
@@ -157,7 +159,7 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
 
     train_set, validation_set, test_set = subset("train"), subset("validation"), subset("test")
     channels = max(s.channels for s in samples)
-    return TrainingData(train_set, validation_set, channels, classes, sample_weights(run, train_set, classes), dims=3,
+    return TrainingData(train_set, validation_set, channels, classes, sample_weights(run, train_set, classes), dims=dims,
                         window=tuple(plan["patch_size"])), test_set
 
 

@@ -14,15 +14,21 @@ from .models import WorkerHeartbeat
 
 
 class WeightsSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="What the run spec's model.weights names, e.g. imagenet.")
+    name = serializers.CharField(help_text="What the run spec's model.weights names: imagenet or medicalnet.")
     title = serializers.CharField()
-    filename = serializers.CharField(help_text="The file's name, as torchvision names it.")
-    url = serializers.CharField(help_text="Where to download it, on a computer with internet access.")
+    filename = serializers.CharField(help_text="The file's name, as its publisher (torchvision, MedicalNet) names it.")
+    url = serializers.CharField(help_text="Where it is published: download it there, on a computer with internet access.")
     mean = serializers.ListField(child=serializers.FloatField())
     std = serializers.ListField(child=serializers.FloatField())
-    size = serializers.IntegerField(help_text="The image side the weights were trained at.")
-    imagenet_top1 = serializers.FloatField(help_text="ImageNet top-1 accuracy in %, as torchvision reports it.")
-    sha256_prefix = serializers.CharField(help_text="The file's SHA-256 begins with this (checked when a run starts from it).")
+    size = serializers.IntegerField(allow_null=True, help_text="The image side the weights were trained at (null: volumes "
+                                                               "of many sizes, MedicalNet's).")
+    imagenet_top1 = serializers.FloatField(allow_null=True, help_text="ImageNet top-1 accuracy in %, as torchvision reports "
+                                                                      "it (null for weights not trained on ImageNet).")
+    sha256_prefix = serializers.CharField(allow_null=True, help_text="The file's SHA-256 begins with this (checked when a run "
+                                                                     "starts from it); null: no hash is published, the "
+                                                                     "file's tensors are checked against the network.")
+    description = serializers.CharField(allow_blank=True, help_text="What the weights were trained on, and how inputs were "
+                                                                    "normalised.")
     available = serializers.BooleanField(help_text="The file is in the weights folder (TOOLKIT_WEIGHTS_DIR) or torchvision's cache.")
     where = serializers.CharField(help_text="Where it was found, or which file to put where.")
 

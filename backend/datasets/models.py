@@ -89,6 +89,14 @@ class Dataset(Job):
         kinds = set(self.samples.values_list("kind", flat=True).distinct())
         return {3 if kind == Sample.Kind.VOLUME else 2 for kind in kinds}
 
+    @cached_property
+    def planned(self) -> bool:
+        """Whether runs on it train from a plan (real intensities from the store): volumes, or 2D images with more than
+        8 bits (a CT slice in Hounsfield units, a 16-bit radiograph). 8-bit images train from the training cache."""
+        if 3 in self.dimensions:
+            return True
+        return self.samples.filter(kind=Sample.Kind.IMAGE).exclude(dtype__in=EIGHT_BIT_DTYPES).exists()
+
     @property
     def labels_in_words(self) -> str:
         """What the samples are labelled with, as the pages list it: the classes ("NORMAL, PNEUMONIA"), or for
@@ -113,6 +121,9 @@ class Dataset(Job):
         if self.pipeline_version_id:
             return "workers.tasks.preprocess_dataset"
         return "workers.tasks.merge_datasets" if self.is_merge else "workers.tasks.ingest_dataset"
+
+
+EIGHT_BIT_DTYPES = ("uint8", "bool", "")  # "": samples stored before the dtype was recorded, all 8-bit
 
 
 class Sample(models.Model):

@@ -6,23 +6,28 @@ import numpy as np
 
 from workers.engine.planning import VolumeFacts, fingerprint_of, plan_for
 
-from .models import Dataset, Sample
+from .models import EIGHT_BIT_DTYPES, Dataset, Sample
 
 
 def fingerprint_of_samples(samples: list[Sample]) -> dict:
-    """The fingerprint over the samples' volumes ({} when there are none)."""
+    """The fingerprint over the samples' volumes, or where there are none over their 2D images when some of them have
+    real intensities (more than 8 bits); {} otherwise."""
     def loader(path):
         return lambda: np.load(path, mmap_mode="r")
 
-    volumes = [VolumeFacts(loader(s.project_dir / s.array), tuple(s.spacing), s.meta, s.modality,
-                           loader(s.project_dir / s.mask) if s.mask else None)
-               for s in samples if s.kind == Sample.Kind.VOLUME]
-    return fingerprint_of(volumes)
+    planned = [s for s in samples if s.kind == Sample.Kind.VOLUME]
+    dims = 3
+    if not planned and any(s.dtype not in EIGHT_BIT_DTYPES for s in samples if s.kind == Sample.Kind.IMAGE):
+        planned, dims = [s for s in samples if s.kind == Sample.Kind.IMAGE], 2
+    facts = [VolumeFacts(loader(s.project_dir / s.array), tuple(s.spacing), s.meta, s.modality,
+                         loader(s.project_dir / s.mask) if s.mask else None, dims)
+             for s in planned]
+    return fingerprint_of(facts)
 
 
 def fingerprint_for(dataset: Dataset) -> dict:
-    """The stored fingerprint; made now (and stored) for a ready dataset of volumes that has none yet."""
-    if dataset.fingerprint or dataset.status != Dataset.Status.READY or 3 not in dataset.dimensions:
+    """The stored fingerprint; made now (and stored) for a ready dataset with a plan that has none yet."""
+    if dataset.fingerprint or dataset.status != Dataset.Status.READY or not dataset.planned:
         return dataset.fingerprint
     fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))
     Dataset.objects.filter(pk=dataset.pk).update(fingerprint=fingerprint)
@@ -31,13 +36,13 @@ def fingerprint_for(dataset: Dataset) -> dict:
 
 
 def plan_of(dataset: Dataset, device_memory_bytes: int | None = None) -> dict:
-    """The plan a run on this dataset starts from ({} for a dataset of 2D images)."""
+    """The plan a run on this dataset starts from ({} for a dataset of 8-bit 2D images)."""
     return plan_for(fingerprint_for(dataset), device_memory_bytes)
 
 
-PLAN_ROWS = (("target_spacing", "Voxel spacing (mm)"), ("normalisation", "Intensities"), ("patch_size", "Patch (voxels)"),
+PLAN_ROWS = (("target_spacing", "Spacing (mm)"), ("normalisation", "Intensities"), ("patch_size", "Patch"),
              ("batch_size", "Batch"))
-NORMALISATION_WORDS = {"ct": "CT: clip, then one z-score", "zscore": "z-score per volume", "none": "as they are"}
+NORMALISATION_WORDS = {"ct": "CT: clip, then one z-score", "zscore": "z-score per sample", "none": "as they are"}
 
 
 def plan_in_words(plan: dict) -> list[dict]:

@@ -1,7 +1,7 @@
 """What a run started from, recorded at launch in its provenance and shown on its page.
 
 `started_from` is the source the spec names, in full: for ImageNet the file and its hash prefix and
-torchvision's accuracy; for an earlier run, that run (its project, dataset, partition, architecture and
+torchvision's accuracy; for MedicalNet the file, where it is published and the network; for an earlier run, that run (its project, dataset, partition, architecture and
 classes) with its own `started_from` nested inside, so the chain goes back to ImageNet or random weights.
 `lineage` is the same chain flattened, newest first: what pages and scripts read. Both are copies, not
 references: a run deleted later, or made private, still shows where its descendants came from.
@@ -24,10 +24,20 @@ def source_entry(model_settings: dict) -> dict:
         pretrained = model_entry(model_settings["architecture"]).weights_named("imagenet")
         return {"weights": "imagenet", "title": pretrained.title, "filename": pretrained.filename,
                 "sha256_prefix": pretrained.sha256_prefix, "imagenet_top1": pretrained.accuracy}
+    if weights == "medicalnet":
+        entry = model_entry(model_settings["architecture"])
+        pretrained = entry.weights_named("medicalnet")
+        return {"weights": "medicalnet", "title": pretrained.title, "filename": pretrained.filename, "url": pretrained.url,
+                "network": network_name(entry.title)}
     if weights == "imported":
         found = imported_provenance(model_settings.get("imported_model"))
         return {"weights": "imported", "imported_model": found.pop("id"), **found}
     return {"weights": weights}
+
+
+def network_name(title: str) -> str:
+    """A 3D network's title as MedicalNet names its networks: "ResNet-18 (3D)" -> "ResNet-18"."""
+    return title.removesuffix(" (3D)")
 
 
 def run_entry(run: TrainingRun) -> dict:
@@ -82,6 +92,9 @@ def describe_step(step: dict) -> tuple[str, str]:
         return f"run #{step['run']} '{step['name']}'", f"({where})" if where else ""
     if weights == "imagenet":
         return "ImageNet", f"(torchvision, {step['filename']})" if step.get("filename") else "(torchvision)"
+    if weights == "medicalnet":
+        network = f"{step['network']} " if step.get("network") else ""
+        return f"MedicalNet's {network}weights", f"(Tencent, {step['filename']})" if step.get("filename") else "(Tencent)"
     if weights == "imported":
         detail = f"({step['kind']} file {step['file_name']}, {step['mode'].replace('_', ' ')})" if step.get("file_name") else ""
         return f"imported model '{step['name']}'" if step.get("name") else f"imported model #{step.get('imported_model')}", detail

@@ -99,9 +99,10 @@ def check_one_kind_of_sample(dataset: Dataset) -> None:
                            "volumes; a model learns from one or the other. Make a dataset of one kind (upload them apart).",
                            field="partition")
     channels = sorted(set(dataset.samples.values_list("channels", flat=True).distinct()))
-    if 3 in dataset.dimensions and len(channels) > 1:
-        raise ServiceError(f"The volumes of '{dataset.name}' have different channel counts ({', '.join(map(str, channels))}); "
-                           "a model takes one. Make a dataset of volumes with the same channels.", field="partition")
+    if dataset.planned and len(channels) > 1:
+        things = "volumes" if 3 in dataset.dimensions else "images"
+        raise ServiceError(f"The {things} of '{dataset.name}' have different channel counts ({', '.join(map(str, channels))}); "
+                           f"a model takes one. Make a dataset of {things} with the same channels.", field="partition")
 
 
 def spec_errors(invalid: SpecInvalid) -> ServiceError:
@@ -226,8 +227,8 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
     entry = model_entry(model["architecture"])
     check_dimensions(entry, partition.dataset)
     check_input_size(entry, model["input_size"], partition.dataset)
-    if model["weights"] == "imagenet":
-        check_pretrained_file(entry, "imagenet")
+    if entry.weights_named(model["weights"]):  # published weights (ImageNet's, MedicalNet's): their file must be here
+        check_pretrained_file(entry, model["weights"])
     elif model["weights"] == "run":
         start_run_for(user, model["start_run"], entry)
 
@@ -296,9 +297,10 @@ def starting_points(user, architecture: str | None = None):
 
 
 def with_plan(spec_data: dict, partition: Partition) -> dict:
-    """A run on volumes starts from the dataset's plan (the values the user gave win) and, unless the user chose a
-    batch size, the plan's, within the training subset; a run on 2D images is left as it is."""
-    if 3 not in partition.dataset.dimensions or not isinstance(spec_data, dict):
+    """A run on volumes (or 2D images with real intensities) starts from the dataset's plan (the values the user gave
+    win) and, unless the user chose a batch size, the plan's, within the training subset; a run on 8-bit images is
+    left as it is."""
+    if not partition.dataset.planned or not isinstance(spec_data, dict):
         return spec_data
     data = spec_data.get("data") if isinstance(spec_data.get("data"), dict) else {}
     given = data.get("plan") if isinstance(data.get("plan"), dict) else {}
@@ -310,18 +312,19 @@ def with_plan(spec_data: dict, partition: Partition) -> dict:
 
 
 def check_patch_fits(spec: TrainingSpec, dataset: Dataset) -> None:
-    """Every volume, at the plan's spacing, must hold a whole patch."""
+    """Every volume (image), at the plan's spacing, must hold a whole patch."""
     plan = spec["data"].get("plan")
     fingerprint = dataset.fingerprint
     if not plan or not fingerprint:
         return
     shapes = [resampled_shape(shape, spacing, plan["target_spacing"])
               for shape, spacing in zip(fingerprint["shapes"], fingerprint["spacings"])]
-    smallest = [min(shape[axis] for shape in shapes) for axis in range(3)]
+    smallest = [min(shape[axis] for shape in shapes) for axis in range(len(plan["patch_size"]))]
     if all(p <= s for p, s in zip(plan["patch_size"], smallest)):
         return
     smaller = sum(any(p > n for p, n in zip(plan["patch_size"], shape)) for shape in shapes)
-    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} voxels) is larger than {smaller} of the volumes at "
+    units, things = ("voxels", "volumes") if len(smallest) == 3 else ("pixels", "images")
+    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} {units}) is larger than {smaller} of the {things} at "
                        f"{'×'.join(f'{v:g}' for v in plan['target_spacing'])} mm (the smallest is "
                        f"{'×'.join(map(str, smallest))}); choose a patch of at most that size, or a finer spacing.",
                        field="data.plan.patch_size")

@@ -22,7 +22,7 @@ def test_the_dataset_page_shows_the_plan_of_its_volumes_with_the_reasons(page, l
     expect(card).to_contain_text("Worked out from this dataset's 20 volumes")
     rows = {row.get_attribute("data-plan"): row.locator("td").all_inner_texts() for row in card.locator("tbody tr").all()}
     assert list(rows) == ["target_spacing", "normalisation", "patch_size", "batch_size"]
-    assert rows["target_spacing"] == ["2 × 0.8 × 0.8", "the median spacing of the volumes along each axis"]
+    assert rows["target_spacing"] == ["2 × 0.8 × 0.8", "the median spacing of the samples along each axis"]
     assert rows["normalisation"][0] == "CT: clip, then one z-score" and "Hounsfield units clipped" in rows["normalisation"][1]
     assert rows["patch_size"][0] == "16 × 24 × 24" and "within the smallest" in rows["patch_size"][1]
     page.set_viewport_size({"width": 1280, "height": 900})

@@ -1,7 +1,9 @@
 """The run form on a partition of volumes: the dataset's plan as fields with their reasons, a 3D network chosen for
 the user, the plan values changed sent as data.plan, and the server's refusals (a patch larger than the volumes, a 2D
-network) beside their fields before any run starts; the page fits a phone's width."""
+network) beside their fields before any run starts; the page fits a phone's width; MedicalNet's weights offered for
+the 3D ResNets."""
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -152,3 +154,33 @@ def test_the_form_shows_the_plan_of_a_partition_of_volumes_and_its_refusals(page
     run = TrainingRun.objects.get()
     assert run.spec["model"]["architecture"] == "small_cnn_3d"
     assert run.spec["data"]["plan"]["patch_size"] == [16, 16, 16] and run.spec["data"]["plan"]["clip"] == plan["clip"]
+
+
+def test_medicalnet_is_offered_for_the_3d_resnets_with_where_its_file_goes(page, live_server, scans, settings, tmp_path,
+                                                                           monkeypatch):
+    """MedicalNet's weights: offered only for the networks that have them, greyed out with where to put the file and
+    where it is published until the server has it, then launched and named in the run's lineage."""
+    settings.PRETRAINED_WEIGHTS_DIR = folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    medicalnet = page.locator('#run-form input[name="model.weights"][value="medicalnet"]')
+    open_form(page, live_server, scans["project"], f"?partition={scans['volumes'].pk}")
+    expect(field(page, "model.architecture")).to_have_value("small_cnn_3d")
+    expect(medicalnet).to_have_count(0)  # the small 3D CNN has none
+    field(page, "model.architecture").select_option("resnet18_3d")
+    expect(medicalnet).to_be_disabled()
+    expect(page.locator("#start-from")).to_contain_text("MedicalNet (Tencent, resnet_18_23dataset.pth)")
+    reason = page.locator('[data-unavailable="medicalnet"]')
+    expect(reason).to_contain_text(f"put it at {folder / 'resnet_18_23dataset.pth'}")
+    expect(reason).to_contain_text("published at https://github.com/Tencent/MedicalNet")
+
+    (folder / "resnet_18_23dataset.pth").write_bytes(b"put there by an administrator")
+    page.reload()
+    field(page, "model.architecture").select_option("resnet18_3d")
+    expect(medicalnet).to_be_enabled()
+    medicalnet.check()
+    with page.expect_request(lambda request: request.url.endswith("/api/runs/") and request.method == "POST") as sent:
+        page.click("#launch")
+    assert sent.value.post_data_json["model"] == {"architecture": "resnet18_3d", "weights": "medicalnet"}
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#run-lineage")).to_contain_text("Started from: MedicalNet's ResNet-18 weights (Tencent, resnet_18_23dataset.pth)")

@@ -80,3 +80,34 @@ def test_a_dataset_mixing_images_and_volumes_is_refused_at_launch(api, project, 
     assert refused.status_code == 400 and refused.json()["field"] == "partition"
     assert "mixes 6 2D images and 6 volumes" in refused.json()["message"]
     assert not TrainingRun.objects.exists(), "nothing was started"
+
+
+def test_a_worker_trains_2d_ct_slices_from_their_plan_in_hounsfield_units(api, project, celery_worker_process, tmp_path):
+    """DICOM CT slices (int16, HU by rescale) get a 2D plan and train from the store; 8-bit PNGs keep the cache."""
+    from tests.medical import dicom_bytes
+    from tests.unit.test_image_intensities import ct_slice
+
+    rng = np.random.default_rng(5)
+    entries = {f"slices/{label}/{label}_{k}.dcm": dicom_bytes(ct_slice(rng, label == "lesion", size=48), patient_id=f"{label}{k}")
+               for label in ("lesion", "normal") for k in range(8)}
+    dataset = ready_dataset(api, project, entries, "CT slices")
+    assert dataset.fingerprint["count"] == 16 and dataset.fingerprint["spacings"][0] == [0.7, 0.7]
+    plan = api.get(f"/api/datasets/{dataset.pk}/plan/").json()["plan"]
+    assert plan["dims"] == 2 and plan["normalisation"] == "ct" and plan["patch_size"] == [48, 48]
+    assert -100 < plan["mean"] < 150, "the slices' statistics are in Hounsfield units"
+    assert api.get(f"/api/datasets/{ready_dataset(api, project, demo_entries(per_class=3), 'PNGs').pk}/plan/").json()["plan"] == {}
+    partition = partition_of(api, dataset)
+
+    refused = api.post("/api/runs/", {"partition": partition, "model": {"architecture": "small_cnn_3d"}}, format="json")
+    assert refused.status_code == 400 and refused.json()["field"] == "model.architecture"
+    too_large = api.post("/api/runs/", {"partition": partition, "data": {"plan": {"patch_size": [64, 48]}}}, format="json")
+    assert too_large.status_code == 400 and too_large.json()["field"] == "data.plan.patch_size"
+    assert "larger than 16 of the images" in too_large.json()["message"]
+
+    response = api.post("/api/runs/", {"partition": partition, "model": {"architecture": "small_cnn"}, "epochs": 2}, format="json")
+    assert response.status_code == 202, response.content
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=response.json()["id"], status__in=TrainingRun.finished_statuses()).first(),
+                   300, "the run to finish")
+    assert run.status == "succeeded", run.message + celery_worker_process.log_path.read_text()[-3000:]
+    assert run.spec["data"]["plan"]["dims"] == 2 and run.results["input_shape"] == [1, 48, 48]
+    assert run.results["onnx"]["passed"], run.results["onnx"]

@@ -1,9 +1,13 @@
-"""Where a run's weights come from, through the API: ImageNet only when its file is on the server (a 400 saying
-which file to put where otherwise), an earlier run only when the user may read it and it kept a model of the same
+"""Where a run's weights come from, through the API: ImageNet, or MedicalNet's for the 3D ResNets, only when its file
+is on the server (a 400 saying which file to put where otherwise), an earlier run only when the user may read it and it kept a model of the same
 architecture, a network that must take the dataset's images (or resize them inside), the lineage recorded at launch
 and shown on the run page, and the list of runs a run can start from."""
+import hashlib
+
+import numpy as np
 import pytest
 
+from backend.datasets.models import Dataset, Sample
 from backend.datasets.services import create_partition
 from backend.projects.models import Project
 from backend.runs.lineage import LINEAGE_CAP
@@ -99,6 +103,81 @@ def test_the_training_options_say_which_weights_this_server_has(api, weights_fol
 def test_the_spec_refuses_imagenet_for_a_network_that_has_none(api, project, weights_folder):
     assert_error(launch(api, a_partition(project), model={"architecture": "small_cnn", "weights": "imagenet"}), 400, "model.weights",
                  "Small CNN has no imagenet weights")
+
+
+# ---- MedicalNet (the 3D ResNets) ---------------------------------------------------------------------------------------
+
+MEDICALNET_18 = MODELS["resnet18_3d"].weights_named("medicalnet").filename  # resnet_18_23dataset.pth
+
+
+def a_partition_of_volumes(project, per_class=5, shape=(16, 24, 24)):
+    """A ready classification dataset of CT volumes (Hounsfield units), stored as the ingest stores them, and a partition."""
+    labels = ("lesion", "normal")
+    dataset = Dataset.objects.create(project=project, name="CT volumes", status=Dataset.Status.READY, sample_count=2 * per_class,
+                                     class_counts={label: per_class for label in labels}, channels=1, height=shape[1],
+                                     width=shape[2], modalities="CT")
+    arrays = dataset.storage_dir / "arrays"
+    arrays.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(dataset.pk)
+    samples = []
+    for index in range(2 * per_class):
+        label = labels[index // per_class]
+        np.save(arrays / f"{index:07d}.npy", (rng.normal(40 if label == "lesion" else 0, 10, shape)).astype(np.int16))
+        samples.append(Sample(
+            dataset=dataset, source_dataset=dataset, label=label, kind=Sample.Kind.VOLUME, modality="CT",
+            source_path=f"{label}/{index}.nii.gz", files=[f"{label}/{index}.nii.gz"], array=f"datasets/{dataset.pk}/arrays/{index:07d}.npy",
+            cache_index=index, depth=shape[0], height=shape[1], width=shape[2], channels=1, dtype="int16", spacing=[2.0, 0.8, 0.8],
+            patient=f"P-{index:04d}", sha256=hashlib.sha256(f"{dataset.pk} volume {index}".encode()).hexdigest()))
+    Sample.objects.bulk_create(samples)
+    return create_partition(project.owner, dataset, "", 60, 20, 20, 7)
+
+
+def test_medicalnet_without_its_file_is_refused_saying_where_to_put_it_and_where_it_is_published(api, project, weights_folder):
+    response = launch(api, a_partition_of_volumes(project), model={"architecture": "resnet18_3d", "weights": "medicalnet"})
+    assert_error(response, 400, "model.weights", f"weights file {MEDICALNET_18} is not on this machine",
+                 f"put it at {weights_folder / MEDICALNET_18}", "published at https://github.com/Tencent/MedicalNet")
+    assert response.json()["code"] == "weights_unavailable"
+    assert not TrainingRun.objects.exists()
+
+
+def test_medicalnet_with_its_file_launches_and_the_lineage_names_it(api, project, weights_folder, client, user):
+    (weights_folder / MEDICALNET_18).write_bytes(b"found by name; the worker checks its tensors when it reads it")
+    response = launch(api, a_partition_of_volumes(project), model={"architecture": "resnet18_3d", "weights": "medicalnet"})
+    assert response.status_code == 202, response.content
+    step = {"weights": "medicalnet", "title": "MedicalNet (Tencent, 23 datasets)", "filename": MEDICALNET_18,
+            "url": "https://github.com/Tencent/MedicalNet", "network": "ResNet-18"}
+    assert response.json()["provenance"]["lineage"] == [step] and response.json()["provenance"]["started_from"] == step
+    client.force_login(user)
+    page = client.get(f"/runs/{response.json()['id']}/").content.decode()
+    assert f"MedicalNet&#x27;s ResNet-18 weights (Tencent, {MEDICALNET_18})" in page
+    run = TrainingRun.objects.get(pk=response.json()["id"])
+    assert model_start(run) == ModelStart(str(weights_folder)), "the worker finds the file again"
+    (weights_folder / MEDICALNET_18).unlink()
+    with pytest.raises(WeightsUnavailable, match=f"{MEDICALNET_18} is not on this machine"):
+        model_start(run)
+
+
+@pytest.mark.parametrize("architecture, words", [
+    ("resnet18", ["ResNet-18 has no medicalnet weights (only the 3D networks ResNet-18 (3D), ResNet-50 (3D) have)"]),
+    ("densenet121_3d", ["DenseNet-121 (3D) has no medicalnet weights", "ResNet-18 (3D), ResNet-50 (3D)"]),
+])
+def test_the_spec_refuses_medicalnet_for_a_network_without_it(api, project, weights_folder, architecture, words):
+    partition = a_partition(project) if architecture == "resnet18" else a_partition_of_volumes(project)
+    assert_error(launch(api, partition, model={"architecture": architecture, "weights": "medicalnet"}), 400, "model.weights", *words)
+
+
+def test_the_training_options_list_medicalnet_for_the_3d_resnets(api, weights_folder):
+    architectures = {a["name"]: a for a in api.get("/api/training/").json()["architectures"]}
+    assert set(architectures["resnet18_3d"]["weights_available"]) == {"medicalnet"}
+    assert architectures["resnet50_3d"]["weights_available"]["medicalnet"]["filename"] == "resnet_50_23dataset.pth"
+    absent = architectures["resnet18_3d"]["weights_available"]["medicalnet"]
+    assert absent["available"] is False and str(weights_folder / MEDICALNET_18) in absent["message"]
+    assert architectures["densenet121_3d"]["weights_available"] == {}
+    (weights_folder / MEDICALNET_18).write_bytes(b"x")
+    after = {a["name"]: a for a in api.get("/api/training/").json()["architectures"]}["resnet18_3d"]["weights_available"]
+    assert after["medicalnet"] == {"available": True, "filename": MEDICALNET_18, "message": ""}
+    weights_param = next(p for p in api.get("/api/training/").json()["sections"]["model"]["params"] if p["name"] == "weights")
+    assert "medicalnet" in weights_param["choices"]
 
 
 # ---- the dataset's images and the network's input ---------------------------------------------------------------------

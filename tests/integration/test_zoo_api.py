@@ -48,7 +48,12 @@ def test_architectures_say_whether_their_weights_are_on_this_server(api, weights
     assert "resnet50-0676ba61.pth is not on this machine" in absent["where"] and str(weights_folder) in absent["where"]
     assert listed["small_cnn"]["weights"] == [] and listed["lenet5"]["accepted_sizes"] == "32×32"
     assert listed["densenet121_3d"]["dims"] == 3 and listed["densenet121_3d"]["accepted_sizes"] == "29×29×29 or larger"
-    assert listed["resnet18_3d"]["source"] == "monai" and listed["resnet18_3d"]["weights"] == []
+    assert listed["resnet18_3d"]["source"] == "monai"
+    medicalnet, = listed["resnet18_3d"]["weights"]
+    assert medicalnet["name"] == "medicalnet" and medicalnet["filename"] == "resnet_18_23dataset.pth"
+    assert medicalnet["imagenet_top1"] is None and medicalnet["sha256_prefix"] is None and medicalnet["available"] is False
+    assert f"put it at {weights_folder / 'resnet_18_23dataset.pth'}" in medicalnet["where"]
+    assert "https://github.com/Tencent/MedicalNet" in medicalnet["where"]
 
 
 def test_a_summary_for_typed_images_and_the_phase_settings(api):

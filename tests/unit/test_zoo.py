@@ -21,7 +21,7 @@ from workers.engine.zoo.transfer import block_prefixes, freeze, frozen_prefixes,
 
 ALL = list(MODELS)
 IMAGES = [name for name, entry in MODELS.items() if entry.dims == 2]  # the 3D ones run on volumes: test_zoo_3d.py
-PRETRAINED = [name for name, entry in MODELS.items() if entry.weights]
+PRETRAINED = [name for name, entry in MODELS.items() if entry.weights_named("imagenet")]  # MedicalNet's: test_medicalnet.py
 
 
 def meta_model(name: str, channels: int = 3, classes: int = 1000):

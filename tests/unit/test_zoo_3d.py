@@ -33,7 +33,9 @@ def test_the_3d_networks_are_in_the_registry_as_volumes():
     assert FROM_MONAI == VOLUMES[1:]
     for name in VOLUMES:
         entry = MODELS[name]
-        assert entry.task == "classification" and entry.weights == () and entry.max_size is None
+        assert entry.task == "classification" and entry.max_size is None
+        # MedicalNet's weights for the 3D ResNets (tests/unit/test_medicalnet.py); no ImageNet weights for volumes.
+        assert [w.name for w in entry.weights] == (["medicalnet"] if name in ("resnet18_3d", "resnet50_3d") else [])
         assert entry.defaults["batch_size"] <= 8, "a few volumes a batch"
     assert MODELS["densenet121_3d"].accepted_sizes() == "29×29×29 or larger"
     assert MODELS["densenet121_3d"].size_problem(64, 64, 16) == "DenseNet-121 (3D) takes volumes of at least 29×29×29 voxels"

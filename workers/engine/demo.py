@@ -106,20 +106,26 @@ def gzip_bytes(data: bytes) -> bytes:
 def demo_volume_subsets(folder: str | Path, per_class: int = 40, seed: int = 42, shape: tuple[int, int, int] = (24, 32, 32)):
     """The generated CT volumes ingested into `folder`, fingerprinted, planned, stored and split 70/15/15: (train,
     validation, test, classes, plan), the path a user's upload of volumes takes, without the database."""
+    folder = Path(folder)
+    write_demo_volume_zip(folder / "upload" / "volumes.zip", per_class=per_class, shape=shape)
+    return planned_subsets(folder, seed)
+
+
+def planned_subsets(folder: Path, seed: int = 42, dims: int = 3):
+    """The upload in `folder`/upload (volumes, or 2D images with real intensities: `dims` 2) ingested, fingerprinted,
+    planned, stored and split 70/15/15: (train, validation, test, classes, plan)."""
     from .ingest import IngestOptions, MemoryJournal, ingest_upload
     from .observer import SilentObserver
     from .planning import VolumeFacts, fingerprint_of, plan_for
     from .splits import stratified_split
     from .store import StoredVolume, VolumeRecords, build_store, store_folder
 
-    folder = Path(folder)
-    write_demo_volume_zip(folder / "upload" / "volumes.zip", per_class=per_class, shape=shape)
     summary = ingest_upload(folder / "upload", folder / "dataset", IngestOptions(deidentifier=None), SilentObserver(), MemoryJournal())
     samples = summary.samples
     root = folder / "dataset"
     plan = plan_for(fingerprint_of(VolumeFacts(lambda s=s: np.load(root / s.array, mmap_mode="r"), tuple(s.spacing), s.meta,
-                                               s.modality) for s in samples))
-    paths = build_store([StoredVolume(s.array, tuple(s.spacing), s.sha256) for s in samples], root,
+                                               s.modality, dims=dims) for s in samples))
+    paths = build_store([StoredVolume(s.array, tuple(s.spacing), s.sha256, dims=dims) for s in samples], root,
                         store_folder(root / "store", plan["target_spacing"]), plan["target_spacing"])
     labels = [s.label for s in samples]
     classes = sorted(set(labels))

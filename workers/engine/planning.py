@@ -28,24 +28,32 @@ NORMALISATIONS = ("ct", "zscore", "none")
 PATCH_BUDGET_CPU = 64 ** 3
 BYTES_PER_PATCH_VOXEL = 2_000
 FEWEST_IN_BATCH, MOST_IN_BATCH = 2, 16
+# 2D images with real intensities: whole images up to 256x256 pixels on a CPU (a ResNet-18 step of 16 takes about a
+# second there), 512x512 on a GPU (as nnU-Net's 2D plans rarely go past); a batch holds 16 images of the budget's
+# size, up to 32 smaller ones.
+IMAGE_BUDGET_CPU, IMAGE_BUDGET_GPU = 256 ** 2, 512 ** 2
+IMAGES_IN_BUDGET, MOST_IMAGES_IN_BATCH = 16, 32
 
 
 @dataclass(frozen=True)
 class VolumeFacts:
-    """What the fingerprint needs of one stored volume: its array read on demand, spacing (slice, row, column)
-    in mm, display meta (rescale slope and intercept), and its mask's array when it has one."""
+    """What the fingerprint needs of one stored sample: its array read on demand, spacing (slice, row, column; an
+    image's row, column) in mm, display meta (rescale slope and intercept), and its mask's array when it has one.
+    `dims` 2: a 2D image with real intensities (a CT slice, a 16-bit radiograph), planned as volumes are."""
     load: Callable[[], np.ndarray]
     spacing: tuple[float, ...]
     meta: dict
     modality: str = ""
     load_mask: Callable[[], np.ndarray] | None = None
+    dims: int = 3
 
 
-def channels_of(array: np.ndarray) -> np.ndarray:
-    """A stored volume as (C, D, H, W): (D, H, W) is one channel; a last axis of 3 is colour."""
-    if array.ndim == 3:
+def channels_of(array: np.ndarray, dims: int = 3) -> np.ndarray:
+    """A stored sample channels first, (C, D, H, W) for a volume, (C, H, W) for an image (`dims` 2): one channel
+    when the array has only the spatial axes; a last axis of 3 is colour."""
+    if array.ndim == dims:
         return array[None]
-    if array.ndim == 4 and array.shape[-1] == 3:
+    if array.ndim == dims + 1 and array.shape[-1] == 3:
         return np.moveaxis(array, -1, 0)
     return array
 
@@ -72,9 +80,9 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     spacings, shapes, modalities, pooled, lowest = [], [], set(), {}, {}
     for volume in volumes:
-        array = channels_of(np.asarray(volume.load()))
+        array = channels_of(np.asarray(volume.load()), volume.dims)
         mask = np.asarray(volume.load_mask()) if volume.load_mask else None
-        spacings.append([float(s) for s in volume.spacing[-3:]] if len(volume.spacing) >= 3 else [1.0, 1.0, 1.0])
+        spacings.append(spacing_of(volume.spacing, volume.dims))
         shapes.append([int(s) for s in array.shape[1:]])
         if volume.modality:
             modalities.add(volume.modality)
@@ -94,6 +102,12 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
             "channels": channels}
 
 
+def spacing_of(spacing, dims: int) -> list[float]:
+    """The last `dims` spacings in mm; 1 mm each where the file gives none (a PNG)."""
+    values = [float(v) for v in spacing][-dims:]
+    return values if len(values) == dims and all(v > 0 for v in values) else [1.0] * dims
+
+
 def target_spacing(spacings: list[list[float]]) -> tuple[list[float], str]:
     """The median spacing per axis; for strongly anisotropic data, the coarse axis takes the 10th percentile of its
     spacings instead (nnU-Net: resampling everything to a median that coarse would blur the finer scans)."""
@@ -103,13 +117,17 @@ def target_spacing(spacings: list[list[float]]) -> tuple[list[float], str]:
     if median[coarse] > ANISOTROPY * median.min():
         chosen = median.copy()
         chosen[coarse] = np.percentile(table[:, coarse], 10)
-        return rounded(chosen), (f"the median spacing, but {AXES[coarse]} spacing {chosen[coarse]:.3g} mm: the 10th percentile "
+        return rounded(chosen), (f"the median spacing, but {axes_of(len(chosen))[coarse]} spacing {chosen[coarse]:.3g} mm: the 10th percentile "
                                  f"of that axis, as the data are strongly anisotropic ({median[coarse]:.3g} mm against "
                                  f"{median.min():.3g} mm)")
-    return rounded(median), "the median spacing of the volumes along each axis"
+    return rounded(median), "the median spacing of the samples along each axis"
 
 
 AXES = ("slice", "row", "column")
+
+
+def axes_of(dims: int) -> tuple[str, ...]:
+    return AXES[-dims:]
 
 
 def rounded(values) -> list[float]:
@@ -120,47 +138,72 @@ def resampled_shape(shape: list[int], spacing: list[float], target: list[float])
     return [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target)]
 
 
-def patch_and_batch(median_shape: list[int], smallest_shape: list[int], budget_voxels: int) -> tuple[list[int], int, str]:
-    """The patch: the median shape at the target spacing, no side past the smallest volume's (a patch must fit in
-    every volume), each a multiple of DIVISOR, its largest side halved until it fits the budget; the batch: as many
-    patches as the budget holds for two, from 2 to 16."""
+def patch_and_batch(median_shape: list[int], smallest_shape: list[int], budget_voxels: int,
+                    most_in_batch: int = MOST_IN_BATCH, batch_of: int = FEWEST_IN_BATCH) -> tuple[list[int], int, str]:
+    """The patch: the median shape at the target spacing, no side past the smallest sample's (a patch must fit in
+    every one), each a multiple of DIVISOR, its largest side halved until it fits the budget; the batch: as many
+    patches as the budget holds for `batch_of` of them, from 2 to `most_in_batch`."""
     start = [max(min(SMALLEST_SIDE, small), (min(side, small) // DIVISOR) * DIVISOR)
              for side, small in zip(median_shape, smallest_shape)]
     patch = list(start)
     while math.prod(patch) > budget_voxels and max(patch) > SMALLEST_SIDE:
         largest = patch.index(max(patch))
         patch[largest] = max(SMALLEST_SIDE, (patch[largest] // 2 // DIVISOR) * DIVISOR)
-    batch = max(FEWEST_IN_BATCH, min(MOST_IN_BATCH, 2 * budget_voxels // math.prod(patch)))
-    why = (f"the median volume at the target spacing ({'x'.join(map(str, median_shape))} voxels), within the smallest "
+    batch = max(FEWEST_IN_BATCH, min(most_in_batch, batch_of * budget_voxels // math.prod(patch)))
+    things = "volume" if len(patch) == 3 else "image"
+    why = (f"the median {things} at the target spacing ({'x'.join(map(str, median_shape))}), within the smallest "
            f"({'x'.join(map(str, smallest_shape))}), in multiples of {DIVISOR}")
     if patch != start:
         why += f", its largest sides halved to fit the device's memory ({budget_voxels:,} voxels a patch)"
-    return patch, int(batch), why + "; larger volumes are read by a sliding window"
+    return patch, int(batch), why + f"; larger {things}s are read by a sliding window"
 
 
-def budget_for(device_memory_bytes: int | None) -> int:
-    """Voxels a patch may hold: a small CPU budget, or the GPU's memory shared among two patches."""
+def budget_for(device_memory_bytes: int | None, dims: int = 3) -> int:
+    """Voxels (pixels) a patch may hold: a small CPU budget, or the GPU's memory shared among two patches; an
+    image's patch is a whole image up to IMAGE_BUDGET's side (a classifier should see all of it)."""
+    if dims == 2:
+        return IMAGE_BUDGET_GPU if device_memory_bytes else IMAGE_BUDGET_CPU
     if not device_memory_bytes:
         return PATCH_BUDGET_CPU
     return max(PATCH_BUDGET_CPU, int(device_memory_bytes * 0.5 / BYTES_PER_PATCH_VOXEL / FEWEST_IN_BATCH))
 
 
+def whole_images_fit(spacing: list[float], median_shape: list[int], budget: int) -> tuple[list[float], str]:
+    """2D images: the target spacing coarsened (by one factor on both axes) until the median image fits the budget,
+    so that a classifier sees whole images rather than crops of them."""
+    pixels = math.prod(median_shape)
+    if pixels <= budget:
+        return spacing, ""
+    factor = math.sqrt(pixels / budget)
+    return rounded([s * factor for s in spacing]), (f", coarsened {factor:.2g} times so that a whole median image "
+                                                     f"({'x'.join(map(str, median_shape))} pixels) fits the device's "
+                                                     f"memory ({budget:,} pixels)")
+
+
 def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
-    """The plan of a fingerprinted dataset: {target_spacing, normalisation, clip, mean, std, patch_size, batch_size,
-    reasons: {value: why}}; {} without a fingerprint."""
+    """The plan of a fingerprinted dataset: {dims, target_spacing, normalisation, clip, mean, std, patch_size,
+    batch_size, reasons: {value: why}}; {} without a fingerprint. Volumes and 2D images with real intensities alike."""
     if not fingerprint:
         return {}
+    dims = len(fingerprint["spacings"][0])
+    budget = budget_for(device_memory_bytes, dims)
     spacing, spacing_why = target_spacing(fingerprint["spacings"])
+    if dims == 2:
+        coarser, coarser_why = whole_images_fit(spacing, median_at(fingerprint, spacing), budget)
+        spacing, spacing_why = coarser, spacing_why + coarser_why
     shapes = [resampled_shape(shape, s, spacing) for shape, s in zip(fingerprint["shapes"], fingerprint["spacings"])]
-    median_shape = [int(v) for v in np.median(np.asarray(shapes), axis=0)]
+    median_shape = median_at(fingerprint, spacing)
     smallest_shape = [int(v) for v in np.min(np.asarray(shapes), axis=0)]
-    patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget_for(device_memory_bytes))
+    patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget,
+                                              *((MOST_IN_BATCH, FEWEST_IN_BATCH) if dims == 3 else (MOST_IMAGES_IN_BATCH, IMAGES_IN_BUDGET)))
     channel = fingerprint["channels"][0]
     ct, ct_why = is_ct(fingerprint)
-    plan = {"target_spacing": spacing, "normalisation": "ct" if ct else "zscore", "patch_size": patch, "batch_size": batch,
-            "median_shape": median_shape, "smallest_shape": smallest_shape}
+    plan = {"dims": dims, "target_spacing": spacing, "normalisation": "ct" if ct else "zscore", "patch_size": patch,
+            "batch_size": batch, "median_shape": median_shape, "smallest_shape": smallest_shape}
     reasons = {"target_spacing": spacing_why, "patch_size": patch_why,
-               "batch_size": f"as many {'x'.join(map(str, patch))} patches as the memory holds, between {FEWEST_IN_BATCH} and {MOST_IN_BATCH}"}
+               "batch_size": f"as many {'x'.join(map(str, patch))} patches as the memory holds, between {FEWEST_IN_BATCH} and "
+                             f"{MOST_IN_BATCH if dims == 3 else MOST_IMAGES_IN_BATCH}"}
+    things = "volume" if dims == 3 else "image"
     if ct:
         plan.update({"clip": [round(channel["percentile_00_5"], 2), round(channel["percentile_99_5"], 2)],
                      "mean": round(channel["mean"], 4), "std": round(max(channel["std"], 1e-6), 4)})
@@ -169,10 +212,15 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
                                     f"(mean {plan['mean']:g}, std {plan['std']:g} HU): HU mean the same tissue in every scan")
     else:
         named = ", ".join(m for m in fingerprint["modalities"] if m in DICOM_MODALITIES) or "Not CT"
-        reasons["normalisation"] = (f"{named}: each volume z-scored on its own (MR and other intensities have no fixed "
+        reasons["normalisation"] = (f"{named}: each {things} z-scored on its own (MR and other intensities have no fixed "
                                     "scale between scans)")
     plan["reasons"] = reasons
     return plan
+
+
+def median_at(fingerprint: dict, spacing: list[float]) -> list[int]:
+    shapes = [resampled_shape(shape, s, spacing) for shape, s in zip(fingerprint["shapes"], fingerprint["spacings"])]
+    return [int(v) for v in np.median(np.asarray(shapes), axis=0)]
 
 
 DICOM_MODALITIES = {"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SC", "SM"}
@@ -194,12 +242,17 @@ def is_ct(fingerprint: dict) -> tuple[bool, str]:
 def check_plan(plan: dict) -> dict[str, str]:
     """{field: what is wrong} of a plan a user edited ({} when it is fine)."""
     errors = {}
+    dims = plan.get("dims", 3)
+    if dims not in (2, 3):
+        return {"dims": "A plan is for 2D images (2) or volumes (3)."}
+    count, axes = ("three", "slice, row, column") if dims == 3 else ("two", "row, column")
     spacing = plan.get("target_spacing")
-    if not (isinstance(spacing, list) and len(spacing) == 3 and all(isinstance(v, int | float) and 0 < v <= 50 for v in spacing)):
-        errors["target_spacing"] = "The target spacing is three numbers of millimetres (slice, row, column), each above 0 and at most 50."
+    if not (isinstance(spacing, list) and len(spacing) == dims and all(isinstance(v, int | float) and 0 < v <= 50 for v in spacing)):
+        errors["target_spacing"] = f"The target spacing is {count} numbers of millimetres ({axes}), each above 0 and at most 50."
     patch = plan.get("patch_size")
-    if not (isinstance(patch, list) and len(patch) == 3 and all(isinstance(v, int) and 8 <= v <= 512 for v in patch)):
-        errors["patch_size"] = "The patch size is three whole numbers of voxels (slice, row, column), each from 8 to 512."
+    largest = 512 if dims == 3 else 2048
+    if not (isinstance(patch, list) and len(patch) == dims and all(isinstance(v, int) and 8 <= v <= largest for v in patch)):
+        errors["patch_size"] = f"The patch size is {count} whole numbers of {'voxels' if dims == 3 else 'pixels'} ({axes}), each from 8 to {largest}."
     if plan.get("normalisation") not in NORMALISATIONS:
         errors["normalisation"] = f"The normalisation is one of {', '.join(NORMALISATIONS)}."
     if plan.get("normalisation") == "ct":

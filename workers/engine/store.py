@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from .display import modality_values
 from .observer import JobObserver, JobStopped, SilentObserver
-from .planning import channels_of, normalised, resampled_shape
+from .planning import channels_of, normalised, resampled_shape, spacing_of
 
 SAME_SPACING = 0.01  # a spacing within 1% of the target is not resampled
 
@@ -32,11 +32,13 @@ SAME_SPACING = 0.01  # a spacing within 1% of the target is not resampled
 @dataclass(frozen=True)
 class StoredVolume:
     """One volume of a dataset as the store needs it: its array's path, spacing (slice, row, column) in mm, and
-    its content hash (the store's file name: samples shared by merged datasets are stored once)."""
+    its content hash (the store's file name: samples shared by merged datasets are stored once). `dims` 2: a 2D
+    image with real intensities, stored as (C, H, W) at the plan's pixel spacing."""
     array: str
     spacing: tuple[float, ...]
     sha256: str
     mask: str = ""
+    dims: int = 3
 
 
 def store_folder(root: Path, target_spacing: Sequence[float]) -> Path:
@@ -50,13 +52,13 @@ def stored_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def resample(array: np.ndarray, spacing: Sequence[float], target: Sequence[float], nearest: bool = False) -> np.ndarray:
-    """A (C, D, H, W) array from `spacing` to `target` (trilinear; nearest neighbour for masks, whose labels must
-    not blend); in its own dtype, integers rounded."""
+    """A (C, D, H, W) array (or a (C, H, W) image) from `spacing` to `target` (trilinear, bilinear in 2D; nearest
+    neighbour for masks, whose labels must not blend); in its own dtype, integers rounded."""
     shape = resampled_shape(list(array.shape[1:]), spacing, target)
     if list(array.shape[1:]) == shape:
         return array
     values = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
-    mode = "nearest-exact" if nearest else "trilinear"
+    mode = "nearest-exact" if nearest else ("trilinear" if len(shape) == 3 else "bilinear")
     out = F.interpolate(values, size=shape, mode=mode, **({} if nearest else {"align_corners": False}))[0].numpy()
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
@@ -80,9 +82,10 @@ def build_store(volumes: Sequence[StoredVolume], root: Path, folder: Path, targe
             raise JobStopped("stopped by the user")
         path = folder / f"{volume.sha256[:32]}.npy"
         if not path.exists():
-            write_resampled(Path(root) / volume.array, volume.spacing, target_spacing, path)
+            write_resampled(Path(root) / volume.array, volume.spacing, target_spacing, path, dims=volume.dims)
         if volume.mask and not mask_path(path).exists():
-            write_resampled(Path(root) / volume.mask, volume.spacing, target_spacing, mask_path(path), nearest=True)
+            write_resampled(Path(root) / volume.mask, volume.spacing, target_spacing, mask_path(path), nearest=True,
+                            dims=volume.dims)
         paths.append(path)
         observer.progress(done + 1, len(volumes), f"volumes at the plan's spacing: {done + 1} of {len(volumes)}")
     return paths
@@ -92,10 +95,12 @@ def mask_path(path: Path) -> Path:
     return path.with_name(path.name.replace(".npy", ".mask.npy"))
 
 
-def write_resampled(source: Path, spacing: Sequence[float], target: Sequence[float], path: Path, nearest: bool = False) -> None:
-    array = channels_of(np.load(source, mmap_mode="r"))
-    if needs_resampling(spacing[-3:], target):
-        array = resample(np.asarray(array), spacing[-3:], target, nearest)
+def write_resampled(source: Path, spacing: Sequence[float], target: Sequence[float], path: Path, nearest: bool = False,
+                    dims: int = 3) -> None:
+    array = channels_of(np.load(source, mmap_mode="r"), dims)
+    spacing = spacing_of(spacing, dims)
+    if needs_resampling(spacing, target):
+        array = resample(np.asarray(array), spacing, target, nearest)
     array = np.asarray(array).astype(stored_dtype(array.dtype) if not nearest else array.dtype, copy=False)
     partial = path.with_name(path.name + ".part")
     with open(partial, "wb") as handle:  # a handle: np.save would add .npy to the name
@@ -105,12 +110,14 @@ def write_resampled(source: Path, spacing: Sequence[float], target: Sequence[flo
 
 def volume_statistics(path: Path, meta: dict) -> tuple[float, float]:
     """The mean and std of a stored volume's modality values (what per-volume z-scoring divides by)."""
-    values = modality_values(np.load(path, mmap_mode="r")[:, ::2, ::2, ::2], meta)
+    stored = np.load(path, mmap_mode="r")
+    values = modality_values(stored[(slice(None),) + (slice(None, None, 2),) * (stored.ndim - 1)], meta)
     return float(values.mean()), float(max(values.std(), 1e-6))
 
 
 class VolumeRecords(Dataset):
-    """Volumes of one subset as sample records {"image": (C, D, H, W) float32, "target": class index}.
+    """Volumes (or 2D images with real intensities) of one subset as sample records {"image": (C, D, H, W) or
+    (C, H, W) float32, "target": class index}.
 
     Training (`patches=True`) reads a random patch of the plan's size from each memory-mapped volume (padded
     with the volume's lowest value where the volume is smaller), drawn from (run seed, epoch, position) like
@@ -159,15 +166,15 @@ class VolumeRecords(Dataset):
 
 
 def patch_of(volume: np.ndarray, size: Sequence[int], rng: np.random.Generator) -> np.ndarray:
-    """A random (C, *size) region of a (C, D, H, W) volume, read from the memory map; padded with the volume's
-    lowest corner value where the volume is smaller than the patch."""
+    """A random (C, *size) region of a (C, D, H, W) volume (or (C, H, W) image), read from the memory map; padded
+    with the region's lowest value where the volume is smaller than the patch."""
     starts = [int(rng.integers(0, max(0, n - s) + 1)) for n, s in zip(volume.shape[1:], size)]
     region = np.asarray(volume[(slice(None), *(slice(a, a + s) for a, s in zip(starts, size)))])
     if region.shape[1:] == tuple(size):
         return region
     fill = region.reshape(region.shape[0], -1).min(axis=1) if region.size else 0
     padded = np.empty((region.shape[0], *size), dtype=region.dtype)
-    padded[:] = np.asarray(fill).reshape(-1, 1, 1, 1)
+    padded[:] = np.asarray(fill).reshape((-1,) + (1,) * len(size))
     padded[(slice(None), *(slice(0, n) for n in region.shape[1:]))] = region
     return padded
 
@@ -179,9 +186,13 @@ def volume_input_rule(plan: dict) -> str:
         rule = (f"Hounsfield units clipped to {plan['clip'][0]:g} to {plan['clip'][1]:g}, minus {plan['mean']:g}, divided by "
                 f"{plan['std']:g}")
     elif plan["normalisation"] == "zscore":
-        rule = "modality values minus the volume's mean, divided by its standard deviation"
+        rule = "modality values minus the sample's mean, divided by its standard deviation"
     else:
         rule = "modality values as they are"
+    if plan.get("dims", 3) == 2:
+        return (f"Each image channels first (C, H, W), resampled to {spacing} mm pixels (bilinear), its modality values "
+                f"(rescale slope and intercept applied) normalised: {rule}; read in patches of "
+                f"{' x '.join(map(str, plan['patch_size']))} pixels, a larger image by a sliding window whose outputs are averaged.")
     return (f"Each volume channels first (C, D, H, W) in RAS order (slice, row, column), resampled to {spacing} mm "
             f"(trilinear), its modality values (rescale slope and intercept applied) normalised: {rule}; read in patches "
             f"of {' x '.join(map(str, plan['patch_size']))} voxels, a larger volume by a sliding window whose outputs are averaged.")

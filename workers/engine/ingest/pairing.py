@@ -227,7 +227,7 @@ def pair(images: dict, masks: dict, image_paths: dict, mask_paths: dict, sources
         if not candidates:
             refused[mask] = f"no image at the place this mask names ({describe_key(keys[0])}); not used"
         elif len(candidates) > 1:
-            names = ", ".join(image_paths[image] for image in candidates[:4])
+            names = ", ".join(sorted(image_paths[image] for image in candidates)[:4])  # the same words in any upload order
             refused[mask] = f"{len(candidates)} images could take this mask ({names}); which one is meant is unclear, so none does"
         else:
             chosen[mask] = candidates[0]

@@ -5,6 +5,7 @@ classifier gives one vector per window, which is averaged instead. The windows a
 (half a window apart, the last flush with the far side), so every voxel is seen at least once."""
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -23,14 +24,14 @@ def starts(size: int, window: int, overlap: float = 0.5) -> list[int]:
 
 
 def window_average(model: torch.nn.Module, volumes: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """The mean of the model's outputs over windows of `window` voxels covering each (C, D, H, W) volume of the batch."""
+    """The mean of the model's outputs over windows of `window` voxels covering each (C, D, H, W) volume (or
+    (C, H, W) image) of the batch."""
     sizes = volumes.shape[2:]
-    corners = [(d, h, w) for d in starts(sizes[0], window[0]) for h in starts(sizes[1], window[1])
-               for w in starts(sizes[2], window[2])]
+    corners = list(itertools.product(*(starts(n, w) for n, w in zip(sizes, window))))
     total = None
     for first in range(0, len(corners), WINDOWS_PER_BATCH):
         chunk = corners[first:first + WINDOWS_PER_BATCH]
-        crops = [volumes[:, :, d:d + window[0], h:h + window[1], w:w + window[2]] for d, h, w in chunk]
+        crops = [volumes[(slice(None), slice(None), *(slice(a, a + w) for a, w in zip(corner, window)))] for corner in chunk]
         outputs = model(torch.cat(crops)).float().view(len(chunk), len(volumes), -1).sum(0)
         total = outputs if total is None else total + outputs
     return total / len(corners)

@@ -43,9 +43,10 @@ def reference_markdown() -> str:
     lines += ["`model.start_run` is the id of the earlier run to start from (with `weights: run`): a run you can read (your",
               "projects' or a public one) that kept a model, of the same architecture (`GET /api/runs/starting-points/`",
               "lists them); its classes and channels may differ. `model.imported_model` is the id of an imported model (with",
-              "`weights: imported`). `imagenet` needs its file on the server (`GET /api/training/` says per architecture",
-              "whether it is there). A network that cannot take the dataset's images is refused unless `model.input_size`",
-              "resizes them inside it. Where weights come from, and the lineage a run records: docs/models.md.", ""]
+              "`weights: imported`). `imagenet` and `medicalnet` (MedicalNet's 3D ResNets) need their file on the server",
+              "(`GET /api/training/` says per architecture whether it is there). A network that cannot take the",
+              "dataset's images is refused unless `model.input_size` resizes them inside it. Where weights come from, and",
+              "the lineage a run records: docs/models.md.", ""]
     lines += choices_section("Optimizers", "optimizer", schema["optimizers"])
     lines += choices_section("Losses", "loss", schema["losses"])
     lines += choices_section("Learning-rate schedules", "schedule", schema["schedules"])

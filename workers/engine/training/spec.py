@@ -54,15 +54,15 @@ class Section(Configurable):
     """A fixed group of settings (no choice of class), checked like a registry entry's parameters."""
 
 
-WEIGHT_SOURCES = ("random", "imagenet", "run", "imported")
+WEIGHT_SOURCES = ("random", "imagenet", "medicalnet", "run", "imported")
 IMPORTED_ARCHITECTURE = "imported"  # an imported model converted from ONNX (not a zoo network): model.weights "imported"
 
 
 class ModelSection(Section):
     name, title = "model", "Model"
     params = (Param("architecture", "choice", "small_cnn", "The network to train.", choices=tuple(MODELS)),
-              Param("weights", "choice", "random", "Where the weights start from: random, ImageNet (torchvision's), an "
-                                                   "earlier run's model, or an imported model.", choices=WEIGHT_SOURCES),
+              Param("weights", "choice", "random", "Where the weights start from: random, ImageNet (torchvision's), "
+                                                   "MedicalNet's (the 3D ResNets), an earlier run's model, or an imported model.", choices=WEIGHT_SOURCES),
               Param("input_size", "int", 0, "Images are resized to this many pixels a side inside the network (so in the "
                                             "exported file too); 0: the images' own size.", 0, 1024),
               Param("train_frozen_batchnorm", "bool", False, "Let BatchNorm layers inside frozen blocks keep learning "
@@ -85,8 +85,8 @@ class ModelSection(Section):
                                              "it starts from that model (weights 'imported' and its id in model.imported_model).")
         entry = None if self.converted else MODELS[self.architecture]
         if entry and self.weights not in ("random", "run", "imported") and self.weights not in entry.weight_choices:
-            raise ParamError("weights", f"{entry.title} has no {self.weights} weights; start from "
-                                        f"{' or '.join(c for c in entry.weight_choices)}, an earlier run or an imported model.")
+            raise ParamError("weights", f"{entry.title} has no {self.weights} weights{having(self.weights, entry.dims)}; start "
+                                        f"from {' or '.join(c for c in entry.weight_choices)}, an earlier run or an imported model.")
         for source, key, what in (("run", "start_run", "run"), ("imported", "imported_model", "imported model")):
             value = getattr(self, key)
             if self.weights == source and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
@@ -100,6 +100,16 @@ class ModelSection(Section):
     def values(self):
         extra = {"start_run": self.start_run} if self.weights == "run" else {"imported_model": self.imported_model} if self.weights == "imported" else {}
         return {**super().values(), **extra}
+
+
+def having(weights: str, dims: int) -> str:
+    """Which networks have these pretrained weights (" (only …)"), for a refusal; "" for the many with ImageNet's."""
+    networks = [entry for entry in MODELS.values() if entry.weights_named(weights)]
+    if not networks or weights == "imagenet":
+        return ""
+    other_dims = {entry.dims for entry in networks} - {dims}
+    kind = f"{other_dims.pop()}D networks " if other_dims and all(entry.dims != dims for entry in networks) else ""
+    return f" (only the {kind}{', '.join(entry.title for entry in networks)} have)"
 
 
 class EarlyStoppingSection(Section):

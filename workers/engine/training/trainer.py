@@ -43,7 +43,9 @@ class TrainingData:
     classes: list[str]
     sample_weights: list[float] | None = None  # weighted sampling: each training image's chance
     dims: int = 2             # spatial dimensions of the samples: 2 (images) or 3 (volumes)
-    window: tuple[int, ...] | None = None  # volumes: the patch size trained on, which whole-volume predictions slide
+    # Data from a plan (volumes, 2D images with real intensities): the patch size trained on, which predictions of
+    # whole samples slide; such samples come normalised by the plan.
+    window: tuple[int, ...] | None = None
 
     @property
     def class_counts(self) -> tuple[int, ...]:
@@ -136,6 +138,8 @@ class Trainer:
         self.architecture = spec["model"]["architecture"]
         self.model = starting_model(spec["model"], data.in_channels, self.num_classes, start or ModelStart(),
                                     seed=spec["seed"], classes=data.classes).to(self.device)
+        if data.window is not None:  # a plan's data (volumes, 2D images with real intensities) come normalised
+            self.model.take_normalised_input()
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # what tensor cores read fastest
         self.network = self.parallel_network() if world > 1 else self.model

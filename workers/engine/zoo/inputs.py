@@ -74,8 +74,9 @@ def size_refusal(entry: ModelEntry, height: int, width: int, depth: int | None =
 
 
 def usual_size(entry: ModelEntry) -> int:
-    """The image side a network is shown at when nothing else is asked: its weights' size, LeNet's 32, or 64 (the demo's;
-    a volume's: a 64³ cube)."""
-    if entry.weights:
-        return entry.weights[0].size
+    """The image side a network is shown at when nothing else is asked: its weights' size (ImageNet's crop; MedicalNet's
+    have none), LeNet's 32, or 64 (the demo's; a volume's: a 64³ cube)."""
+    trained_at = next((weights.size for weights in entry.weights if weights.size), None)
+    if trained_at:
+        return trained_at
     return entry.max_size or max(entry.min_size, 64)

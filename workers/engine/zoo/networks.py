@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import PLAIN_MEAN, PLAIN_STD, VOLUME_MEAN, VOLUME_STD, ModelEntry, WeightsEntry, model_entry
+from .weights import first_layer_channels
 
 NETWORK = "network"  # ZooModel's attribute holding the network: registry module paths are under it
 RESIZING = {2: "bilinear", 3: "trilinear"}
@@ -29,6 +30,12 @@ class ZooModel(nn.Module):
         self.input_size = input_size
         self.dims = dims
         self.network = network
+
+    def take_normalised_input(self) -> None:
+        """The data path normalises the samples already (a plan's: HU windows, z-scores): the model takes them as they
+        are, whatever statistics its starting weights came with."""
+        self.mean.zero_()
+        self.std.fill_(1.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         side = (self.input_size,) * self.dims
@@ -97,8 +104,10 @@ def monai_densenet121(in_channels: int, num_classes: int) -> nn.Module:
 
 
 # Shortcut, downsampling bias and a first convolution of stride 2 as in MedicalNet's published weights (monai's
-# get_medicalnet_pretrained_resnet_args), so that a MedicalNet file a user places can be loaded onto these networks
-# later. Stride 2 also makes the first layer's output an eighth of stride 1's: ResNet-18 at 64^3 takes 4.9 instead of
+# get_medicalnet_pretrained_resnet_args: shortcut A for 18 and 34, whose downsampling has no weights, so its bias
+# setting is moot; B without bias for 50), so that MedicalNet's files load onto these networks (weights "medicalnet").
+# MedicalNet's own layer3 and layer4 keep their resolution (stride 1, dilation 2 and 4) where MONAI's halve it (stride
+# 2): the tensors are the same, the receptive field is not, which fine-tuning adapts to. Stride 2 also makes the first layer's output an eighth of stride 1's: ResNet-18 at 64^3 takes 4.9 instead of
 # 31 G multiply-adds, the difference between minutes and an hour an epoch on a CPU.
 def monai_resnet18(in_channels: int, num_classes: int) -> nn.Module:
     from monai.networks.nets import resnet18
@@ -120,9 +129,15 @@ def monai_seresnet50(in_channels: int, num_classes: int) -> nn.Module:
     return SEResNet50(spatial_dims=3, in_channels=in_channels, num_classes=num_classes)
 
 
-# MONAI's networks are built for the channels and classes directly (no pretrained weights to fit yet).
+# MONAI's networks are built for the channels and classes directly; one that starts from MedicalNet's weights is built
+# for the file's channels, loaded, and its first layer fitted.
 MONAI_NETWORKS = {"densenet121_3d": monai_densenet121, "resnet18_3d": monai_resnet18, "resnet50_3d": monai_resnet50,
                   "seresnet50_3d": monai_seresnet50}
+
+
+def bare_network(entry: ModelEntry, in_channels: int, num_classes: int) -> nn.Module:
+    """A MONAI network as built for these channels and classes, without weights loaded or input handling."""
+    return MONAI_NETWORKS[entry.name](in_channels, num_classes)
 
 
 def torchvision_network(entry: ModelEntry, pretrained: bool) -> nn.Module:
@@ -141,13 +156,19 @@ def build_network(name: str, in_channels: int, num_classes: int, pretrained: dic
                   weights: WeightsEntry | None = None, input_size: int = 0) -> ZooModel:
     """The zoo's network `name` for images of `in_channels` channels and `num_classes` classes.
 
-    `pretrained` (a torchvision state dict, with `weights` its entry) is loaded before the first layer is fitted
-    to the channels (its RGB filters summed or spread, never thrown away) and the head replaced."""
+    `pretrained` (a torchvision state dict, or a MedicalNet backbone's, with `weights` its entry) is loaded before the
+    first layer is fitted to the channels (its RGB filters summed or spread, never thrown away) and the head replaced."""
     entry = model_entry(name)
     if name in OWN_NETWORKS:
         network = OWN_NETWORKS[name](in_channels, num_classes)
-    elif name in MONAI_NETWORKS:
+    elif name in MONAI_NETWORKS and pretrained is None:
         network = MONAI_NETWORKS[name](in_channels, num_classes)
+    elif name in MONAI_NETWORKS:
+        # MedicalNet's backbone (weights.medicalnet_state checked that it fits and dropped every head): the classifier
+        # head, built for the classes, is the only part not loaded.
+        network = MONAI_NETWORKS[name](first_layer_channels(pretrained), num_classes)
+        network.load_state_dict(pretrained, strict=False)
+        fit_first_layer(network, in_channels)
     else:
         network = torchvision_network(entry, pretrained is not None)
         if pretrained is not None:

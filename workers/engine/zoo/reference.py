@@ -18,7 +18,8 @@ def statistics(values: tuple[float, ...]) -> str:
 
 
 def zoo_tables() -> str:
-    """The networks (what each takes, its size, its blocks) and the ImageNet weight files (name, hash, preprocessing)."""
+    """The networks (what each takes, its size, its blocks) and the published weight files, ImageNet's and MedicalNet's
+    (name, hash, preprocessing)."""
     lines = ["| network | name | task | images | sizes it takes | parameters | blocks | head | Grad-CAM layer | implementation |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for entry in MODELS.values():
@@ -30,8 +31,10 @@ def zoo_tables() -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for entry in MODELS.values():
         for weights in entry.weights:
-            lines.append(f"| {entry.title} | `{weights.name}` | [`{weights.filename}`]({weights.url}) | `{weights.sha256_prefix}` | "
-                         f"{weights.accuracy:g} % | {weights.size}×{weights.size} | {statistics(weights.mean)} | "
+            lines.append(f"| {entry.title} | `{weights.name}` | [`{weights.filename}`]({weights.url}) | "
+                         f"{f'`{weights.sha256_prefix}`' if weights.sha256_prefix else 'none published'} | "
+                         f"{f'{weights.accuracy:g} %' if weights.accuracy is not None else '—'} | "
+                         f"{f'{weights.size}×{weights.size}' if weights.size else 'volumes'} | {statistics(weights.mean)} | "
                          f"{statistics(weights.std)} |")
     return "\n".join(lines)
 

@@ -26,23 +26,40 @@ HASH_IN_FILENAME = re.compile(r"-([a-f0-9]{8,})\.")  # torchvision's (torch.hub'
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """Weights a network can start from: where the file comes from, how to check it, how images were prepared."""
-    name: str                 # "imagenet"
+    """Weights a network can start from: where the file comes from, how to check it, how images were prepared.
+
+    Two kinds are published: torchvision's ImageNet files (a state dict, a SHA-256 prefix in the name, ImageNet's
+    statistics, crop size and top-1) and MedicalNet's 3D ResNets (`layout` "medicalnet": {"state_dict": {"module.…"}},
+    no hash in the name, no ImageNet figures: their content is checked against the network when they are read)."""
+    name: str                 # what the spec's model.weights names: "imagenet", "medicalnet"
     title: str
-    filename: str             # as torchvision names it, in its cache or the toolkit's weights folder
-    url: str                  # where torchvision downloads it from (for the offline message)
+    filename: str             # as its publisher names it, in the toolkit's weights folder (or torchvision's cache)
+    url: str                  # where it is published (for the offline message): a download address or a project page
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    size: int                 # the crop size the weights were trained at
-    accuracy: float           # ImageNet top-1, as torchvision reports it
+    size: int | None = None        # the crop size the weights were trained at (None: volumes of many sizes)
+    accuracy: float | None = None  # ImageNet top-1, as torchvision reports it (None: not an ImageNet classifier)
+    sha256: str | None = None      # a prefix of the file's SHA-256, when its name does not carry one (None: from the name)
+    layout: str = "torchvision"    # how the file holds the weights: "torchvision" or "medicalnet"
+    description: str = ""
 
     @property
-    def sha256_prefix(self) -> str:
-        return HASH_IN_FILENAME.search(self.filename).group(1)
+    def sha256_prefix(self) -> str | None:
+        """The hash the file is checked against: given, or in its name (torch.hub's convention); None: no hash known."""
+        if self.sha256:
+            return self.sha256
+        found = HASH_IN_FILENAME.search(self.filename)
+        return found.group(1) if found else None
+
+    @property
+    def in_torch_cache(self) -> bool:
+        """Whether torchvision's own cache may hold the file (its files only)."""
+        return self.layout == "torchvision"
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "filename": self.filename, "url": self.url, "mean": list(self.mean),
-                "std": list(self.std), "size": self.size, "imagenet_top1": self.accuracy, "sha256_prefix": self.sha256_prefix}
+                "std": list(self.std), "size": self.size, "imagenet_top1": self.accuracy, "sha256_prefix": self.sha256_prefix,
+                "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,20 @@ class ModelEntry:
 def imagenet(filename: str, accuracy: float, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> WeightsEntry:
     return WeightsEntry("imagenet", "ImageNet (torchvision)", filename, f"https://download.pytorch.org/models/{filename}",
                         mean, std, size, accuracy)
+
+
+MEDICALNET_URL = "https://github.com/Tencent/MedicalNet"
+
+
+def medicalnet(depth: int) -> WeightsEntry:
+    """MedicalNet's published 3D ResNet (Chen, Ma, Zheng 2019, "Med3D"), trained on 23 segmentation datasets."""
+    return WeightsEntry(
+        "medicalnet", "MedicalNet (Tencent, 23 datasets)", f"resnet_{depth}_23dataset.pth", MEDICALNET_URL, VOLUME_MEAN,
+        VOLUME_STD, layout="medicalnet",
+        description=f"Med3D (Chen, Ma and Zheng 2019): a 3D ResNet-{depth} trained to segment 23 medical datasets (CT and MR "
+                    "volumes, one channel); its segmentation head is dropped and a new head made for the classes. MedicalNet "
+                    "z-scored each volume over its non-zero voxels; here the volume path normalises volumes (z-scores, HU "
+                    "windows, by modality) before the network, which takes them as they are.")
 
 
 def prefixed(prefix: str, count: int, start: int = 0) -> tuple[tuple[str, ...], ...]:
@@ -168,16 +199,18 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
                "classification", 2, 2_542_856, 1, None, "classifier.3", "features.12",
                (*prefixed("features", 13), ("classifier.0",), ("classifier.3",)), "torchvision",
                (imagenet("mobilenet_v3_small-047dcff4.pth", 67.668),), defaults=BACKBONE),
-    # Volumes (3D): MONAI's networks and a small one of our own; random weights only for now.
+    # Volumes (3D): MONAI's networks and a small one of our own; the ResNets can start from MedicalNet's weights.
     ModelEntry("small_cnn_3d", "Small 3D CNN", "Three 3D convolution blocks; trains in seconds on a CPU on 32³ volumes, for first tries.",
                "classification", 3, 135_640, 8, None, "head", "block3",
                (("block1",), ("block2",), ("block3",), ("head",)), "toolkit", defaults=FAST_3D),
     ModelEntry("resnet18_3d", "ResNet-18 (3D)", "MONAI's residual network for volumes, 18 layers, in MedicalNet's layout: a quick 3D baseline.",
                "classification", 3, 33_543_080, 1, None, "fc", "layer4",
-               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", defaults=BACKBONE_3D),
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", (medicalnet(18),),
+               defaults=BACKBONE_3D),
     ModelEntry("resnet50_3d", "ResNet-50 (3D)", "MONAI's 3D residual network with bottlenecks, 50 layers, in MedicalNet's layout.",
                "classification", 3, 48_247_976, 1, None, "fc", "layer4",
-               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", defaults=BACKBONE_3D),
+               (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("fc",)), "monai", (medicalnet(50),),
+               defaults=BACKBONE_3D),
     ModelEntry("seresnet50_3d", "SE-ResNet-50 (3D)", "MONAI's 3D ResNet-50 whose blocks reweight their channels (squeeze and excitation).",
                "classification", 3, 50_778_968, 3, None, "last_linear", "layer4",
                (("layer0",), ("layer1",), ("layer2",), ("layer3",), ("layer4",), ("last_linear",)), "monai", defaults=BACKBONE_3D),

@@ -1,13 +1,18 @@
 /* What a run's model starts from, and the size of the images it takes: fields of the run form (pages/run_new.js).
 
    "Start from" offers random weights, ImageNet (torchvision's file, when this server has it: GET /api/training/
-   says so per architecture, and why not), an earlier run's kept model (GET /api/runs/starting-points/, the runs
+   says so per architecture, and why not), MedicalNet (for the 3D ResNets that have it, likewise), an earlier run's kept model (GET /api/runs/starting-points/, the runs
    the user can read of this architecture) and an imported model (when the server has GET /api/imported-models/).
    The input size says what the network takes and, when the dataset's images do not fit, offers the size that does.
    The builders only draw: what the user picks goes back through `choose(path, value)`, the form's one way in. */
 import { el } from "./dom.js";
 
-const SOURCES = { random: "Random weights", imagenet: "ImageNet", run: "An earlier run", imported: "An imported model" };
+const SOURCES = { random: "Random weights", imagenet: "ImageNet", medicalnet: "MedicalNet", run: "An earlier run", imported: "An imported model" };
+/* Published weights: who publishes them (the label), and which networks have them (the reason when this one has not). */
+const PUBLISHED = {
+  imagenet: { publisher: "torchvision", networks: "the torchvision networks (ResNet, DenseNet, EfficientNet …) have." },
+  medicalnet: { publisher: "Tencent", networks: "the 3D ResNets (ResNet-18 (3D), ResNet-50 (3D)) have." },
+};
 
 function errorSlot(path) {
   return el("span", { class: "error", "data-error-for": path, role: "alert" });
@@ -15,10 +20,10 @@ function errorSlot(path) {
 
 /* Why a source cannot be picked ("" when it can). */
 function unavailable(source, architecture, runs, imported) {
-  if (source === "imagenet") {
-    const imagenet = architecture.weights_available?.imagenet;
-    if (!imagenet) return `${architecture.title} has no ImageNet weights; the torchvision networks (ResNet, DenseNet, EfficientNet …) have.`;
-    return imagenet.available ? "" : imagenet.message;
+  if (PUBLISHED[source]) {
+    const file = architecture.weights_available?.[source];
+    if (!file) return `${architecture.title} has no ${SOURCES[source]} weights; ${PUBLISHED[source].networks}`;
+    return file.available ? "" : file.message;
   }
   if (source === "run") {
     if (runs === undefined) return `Looking for earlier runs of ${architecture.title} …`;
@@ -61,15 +66,18 @@ export function startFromField({ spec, architecture, runs, imported, choose }) {
   const model = spec.model;
   // A network converted from ONNX exists only as its import: it starts from that and nothing else.
   const converted = architecture.name === "imported";
-  const sources = converted ? ["imported"] : Object.keys(SOURCES).filter((source) => source !== "imported" || imported !== null);
+  // MedicalNet's weights are offered only where the network has them (or a cloned run chose them, for the API to explain).
+  const offered = (source) => (source === "imported" ? imported !== null
+    : source !== "medicalnet" || Boolean(architecture.weights_available?.medicalnet) || model.weights === source);
+  const sources = converted ? ["imported"] : Object.keys(SOURCES).filter(offered);
   const rows = sources.map((source) => {
     const reason = unavailable(source, architecture, runs, imported);
     const radio = el("input", { type: "radio", name: "model.weights", value: source });
     radio.checked = model.weights === source;
     radio.disabled = Boolean(reason) && !radio.checked; // a cloned run keeps its choice, for the API to explain
     radio.addEventListener("change", () => choose("model.weights", source));
-    const label = source === "imagenet" && architecture.weights_available?.imagenet
-      ? `${SOURCES.imagenet} (torchvision, ${architecture.weights_available.imagenet.filename})` : SOURCES[source];
+    const file = PUBLISHED[source] && architecture.weights_available?.[source];
+    const label = file ? `${SOURCES[source]} (${PUBLISHED[source].publisher}, ${file.filename})` : SOURCES[source];
     const row = [el("label", { class: "radio" }, [radio, ` ${label}`])];
     if (source === "run" && model.weights === "run") {
       row.push(pickList("model.start_run", runs, model.start_run, runWords, choose, "Looking for runs …"), errorSlot("model.start_run"));

@@ -8,9 +8,10 @@
    (POST /api/runs/schedule/) as the settings change. ?from=<run id> starts from that run's spec
    (Clone); ?partition=<id> picks the partition (the template does). What the model starts from (random,
    ImageNet, an earlier run, an imported model) and its input size are js/model_start.js's fields.
-   A partition of volumes brings its dataset's plan (GET /api/datasets/{id}/plan/): its values are fields under Data
-   (sent as data.plan once changed; the server merges them over the plan), the batch size starts from it, and the 3D
-   networks come first. */
+   A partition of volumes, or of 2D images with real intensities (CT slices in HU, 16-bit radiographs), brings its
+   dataset's plan (GET /api/datasets/{id}/plan/; plan.dims says which, 3 where an older plan does not say): its values
+   are fields under Data (sent as data.plan once changed; the server merges them over the plan), the batch size starts
+   from it, and the networks of its dims come first. 8-bit images have no plan. */
 import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, showErrors } from "../dom.js";
@@ -29,12 +30,13 @@ const CHOICE_WORDS = {
   float32: "32-bit", mixed: "Mixed (16-bit)", all: "Whole network", head: "Head only (the rest frozen)",
 };
 
-/* The plan's normalisations in words (backend/datasets/planning.py NORMALISATION_WORDS, as a choice reads). */
-const NORMALISATION_WORDS = { ct: "CT: clip, then one z-score", zscore: "Z-score per volume", none: "None: intensities as they are" };
+/* The plan's normalisations in words: backend/datasets/planning.py NORMALISATION_WORDS word for word (a choice shows
+   them capitalised); tests/browser/test_run_form_images_plan.py holds the two together. */
+const NORMALISATION_WORDS = { ct: "CT: clip, then one z-score", zscore: "z-score per sample", none: "as they are" };
 /* The plan's values the form shows, and so the only ones it may send; clip, mean and std only for CT. */
 const PLAN_KEYS = ["target_spacing", "normalisation", "clip", "mean", "std", "patch_size"];
 const CT_ONLY = ["clip", "mean", "std"];
-const AXES = ["slice", "row", "column"]; // a volume's axes, in the plan's order
+const AXES = ["slice", "row", "column"]; // a volume's axes, in the plan's order; an image's are the last two
 /* The first try on volumes, as small_cnn is on images: it trains in seconds on a CPU. */
 const FIRST_3D = "small_cnn_3d";
 
@@ -67,7 +69,7 @@ let importedModels = null; // the imported models, once the server (if it has th
 let weightsChosen = false; // whether the user (or the run cloned) chose where the weights start from
 let curveTimer = null;
 let latestCurve = 0;
-/* Plans by dataset id ({} for a dataset of 2D images), and the dataset the data.plan values chosen were typed for. */
+/* Plans by dataset id ({} for a dataset of 8-bit 2D images), and the dataset the data.plan values chosen were typed for. */
 const plans = { byDataset: new Map(), typedFor: null };
 
 /* ---- the spec as the form holds it ---- */
@@ -130,17 +132,20 @@ function datasetId() {
   return partitionSelect.selectedOptions[0]?.dataset.dataset ?? null;
 }
 
-/* The chosen partition's plan when its dataset holds volumes; null for 2D images (or while the plan loads). */
+/* The chosen partition's plan when its dataset has one (volumes, 2D images with real intensities); null for 8-bit
+   images (or while the plan loads). */
 function planOf() {
   const plan = plans.byDataset.get(datasetId());
   return plan && Object.keys(plan).length ? plan : null;
 }
 
+/* A plan's dims: 2 for images with real intensities, 3 for volumes (a plan stored before plans said so). */
+const planDims = (plan) => plan.dims ?? 3;
 /* Whether the chosen partition holds volumes (3) or 2D images (2), as the network must. */
-const dataDims = () => (planOf() ? 3 : 2);
+const dataDims = () => { const plan = planOf(); return plan ? planDims(plan) : 2; };
 const dimsOf = (name) => architectures[name]?.dims ?? 2; // a converted import takes 2D images
 
-/* Asked once per dataset; a plan that cannot be read leaves the form as for 2D images (the launch would say why). */
+/* Asked once per dataset; a plan that cannot be read leaves the form as for 8-bit 2D images (the launch would say why). */
 async function loadPlan() {
   const id = datasetId();
   if (!id || plans.byDataset.has(id)) return;
@@ -304,37 +309,46 @@ function dataFields(spec) {
   return fields;
 }
 
-/* The plan's values as fields, each with the reason it was chosen under it. */
+/* The plan's values as fields, each with the reason it was chosen under it: a volume's three axes, an image's two. */
 function planGroup(spec, plan) {
   const values = spec.data.plan;
   const reasons = plan.reasons ?? {};
-  const shape = (sides) => sides.join("×");
-  const intro = `This dataset holds volumes: they are resampled, normalised and cut into patches as planned from its fingerprint `
-    + `(nnU-Net's rules). At the target spacing the median volume is ${shape(plan.median_shape)} voxels and the smallest `
-    + `${shape(plan.smallest_shape)}; a patch must fit the smallest. Change any value; the others stay as planned.`;
+  const volumes = planDims(plan) === 3;
+  const axes = AXES.slice(-planDims(plan));
+  const [thing, units] = volumes ? ["volume", "voxels"] : ["image", "pixels"];
+  const shape = (sides) => (sides ?? []).join("×");
+  const holds = volumes
+    ? "This dataset holds volumes: they are resampled, normalised and cut into patches"
+    : "This dataset holds 2D images with real intensities (more than 8 bits, such as CT slices in Hounsfield units): "
+      + "they are resampled, normalised and read whole or in patches";
+  const intro = `${holds} as planned from its fingerprint (nnU-Net's rules). At the target spacing the median ${thing} is `
+    + `${shape(plan.median_shape)} ${units} and the smallest ${shape(plan.smallest_shape)}; a patch must fit the smallest. `
+    + "Change any value; the others stay as planned.";
   const normalisation = { name: "normalisation", label: "Normalisation", kind: "choice", choices: Object.keys(NORMALISATION_WORDS),
     help: reasons.normalisation ?? "" };
   const fields = [
-    axesField("target_spacing", "Target spacing (mm)", "float", values.target_spacing, reasons.target_spacing),
-    field("data.plan.normalisation", normalisation, spec, { describe: (choice) => NORMALISATION_WORDS[choice] ?? choice }),
+    axesField("target_spacing", "Target spacing (mm)", "float", values.target_spacing, reasons.target_spacing, axes),
+    field("data.plan.normalisation", normalisation, spec, { describe: (choice) => capitalised(NORMALISATION_WORDS[choice] ?? choice) }),
   ];
   if (values.normalisation === "ct") {
     fields.push(
       field("data.plan.clip", { name: "clip", label: "Clip (HU)", kind: "range",
         help: "Hounsfield units below the low value become it, and above the high one, the high one." }, spec),
-      field("data.plan.mean", { name: "mean", label: "Mean (HU)", kind: "float", help: "The dataset's mean after clipping: one z-score for every volume." }, spec),
+      field("data.plan.mean", { name: "mean", label: "Mean (HU)", kind: "float", help: `The dataset's mean after clipping: one z-score for every ${thing}.` }, spec),
       field("data.plan.std", { name: "std", label: "Standard deviation (HU)", kind: "float", above: 0, help: "The dataset's, after clipping." }, spec),
     );
   }
-  fields.push(axesField("patch_size", "Patch size (voxels)", "int", values.patch_size, reasons.patch_size));
-  return el("fieldset", { class: "group wide plan", id: "plan" }, [el("legend", { text: "Plan for volumes" }),
+  fields.push(axesField("patch_size", `Patch size (${units})`, "int", values.patch_size, reasons.patch_size, axes));
+  const legend = volumes ? "Plan for volumes" : "Plan for images with real intensities";
+  return el("fieldset", { class: "group wide plan", id: "plan", "data-dims": String(planDims(plan)) }, [el("legend", { text: legend }),
     el("p", { class: "hint", text: intro }), el("div", { class: "plan-fields" }, fields), errorSlot("data.plan")]);
 }
 
-/* Three numbers, one per axis (slice, row, column), set as one value: data.plan.<key>, where its refusal shows. */
-function axesField(key, label, kind, values, help) {
+/* One number per axis (a volume's slice, row, column; an image's row, column), set as one value: data.plan.<key>,
+   where its refusal shows. */
+function axesField(key, label, kind, values, help, axes) {
   const path = `data.plan.${key}`;
-  const inputs = AXES.map((axis, index) => {
+  const inputs = axes.map((axis, index) => {
     const input = el("input", { type: "number", name: `${path}.${index}`, step: kind === "int" ? "1" : "any",
       min: kind === "int" ? "1" : "0", "aria-label": `${label}: ${axis}`, title: axis });
     input.value = values?.[index] ?? "";
@@ -346,7 +360,7 @@ function axesField(key, label, kind, values, help) {
     return input;
   });
   return el("label", { class: "param plan-axes" }, [el("span", { class: "param-label", text: `${label} ` }),
-    el("span", { class: "axes" }, inputs), el("small", { class: "muted axes-names", text: AXES.join(" · ") }),
+    el("span", { class: "axes" }, inputs), el("small", { class: "muted axes-names", text: axes.join(" · ") }),
     el("small", { class: "muted param-help", text: help ?? "" }), errorSlot(path)]);
 }
 
@@ -365,7 +379,8 @@ function modelFields(spec) {
   const rate = registries.optimizer[spec.optimizer.name]?.params.find((param) => param.name === "learning_rate");
   return [modelChoice(spec), epochsField(spec), ...(rate ? [field("optimizer.learning_rate", rate, spec)] : []),
     startFrom(spec),
-    // A 3D network takes the plan's patches as they are: the input size (resizing 2D images inside it) is not for it.
+    // A 3D network takes the plan's patches as they are: the input size (resizing 2D images inside it) is not for it. A 2D
+    // network keeps it on a plan of images too (one of a fixed size, LeNet-5, needs it to take the plan's patches).
     ...(architecture?.dims === 3 ? []
       : [inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose })]),
     fineTuneButton(spec),
@@ -585,7 +600,8 @@ function advancedFields(spec) {
   const plan = planOf();
   // A plan's batch size is where the field starts (current()); its reason is the help.
   const planned = (param) => (param.name === "batch_size" && plan?.reasons?.batch_size
-    ? { ...param, help: `Volumes per training step (per process); the plan's: ${plan.reasons.batch_size}.` } : param);
+    ? { ...param, help: `${planDims(plan) === 3 ? "Volumes" : "Images"} per training step (per process); the plan's: ${plan.reasons.batch_size}.` }
+    : param);
   const training = shown(topLevel).filter((param) => param.name !== "epochs").map((param) => field(param.name, planned(param), spec));
   return [
     group("Optimizer", chooserFields("optimizer", "Optimizer", spec, ["learning_rate"])),

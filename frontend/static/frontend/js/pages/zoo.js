@@ -67,7 +67,10 @@ function weightsLine(weights) {
     : el("details", { class: "weights-missing" }, [el("summary", { text: "not on this server yet" }),
       el("p", { class: "muted", text: weights.where })]);
   const name = weights.title.replace(/ \(.*\)$/, ""); // "ImageNet (torchvision)" -> "ImageNet"
-  return el("li", {}, [`${name} (${weights.imagenet_top1.toFixed(1)} % top-1 accuracy): `, where]);
+  // ImageNet's weights say how well they classify ImageNet; MedicalNet's (segmentation, volumes) say what they are.
+  const what = weights.imagenet_top1 === null || weights.imagenet_top1 === undefined
+    ? weights.title : `${name} (${weights.imagenet_top1.toFixed(1)} % top-1 accuracy)`;
+  return el("li", { title: weights.description || "" }, [`${what}: `, where]);
 }
 
 function card(entry) {
