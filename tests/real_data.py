@@ -59,3 +59,54 @@ def anatomical() -> nib.Nifti1Image:
 
 def ct_slice_path() -> str:
     return get_testdata_file("CT_small.dcm")
+
+
+MIDLINE = 98  # the MNI 2009a template is symmetric: voxel column x mirrors 196 - x
+
+
+@functools.cache
+def mni_tissue_tiles(side: int = 20, margin: float = 0.1, brain: float = 0.5) -> tuple[tuple, ...]:
+    """Non-overlapping side-mm cubes of the real MNI T1 (1 mm, uint8, each with the affine that keeps it in place),
+    labelled by the tissue that dominates it according to the template's own probability maps: "grey" or "white"
+    matter, by at least `margin` of the cube's volume, in cubes at least `brain` grey plus white matter (the others,
+    mostly skull, scalp or CSF, and the ambiguous ones, left out). The template is left-right symmetric, so a cube's
+    mirror image is its near twin: both carry one `pair` name, and a split must keep a pair together (a patient's).
+
+    Returns ((name, label, pair, t1 (x, y, z) uint8, affine), ...), in grid order."""
+    def load(name):
+        image = nib.load(MNI / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz")
+        return np.asarray(image.dataobj), image.affine
+    t1, affine = load("t1")
+    grey, _ = load("gm")
+    white, _ = load("wm")
+    # Columns either side of the midline column, mirror images of each other: [98 - side*(k+1), 98 - side*k) and
+    # [99 + side*k, 99 + side*(k+1)).
+    halves = range((t1.shape[0] - 1 - MIDLINE) // side)
+    columns = [(MIDLINE - side * (k + 1), k) for k in halves] + [(MIDLINE + 1 + side * k, k) for k in halves]
+    rows = range((t1.shape[1] % side) // 2, t1.shape[1] - side + 1, side)
+    slices = range((t1.shape[2] % side) // 2, t1.shape[2] - side + 1, side)
+    tiles = []
+    for x, column in columns:
+        for y in rows:
+            for z in slices:
+                region = (slice(x, x + side), slice(y, y + side), slice(z, z + side))
+                g, w = grey[region].mean() / 255, white[region].mean() / 255
+                if g + w < brain or abs(g - w) < margin:
+                    continue
+                moved = affine.copy()
+                moved[:3, 3] = affine[:3, :3] @ np.array([x, y, z]) + affine[:3, 3]
+                tiles.append((f"x{x:03d}_y{y:03d}_z{z:03d}", "grey" if g > w else "white", f"c{column}_y{y:03d}_z{z:03d}",
+                              np.ascontiguousarray(t1[region]), moved))
+    return tuple(tiles)
+
+
+def write_tiles_zip(path: Path, tiles) -> Path:
+    """A zip with one folder per label of the tiles as .nii.gz (their real affines), as a user would upload them."""
+    import zipfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, label, _, volume, affine in tiles:
+            archive.writestr(f"tiles/{label}/{name}.nii.gz", nifti(volume, affine))
+    return path

@@ -42,7 +42,8 @@ def plan_of(dataset: Dataset, device_memory_bytes: int | None = None) -> dict:
 
 PLAN_ROWS = (("target_spacing", "Spacing (mm)"), ("normalisation", "Intensities"), ("patch_size", "Patch"),
              ("batch_size", "Batch"))
-NORMALISATION_WORDS = {"ct": "CT: clip, then one z-score", "zscore": "z-score per sample", "none": "as they are"}
+NORMALISATION_WORDS = {"ct": "CT: clip, then one z-score", "dataset": "clip, then one z-score for the dataset",
+                       "zscore": "z-score per sample", "none": "as they are"}
 
 
 def plan_in_words(plan: dict) -> list[dict]:

@@ -21,7 +21,9 @@ VOXELS_PER_IMAGE = 10_000      # foreground voxels drawn from each volume for th
 ANISOTROPY = 3.0               # a coarse axis this many times the finest makes a dataset "strongly anisotropic"
 DIVISOR = 8                    # patch sides are multiples of this: the 3D networks halve the grid three times or more
 SMALLEST_SIDE = 16
-NORMALISATIONS = ("ct", "zscore", "none")
+NORMALISATIONS = ("ct", "dataset", "zscore", "none")
+ONE_SCALE = 0.10  # samples whose foreground 99.5th percentiles vary less than this (std / mean) share one intensity scale
+CLIPPED = ("ct", "dataset")  # normalisations that clip to the dataset's percentiles and take one mean and std
 # Voxels of one patch the device can train on at once with batches of two (a 3D ResNet-18's activations in
 # float32 take about 2 kB a voxel for a batch of two): a budget measured, not derived; CPUs get a small one
 # because each step there takes seconds.
@@ -78,7 +80,7 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
     """{count, spacings, shapes, modalities, channels: [{mean, std, percentile_00_5, percentile_99_5}...]} over the
     volumes (modality values: Hounsfield units for CT), or {} when there are none."""
     rng = np.random.default_rng(seed)
-    spacings, shapes, modalities, pooled, lowest = [], [], set(), {}, {}
+    spacings, shapes, modalities, pooled, lowest, uppers = [], [], set(), {}, {}, {}
     for volume in volumes:
         array = channels_of(np.asarray(volume.load()), volume.dims)
         mask = np.asarray(volume.load_mask()) if volume.load_mask else None
@@ -88,7 +90,9 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
             modalities.add(volume.modality)
         for channel, values in enumerate(array):
             values = modality_values(values, volume.meta)
-            pooled.setdefault(channel, []).append(foreground_sample(values, mask, rng))
+            chosen = foreground_sample(values, mask, rng)
+            pooled.setdefault(channel, []).append(chosen)
+            uppers.setdefault(channel, []).append(float(np.percentile(chosen, 99.5)))
             lowest[channel] = min(lowest.get(channel, math.inf), float(values.min()))
     if not shapes:
         return {}
@@ -97,9 +101,15 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
         values = np.concatenate(pooled[channel])
         low, high = np.percentile(values, (0.5, 99.5))
         channels.append({"mean": float(values.mean()), "std": float(values.std()), "percentile_00_5": float(low),
-                         "percentile_99_5": float(high), "lowest": lowest[channel]})
+                         "percentile_99_5": float(high), "lowest": lowest[channel], "upper_spread": spread(uppers[channel])})
     return {"count": len(shapes), "spacings": spacings, "shapes": shapes, "modalities": sorted(modalities),
             "channels": channels}
+
+
+def spread(values: list[float]) -> float:
+    """How much the samples' upper intensities differ: their standard deviation over their mean magnitude."""
+    middle = abs(float(np.mean(values)))
+    return round(float(np.std(values)) / middle, 4) if middle > 0 else math.inf
 
 
 def spacing_of(spacing, dims: int) -> list[float]:
@@ -198,20 +208,30 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
                                               *((MOST_IN_BATCH, FEWEST_IN_BATCH) if dims == 3 else (MOST_IMAGES_IN_BATCH, IMAGES_IN_BUDGET)))
     channel = fingerprint["channels"][0]
     ct, ct_why = is_ct(fingerprint)
-    plan = {"dims": dims, "target_spacing": spacing, "normalisation": "ct" if ct else "zscore", "patch_size": patch,
+    one_scale = not ct and shares_one_scale(fingerprint)
+    plan = {"dims": dims, "target_spacing": spacing, "normalisation": "ct" if ct else "dataset" if one_scale else "zscore",
+            "patch_size": patch,
             "batch_size": batch, "median_shape": median_shape, "smallest_shape": smallest_shape}
     reasons = {"target_spacing": spacing_why, "patch_size": patch_why,
                "batch_size": f"as many {'x'.join(map(str, patch))} patches as the memory holds, between {FEWEST_IN_BATCH} and "
                              f"{MOST_IN_BATCH if dims == 3 else MOST_IMAGES_IN_BATCH}"}
     things = "volume" if dims == 3 else "image"
-    if ct:
+    if ct or one_scale:
         plan.update({"clip": [round(channel["percentile_00_5"], 2), round(channel["percentile_99_5"], 2)],
                      "mean": round(channel["mean"], 4), "std": round(max(channel["std"], 1e-6), 4)})
+    named = ", ".join(m for m in fingerprint["modalities"] if m in DICOM_MODALITIES) or "Not CT"
+    if one_scale:
+        reasons["normalisation"] = (f"{named}, but the {things}s share one intensity scale (their foreground's 99.5th "
+                                    f"percentiles differ by {channel['upper_spread']:.0%} of their mean, under "
+                                    f"{ONE_SCALE:.0%}): clipped to the foreground's 0.5 and 99.5 percentiles ({plan['clip'][0]:g} "
+                                    f"to {plan['clip'][1]:g}), then one z-score for the whole dataset (mean {plan['mean']:g}, "
+                                    f"std {plan['std']:g}), which keeps the differences in brightness between them (a z-score "
+                                    f"per {things} would take them away)")
+    elif ct:
         reasons["normalisation"] = (f"{ct_why}: Hounsfield units clipped to the foreground's 0.5 and 99.5 percentiles "
                                     f"({plan['clip'][0]:g} to {plan['clip'][1]:g} HU), then one z-score for the whole dataset "
                                     f"(mean {plan['mean']:g}, std {plan['std']:g} HU): HU mean the same tissue in every scan")
     else:
-        named = ", ".join(m for m in fingerprint["modalities"] if m in DICOM_MODALITIES) or "Not CT"
         reasons["normalisation"] = (f"{named}: each {things} z-scored on its own (MR and other intensities have no fixed "
                                     "scale between scans)")
     plan["reasons"] = reasons
@@ -225,6 +245,14 @@ def median_at(fingerprint: dict, spacing: list[float]) -> list[int]:
 
 DICOM_MODALITIES = {"CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT", "SC", "SM"}
 AIR_HU = (-1100.0, -900.0)  # the lowest values of a CT scan in Hounsfield units: the air around the patient
+
+
+def shares_one_scale(fingerprint: dict) -> bool:
+    """Whether the samples' intensities are on one scale (crops of one scan, one scanner's calibrated values): then
+    their differences in brightness are part of what a model may learn. Single-channel data only (the plan keeps one
+    mean and std); older fingerprints did not measure it."""
+    channels = fingerprint["channels"]
+    return fingerprint["count"] >= 2 and len(channels) == 1 and channels[0].get("upper_spread", math.inf) < ONE_SCALE
 
 
 def is_ct(fingerprint: dict) -> tuple[bool, str]:
@@ -255,7 +283,7 @@ def check_plan(plan: dict) -> dict[str, str]:
         errors["patch_size"] = f"The patch size is {count} whole numbers of {'voxels' if dims == 3 else 'pixels'} ({axes}), each from 8 to {largest}."
     if plan.get("normalisation") not in NORMALISATIONS:
         errors["normalisation"] = f"The normalisation is one of {', '.join(NORMALISATIONS)}."
-    if plan.get("normalisation") == "ct":
+    if plan.get("normalisation") in CLIPPED:
         clip, std = plan.get("clip"), plan.get("std")
         if not (isinstance(clip, list) and len(clip) == 2 and all(isinstance(v, int | float) for v in clip) and clip[0] < clip[1]):
             errors["clip"] = "CT normalisation clips to [low, high] Hounsfield units, low below high."
@@ -267,7 +295,7 @@ def check_plan(plan: dict) -> dict[str, str]:
 def normalised(values: np.ndarray, plan: dict, volume_statistics: tuple[float, float] | None = None) -> np.ndarray:
     """Modality values (float32) normalised as the plan says; z-scoring takes the (mean, std) of the whole volume the
     values come from (a patch's own would differ from patch to patch)."""
-    if plan["normalisation"] == "ct":
+    if plan["normalisation"] in CLIPPED:
         low, high = plan["clip"]
         return (np.clip(values, low, high) - np.float32(plan["mean"])) / np.float32(plan["std"])
     if plan["normalisation"] == "zscore":

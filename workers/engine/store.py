@@ -185,6 +185,9 @@ def volume_input_rule(plan: dict) -> str:
     if plan["normalisation"] == "ct":
         rule = (f"Hounsfield units clipped to {plan['clip'][0]:g} to {plan['clip'][1]:g}, minus {plan['mean']:g}, divided by "
                 f"{plan['std']:g}")
+    elif plan["normalisation"] == "dataset":
+        rule = (f"modality values clipped to {plan['clip'][0]:g} to {plan['clip'][1]:g}, minus {plan['mean']:g}, divided by "
+                f"{plan['std']:g} (one z-score for the dataset)")
     elif plan["normalisation"] == "zscore":
         rule = "modality values minus the sample's mean, divided by its standard deviation"
     else:

@@ -32,10 +32,13 @@ const CHOICE_WORDS = {
 
 /* The plan's normalisations in words: backend/datasets/planning.py NORMALISATION_WORDS word for word (a choice shows
    them capitalised); tests/browser/test_run_form_images_plan.py holds the two together. */
-const NORMALISATION_WORDS = { ct: "CT: clip, then one z-score", zscore: "z-score per sample", none: "as they are" };
-/* The plan's values the form shows, and so the only ones it may send; clip, mean and std only for CT. */
+const NORMALISATION_WORDS = { ct: "CT: clip, then one z-score", dataset: "clip, then one z-score for the dataset",
+  zscore: "z-score per sample", none: "as they are" };
+/* The plan's values the form shows, and so the only ones it may send; clip, mean and std only where the normalisation
+   clips and takes the dataset's one mean and std (CT's in Hounsfield units). */
 const PLAN_KEYS = ["target_spacing", "normalisation", "clip", "mean", "std", "patch_size"];
 const CT_ONLY = ["clip", "mean", "std"];
+const CLIPPED = ["ct", "dataset"];
 const AXES = ["slice", "row", "column"]; // a volume's axes, in the plan's order; an image's are the last two
 /* The first try on volumes, as small_cnn is on images: it trains in seconds on a CPU. */
 const FIRST_3D = "small_cnn_3d";
@@ -189,7 +192,7 @@ function current() {
     if (plan.batch_size) spec.batch_size = plan.batch_size; // as the server does when the user sets none
   }
   for (const [path, value] of chosen) if (hasPath(spec, path)) setPath(spec, path, value);
-  if (plan && spec.data.plan.normalisation !== "ct") for (const key of CT_ONLY) delete spec.data.plan[key];
+  if (plan && !CLIPPED.includes(spec.data.plan.normalisation)) for (const key of CT_ONLY) delete spec.data.plan[key];
   if (spec.phases.length) spec.epochs = spec.phases.reduce((sum, phase) => sum + (Number(phase.epochs) || 0), 0);
   // The model to start from is named only when the source is an earlier run or an imported model (as the server has it).
   delete spec.model.start_run;
@@ -330,12 +333,13 @@ function planGroup(spec, plan) {
     axesField("target_spacing", "Target spacing (mm)", "float", values.target_spacing, reasons.target_spacing, axes),
     field("data.plan.normalisation", normalisation, spec, { describe: (choice) => capitalised(NORMALISATION_WORDS[choice] ?? choice) }),
   ];
-  if (values.normalisation === "ct") {
+  if (CLIPPED.includes(values.normalisation)) {
+    const [hu, what] = values.normalisation === "ct" ? [" (HU)", "Hounsfield units"] : ["", "Values"];
     fields.push(
-      field("data.plan.clip", { name: "clip", label: "Clip (HU)", kind: "range",
-        help: "Hounsfield units below the low value become it, and above the high one, the high one." }, spec),
-      field("data.plan.mean", { name: "mean", label: "Mean (HU)", kind: "float", help: `The dataset's mean after clipping: one z-score for every ${thing}.` }, spec),
-      field("data.plan.std", { name: "std", label: "Standard deviation (HU)", kind: "float", above: 0, help: "The dataset's, after clipping." }, spec),
+      field("data.plan.clip", { name: "clip", label: `Clip${hu}`, kind: "range",
+        help: `${what} below the low value become it, and above the high one, the high one.` }, spec),
+      field("data.plan.mean", { name: "mean", label: `Mean${hu}`, kind: "float", help: `The dataset's mean after clipping: one z-score for every ${thing}.` }, spec),
+      field("data.plan.std", { name: "std", label: `Standard deviation${hu}`, kind: "float", above: 0, help: "The dataset's, after clipping." }, spec),
     );
   }
   fields.push(axesField("patch_size", `Patch size (${units})`, "int", values.patch_size, reasons.patch_size, axes));
