@@ -157,6 +157,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "backend.datasets.models.Dataset.Status",
         "RunStatusEnum": "backend.runs.models.TrainingRun.Status",
+        "EvaluationStatusEnum": "backend.runs.models.Evaluation.Status",  # a learning-rate search's words too
         "JobStatusEnum": "backend.core.models.Job.Status",  # the lifecycle's own words (tables of measures, imported models)
         "ImportedModelModeEnum": "backend.zoo.models.ImportedModel.Mode",
         "SampleKindEnum": "backend.datasets.models.Sample.Kind",

@@ -8,7 +8,7 @@ from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
 from backend.pipelines.api import AggregationViewSet, MeasureList, OperationList, PipelineViewSet
 from backend.projects.api import ProjectViewSet
-from backend.runs.api import RateSearchViewSet, RunViewSet, TrainingOptions
+from backend.runs.api import EvaluationViewSet, RateSearchViewSet, RunViewSet, TrainingOptions
 from backend.zoo.api import ImportedModelViewSet
 
 router = DefaultRouter()
@@ -18,6 +18,7 @@ router.register("samples", SampleViewSet, basename="sample")
 router.register("partitions", PartitionViewSet, basename="partition")
 router.register("runs", RunViewSet, basename="run")
 router.register("rate-searches", RateSearchViewSet, basename="ratesearch")
+router.register("evaluations", EvaluationViewSet, basename="evaluation")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("aggregations", AggregationViewSet, basename="aggregation")
 router.register("imported-models", ImportedModelViewSet, basename="importedmodel")

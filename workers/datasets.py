@@ -56,7 +56,7 @@ def cache_stored_samples(dataset: Dataset, reporter: JobReporter, progress_offse
     for sample, spec in zip(samples, specs):
         sample.cache_index = spec.cache_index
     Sample.objects.bulk_update(samples, ["cache_index"], batch_size=2000)
-    return {**summarise(samples), "channels": channels, "height": height, "width": width, "fingerprint": fingerprint_of_samples(samples)}
+    return {**summarise(samples), "channels": channels, "height": height, "width": width, "fingerprint": fingerprint_of_samples(samples, dataset.floats_are_real())}
 
 
 

@@ -9,6 +9,7 @@ from celery import shared_task
 
 from . import heartbeat  # noqa: F401  (worker heartbeats and the recovery sweep)
 from .aggregate import AGGREGATION
+from .evaluation import EVALUATION
 from .ingest import INGEST
 from .merge import MERGE
 from .model_import import IMPORT
@@ -40,6 +41,11 @@ def aggregate_dataset(self, aggregation_id: int) -> None:
 @shared_task(name=TRAINING.task, bind=True)
 def train_run(self, run_id: int) -> None:
     TRAINING.run(run_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name=EVALUATION.task, bind=True)
+def evaluate_run(self, evaluation_id: int) -> None:
+    EVALUATION.run(evaluation_id, hostname=self.request.hostname or "")
 
 
 @shared_task(name=SEARCH.task, bind=True)

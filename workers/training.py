@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import torch
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from backend.datasets.models import PartitionMember
 from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
+from backend.runs.services import start_evaluation
 from workers.engine.data import CachedImages
 from workers.engine.export import (
     IMAGE_TO_INPUT,
@@ -93,14 +95,15 @@ TRAINING = register(TrainingJob())
 def subset_images(run: TrainingRun | RateSearch, subset: str, classes: list[str]) -> CachedImages:
     """A subset's images; the training subset with the run's augmentation and balancing (a rate search's settings are a run's)."""
     members = PartitionMember.objects.filter(partition=run.partition, subset=subset).order_by("sample__cache_index")
-    rows = list(members.values_list("sample__cache_index", "sample__label"))
-    indices, labels = [i for i, _ in rows], [label for _, label in rows]
+    rows = list(members.values_list("sample__cache_index", "sample__label", "sample_id"))
+    indices, labels, keys = [i for i, _, _ in rows], [label for _, label, _ in rows], [k for _, _, k in rows]
     augment = None
     if subset == "train":
         indices, labels = balanced(run, indices, labels)
         augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
+        keys = None  # balancing repeats images
     return CachedImages(run.partition.dataset.cache_path, indices, [classes.index(label) for label in labels], augment=augment,
-                        seed=run.spec["seed"])
+                        seed=run.spec["seed"], keys=keys)
 
 
 def balanced(run: TrainingRun | RateSearch, indices: list[int], labels: list[str]) -> tuple[list[int], list[str]]:
@@ -155,7 +158,7 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
             augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
         return VolumeRecords([paths[k] for k in rows], [classes.index(label) for label in labels],
                              [samples[k].meta for k in rows], plan, patches=name == "train", augment=augment,
-                             seed=run.spec["seed"])
+                             seed=run.spec["seed"], keys=None if name == "train" else [samples[k].pk for k in rows])
 
     train_set, validation_set, test_set = subset("train"), subset("validation"), subset("test")
     channels = max(s.channels for s in samples)
@@ -192,7 +195,11 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
     if status == Status.SUCCEEDED:
         finished["progress_done"] = F("progress_total")
     reporter.log(f"{message} Kept: {results['kept']['reason']}")
-    TrainingRun.objects.filter(pk=run.pk).update(**finished)
+    with transaction.atomic():
+        TrainingRun.objects.filter(pk=run.pk).update(**finished)
+        if status == Status.SUCCEEDED and sum(run.partition.counts.get("test", {}).values()):
+            run.refresh_from_db()
+            start_evaluation(run)  # on its test subset: per-sample predictions, metrics with intervals
 
 
 def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, model, reporter: RunReporter) -> dict:

@@ -95,7 +95,15 @@ class Dataset(Job):
         8 bits (a CT slice in Hounsfield units, a 16-bit radiograph). 8-bit images train from the training cache."""
         if 3 in self.dimensions:
             return True
-        return self.samples.filter(kind=Sample.Kind.IMAGE).exclude(dtype__in=EIGHT_BIT_DTYPES).exists()
+        dtypes = set(self.samples.filter(kind=Sample.Kind.IMAGE).values_list("dtype", flat=True).distinct())
+        return real_intensities(dtypes, self.floats_are_real())
+
+    def floats_are_real(self) -> bool:
+        """Whether float images hold real intensities: uploaded ones do (a float NIfTI or TIFF); a preprocessing
+        pipeline's floats only when its source had them (a resized 8-bit JPEG comes out as float32 too)."""
+        if self.derived_from is not None:
+            return self.derived_from.planned
+        return not self.pipeline_version_id
 
     @property
     def labels_in_words(self) -> str:
@@ -123,7 +131,13 @@ class Dataset(Job):
         return "workers.tasks.merge_datasets" if self.is_merge else "workers.tasks.ingest_dataset"
 
 
-EIGHT_BIT_DTYPES = ("uint8", "bool", "")  # "": samples stored before the dtype was recorded, all 8-bit
+WIDE_INTEGERS = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
+
+
+def real_intensities(image_dtypes: set[str], floats_are_real: bool) -> bool:
+    """Whether 2D images of these stored dtypes hold more than 8-bit values (integers wider than a byte, or floats
+    where they are real)."""
+    return any(d in WIDE_INTEGERS for d in image_dtypes) or (floats_are_real and any(d.startswith("float") for d in image_dtypes))
 
 
 class Sample(models.Model):

@@ -6,18 +6,18 @@ import numpy as np
 
 from workers.engine.planning import VolumeFacts, fingerprint_of, plan_for
 
-from .models import EIGHT_BIT_DTYPES, Dataset, Sample
+from .models import Dataset, Sample, real_intensities
 
 
-def fingerprint_of_samples(samples: list[Sample]) -> dict:
+def fingerprint_of_samples(samples: list[Sample], floats_are_real: bool = True) -> dict:
     """The fingerprint over the samples' volumes, or where there are none over their 2D images when some of them have
-    real intensities (more than 8 bits); {} otherwise."""
+    real intensities (more than 8 bits: `Dataset.planned`'s rule); {} otherwise."""
     def loader(path):
         return lambda: np.load(path, mmap_mode="r")
 
     planned = [s for s in samples if s.kind == Sample.Kind.VOLUME]
     dims = 3
-    if not planned and any(s.dtype not in EIGHT_BIT_DTYPES for s in samples if s.kind == Sample.Kind.IMAGE):
+    if not planned and real_intensities({s.dtype for s in samples if s.kind == Sample.Kind.IMAGE}, floats_are_real):
         planned, dims = [s for s in samples if s.kind == Sample.Kind.IMAGE], 2
     facts = [VolumeFacts(loader(s.project_dir / s.array), tuple(s.spacing), s.meta, s.modality,
                          loader(s.project_dir / s.mask) if s.mask else None, dims)
@@ -29,7 +29,7 @@ def fingerprint_for(dataset: Dataset) -> dict:
     """The stored fingerprint; made now (and stored) for a ready dataset with a plan that has none yet."""
     if dataset.fingerprint or dataset.status != Dataset.Status.READY or not dataset.planned:
         return dataset.fingerprint
-    fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))
+    fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")), dataset.floats_are_real())
     Dataset.objects.filter(pk=dataset.pk).update(fingerprint=fingerprint)
     dataset.fingerprint = fingerprint
     return fingerprint
@@ -37,7 +37,7 @@ def fingerprint_for(dataset: Dataset) -> dict:
 
 def plan_of(dataset: Dataset, device_memory_bytes: int | None = None) -> dict:
     """The plan a run on this dataset starts from ({} for a dataset of 8-bit 2D images)."""
-    return plan_for(fingerprint_for(dataset), device_memory_bytes)
+    return plan_for(fingerprint_for(dataset), device_memory_bytes) if dataset.planned else {}
 
 
 PLAN_ROWS = (("target_spacing", "Spacing (mm)"), ("normalisation", "Intensities"), ("patch_size", "Patch"),

@@ -22,10 +22,11 @@ from workers.engine.zoo.registry import MODELS, ModelEntry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
-from .models import RateSearch, TrainingRun
+from .models import Evaluation, RateSearch, SamplePrediction, TrainingRun
 from .serializers import MetricPointSerializer, RunStatusSerializer
 from .services import (
     delete_run,
+    evaluations_for,
     launch_run,
     rate_curve,
     rate_searches_for,
@@ -34,6 +35,7 @@ from .services import (
     run_deletion,
     runs_for,
     set_public,
+    start_evaluation,
     start_rate_search,
     starting_points,
     stop_rate_search,
@@ -384,3 +386,84 @@ class RateSearchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def stop(self, request, pk=None):
         """Stop: a queued search at once; a running one after its current step, keeping the curve so far."""
         return Response(RateSearchSerializer(stop_rate_search(request.user, self.get_object())).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EvaluationSerializer(JobSerializer):
+    project = serializers.IntegerField(source="run.project_id", read_only=True)
+    results = serializers.JSONField(read_only=True, help_text="{} until the evaluation is done; then {classes, samples, patients, "
+                                    "resamples, level, metrics: {name: {value, low, high}}, per_class, confusion, roc, "
+                                    "precision_recall, calibration, operating_points} (docs/results.md).")
+
+    class Meta:
+        model = Evaluation
+        fields = ["id", "project", "run", "subset", "queue", *JOB_FIELDS, "results", "created_at"]
+        read_only_fields = fields
+
+
+class EvaluationRequestSerializer(serializers.Serializer):
+    run = serializers.IntegerField(help_text="The run whose kept model is measured.")
+    subset = serializers.ChoiceField(choices=Evaluation.SUBSETS, default="test", help_text="The subset of the run's partition.")
+
+
+class SamplePredictionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SamplePrediction
+        fields = ["id", "sample", "patient", "truth", "predicted", "probabilities", "truth_probability", "confidence", "correct"]
+        read_only_fields = fields
+
+
+PREDICTION_ORDERS = {"worst": ("truth_probability", "id"), "least_confident": ("confidence", "id"), "sample": ("sample_id", "id")}
+
+
+class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Evaluations (docs/results.md): a run's kept model measured on a subset of its partition, each sample's
+    prediction stored, metrics with 95% intervals from a bootstrap over patients. Every run that succeeds is
+    evaluated on its test subset by itself; `?run=` lists one run's."""
+
+    serializer_class = EvaluationSerializer
+
+    def get_queryset(self):
+        evaluations = evaluations_for(self.request.user).select_related("run")
+        run = int_query_param(self.request, "run")
+        return evaluations.filter(run_id=run) if run is not None else evaluations
+
+    @extend_schema(parameters=[OpenApiParameter("run", int, description="Only this run's evaluations.")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request, *args, **kwargs):
+        evaluation = self.get_object()
+        record(request.user, evaluation.project, Action.READ, evaluation)
+        return Response(self.get_serializer(evaluation).data)
+
+    @extend_schema(request=EvaluationRequestSerializer, responses={202: EvaluationSerializer})
+    def create(self, request):
+        """Measure a run's kept model on a subset of its partition (the project's owners)."""
+        asked = EvaluationRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        run = runs_for(request.user).filter(pk=asked.validated_data["run"]).first()
+        if run is None:
+            raise ServiceError(f"There is no run {asked.validated_data['run']} that you can read.", field="run", code="not_found", status_code=404)
+        evaluation = start_evaluation(run, asked.validated_data["subset"], request.user)
+        return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[OpenApiParameter("order", str, enum=[*PREDICTION_ORDERS],
+                                                description="worst (the lowest probability of the true class first, the "
+                                                            "default), least_confident, or sample"),
+                               OpenApiParameter("truth", str, description="Only samples of this true class."),
+                               OpenApiParameter("wrong", bool, description="Only the samples given the wrong class.")],
+                   responses={200: SamplePredictionSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def predictions(self, request, pk=None):
+        """Each sample's prediction, sorted and filtered, in pages."""
+        evaluation = self.get_object()
+        order = request.query_params.get("order", "worst")
+        if order not in PREDICTION_ORDERS:
+            raise ServiceError(f"order is one of {', '.join(PREDICTION_ORDERS)}.", field="order")
+        rows = evaluation.predictions.order_by(*PREDICTION_ORDERS[order])
+        if request.query_params.get("truth"):
+            rows = rows.filter(truth=request.query_params["truth"])
+        if request.query_params.get("wrong") in ("1", "true"):
+            rows = rows.filter(correct=False)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(SamplePredictionSerializer(page, many=True).data)

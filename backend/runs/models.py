@@ -157,3 +157,58 @@ class RateSearch(Job):
     @property
     def project(self):
         return self.partition.dataset.project
+
+
+class Evaluation(Job):
+    """A run's kept model measured on a subset of its partition (issue 22; docs/results.md): each sample's prediction
+    (SamplePrediction) and the results: metrics with 95% intervals from a bootstrap over patients, the confusion
+    matrix, ROC and precision-recall curves, calibration, and for two classes operating points chosen on the
+    validation subset. Every run that succeeds is evaluated on its test subset by itself."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    DONE = Status.DONE
+    SUBSETS = ("test", "validation")
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
+    subset = models.CharField(max_length=20, default="test", help_text="The subset of the run's partition measured.")
+    results = models.JSONField(default=dict, blank=True, help_text="Metrics with intervals, confusion, curves, calibration, "
+                                                                   "operating points (workers/engine/tasks/classification/results.py).")
+    queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the evaluation waits in.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Evaluation {self.pk} of run {self.run_id} on its {self.subset} subset"
+
+    @property
+    def project(self):
+        return self.run.project
+
+
+class SamplePrediction(models.Model):
+    """One sample's prediction in an evaluation: what the results table sorts (worst errors first: the lowest
+    probability given to the true class; least confident first: the lowest top probability)."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="predictions")
+    sample = models.ForeignKey("datasets.Sample", on_delete=models.SET_NULL, null=True, related_name="predictions")
+    patient = models.CharField(max_length=64, blank=True)
+    truth = models.CharField(max_length=100, help_text="The true class.")
+    predicted = models.CharField(max_length=100, help_text="The most probable class.")
+    probabilities = models.JSONField(help_text="Each class's probability, in the run's order of the classes.")
+    truth_probability = models.FloatField(help_text="The probability given to the true class.")
+    confidence = models.FloatField(help_text="The top probability.")
+    correct = models.BooleanField()
+
+    class Meta:
+        ordering = ["truth_probability", "id"]
+        indexes = [models.Index(fields=["evaluation", "truth_probability"]), models.Index(fields=["evaluation", "confidence"])]

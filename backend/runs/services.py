@@ -31,7 +31,7 @@ from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 from .lineage import lineage_provenance
-from .models import RateSearch, TrainingRun
+from .models import Evaluation, RateSearch, TrainingRun
 
 # A run's kept model can start another run once it has one: finished, or stopped after an epoch (its weights file says).
 STARTABLE = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.STOPPED)
@@ -226,7 +226,7 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
         return  # a network converted from ONNX: its import checked the channels and sizes it takes
     entry = model_entry(model["architecture"])
     check_dimensions(entry, partition.dataset)
-    check_input_size(entry, model["input_size"], partition.dataset)
+    check_input_size(entry, model["input_size"], partition.dataset, spec["data"].get("plan"))
     if entry.weights_named(model["weights"]):  # published weights (ImageNet's, MedicalNet's): their file must be here
         check_pretrained_file(entry, model["weights"])
     elif model["weights"] == "run":
@@ -243,10 +243,11 @@ def check_dimensions(entry: ModelEntry, dataset: Dataset) -> None:
                        f"({', '.join(fitting)}).", field="model.architecture")
 
 
-def check_input_size(entry: ModelEntry, input_size: int, dataset) -> None:
+def check_input_size(entry: ModelEntry, input_size: int, dataset, plan: dict | None = None) -> None:
     """The dataset's images must fit the network, unless the network resizes them (model.input_size, which the spec
-    checked against the network already). A dataset whose size is not recorded is left to the worker."""
-    height, width = dataset.height, dataset.width
+    checked against the network already): for 2D images with a plan, its patch. A dataset whose size is not recorded
+    is left to the worker."""
+    height, width = plan["patch_size"] if plan and len(plan.get("patch_size", [])) == 2 else (dataset.height, dataset.width)
     if input_size or not (height and width):
         return
     problem = entry.size_problem(height, width)
@@ -256,7 +257,7 @@ def check_input_size(entry: ModelEntry, input_size: int, dataset) -> None:
         fitting = f"{entry.min_size} or more"
     else:
         fitting = f"{entry.max_size}" if entry.max_size == entry.min_size else f"{entry.max_size} or less"
-    raise ServiceError(f"{problem}; this dataset's are {width}×{height}. Set the input size to {fitting} (images are resized "
+    raise ServiceError(f"{problem}; this dataset's are {width}×{height}{' (the plan’s patch)' if plan and len(plan.get('patch_size', [])) == 2 else ''}. Set the input size to {fitting} (images are resized "
                        "inside the network) or add a Resize step to the dataset's preprocessing.", field="model.input_size")
 
 
@@ -304,7 +305,8 @@ def with_plan(spec_data: dict, partition: Partition) -> dict:
         return spec_data
     data = spec_data.get("data") if isinstance(spec_data.get("data"), dict) else {}
     given = data.get("plan") if isinstance(data.get("plan"), dict) else {}
-    plan = {**plan_of(partition.dataset), **given}
+    planned = plan_of(partition.dataset)
+    plan = {**planned, **given, "dims": planned.get("dims", 3)}  # the data's, whatever was sent
     spec_data = {**spec_data, "data": {**data, "plan": plan}}
     if "batch_size" not in spec_data and plan.get("batch_size"):
         spec_data["batch_size"] = max(1, min(plan["batch_size"], sum(partition.counts.get("train", {}).values())))
@@ -319,15 +321,28 @@ def check_patch_fits(spec: TrainingSpec, dataset: Dataset) -> None:
         return
     shapes = [resampled_shape(shape, spacing, plan["target_spacing"])
               for shape, spacing in zip(fingerprint["shapes"], fingerprint["spacings"])]
-    smallest = [min(shape[axis] for shape in shapes) for axis in range(len(plan["patch_size"]))]
+    if len(plan["patch_size"]) == 2:
+        check_image_patch(plan, shapes)
+        return
+    smallest = [min(shape[axis] for shape in shapes) for axis in range(3)]
     if all(p <= s for p, s in zip(plan["patch_size"], smallest)):
         return
     smaller = sum(any(p > n for p, n in zip(plan["patch_size"], shape)) for shape in shapes)
-    units, things = ("voxels", "volumes") if len(smallest) == 3 else ("pixels", "images")
-    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} {units}) is larger than {smaller} of the {things} at "
+    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} voxels) is larger than {smaller} of the volumes at "
                        f"{'×'.join(f'{v:g}' for v in plan['target_spacing'])} mm (the smallest is "
                        f"{'×'.join(map(str, smallest))}); choose a patch of at most that size, or a finer spacing.",
                        field="data.plan.patch_size")
+
+
+def check_image_patch(plan: dict, shapes: list[list[int]]) -> None:
+    """2D images smaller than the patch are padded (a classifier sees each whole), but a patch larger than every image
+    at the plan's spacing would be mostly padding."""
+    largest = [max(shape[axis] for shape in shapes) for axis in range(2)]
+    if all(p <= n for p, n in zip(plan["patch_size"], largest)):
+        return
+    raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} pixels) is larger than every image at "
+                       f"{'×'.join(f'{v:g}' for v in plan['target_spacing'])} mm (the largest is {'×'.join(map(str, largest))}); "
+                       "choose a patch of at most that size, or a finer spacing.", field="data.plan.patch_size")
 
 
 def prepared_spec(project, partition: Partition, spec_data: dict, user):
@@ -429,6 +444,34 @@ def request_stop(actor, run: TrainingRun) -> TrainingRun:
 
 def delete_run(actor, run: TrainingRun, with_runs: bool = False) -> None:
     carry_out(actor, run.project, run_deletion(run), with_runs)
+
+
+EVALUATION_TASK = "workers.tasks.evaluate_run"
+
+
+def evaluations_for(user):
+    """Evaluations of the runs the user may read."""
+    return Evaluation.objects.filter(run__in=runs_for(user))
+
+
+def start_evaluation(run: TrainingRun, subset: str = "test", user=None) -> Evaluation:
+    """Measure a run's kept model on a subset of its partition (a worker of the run's queue): by the training job
+    when a run succeeds, or by a project's owner."""
+    if user is not None:
+        require_owner(user, run.project)
+    if run.status != TrainingRun.Status.SUCCEEDED or not run.weights_path.is_file():
+        raise ServiceError(f"Run {run.pk} has no kept model to evaluate (it is {run.status}); evaluate a run that succeeded.",
+                           field="run")
+    if subset not in Evaluation.SUBSETS:
+        raise ServiceError(f"The subset is one of {', '.join(Evaluation.SUBSETS)} (the run's partition's).", field="subset")
+    if not sum(run.partition.counts.get(subset, {}).values()):
+        raise ServiceError(f"The {subset} subset of run {run.pk}'s partition is empty; choose another.", field="subset")
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(run=run, subset=subset, queue=run.queue, created_by=user)
+        send_after_commit(EVALUATION_TASK, evaluation.pk, evaluation.queue)
+        if user is not None:
+            record(user, run.project, Action.CREATE, evaluation)
+    return evaluation
 
 
 def rate_searches_for(user):

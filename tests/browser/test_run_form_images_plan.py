@@ -124,7 +124,7 @@ def test_a_dataset_of_ct_slices_has_a_two_axis_plan_on_its_page_and_in_the_run_f
         page.click("#launch")
     assert launched.value.post_data_json["data"]["plan"] == {"patch_size": [SIDE, 2 * SIDE]}
     expect(error_beside(page, "data.plan.patch_size")).to_contain_text(
-        f"The patch ({SIDE}×{2 * SIDE} pixels) is larger than {2 * PER_CLASS} of the images")
+        f"The patch ({SIDE}×{2 * SIDE} pixels) is larger than every image")
     expect(page.locator("#error-summary")).to_be_visible()
     assert not TrainingRun.objects.exists()
     for width, height in ((1366, 768), (1920, 1080), (390, 844)):

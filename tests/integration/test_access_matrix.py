@@ -18,7 +18,7 @@ from backend.datasets.services import create_partition
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
-from backend.runs.models import MetricPoint, RateSearch, TrainingRun
+from backend.runs.models import Evaluation, MetricPoint, RateSearch, TrainingRun
 from backend.zoo.models import ImportedModel
 from tests.conftest import demo_entries, make_zip, png_bytes
 from tests.factories import ready_dataset, training_spec
@@ -120,6 +120,11 @@ MATRIX = {
     ("POST", "/api/runs/{pk}/resume/"): Case((401, 404, 403, 400), ids=run_id),
     ("GET", "/api/runs/starting-points/"): Case(LIST, notes="each caller sees only the runs they may read"),
     ("POST", "/api/runs/schedule/"): Case((401, 400, 200, 200), data=lambda w: {"partition": w["partition"], "epochs": 2}),
+    ("GET", "/api/evaluations/"): Case(LIST),
+    # The owner's answer is a 400: this run's kept model file is not there (the order of checks is what is tested).
+    ("POST", "/api/evaluations/"): Case((401, 404, 403, 400), data=lambda w: {"run": w["run"]}),
+    ("GET", "/api/evaluations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
+    ("GET", "/api/evaluations/{pk}/predictions/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("POST", "/api/rate-searches/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
     ("GET", "/api/rate-searches/{pk}/"): Case(READ, ids=lambda w: {"pk": w["rate_search"]}),
     ("POST", "/api/rate-searches/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["rate_search"]}),
@@ -183,6 +188,7 @@ def world(django_user_model, tmp_path):
     MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
     queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
     search = RateSearch.objects.create(partition=partition, spec=training_spec())
+    evaluation = Evaluation.objects.create(run=run, status=Evaluation.Status.DONE)
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
@@ -199,7 +205,7 @@ def world(django_user_model, tmp_path):
     return {
         "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
-        "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "unused_dataset": unused.pk,
+        "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "evaluation": evaluation.pk, "unused_dataset": unused.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
         "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }

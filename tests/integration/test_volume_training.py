@@ -102,7 +102,7 @@ def test_a_worker_trains_2d_ct_slices_from_their_plan_in_hounsfield_units(api, p
     assert refused.status_code == 400 and refused.json()["field"] == "model.architecture"
     too_large = api.post("/api/runs/", {"partition": partition, "data": {"plan": {"patch_size": [64, 48]}}}, format="json")
     assert too_large.status_code == 400 and too_large.json()["field"] == "data.plan.patch_size"
-    assert "larger than 16 of the images" in too_large.json()["message"]
+    assert "larger than every image" in too_large.json()["message"]
 
     response = api.post("/api/runs/", {"partition": partition, "model": {"architecture": "small_cnn"}, "epochs": 2}, format="json")
     assert response.status_code == 202, response.content

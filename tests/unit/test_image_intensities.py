@@ -1,18 +1,29 @@
 """2D images with real intensities (CT slices in Hounsfield units, 16-bit radiographs) train from a plan, as volumes
 do: stored in their own dtype, resampled to the plan's pixel spacing, read in patches, augmented on modality values
 (HU), normalised by the plan; 8-bit images keep the training cache."""
+import json
+
 import numpy as np
 import pydicom
 import pytest
 import torch
 from pydicom.data import get_testdata_file
 
+from backend.datasets.models import real_intensities
 from tests.medical import dicom_bytes
 from workers.engine.demo import planned_subsets, write_class_zip
 from workers.engine.display import modality_values
 from workers.engine.export import export_onnx, onnx_predict
 from workers.engine.pipelines import Pipeline
-from workers.engine.planning import IMAGE_BUDGET_CPU, VolumeFacts, fingerprint_of, plan_for
+from workers.engine.planning import (
+    IMAGE_BUDGET_CPU,
+    VolumeFacts,
+    check_plan,
+    fingerprint_of,
+    intensities,
+    normalised,
+    plan_for,
+)
 from workers.engine.store import StoredVolume, VolumeRecords, build_store, store_folder, volume_input_rule
 from workers.engine.training.evaluation import measured
 from workers.engine.training.run import train
@@ -108,3 +119,47 @@ def test_large_images_are_planned_whole_at_a_coarser_spacing():
 
 def test_modality_values_of_a_stored_slice_are_hounsfield_units():
     assert modality_values(np.array([[0, 1024, 1064]], np.int16), CT_META).tolist() == [[-1024.0, 0.0, 40.0]]
+
+
+def test_one_small_image_does_not_shrink_the_patch_of_the_others():
+    sizes = [(256, 256), (240, 250), (40, 40)]
+    images = [VolumeFacts(lambda shape=shape: np.full(shape, 900, np.uint16), (1.0, 1.0), {}, "DX", dims=2) for shape in sizes]
+    plan = plan_for(fingerprint_of(images))
+    assert plan["patch_size"] == [240, 248] and "smaller ones padded" in plan["reasons"]["patch_size"]
+    assert check_plan(plan) == {}
+
+
+def radiograph(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """A 16-bit radiograph-like image: air (dark), soft tissue, and a bright bone band."""
+    image = np.full((64, 64), 300.0)
+    image[8:56, 8:56] = 2000.0
+    image[28:36, 8:56] = 3600.0
+    return np.clip(scale * image + rng.normal(0, 30, image.shape), 0, 65535).astype(np.uint16)
+
+
+def test_images_on_one_scale_get_one_z_score_over_all_their_values_not_only_the_bright_ones():
+    """The "dataset" normalisation clips to the percentiles of every pixel: air and soft tissue keep their difference
+    (clipped to the bright foreground's percentiles, both would become one value)."""
+    rng = np.random.default_rng(0)
+    images = [radiograph(rng) for _ in range(6)]
+    plan = plan_for(fingerprint_of([VolumeFacts(lambda image=image: image, (), {}, "DX", dims=2) for image in images]))
+    assert plan["normalisation"] == "dataset" and plan["clip"][0] < 400 and plan["clip"][1] > 3500, plan
+    values = normalised(images[0][None].astype(np.float32), plan)
+    assert values[0, 0, 0] < values[0, 20, 20] < values[0, 30, 30], "air < soft tissue < bone after normalising"
+    differently_scaled = [radiograph(rng, scale) for scale in (0.5, 1.0, 2.0, 1.5)]
+    plan = plan_for(fingerprint_of([VolumeFacts(lambda image=image: image, (), {}, "DX", dims=2) for image in differently_scaled]))
+    assert plan["normalisation"] == "zscore", "images on different scales are z-scored one by one"
+
+
+def test_monochrome1_images_are_turned_so_that_dense_is_bright_and_nan_pixels_are_left_out():
+    assert intensities(np.array([[0, 100]], np.uint16), {"photometric": "MONOCHROME1"}).tolist() == [[0.0, -100.0]]
+    with_nan = np.full((32, 32), 5.0, np.float32)
+    with_nan[0, 0] = np.nan
+    fingerprint = fingerprint_of([VolumeFacts(lambda: with_nan, (), {}, dims=2), VolumeFacts(lambda: with_nan * 2, (), {}, dims=2)])
+    assert all(np.isfinite(v) for v in fingerprint["channels"][0]["all"].values())
+    json.dumps(fingerprint, allow_nan=False)  # storable as JSON (PostgreSQL's jsonb takes no NaN)
+
+
+def test_only_wide_integers_and_real_floats_count_as_real_intensities():
+    assert not real_intensities({"uint8"}, True) and real_intensities({"uint8", "int16"}, False)
+    assert real_intensities({"float32"}, True) and not real_intensities({"float32"}, False)  # a resized 8-bit JPEG

@@ -20,7 +20,7 @@ class CachedImages(Dataset):
     """
 
     def __init__(self, cache_path: str | Path, indices: list[int], targets: list[int],
-                 augment: Pipeline | None = None, seed: int = 0):
+                 augment: Pipeline | None = None, seed: int = 0, keys: list | None = None):
         if len(indices) != len(targets):
             raise ValueError("indices and targets differ in length")
         self.cache_path = str(cache_path)
@@ -28,6 +28,7 @@ class CachedImages(Dataset):
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.augment = augment
         self.seed = seed
+        self.keys = keys  # what the caller knows each image by (the toolkit: its sample's id), in order
         self.epoch = 0
         # Raw: the stored uint8 pixels, scaled where the model is (`on_device`): a quarter of the bytes
         # through loader processes, pinned memory and the PCIe bus. Only without per-image augmentation.

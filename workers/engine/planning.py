@@ -18,6 +18,7 @@ import numpy as np
 from .display import modality_values
 
 VOXELS_PER_IMAGE = 10_000      # foreground voxels drawn from each volume for the intensity statistics (nnU-Net's number)
+MOST_SAMPLES_MEASURED = 200     # samples whose intensities are measured (evenly spread); shapes and spacings of all
 ANISOTROPY = 3.0               # a coarse axis this many times the finest makes a dataset "strongly anisotropic"
 DIVISOR = 8                    # patch sides are multiples of this: the 3D networks halve the grid three times or more
 SMALLEST_SIDE = 16
@@ -50,6 +51,14 @@ class VolumeFacts:
     dims: int = 3
 
 
+def intensities(pixels: np.ndarray, meta: dict) -> np.ndarray:
+    """What a model learns from: modality values (HU for CT; rescale slope and intercept applied), negated for
+    MONOCHROME1 images (whose low values are the bright ones) so that dense is high in every image, as the display's
+    window shows them."""
+    values = modality_values(pixels, meta)
+    return -values if meta.get("photometric") == "MONOCHROME1" else values
+
+
 def channels_of(array: np.ndarray, dims: int = 3) -> np.ndarray:
     """A stored sample channels first, (C, D, H, W) for a volume, (C, H, W) for an image (`dims` 2): one channel
     when the array has only the spatial axes; a last axis of 3 is colour."""
@@ -64,6 +73,11 @@ def foreground_sample(values: np.ndarray, mask: np.ndarray | None, rng: np.rando
     """Up to VOXELS_PER_IMAGE voxels of the foreground of one channel: inside the mask when there is one (nnU-Net's
     foreground), else above the middle of the volume's 1st and 99th percentiles: what is not the air or padding
     around the patient (in a CT, -1000 HU against tissue near 0: the body from about -450 HU up, fat included)."""
+    finite = np.isfinite(values)
+    if not finite.all():  # a float image's NaN or infinite pixels are no intensity
+        values, mask = values[finite], (mask[finite] if mask is not None and mask.shape == finite.shape else None)
+        if not values.size:
+            return np.zeros(0)
     if mask is not None and mask.shape == values.shape and (mask > 0).any():
         chosen = values[mask > 0]
     else:
@@ -80,36 +94,53 @@ def fingerprint_of(volumes: Iterable[VolumeFacts], seed: int = 0) -> dict:
     """{count, spacings, shapes, modalities, channels: [{mean, std, percentile_00_5, percentile_99_5}...]} over the
     volumes (modality values: Hounsfield units for CT), or {} when there are none."""
     rng = np.random.default_rng(seed)
-    spacings, shapes, modalities, pooled, lowest, uppers = [], [], set(), {}, {}, {}
-    for volume in volumes:
-        array = channels_of(np.asarray(volume.load()), volume.dims)
-        mask = np.asarray(volume.load_mask()) if volume.load_mask else None
+    volumes = list(volumes)
+    measured = set(np.linspace(0, len(volumes) - 1, min(len(volumes), MOST_SAMPLES_MEASURED)).round().astype(int).tolist())
+    spacings, shapes, modalities, pooled, everything, lowest, uppers = [], [], set(), {}, {}, {}, {}
+    for number, volume in enumerate(volumes):
+        array = channels_of(np.asarray(volume.load()) if number in measured else volume.load(), volume.dims)
         spacings.append(spacing_of(volume.spacing, volume.dims))
         shapes.append([int(s) for s in array.shape[1:]])
         if volume.modality:
             modalities.add(volume.modality)
+        if number not in measured:
+            continue  # its shape and spacing are read from the memory map's header alone
+        mask = np.asarray(volume.load_mask()) if volume.load_mask else None
         for channel, values in enumerate(array):
-            values = modality_values(values, volume.meta)
+            values = intensities(values, volume.meta)
             chosen = foreground_sample(values, mask, rng)
+            if not chosen.size:
+                continue
             pooled.setdefault(channel, []).append(chosen)
+            everything.setdefault(channel, []).append(spread_sample(values, rng))
             uppers.setdefault(channel, []).append(float(np.percentile(chosen, 99.5)))
-            lowest[channel] = min(lowest.get(channel, math.inf), float(values.min()))
+            lowest[channel] = min(lowest.get(channel, math.inf), float(chosen.min()), float(np.nanmin(values)))
     if not shapes:
         return {}
     channels = []
     for channel in sorted(pooled):
-        values = np.concatenate(pooled[channel])
-        low, high = np.percentile(values, (0.5, 99.5))
-        channels.append({"mean": float(values.mean()), "std": float(values.std()), "percentile_00_5": float(low),
-                         "percentile_99_5": float(high), "lowest": lowest[channel], "upper_spread": spread(uppers[channel])})
+        channels.append({**statistics_of(np.concatenate(pooled[channel])), "lowest": lowest[channel],
+                         "upper_spread": spread(uppers[channel]), "all": statistics_of(np.concatenate(everything[channel]))})
     return {"count": len(shapes), "spacings": spacings, "shapes": shapes, "modalities": sorted(modalities),
             "channels": channels}
 
 
-def spread(values: list[float]) -> float:
-    """How much the samples' upper intensities differ: their standard deviation over their mean magnitude."""
+def statistics_of(values: np.ndarray) -> dict:
+    low, high = np.percentile(values, (0.5, 99.5))
+    return {"mean": float(values.mean()), "std": float(values.std()), "percentile_00_5": float(low), "percentile_99_5": float(high)}
+
+
+def spread_sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Up to VOXELS_PER_IMAGE of all the finite values of a sample, background included."""
+    flat = values[np.isfinite(values)].ravel()
+    return (rng.choice(flat, VOXELS_PER_IMAGE, replace=False) if flat.size > VOXELS_PER_IMAGE else flat).astype(np.float64)
+
+
+def spread(values: list[float]) -> float | None:
+    """How much the samples' upper intensities differ: their standard deviation over their mean magnitude (None when
+    that mean is 0: blank images)."""
     middle = abs(float(np.mean(values)))
-    return round(float(np.std(values)) / middle, 4) if middle > 0 else math.inf
+    return round(float(np.std(values)) / middle, 4) if middle > 0 else None
 
 
 def spacing_of(spacing, dims: int) -> list[float]:
@@ -204,9 +235,13 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
     shapes = [resampled_shape(shape, s, spacing) for shape, s in zip(fingerprint["shapes"], fingerprint["spacings"])]
     median_shape = median_at(fingerprint, spacing)
     smallest_shape = [int(v) for v in np.min(np.asarray(shapes), axis=0)]
-    patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget,
-                                              *((MOST_IN_BATCH, FEWEST_IN_BATCH) if dims == 3 else (MOST_IMAGES_IN_BATCH, IMAGES_IN_BUDGET)))
-    channel = fingerprint["channels"][0]
+    if dims == 3:
+        patch, batch, patch_why = patch_and_batch(median_shape, smallest_shape, budget)
+    else:
+        # A whole image: the median one; smaller images are padded, larger ones read by a sliding window (one small
+        # image must not shrink every other's patch).
+        patch, batch, patch_why = patch_and_batch(median_shape, median_shape, budget, MOST_IMAGES_IN_BATCH, IMAGES_IN_BUDGET)
+        patch_why = patch_why.replace(f", within the smallest ({'x'.join(map(str, median_shape))})", "") + "; smaller ones padded"
     ct, ct_why = is_ct(fingerprint)
     one_scale = not ct and shares_one_scale(fingerprint)
     plan = {"dims": dims, "target_spacing": spacing, "normalisation": "ct" if ct else "dataset" if one_scale else "zscore",
@@ -217,13 +252,17 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
                              f"{MOST_IN_BATCH if dims == 3 else MOST_IMAGES_IN_BATCH}"}
     things = "volume" if dims == 3 else "image"
     if ct or one_scale:
+        # CT: over the foreground (the body, not the air); one scale: over every voxel, background included (a
+        # radiograph's air and soft tissue are not "foreground" by brightness, and must not be clipped away).
+        channel = fingerprint["channels"][0] if ct else fingerprint["channels"][0]["all"]
         plan.update({"clip": [round(channel["percentile_00_5"], 2), round(channel["percentile_99_5"], 2)],
                      "mean": round(channel["mean"], 4), "std": round(max(channel["std"], 1e-6), 4)})
     named = ", ".join(m for m in fingerprint["modalities"] if m in DICOM_MODALITIES) or "Not CT"
     if one_scale:
-        reasons["normalisation"] = (f"{named}, but the {things}s share one intensity scale (their foreground's 99.5th "
-                                    f"percentiles differ by {channel['upper_spread']:.0%} of their mean, under "
-                                    f"{ONE_SCALE:.0%}): clipped to the foreground's 0.5 and 99.5 percentiles ({plan['clip'][0]:g} "
+        reasons["normalisation"] = (f"{named}, but the {things}s share one intensity scale (the standard deviation of their "
+                                    f"foreground's 99.5th percentiles is {fingerprint['channels'][0]['upper_spread']:.0%} of "
+                                    f"their mean, under {ONE_SCALE:.0%}): clipped to the 0.5 and 99.5 percentiles of all their "
+                                    f"values ({plan['clip'][0]:g} "
                                     f"to {plan['clip'][1]:g}), then one z-score for the whole dataset (mean {plan['mean']:g}, "
                                     f"std {plan['std']:g}), which keeps the differences in brightness between them (a z-score "
                                     f"per {things} would take them away)")
@@ -252,7 +291,11 @@ def shares_one_scale(fingerprint: dict) -> bool:
     their differences in brightness are part of what a model may learn. Single-channel data only (the plan keeps one
     mean and std); older fingerprints did not measure it."""
     channels = fingerprint["channels"]
-    return fingerprint["count"] >= 2 and len(channels) == 1 and channels[0].get("upper_spread", math.inf) < ONE_SCALE
+    spread_ = channels[0].get("upper_spread") if len(channels) == 1 else None
+    if fingerprint["count"] < 2 or spread_ is None or spread_ >= ONE_SCALE or "all" not in channels[0]:
+        return False
+    every = channels[0]["all"]
+    return every["percentile_99_5"] > every["percentile_00_5"] and every["std"] > 0  # blank images have nothing to clip
 
 
 def is_ct(fingerprint: dict) -> tuple[bool, str]:
@@ -275,8 +318,9 @@ def check_plan(plan: dict) -> dict[str, str]:
         return {"dims": "A plan is for 2D images (2) or volumes (3)."}
     count, axes = ("three", "slice, row, column") if dims == 3 else ("two", "row, column")
     spacing = plan.get("target_spacing")
-    if not (isinstance(spacing, list) and len(spacing) == dims and all(isinstance(v, int | float) and 0 < v <= 50 for v in spacing)):
-        errors["target_spacing"] = f"The target spacing is {count} numbers of millimetres ({axes}), each above 0 and at most 50."
+    widest = 50 if dims == 3 else 1000  # an image without a spacing counts 1 mm a pixel: a large one coarsens far
+    if not (isinstance(spacing, list) and len(spacing) == dims and all(isinstance(v, int | float) and 0 < v <= widest for v in spacing)):
+        errors["target_spacing"] = f"The target spacing is {count} numbers of millimetres ({axes}), each above 0 and at most {widest}."
     patch = plan.get("patch_size")
     largest = 512 if dims == 3 else 2048
     if not (isinstance(patch, list) and len(patch) == dims and all(isinstance(v, int) and 8 <= v <= largest for v in patch)):
@@ -286,9 +330,9 @@ def check_plan(plan: dict) -> dict[str, str]:
     if plan.get("normalisation") in CLIPPED:
         clip, std = plan.get("clip"), plan.get("std")
         if not (isinstance(clip, list) and len(clip) == 2 and all(isinstance(v, int | float) for v in clip) and clip[0] < clip[1]):
-            errors["clip"] = "CT normalisation clips to [low, high] Hounsfield units, low below high."
+            errors["clip"] = "This normalisation clips to [low, high] (Hounsfield units for CT), low below high."
         if not (isinstance(std, int | float) and std > 0) or not isinstance(plan.get("mean"), int | float):
-            errors["std"] = "CT normalisation needs the dataset's mean and a standard deviation above 0."
+            errors["std"] = "This normalisation needs the dataset's mean and a standard deviation above 0."
     return errors
 
 

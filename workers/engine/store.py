@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .display import modality_values
 from .observer import JobObserver, JobStopped, SilentObserver
-from .planning import channels_of, normalised, resampled_shape, spacing_of
+from .planning import channels_of, intensities, normalised, resampled_shape, spacing_of
 
 SAME_SPACING = 0.01  # a spacing within 1% of the target is not resampled
 
@@ -111,7 +110,7 @@ def write_resampled(source: Path, spacing: Sequence[float], target: Sequence[flo
 def volume_statistics(path: Path, meta: dict) -> tuple[float, float]:
     """The mean and std of a stored volume's modality values (what per-volume z-scoring divides by)."""
     stored = np.load(path, mmap_mode="r")
-    values = modality_values(stored[(slice(None),) + (slice(None, None, 2),) * (stored.ndim - 1)], meta)
+    values = intensities(stored[(slice(None),) + (slice(None, None, 2),) * (stored.ndim - 1)], meta)
     return float(values.mean()), float(max(values.std(), 1e-6))
 
 
@@ -126,8 +125,9 @@ class VolumeRecords(Dataset):
     """
 
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], metas: Sequence[dict], plan: dict,
-                 patches: bool = False, augment: Callable | None = None, seed: int = 0):
+                 patches: bool = False, augment: Callable | None = None, seed: int = 0, keys: list | None = None):
         self.paths = [str(p) for p in paths]
+        self.keys = keys  # what the caller knows each volume by (the toolkit: its sample's id), in order
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
         self.metas, self.plan, self.patches, self.augment, self.seed = list(metas), plan, patches, augment, seed
         self.patch_size = tuple(plan["patch_size"])
@@ -152,7 +152,7 @@ class VolumeRecords(Dataset):
         volume = np.load(self.paths[item], mmap_mode="r")
         seed = hash((self.seed, epoch, int(item))) & 0x7FFFFFFF
         region = patch_of(volume, self.patch_size, np.random.default_rng(seed)) if self.patches else np.asarray(volume)
-        values = modality_values(region, self.metas[item])
+        values = intensities(region, self.metas[item])
         if self.augment is not None:
             values = self.augment(values, seed)
         values = normalised(np.asarray(values, dtype=np.float32), self.plan, self.statistics[item])

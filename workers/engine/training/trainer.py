@@ -140,6 +140,8 @@ class Trainer:
                                     seed=spec["seed"], classes=data.classes).to(self.device)
         if data.window is not None:  # a plan's data (volumes, 2D images with real intensities) come normalised
             self.model.take_normalised_input()
+        elif spec["model"].get("weights") == "run" and data.dims == 2 and self.model.takes_normalised_input:
+            self.model.take_plain_images()  # an earlier run's model of plan-normalised images, now on [0, 1] pixels
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # what tensor cores read fastest
         self.network = self.parallel_network() if world > 1 else self.model

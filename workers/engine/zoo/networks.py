@@ -31,6 +31,16 @@ class ZooModel(nn.Module):
         self.dims = dims
         self.network = network
 
+    @property
+    def takes_normalised_input(self) -> bool:
+        return bool((self.mean == 0).all() and (self.std == 1).all())
+
+    def take_plain_images(self) -> None:
+        """Images in [0, 1] centred as the zoo's networks without pretrained weights centre them (PLAIN_MEAN, PLAIN_STD):
+        for a model that learnt on plan-normalised images and now starts a run on 8-bit ones."""
+        self.mean.fill_(PLAIN_MEAN[0])
+        self.std.fill_(PLAIN_STD[0])
+
     def take_normalised_input(self) -> None:
         """The data path normalises the samples already (a plan's: HU windows, z-scores): the model takes them as they
         are, whatever statistics its starting weights came with."""

@@ -1,0 +1,91 @@
+"""The evaluation job: a run's kept model on a subset of its partition, each sample's prediction stored and the results
+computed (workers/engine/tasks/classification/results.py). A worker lost mid-evaluation queues it again (the
+default): an evaluation is a pass over one subset and starts over."""
+from __future__ import annotations
+
+import torch
+from django.db import transaction
+from django.db.models import F
+
+from backend.datasets.models import Sample
+from backend.runs.models import Evaluation, SamplePrediction, TrainingRun
+from workers.engine.tasks.classification.results import Predictions, classification_results
+from workers.engine.training.evaluation import measured
+from workers.engine.training.spec import resolve_spec
+from workers.engine.zoo.start import ModelStart, starting_model
+
+from .jobs import JobRunner, register
+from .starting_weights import model_start
+from .training import training_data
+
+Status = Evaluation.Status
+
+
+class EvaluationJob(JobRunner):
+    model = Evaluation
+    task = "workers.tasks.evaluate_run"
+    noun = "evaluation"
+    queue = "train-cpu"  # only a default: each is sent to its own queue (queue_of)
+
+    def work(self, evaluation: Evaluation, reporter) -> None:
+        evaluation = Evaluation.objects.select_related("run__partition__dataset").get(pk=evaluation.pk)
+        run = evaluation.run
+        data, test_set = training_data(run, reporter)
+        spec = resolve_spec(run.spec)
+        model = kept_model(run, data)
+        subsets = {"test": test_set, "validation": data.validation}
+        measured_subset = predictions_of(model, subsets[evaluation.subset], spec, data)
+        validation = predictions_of(model, data.validation, spec, data) if evaluation.subset == "test" and len(data.validation) else None
+        results = classification_results(measured_subset, validation, seed=run.spec["seed"])
+        with transaction.atomic():
+            evaluation.predictions.all().delete()  # a job run twice (a lost worker) stores its rows once
+            SamplePrediction.objects.bulk_create(prediction_rows(evaluation, measured_subset, subsets[evaluation.subset].keys))
+        self.finish(evaluation, Status.DONE, done_words(results), results=results, progress_done=F("progress_total"))
+
+    def failure_message(self, exc: Exception) -> str:
+        return f"The evaluation failed ({type(exc).__name__}: {exc}); the worker log has the details."
+
+
+EVALUATION = register(EvaluationJob())
+
+
+def kept_model(run: TrainingRun, data) -> torch.nn.Module:
+    """The run's kept model: its network built as the run built it (an imported one from its file), then the kept
+    weights loaded (the input's mean and std with them)."""
+    settings = run.spec["model"]
+    imported = settings.get("weights") == "imported"
+    model = starting_model({**settings, "weights": "imported" if imported else "random"}, data.in_channels, len(data.classes),
+                           model_start(run) if imported else ModelStart(), seed=run.spec["seed"], classes=data.classes)
+    model.load_state_dict(torch.load(run.weights_path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def predictions_of(model, subset, spec, data) -> Predictions:
+    """Each sample's class probabilities on a subset, with its patient (the bootstrap resamples patients)."""
+    rows: list[dict] = []
+    measured(model, subset, spec, data.classes, data.class_counts, data.dims, data.window, metric_names=[], predictions=rows)
+    patients = dict(Sample.objects.filter(pk__in=subset.keys).values_list("pk", "patient"))
+    return Predictions.of([row["probabilities"] for row in rows], [row["target"] for row in rows],
+                          [patients.get(key, "") for key in subset.keys], data.classes)
+
+
+def prediction_rows(evaluation: Evaluation, predictions: Predictions, keys: list) -> list[SamplePrediction]:
+    classes = predictions.classes
+    return [SamplePrediction(evaluation=evaluation, sample_id=key, patient=patient, truth=classes[truth],
+                             predicted=classes[int(row.argmax())], probabilities=[round(float(p), 6) for p in row],
+                             truth_probability=float(row[truth]), confidence=float(row.max()), correct=int(row.argmax()) == truth)
+            for key, patient, truth, row in zip(keys, predictions.patients, predictions.truth, predictions.probabilities)]
+
+
+def done_words(results: dict) -> str:
+    accuracy, auc = results["metrics"]["accuracy"], results["metrics"]["auc"]
+    words = f"Measured {results['samples']} samples of {results['patients']} patients: accuracy {interval_words(accuracy)}"
+    if auc["value"] is not None:
+        words += f", AUC {interval_words(auc)}"
+    return words + " (95% intervals from a bootstrap over patients)."
+
+
+def interval_words(metric: dict) -> str:
+    if metric["low"] is None:
+        return f"{metric['value']:.3f}"
+    return f"{metric['value']:.3f} ({metric['low']:.3f} to {metric['high']:.3f})"
