@@ -13,6 +13,7 @@ from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
 from backend.projects.access import can_change, get_project, projects_for
 from backend.projects.models import Role
+from backend.runs.api import EvaluationSerializer
 from backend.runs.lineage import lineage_of, runs_in, shown_lineage
 from backend.runs.services import runs_for
 from backend.zoo.services import architecture_choices, imported_models_for
@@ -131,8 +132,11 @@ def run_page(request, run_id):
     record(request.user, run.project, Action.READ, run)
     # Earlier runs in the chain are linked only where this reader may open them; the others are named.
     readable = set(runs_for(request.user).filter(pk__in=runs_in(lineage_of(run))).values_list("pk", flat=True))
+    # The newest evaluation (on the test subset where there is one), as the API gives it: the page shows it at once.
+    evaluation = run.evaluations.filter(subset="test").first() or run.evaluations.first()
     return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable,
-                                                 "lineage": shown_lineage(run, readable)})
+                                                 "lineage": shown_lineage(run, readable),
+                                                 "evaluation": EvaluationSerializer(evaluation).data if evaluation else None})
 
 
 @login_required

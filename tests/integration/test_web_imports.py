@@ -70,13 +70,14 @@ def import_every_module() -> None:
 
 
 def make_rows() -> tuple[object, dict]:
-    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run and a rate search."""
+    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run, its evaluation and a rate search."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from backend.datasets.services import create_partition
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
+    from backend.runs.models import Evaluation, SamplePrediction
     from backend.runs.services import launch_run, start_rate_search
     from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
@@ -91,12 +92,17 @@ def make_rows() -> tuple[object, dict]:
     aggregation = start_aggregation(user, measuring, volumes_with_masks(project))
     run = launch_run(project, partition, {"model": {"architecture": "resnet18"}, "epochs": 1, "batch_size": 8,
                                           "data": {"augmentation": augmentation.pk}}, user)
+    # An evaluation with one prediction, made directly: the run has not trained, and its pages and API read the rows.
+    evaluation = Evaluation.objects.create(run=run, subset="test", status=Evaluation.Status.DONE)
+    SamplePrediction.objects.create(evaluation=evaluation, sample=dataset.samples.first(), truth="0", predicted="0",
+                                    probabilities=[0.9, 0.1], truth_probability=0.9, confidence=0.9, correct=True)
     search = start_rate_search(user, partition, {"model": {"architecture": "resnet18"}, "batch_size": 8})
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"})
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
-           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "ratesearch": search.pk,
+           "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "evaluation": evaluation.pk,
+           "ratesearch": search.pk,
            "importedmodel": imported.pk}
     return user, ids
 

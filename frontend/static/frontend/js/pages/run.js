@@ -4,6 +4,7 @@
    the model download and who may see the run. */
 import { api } from "../api.js";
 import { el } from "../dom.js";
+import { evaluationView } from "../evaluation.js";
 import { jobView } from "../jobs.js";
 import { drawMetricCharts, drawSystemCharts, MetricSeries, renderMetricPicker } from "../run_charts.js";
 import { followStream } from "../stream.js";
@@ -14,6 +15,9 @@ const LOG_LINES = 200; // the tail of the log the page keeps
 const id = document.getElementById("run-root").dataset.run;
 const series = new MetricSeries();
 const view = { picked: ["loss", "accuracy"], smoothing: 0, keptEpoch: null, revision: 0 };
+// The results on the test subset: the evaluation the page was drawn with, if any.
+const evaluation = evaluationView(document.getElementById("evaluation"), id,
+  JSON.parse(document.getElementById("evaluation-data").textContent));
 let redrawing = false;
 
 const showJob = jobView(`/api/runs/${id}/`, {
@@ -29,7 +33,11 @@ followStream(`/api/runs/${id}/events/`, {
   point: addPoint,
   log: addLogLine,
   // The stream ends once the run has finished and every point was sent: the results are final.
-  end: async () => showResults(await api("GET", `/api/runs/${id}/`)),
+  end: async () => {
+    const run = await api("GET", `/api/runs/${id}/`);
+    showResults(run);
+    evaluation.load(run);
+  },
 });
 setUpControls();
 

@@ -1,0 +1,252 @@
+/* A run's evaluation on its test subset, as a clinician reads it (docs/results.md): the headline metrics with
+   their 95% intervals and a line of plain words each, the confusion matrix, the per-class measures, the ROC curve
+   with the operating points (two classes), the reliability diagram, and each sample's prediction, worst errors
+   first. While the evaluation is queued or running the section says so and asks again every 2 s until it has
+   finished; leaving the page stops the asking (and cancels a request under way).
+
+   evaluationView(section, runId, shown) returns { load }. shown: the newest evaluation as the page was drawn with
+   it (the API's JSON, or null), shown at once. load(run), once the run has finished (its JSON), asks for the
+   run's newest evaluation where the page had none (a run that succeeds is evaluated by itself). Everything it
+   keeps is in one `state`. */
+import { ApiError } from "./api.js";
+import { drawChart } from "./charts.js";
+import { el } from "./dom.js";
+
+const POLL_MS = 2000;
+const NONE = "—";
+
+/* The headline metrics, in the order shown: their name, how a value is written, and what it means. */
+const METRICS = [
+  ["accuracy", "Accuracy", "percent", "The share of samples given their true class."],
+  ["balanced_accuracy", "Balanced accuracy", "percent",
+    "The mean of each class's recall (sensitivity): a rare class counts as much as a common one."],
+  ["macro_f1", "Macro F1", "score", "The mean over the classes of F1, the balance of precision and recall (1 is perfect)."],
+  ["mcc", "Matthews correlation (MCC)", "score",
+    "Agreement of the predicted with the true classes, counting every cell of the confusion matrix: 1 perfect, 0 no better than chance."],
+  ["auc", "AUC (ROC)", "score",
+    "The chance that a sample of the class is scored above one that is not (each class against the rest): 0.5 is chance, 1 perfect."],
+  ["average_precision", "Average precision", "score", "The area under the precision–recall curve: how well the class is found without false alarms."],
+  ["brier", "Brier score", "score", "The mean squared error of the predicted probabilities: lower is better, 0 is perfect."],
+  ["ece", "Expected calibration error (ECE)", "score", "How far the model's confidence is from its accuracy, averaged over bins: lower is better."],
+];
+const PER_CLASS = [["sensitivity", "Sensitivity", "percent"], ["specificity", "Specificity", "percent"],
+  ["precision", "Precision", "percent"], ["f1", "F1", "score"]];
+const POINT_NAMES = { youden: "Youden", high_sensitivity: "High sensitivity", high_specificity: "High specificity", typed: "Chosen" };
+
+export function formatValue(value, kind) {
+  if (value === null || value === undefined || Number.isNaN(value)) return NONE;
+  return kind === "percent" ? `${(value * 100).toFixed(1)}%` : value.toFixed(3);
+}
+
+/* "91.7% (95% CI 80.0–100.0%)" (or without "95% CI " where a heading says it), the interval a span of its own that
+   stays on one line: a narrow cell breaks between the value and its interval. Each missing part is a dash. */
+export function withInterval({ value, low, high } = {}, kind, level = 0.95, { prefix = true } = {}) {
+  const shown = formatValue(value, kind);
+  if ((low === null || low === undefined) && (high === null || high === undefined)) return [shown];
+  const unit = kind === "percent" ? "%" : "";
+  const bare = (x) => formatValue(x, kind).replace("%", "");
+  const ci = prefix ? `${Math.round(level * 100)}% CI ` : "";
+  return [shown, " ", el("span", { class: "interval", text: `(${ci}${bare(low)}–${bare(high)}${unit})` })];
+}
+
+export function evaluationView(section, runId, shown = null) {
+  const state = {
+    evaluation: null, // the evaluation shown (the API's JSON)
+    timer: null, // the next poll, while the evaluation is unfinished
+    requests: new Set(), // the AbortControllers of the requests under way
+    leaving: false, // the page is being left: ask nothing more
+    order: "worst", wrongOnly: false, predictionsAsked: 0, // the predictions table's controls, and which answer is the latest
+  };
+  const part = (name) => section.querySelector(`[data-part="${name}"]`);
+
+  window.addEventListener("pagehide", () => {
+    state.leaving = true;
+    clearTimeout(state.timer);
+    for (const controller of state.requests) controller.abort();
+  });
+  part("order").addEventListener("change", (event) => { state.order = event.target.value; showPredictions(); });
+  part("wrong").addEventListener("change", (event) => { state.wrongOnly = event.target.checked; showPredictions(); });
+
+  /* GET through an AbortController, so leaving the page cancels it; null once the page is being left. */
+  async function get(url) {
+    if (state.leaving) return null;
+    const controller = new AbortController();
+    state.requests.add(controller);
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", signal: controller.signal });
+      const data = await response.json().catch(() => null);
+      if (!response.ok) throw new ApiError(response.status, data);
+      return data;
+    } catch (error) {
+      if (controller.signal.aborted) return null;
+      throw error instanceof ApiError ? error : new ApiError(0, { message: "The server could not be reached." });
+    } finally {
+      state.requests.delete(controller);
+    }
+  }
+
+  async function load(run) {
+    // Already shown (or followed until it finishes), or the run had finished before the page was drawn: the page says so.
+    if (state.evaluation || section.dataset.watch !== "yes") return;
+    let listed;
+    try { listed = await get(`/api/evaluations/?run=${runId}`); } catch (error) { return say(error.message, "error"); }
+    if (!listed) return;
+    const evaluations = listed.results || listed;
+    const evaluation = evaluations.find((one) => one.subset === "test") || evaluations[0];
+    if (!evaluation) {
+      return say(run.status === "succeeded" ? "This run has not been evaluated yet." : "Only a run that succeeded is evaluated on its test subset.");
+    }
+    follow(evaluation);
+  }
+
+  function follow(evaluation) {
+    state.evaluation = evaluation;
+    if (!evaluation.finished) {
+      const progress = evaluation.progress_message ? ` ${evaluation.progress_message}` : "";
+      say(`Evaluating on the ${evaluation.subset} subset…${progress}`, "busy");
+      state.timer = setTimeout(poll, POLL_MS);
+    } else if (evaluation.status === "done") {
+      say("");
+      showResults(evaluation);
+    } else {
+      say(evaluation.status === "failed" ? `The evaluation failed: ${evaluation.message || "no reason was given."}`
+        : `The evaluation was ${evaluation.status}${evaluation.message ? `: ${evaluation.message}` : "."}`, "error");
+    }
+  }
+
+  async function poll() {
+    let evaluation;
+    try { evaluation = await get(`/api/evaluations/${state.evaluation.id}/`); } catch (error) {
+      console.warn(`Watching the evaluation: ${error.message}`); // a restart or a lost connection: ask again
+      state.timer = state.leaving ? null : setTimeout(poll, POLL_MS);
+      return;
+    }
+    if (evaluation) follow(evaluation);
+  }
+
+  function say(text, kind = "") {
+    const line = part("status");
+    line.textContent = text;
+    line.hidden = !text;
+    line.className = kind;
+  }
+
+  function showResults(evaluation) {
+    const results = evaluation.results || {};
+    part("body").hidden = false;
+    const level = results.level || 0.95;
+    part("summary").textContent = `${results.samples} ${evaluation.subset} samples of ${results.patients} patients; `
+      + `${Math.round(level * 100)}% intervals from ${results.resamples} bootstrap resamples of patients, stratified by class.`;
+    part("metrics").replaceChildren(...METRICS.map(([key, name, kind, help]) => el("tr", {}, [
+      el("th", { scope: "row" }, [name, el("span", { class: "metric-help muted", text: help })]),
+      el("td", { "data-metric": key }, withInterval((results.metrics || {})[key], kind, level)),
+    ])));
+    showConfusion(results);
+    showPerClass(results, level);
+    showCurves(results);
+    showPredictions();
+  }
+
+  function showConfusion({ classes = [], confusion = {} }) {
+    const counts = confusion.counts || [];
+    const shares = confusion.normalised || [];
+    part("confusion").replaceChildren(
+      el("thead", {}, [el("tr", {}, [el("th", { text: "True ↓ · Predicted →" }), ...classes.map((name) => el("th", { scope: "col", class: "number", text: name }))])]),
+      el("tbody", {}, classes.map((name, row) => el("tr", {}, [
+        el("th", { scope: "row", text: name }),
+        ...classes.map((_, column) => {
+          const share = (shares[row] || [])[column];
+          const cell = el("td", { class: `number ${row === column ? "diagonal" : ""}`, "data-cell": `${row},${column}` }, [
+            el("strong", { text: String((counts[row] || [])[column] ?? NONE) }), " ",
+            el("span", { class: "muted", text: share === undefined || share === null ? "" : `(${(share * 100).toFixed(0)}%)` })]);
+          cell.style.setProperty("--share", String(share || 0));
+          return cell;
+        }),
+      ]))),
+    );
+  }
+
+  function showPerClass({ per_class: perClass = {}, classes = [] }, level) {
+    part("per-class").replaceChildren(
+      el("thead", {}, [el("tr", {}, [el("th", { text: "Class" }), ...PER_CLASS.map(([, name]) => el("th", { text: name }))])]),
+      el("tbody", {}, classes.map((name, c) => el("tr", {}, [
+        el("th", { scope: "row", text: name }),
+        ...PER_CLASS.map(([key, , kind]) => el("td", {}, withInterval((perClass[key] || [])[c], kind, level, { prefix: false }))),
+      ]))),
+    );
+  }
+
+  function showCurves(results) {
+    const points = results.operating_points || [];
+    const roc = (results.roc || []).map((curve) => ({
+      x: curve.x, y: curve.y, mode: "lines", name: results.classes.length === 2 ? `ROC (${curve.class} positive)` : curve.class,
+      customdata: curve.thresholds, hovertemplate: "FPR %{x:.2f}, TPR %{y:.2f}, threshold %{customdata:.3f}<extra></extra>",
+    }));
+    const chance = { x: [0, 1], y: [0, 1], mode: "lines", name: "Chance", line: { dash: "dot", color: "#94a3b8" }, hoverinfo: "skip" };
+    // Points that fall on one spot (several rules may choose one threshold) are one marker, named by all of them.
+    const spots = new Map();
+    for (const point of points.filter((one) => one.test.sensitivity !== null && one.test.specificity !== null)) {
+      const key = `${point.test.sensitivity},${point.test.specificity}`;
+      const name = POINT_NAMES[point.name] || point.name;
+      if (spots.has(key)) spots.get(key).names.push(name); else spots.set(key, { ...point, names: [name] });
+    }
+    const marked = [...spots.values()];
+    const markers = marked.length ? [{
+      x: marked.map((point) => 1 - point.test.specificity), y: marked.map((point) => point.test.sensitivity),
+      text: marked.map((point) => point.names.join("<br>")), mode: "markers+text", textposition: "bottom right",
+      name: "Operating points (test)", marker: { size: 10, symbol: "diamond", color: "#b91c1c" },
+      hovertemplate: "%{text}: sensitivity %{y:.2f}, specificity %{customdata:.2f}<extra></extra>",
+      customdata: marked.map((point) => point.test.specificity),
+    }] : [];
+    const axes = (x, y) => ({ xaxis: { title: { text: x }, range: [-0.02, 1.02] }, yaxis: { title: { text: y }, range: [-0.02, 1.05] } });
+    const rocChart = part("roc");
+    if (roc.length) drawChart(rocChart, [...roc, chance, ...markers], { title: { text: "ROC curve" }, ...axes("False positive rate (1 − specificity)", "True positive rate (sensitivity)") });
+    else rocChart.replaceChildren(el("p", { class: "muted", text: "No ROC curve: the test subset holds a single class." }));
+
+    const bins = ((results.calibration || {}).bins || []).filter((bin) => bin.count > 0);
+    drawChart(part("reliability"), [
+      { x: [0, 1], y: [0, 1], mode: "lines", name: "Perfectly calibrated", line: { dash: "dot", color: "#94a3b8" }, hoverinfo: "skip" },
+      { x: bins.map((bin) => bin.confidence), y: bins.map((bin) => bin.accuracy), customdata: bins.map((bin) => bin.count),
+        mode: "lines+markers", name: "Model", marker: { size: bins.map((bin) => 6 + Math.min(10, Math.sqrt(bin.count) * 2)) },
+        hovertemplate: "confidence %{x:.2f}, accuracy %{y:.2f}, %{customdata} samples<extra></extra>" },
+    ], { title: { text: "Reliability diagram" }, ...axes("Confidence (mean top probability)", "Accuracy in the bin") });
+
+    const table = part("points");
+    table.closest("[data-part='points-box']").hidden = !points.length;
+    table.querySelector("tbody").replaceChildren(...points.map((point) => el("tr", {}, [
+      el("th", { scope: "row", text: POINT_NAMES[point.name] || point.name }),
+      el("td", { class: "number", text: formatValue(point.threshold, "score") }),
+      ...["validation", "test"].flatMap((subset) => ["sensitivity", "specificity"].map((measure) =>
+        el("td", { class: "number", text: formatValue((point[subset] || {})[measure], "percent") }))),
+    ])));
+  }
+
+  async function showPredictions() {
+    const asked = ++state.predictionsAsked;
+    const query = new URLSearchParams({ order: state.order });
+    if (state.wrongOnly) query.set("wrong", "1");
+    const body = part("predictions").querySelector("tbody");
+    let answer;
+    try { answer = await get(`/api/evaluations/${state.evaluation.id}/predictions/?${query}`); } catch (error) {
+      part("predictions-note").textContent = error.message;
+      return;
+    }
+    if (!answer || asked !== state.predictionsAsked) return; // the page is being left, or a newer choice was made
+    const rows = answer.results || answer;
+    const total = answer.count ?? rows.length;
+    part("predictions-note").textContent = !rows.length ? (state.wrongOnly ? "No sample was given the wrong class." : "No predictions were stored.")
+      : total > rows.length ? `The first ${rows.length} of ${total} samples.` : `${total} sample${total === 1 ? "" : "s"}.`;
+    body.replaceChildren(...rows.map((row) => el("tr", { class: row.correct ? "" : "wrong", "data-prediction": row.id }, [
+      el("td", {}, [row.sample ? el("a", { href: `/samples/${row.sample}/`, text: `#${row.sample}` }) : NONE]),
+      el("td", { text: row.patient || NONE }),
+      el("td", { text: row.truth }),
+      el("td", { text: row.predicted }),
+      el("td", { class: "number", "data-value": row.truth_probability, text: formatValue(row.truth_probability, "score") }),
+      el("td", { class: "number", "data-value": row.confidence, text: formatValue(row.confidence, "score") }),
+    ])));
+    body.closest("table").hidden = !rows.length;
+  }
+
+  if (shown) follow(shown);
+  return { load };
+}
