@@ -177,6 +177,11 @@ class Evaluation(Job):
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
     subset = models.CharField(max_length=20, default="test", help_text="The subset of the run's partition measured.")
+    dataset = models.ForeignKey("datasets.Dataset", on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="external_evaluations",
+                                help_text="Another dataset measured whole (external validation); empty: the run's own partition.")
+    class_mapping = models.JSONField(default=dict, blank=True,
+                                     help_text="For another dataset: each of its class names to one of the run's classes.")
     results = models.JSONField(default=dict, blank=True, help_text="Metrics with intervals, confusion, curves, calibration, "
                                                                    "operating points (workers/engine/tasks/classification/results.py).")
     queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the evaluation waits in.")
