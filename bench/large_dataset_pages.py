@@ -35,6 +35,10 @@ REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else size(7, 1)
 SMALL = 100
 LABELS = ("normal", "pneumonia", "covid", "effusion")
 TARGET_MS = 300
+FINGERPRINT = {"count": 2000, "spacings": [[0.7, 0.7]] * 2000, "shapes": [[256, 256]] * 2000, "modalities": ["DX"],
+               "channels": [{"mean": 1800.0, "std": 600.0, "percentile_00_5": 300.0, "percentile_99_5": 3600.0,
+                             "lowest": 0.0, "upper_spread": 0.02,
+                             "all": {"mean": 1500.0, "std": 800.0, "percentile_00_5": 0.0, "percentile_99_5": 3600.0}}]}
 
 
 def make_dataset(project, name: str, count: int, source=None):
@@ -42,7 +46,8 @@ def make_dataset(project, name: str, count: int, source=None):
 
     dataset = Dataset.objects.create(
         project=project, name=name, status=Dataset.Status.READY, sample_count=count, patient_count=min(count, 2000),
-        class_counts={label: count // len(LABELS) for label in LABELS}, channels=1, height=256, width=256, modalities="DX")
+        class_counts={label: count // len(LABELS) for label in LABELS}, channels=1, height=256, width=256, modalities="DX",
+        fingerprint=FINGERPRINT)  # what the ingest job stores for 16-bit images; the arrays here are never written
     source = source or dataset
     batch = []
     for k in range(count):

@@ -2,11 +2,15 @@
 fingerprints existed) and the plan the engine derives from it (workers/engine/planning.py)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from workers.engine.planning import VolumeFacts, fingerprint_of, plan_for
 
 from .models import Dataset, Sample, real_intensities
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint_of_samples(samples: list[Sample], floats_are_real: bool = True) -> dict:
@@ -29,7 +33,12 @@ def fingerprint_for(dataset: Dataset) -> dict:
     """The stored fingerprint; made now (and stored) for a ready dataset with a plan that has none yet."""
     if dataset.fingerprint or dataset.status != Dataset.Status.READY or not dataset.planned:
         return dataset.fingerprint
-    fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")), dataset.floats_are_real())
+    try:
+        fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")),
+                                             dataset.floats_are_real())
+    except (OSError, ValueError) as error:  # a stored array gone or damaged: the page shows no plan rather than fail
+        log.warning("No fingerprint for dataset %s: %s", dataset.pk, error)
+        return {}
     Dataset.objects.filter(pk=dataset.pk).update(fingerprint=fingerprint)
     dataset.fingerprint = fingerprint
     return fingerprint
