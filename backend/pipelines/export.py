@@ -1,16 +1,15 @@
 """A table of measures as CSV or XLSX: what a researcher takes to a statistics package."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 
+from backend.core.table_files import CONTENT_TYPES, as_csv, as_xlsx
 from workers.engine.pipelines.measures import HISTOGRAM, MEASURES
 
 from .models import Aggregation
 
 TABLES = ("values", "histogram")
-FORMATS = {"csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+FORMATS = {name: CONTENT_TYPES[name] for name in ("csv", "xlsx")}
 
 
 def column_title(name: str) -> str:
@@ -49,33 +48,16 @@ def about_table(aggregation: Aggregation):
     yield ["finished", aggregation.finished_at.isoformat() if aggregation.finished_at else ""]
 
 
-def as_csv(rows) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text)
-    for row in rows:
-        writer.writerow(["" if cell is None else cell for cell in row])
-    return text.getvalue().encode("utf-8")
-
-
-def as_xlsx(aggregation: Aggregation) -> bytes:
+def aggregation_xlsx(aggregation: Aggregation) -> bytes:
     """Every table in one workbook: Values, Histogram (when measured), About."""
-    from openpyxl import Workbook  # ~30 MB resident: only the workers that export XLSX pay for it
-
-    book = Workbook(write_only=True)
     sheets = [("Values", values_table(aggregation))]
     if aggregation.histogram_edges:
         sheets.append(("Histogram", histogram_table(aggregation)))
     sheets.append(("About", about_table(aggregation)))
-    for title, rows in sheets:
-        sheet = book.create_sheet(title)
-        for row in rows:
-            sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return as_xlsx(sheets)
 
 
 def export(aggregation: Aggregation, file_format: str, table: str) -> bytes:
     if file_format == "xlsx":
-        return as_xlsx(aggregation)
+        return aggregation_xlsx(aggregation)
     return as_csv(histogram_table(aggregation) if table == "histogram" else values_table(aggregation))

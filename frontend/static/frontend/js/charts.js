@@ -8,7 +8,19 @@ const LAYOUT = {
   legend: { orientation: "h", y: -0.25 },
   font: { family: "system-ui, sans-serif", size: 12 },
 };
-const CONFIG = { displaylogo: false, responsive: true };
+/* Every chart's mode bar: Plotly's own "Download plot as a png", and beside it the chart as a standalone HTML file. */
+const HTML_BUTTON = {
+  name: "download-html",
+  title: "Download plot as a standalone HTML file (works offline)",
+  icon: null, // Plotly's disk icon, once Plotly has loaded (see config())
+  click: (chart) => { downloadChartHtml(chart).catch((error) => console.warn(`Saving the chart: ${error.message}`)); },
+};
+
+function config(layout) {
+  HTML_BUTTON.icon ??= window.Plotly.Icons.disk;
+  return { displaylogo: false, responsive: true, modeBarButtonsToAdd: [HTML_BUTTON],
+    toImageButtonOptions: { filename: fileName(titleOf(layout, "chart")) } };
+}
 
 /* Draws, or redraws in place, the chart in target (an element or its id); layout adds to the defaults.
    Plotly sizes a chart from its div when it draws it, and `responsive` follows only the window's size: a chart
@@ -17,7 +29,7 @@ const CONFIG = { displaylogo: false, responsive: true };
 export function drawChart(target, traces, layout = {}) {
   if (!window.Plotly) throw new Error("This page draws charts: its template must load vendor/plotly.min.js.");
   const element = typeof target === "string" ? document.getElementById(target) : target;
-  const drawn = window.Plotly.react(element, traces, { ...LAYOUT, ...layout }, CONFIG);
+  const drawn = window.Plotly.react(element, traces, { ...LAYOUT, ...layout }, config(layout));
   if (!layout.width) resizing().observe(element);
   return drawn;
 }
@@ -52,4 +64,46 @@ function resizing() {
 /* The middle of each bin, from the n + 1 edges of n bins. */
 export function binCentres(edges) {
   return edges.slice(0, -1).map((edge, k) => (edge + edges[k + 1]) / 2);
+}
+
+/* A drawn chart as one HTML file that opens offline: its data and layout, and the plotly.js this page loaded (the
+   server's own copy) inlined, so the file needs nothing else. Named after the chart's title. */
+export async function chartHtml(chart) {
+  const script = document.querySelector("script[src*='plotly']");
+  if (!script) throw new Error("This page has no plotly.js to put in the file.");
+  const response = await fetch(script.src, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`plotly.js could not be read (HTTP ${response.status}).`);
+  const plotly = (await response.text()).replaceAll("</script", "<\\/script");
+  const layout = { ...chart.layout, width: undefined }; // the file's chart fills its window instead
+  const figure = JSON.stringify({ data: chart.data, layout }).replaceAll("</", "<\\/");
+  const title = titleOf(chart.layout, chart.id || "chart");
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${title.replace(/[<&]/g, (c) => (c === "<" ? "&lt;" : "&amp;"))}</title></head>
+<body style="margin:0;font-family:system-ui,sans-serif">
+<div id="chart" style="width:100%"></div>
+<script>${plotly}</script>
+<script>const figure = ${figure}; Plotly.newPlot("chart", figure.data, figure.layout, { displaylogo: false, responsive: true });</script>
+</body></html>
+`;
+}
+
+function titleOf(layout, otherwise) {
+  const title = layout && layout.title;
+  return (typeof title === "string" ? title : title && title.text) || otherwise;
+}
+
+/* "ROC curve" -> "roc-curve": what the downloaded files are called. */
+function fileName(title) {
+  return title.replace(/<[^>]*>/g, " ").replace(/[^\w.-]+/g, "-").replace(/^-+|-+$/g, "").toLowerCase() || "chart";
+}
+
+export async function downloadChartHtml(chart) {
+  const blob = new Blob([await chartHtml(chart)], { type: "text/html" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `${fileName(titleOf(chart.layout, chart.id || "chart"))}.html`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000); // after the browser has started saving it
 }
