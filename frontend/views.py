@@ -9,6 +9,8 @@ from backend.audit.services import Action, events_for, record
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.planning import plan_in_words, plan_of
 from backend.datasets.services import datasets_for, partitions_for
+from backend.experiments.api import RunGroupDetailSerializer
+from backend.experiments.services import groups_for, run_groups_of
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
 from backend.projects.access import can_change, get_project, projects_for
@@ -39,6 +41,7 @@ def project_page(request, project_id):
         "pipelines": project.pipelines.prefetch_related("versions"),
         "aggregations": Aggregation.objects.filter(dataset__project=project).select_related("dataset"),
         "imported_models": project.imported_models.all(),
+        "groups": run_groups_of(project),
     })
 
 
@@ -157,3 +160,13 @@ def imported_model_page(request, importedmodel_id):
     record(request.user, imported.project, Action.READ, imported)
     return render(request, "frontend/imported_model.html", {"model": imported, "project": imported.project,
                                                             "can_change": can_change(request.user, imported.project)})
+
+
+@login_required
+def group_page(request, group_id):
+    """A group of runs (repeats over seeds, folds of a cross-validation): its bands per epoch, its test metrics across
+    members beside the pooled interval, its members. The page's script follows the group through the API."""
+    group = get_object_or_404(groups_for(request.user).select_related("project", "partition__dataset"), pk=group_id)
+    record(request.user, group.project, Action.READ, group, object_type="group")
+    return render(request, "frontend/group.html", {"group": group, "project": group.project,
+                                                   "group_data": RunGroupDetailSerializer(group).data})

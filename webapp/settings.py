@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "backend.projects",
     "backend.datasets",
     "backend.runs",
+    "backend.experiments",
     "backend.pipelines",
     "backend.audit",
     "backend.zoo",
@@ -163,6 +164,7 @@ SPECTACULAR_SETTINGS = {
         "SampleKindEnum": "backend.datasets.models.Sample.Kind",
         "PipelineKindEnum": "backend.pipelines.models.Pipeline.Kind",
         "ParamKindEnum": "workers.engine.params.PARAM_KINDS",
+        "RunGroupKindEnum": "backend.experiments.models.RunGroup.Kind",
     },
 }
 

@@ -9,14 +9,17 @@ from django.db.models import F
 
 from backend.datasets.models import Sample
 from backend.runs.models import Evaluation, SamplePrediction, TrainingRun
+from workers.engine.data import CachedImages
+from workers.engine.store import VolumeRecords
 from workers.engine.tasks.classification.results import Predictions, classification_results
 from workers.engine.training.evaluation import measured
 from workers.engine.training.spec import resolve_spec
 from workers.engine.zoo.start import ModelStart, starting_model
 
+from .groups import pool_groups_of
 from .jobs import JobRunner, register
 from .starting_weights import model_start
-from .training import training_data
+from .training import stored_paths, training_data
 
 Status = Evaluation.Status
 
@@ -33,20 +36,40 @@ class EvaluationJob(JobRunner):
         data, test_set = training_data(run, reporter)
         spec = resolve_spec(run.spec)
         model = kept_model(run, data)
-        subsets = {"test": test_set, "validation": data.validation}
-        measured_subset = predictions_of(model, subsets[evaluation.subset], spec, data)
-        validation = predictions_of(model, data.validation, spec, data) if evaluation.subset == "test" and len(data.validation) else None
+        subset = external_subset(evaluation, data.classes, reporter) if evaluation.dataset_id else \
+            {"test": test_set, "validation": data.validation}[evaluation.subset]
+        measured_subset = predictions_of(model, subset, spec, data)
+        # Operating points are chosen on the run's validation subset and reported on the subset measured (never chosen
+        # on the samples they are reported on): for the test subset and for another dataset.
+        validation = predictions_of(model, data.validation, spec, data) if evaluation.subset != "validation" and len(data.validation) else None
         results = classification_results(measured_subset, validation, seed=run.spec["seed"])
         with transaction.atomic():
             evaluation.predictions.all().delete()  # a job run twice (a lost worker) stores its rows once
-            SamplePrediction.objects.bulk_create(prediction_rows(evaluation, measured_subset, subsets[evaluation.subset].keys))
+            SamplePrediction.objects.bulk_create(prediction_rows(evaluation, measured_subset, subset.keys))
         self.finish(evaluation, Status.DONE, done_words(results), results=results, progress_done=F("progress_total"))
+        pool_groups_of(evaluation)  # a member of groups of runs (backend/experiments): their pooled evaluation
 
     def failure_message(self, exc: Exception) -> str:
         return f"The evaluation failed ({type(exc).__name__}: {exc}); the worker log has the details."
 
 
 EVALUATION = register(EvaluationJob())
+
+
+def external_subset(evaluation: Evaluation, classes: list[str], observer=None) -> CachedImages | VolumeRecords:
+    """Another dataset's samples whose class is mapped onto the run's, read as the run's test subset is: 8-bit images
+    from the dataset's training cache, or real intensities through the run's plan (its spacing and normalisation,
+    measured on the run's own data) from the dataset's store."""
+    run, dataset, mapping = evaluation.run, evaluation.dataset, evaluation.class_mapping
+    samples = [sample for sample in dataset.samples.order_by("pk") if mapping.get(sample.label)]
+    targets, keys = [classes.index(mapping[sample.label]) for sample in samples], [sample.pk for sample in samples]
+    plan = run.spec["data"].get("plan")
+    if not plan:
+        return CachedImages(dataset.cache_path, [sample.cache_index for sample in samples], targets, seed=run.spec["seed"],
+                            keys=keys)
+    paths = stored_paths(dataset, samples, plan, observer)
+    return VolumeRecords(paths, targets, [sample.meta for sample in samples], plan, patches=False, seed=run.spec["seed"],
+                         keys=keys)
 
 
 def kept_model(run: TrainingRun, data) -> torch.nn.Module:

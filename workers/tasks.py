@@ -10,6 +10,7 @@ from celery import shared_task
 from . import heartbeat  # noqa: F401  (worker heartbeats and the recovery sweep)
 from .aggregate import AGGREGATION
 from .evaluation import EVALUATION
+from .explanation import EXPLANATION
 from .ingest import INGEST
 from .merge import MERGE
 from .model_import import IMPORT
@@ -46,6 +47,11 @@ def train_run(self, run_id: int) -> None:
 @shared_task(name=EVALUATION.task, bind=True)
 def evaluate_run(self, evaluation_id: int) -> None:
     EVALUATION.run(evaluation_id, hostname=self.request.hostname or "")
+
+
+@shared_task(name=EXPLANATION.task, bind=True)
+def explain_sample(self, explanation_id: int) -> None:
+    EXPLANATION.run(explanation_id, hostname=self.request.hostname or "")
 
 
 @shared_task(name=SEARCH.task, bind=True)

@@ -7,6 +7,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from backend.datasets.models import PartitionMember
+from backend.experiments.services import evaluate_for_groups
 from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
 from backend.runs.services import start_evaluation
 from workers.engine.data import CachedImages
@@ -140,13 +141,9 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
     random patches with the run's augmentation and balancing, the others whole."""
     plan = run.spec["data"]["plan"]
     dims = plan.get("dims", 3)
-    dataset = run.partition.dataset
     members = list(PartitionMember.objects.filter(partition=run.partition).select_related("sample").order_by("sample_id"))
     samples = [member.sample for member in members]
-    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256, dims=dims) for s in samples]
-    spacing = plan["target_spacing"]
-    paths = build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", spacing), spacing,
-                        observer)
+    paths = stored_paths(run.partition.dataset, samples, plan, observer)
     position = {sample.pk: k for k, sample in enumerate(samples)}
 
     def subset(name: str) -> VolumeRecords:
@@ -164,6 +161,14 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
     channels = max(s.channels for s in samples)
     return TrainingData(train_set, validation_set, channels, classes, sample_weights(run, train_set, classes), dims=dims,
                         window=tuple(plan["patch_size"])), test_set
+
+
+def stored_paths(dataset, samples: list, plan: dict, observer=None) -> list:
+    """Each sample's file in the dataset's store at the plan's spacing (written first where missing)."""
+    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256, dims=plan.get("dims", 3)) for s in samples]
+    spacing = plan["target_spacing"]
+    return build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", spacing), spacing,
+                       observer)
 
 
 def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
@@ -200,6 +205,8 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
         if status == Status.SUCCEEDED and sum(run.partition.counts.get("test", {}).values()):
             run.refresh_from_db()
             start_evaluation(run)  # on its test subset: per-sample predictions, metrics with intervals
+        if status == Status.SUCCEEDED:
+            evaluate_for_groups(run)  # a cross-validation's member: on the fold it held out
 
 
 def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, model, reporter: RunReporter) -> dict:

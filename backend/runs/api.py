@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -15,14 +15,18 @@ from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import ServiceError, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.core.jobs import JOB_FIELDS, JobSerializer
+from backend.core.table_files import CONTENT_TYPES, download
 from backend.datasets.services import partitions_for
 from workers.engine.training.finder import EARLY_ENDINGS
 from workers.engine.training.spec import spec_schema
 from workers.engine.zoo.registry import MODELS, ModelEntry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
+from . import export
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
+from .external import check_fits, mapping_facts, readable_dataset
 from .models import Evaluation, RateSearch, SamplePrediction, TrainingRun
+from .report import run_report
 from .serializers import MetricPointSerializer, RunStatusSerializer
 from .services import (
     delete_run,
@@ -40,6 +44,17 @@ from .services import (
     starting_points,
     stop_rate_search,
 )
+
+TABLE_FILE_RESPONSES = {(200, content_type): OpenApiResponse(OpenApiTypes.BINARY) for content_type in CONTENT_TYPES.values()}
+FILE_PARAMETER = OpenApiParameter("file", str, enum=list(export.FORMATS), description="csv (the default), xlsx (with an About "
+                                                                                         "sheet for an evaluation) or json (a list of rows).")
+
+
+def table_download(request, thing, project, content: bytes, file_format: str, filename: str) -> HttpResponse:
+    """A table as a download, recorded in the project's audit log."""
+    record(request.user, project, Action.DOWNLOAD, thing, name=filename)
+    return download(content, file_format, filename)
+
 
 SPEC_HELP = "The training settings; any left out take the architecture's defaults. See docs/training.md and GET /api/training/."
 
@@ -233,6 +248,26 @@ class RunViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelM
             points = points.filter(id__gt=after)
         return Response(MetricPointSerializer(points, many=True).data)
 
+    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.RUN_TABLES], description="metric_points (the "
+                                                "default): one row per epoch, a column per subset and metric."), FILE_PARAMETER],
+                   responses=TABLE_FILE_RESPONSES)
+    @action(detail=True, methods=["get"], url_path="export")
+    def export_table(self, request, pk=None):
+        """The run's metric points per epoch as a file: CSV, XLSX or JSON."""
+        run = self.get_object()
+        content, filename = export.run_file(run, request.query_params.get("table", "metric_points"), request.query_params.get("file", "csv"))
+        return table_download(request, run, run.project, content, request.query_params.get("file", "csv"), filename)
+
+    @extend_schema(responses={(200, "text/html"): OpenApiResponse(OpenApiTypes.STR)})
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        """The run's report: one self-contained HTML file (printable to PDF) with its spec (also as JSON in
+        <script id="spec">), plan, data and code versions, curves and test results (docs/results.md, "Export")."""
+        run = self.get_object()
+        html, filename = run_report(run)
+        record(request.user, run.project, Action.DOWNLOAD, run, name=f"{run.name}: {filename}")
+        return download(html.encode("utf-8"), "html", filename)
+
     @extend_schema(
         responses={(200, sse.MEDIA_TYPE): OpenApiResponse(OpenApiTypes.STR, description=EVENTS_DESCRIPTION)},
         parameters=[
@@ -396,13 +431,26 @@ class EvaluationSerializer(JobSerializer):
 
     class Meta:
         model = Evaluation
-        fields = ["id", "project", "run", "subset", "queue", *JOB_FIELDS, "results", "created_at"]
+        fields = ["id", "project", "run", "subset", "dataset", "class_mapping", "queue", *JOB_FIELDS, "results", "created_at"]
         read_only_fields = fields
 
 
 class EvaluationRequestSerializer(serializers.Serializer):
     run = serializers.IntegerField(help_text="The run whose kept model is measured.")
-    subset = serializers.ChoiceField(choices=Evaluation.SUBSETS, default="test", help_text="The subset of the run's partition.")
+    subset = serializers.ChoiceField(choices=Evaluation.SUBSETS, default="test", help_text="The subset of the run's partition "
+                                     "(ignored when a dataset is given: all of that dataset is measured).")
+    dataset = serializers.IntegerField(required=False, help_text="Another dataset to measure whole (external validation).")
+    class_mapping = serializers.DictField(child=serializers.CharField(allow_null=True), required=False,
+                                          help_text="With a dataset: its class names to the run's (null leaves a class "
+                                                    "out); names that match, ignoring case and punctuation, map themselves.")
+
+
+class ClassMappingSerializer(serializers.Serializer):
+    run_classes = serializers.ListField(child=serializers.CharField())
+    dataset_classes = serializers.ListField(child=serializers.CharField())
+    samples = serializers.DictField(child=serializers.IntegerField(), help_text="The dataset's samples per class.")
+    suggested = serializers.DictField(child=serializers.CharField(allow_null=True),
+                                      help_text="Each dataset class to the run's class of the same name, or null.")
 
 
 class SamplePredictionSerializer(serializers.ModelSerializer):
@@ -444,8 +492,28 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         run = runs_for(request.user).filter(pk=asked.validated_data["run"]).first()
         if run is None:
             raise ServiceError(f"There is no run {asked.validated_data['run']} that you can read.", field="run", code="not_found", status_code=404)
-        evaluation = start_evaluation(run, asked.validated_data["subset"], request.user)
+        dataset = None
+        if "dataset" in asked.validated_data:
+            dataset = readable_dataset(request.user, asked.validated_data["dataset"])
+        evaluation = start_evaluation(run, asked.validated_data["subset"], request.user, dataset,
+                                      asked.validated_data.get("class_mapping"))
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[OpenApiParameter("run", int, required=True), OpenApiParameter("dataset", int, required=True)],
+                   responses={200: ClassMappingSerializer})
+    @action(detail=False, methods=["get"], url_path="class-mapping")
+    def class_mapping(self, request):
+        """Before evaluating a run on another dataset: both class lists and the suggested mapping, after the checks
+        that the dataset fits the model (a 400 with the reason otherwise)."""
+        run_id, dataset_id = int_query_param(request, "run"), int_query_param(request, "dataset")
+        if run_id is None or dataset_id is None:
+            raise ServiceError("Give both run and dataset (ids).", field="run" if run_id is None else "dataset")
+        run = runs_for(request.user).filter(pk=run_id).first()
+        if run is None:
+            raise ServiceError(f"There is no run {run_id} that you can read.", field="run", code="not_found", status_code=404)
+        dataset = readable_dataset(request.user, dataset_id)
+        check_fits(run, dataset)
+        return Response(ClassMappingSerializer(mapping_facts(run, dataset)).data)
 
     @extend_schema(parameters=[OpenApiParameter("order", str, enum=[*PREDICTION_ORDERS],
                                                 description="worst (the lowest probability of the true class first, the "
@@ -467,3 +535,15 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             rows = rows.filter(correct=False)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(SamplePredictionSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.EVALUATION_TABLES], description="metrics (the "
+                                                "default): a row per metric and per class metric, with its interval; "
+                                                "predictions: a row per sample with each class's probability."), FILE_PARAMETER],
+                   responses=TABLE_FILE_RESPONSES)
+    @action(detail=True, methods=["get"], url_path="export")
+    def export_table(self, request, pk=None):
+        """The evaluation's metrics with intervals, or its per-sample predictions, as a file: CSV, XLSX or JSON."""
+        evaluation = self.get_object()
+        file_format = request.query_params.get("file", "csv")
+        content, filename = export.evaluation_file(evaluation, request.query_params.get("table", "metrics"), file_format)
+        return table_download(request, evaluation, evaluation.project, content, file_format, filename)

@@ -174,6 +174,7 @@ class Evaluation(Job):
 
     DONE = Status.DONE
     SUBSETS = ("test", "validation")
+    WHOLE_DATASET = "all"  # the subset of an evaluation on another dataset: all of its samples whose class is mapped
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
     subset = models.CharField(max_length=20, default="test", help_text="The subset of the run's partition measured.")
@@ -193,6 +194,8 @@ class Evaluation(Job):
         ordering = ["-created_at"]
 
     def __str__(self):
+        if self.dataset_id:
+            return f"Evaluation {self.pk} of run {self.run_id} on dataset {self.dataset_id}"
         return f"Evaluation {self.pk} of run {self.run_id} on its {self.subset} subset"
 
     @property
@@ -217,3 +220,44 @@ class SamplePrediction(models.Model):
     class Meta:
         ordering = ["truth_probability", "id"]
         indexes = [models.Index(fields=["evaluation", "truth_probability"]), models.Index(fields=["evaluation", "confidence"])]
+
+
+class Explanation(Job):
+    """One sample explained by a run's kept model (issue 22, R1; docs/results.md "Explain"): each class's probability
+    and a Grad-CAM heat map of the explained class over the sample, computed by a worker on the input the model saw and
+    stored on the sample's own grid (`heat_map_path`, a float16 .npy in [0, 1], (D, H, W) with D 1 for an image), which
+    the sample viewer overlays. A model that gives no gradients is explained by its prediction alone (`results.note`)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    DONE = Status.DONE
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="explanations")
+    sample = models.ForeignKey("datasets.Sample", on_delete=models.CASCADE, related_name="explanations")
+    results = models.JSONField(default=dict, blank=True, help_text="{classes, probabilities, predicted, explained_class, "
+                                                                   "method, layer, windows, heat_map_shape, note}.")
+    queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the explanation waits in.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["run", "sample"])]
+
+    def __str__(self):
+        return f"Explanation {self.pk} of sample {self.sample_id} by run {self.run_id}"
+
+    @property
+    def project(self):
+        return self.run.project
+
+    @property
+    def heat_map_path(self):
+        """The heat map on the sample's grid, kept with the run's files (deleted with the run)."""
+        return self.run.storage_dir / "explanations" / f"{self.pk}.npy"

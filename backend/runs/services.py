@@ -30,6 +30,7 @@ from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_su
 from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
+from .external import check_fits, checked_mapping
 from .lineage import lineage_provenance
 from .models import Evaluation, RateSearch, TrainingRun
 
@@ -454,20 +455,26 @@ def evaluations_for(user):
     return Evaluation.objects.filter(run__in=runs_for(user))
 
 
-def start_evaluation(run: TrainingRun, subset: str = "test", user=None) -> Evaluation:
-    """Measure a run's kept model on a subset of its partition (a worker of the run's queue): by the training job
-    when a run succeeds, or by a project's owner."""
+def start_evaluation(run: TrainingRun, subset: str = "test", user=None, dataset: Dataset | None = None,
+                     class_mapping: dict | None = None) -> Evaluation:
+    """Measure a run's kept model on a subset of its partition, or on the whole of another dataset (external
+    validation, its classes mapped onto the run's: backend/runs/external.py), in a worker of the run's queue: by the
+    training job when a run succeeds, or by a project's owner."""
     if user is not None:
         require_owner(user, run.project)
     if run.status != TrainingRun.Status.SUCCEEDED or not run.weights_path.is_file():
         raise ServiceError(f"Run {run.pk} has no kept model to evaluate (it is {run.status}); evaluate a run that succeeded.",
                            field="run")
-    if subset not in Evaluation.SUBSETS:
+    if dataset is not None:
+        check_fits(run, dataset)
+        class_mapping, subset = checked_mapping(run, dataset, class_mapping), Evaluation.WHOLE_DATASET
+    elif subset not in Evaluation.SUBSETS:
         raise ServiceError(f"The subset is one of {', '.join(Evaluation.SUBSETS)} (the run's partition's).", field="subset")
-    if not sum(run.partition.counts.get(subset, {}).values()):
+    elif not sum(run.partition.counts.get(subset, {}).values()):
         raise ServiceError(f"The {subset} subset of run {run.pk}'s partition is empty; choose another.", field="subset")
     with transaction.atomic():
-        evaluation = Evaluation.objects.create(run=run, subset=subset, queue=run.queue, created_by=user)
+        evaluation = Evaluation.objects.create(run=run, subset=subset, queue=run.queue, created_by=user, dataset=dataset,
+                                               class_mapping=class_mapping or {})
         send_after_commit(EVALUATION_TASK, evaluation.pk, evaluation.queue)
         if user is not None:
             record(user, run.project, Action.CREATE, evaluation)

@@ -70,14 +70,15 @@ def import_every_module() -> None:
 
 
 def make_rows() -> tuple[object, dict]:
-    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run, its evaluation and a rate search."""
+    """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run, its evaluation, an explanation, a group and a rate search."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from backend.datasets.services import create_partition
+    from backend.experiments.models import GroupMember, RunGroup
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
-    from backend.runs.models import Evaluation, SamplePrediction
+    from backend.runs.models import Evaluation, Explanation, SamplePrediction
     from backend.runs.services import launch_run, start_rate_search
     from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
@@ -96,13 +97,16 @@ def make_rows() -> tuple[object, dict]:
     evaluation = Evaluation.objects.create(run=run, subset="test", status=Evaluation.Status.DONE)
     SamplePrediction.objects.create(evaluation=evaluation, sample=dataset.samples.first(), truth="0", predicted="0",
                                     probabilities=[0.9, 0.1], truth_probability=0.9, confidence=0.9, correct=True)
+    explanation = Explanation.objects.create(run=run, sample=dataset.samples.first(), status=Explanation.Status.QUEUED)
+    group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
+    GroupMember.objects.create(group=group, run=run, seed=0)
     search = start_rate_search(user, partition, {"model": {"architecture": "resnet18"}, "batch_size": 8})
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"})
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "evaluation": evaluation.pk,
-           "ratesearch": search.pk,
+           "explanation": explanation.pk, "group": group.pk, "ratesearch": search.pk,
            "importedmodel": imported.pk}
     return user, ids
 

@@ -84,3 +84,21 @@ def overlay(base: np.ndarray, mask: np.ndarray, opacity: float = 0.4) -> np.ndar
     painted = labels > 0
     rgb[painted] = (1 - opacity) * rgb[painted] + opacity * palette[labels[painted]]
     return rgb.astype(np.uint8)
+
+
+# A heat map's colours, low to high (blue, cyan, green, yellow, red: the "jet" order people read heat maps in), and its
+# opacity: the coolest values fade out, so the sample shows through where the model did not look.
+HEAT_STOPS = np.array([[0, 0, 255], [0, 255, 255], [0, 255, 0], [255, 255, 0], [255, 0, 0]], np.float32)
+HEAT_FADE_BELOW = 0.15
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """An RGBA picture of a heat map with values in [0, 1]: coloured low to high along HEAT_STOPS, transparent at 0
+    and opaque from HEAT_FADE_BELOW up (the page's opacity slider then dims the whole overlay)."""
+    values = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0, 1)
+    position = values * (len(HEAT_STOPS) - 1)
+    lower = np.minimum(position.astype(np.int64), len(HEAT_STOPS) - 2)
+    fraction = (position - lower)[..., None]
+    rgb = HEAT_STOPS[lower] * (1 - fraction) + HEAT_STOPS[lower + 1] * fraction
+    alpha = np.clip(values / HEAT_FADE_BELOW, 0, 1) * 255
+    return np.concatenate([rgb, alpha[..., None]], axis=-1).round().astype(np.uint8)

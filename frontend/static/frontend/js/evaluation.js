@@ -16,7 +16,7 @@ const POLL_MS = 2000;
 const NONE = "—";
 
 /* The headline metrics, in the order shown: their name, how a value is written, and what it means. */
-const METRICS = [
+export const METRICS = [
   ["accuracy", "Accuracy", "percent", "The share of samples given their true class."],
   ["balanced_accuracy", "Balanced accuracy", "percent",
     "The mean of each class's recall (sensitivity): a rare class counts as much as a common one."],
@@ -141,10 +141,20 @@ export function evaluationView(section, runId, shown = null) {
       el("th", { scope: "row" }, [name, el("span", { class: "metric-help muted", text: help })]),
       el("td", { "data-metric": key }, withInterval((results.metrics || {})[key], kind, level)),
     ])));
+    linkDownloads(evaluation);
     showConfusion(results);
     showPerClass(results, level);
     showCurves(results);
     showPredictions();
+  }
+
+  /* The metrics and the predictions as CSV, XLSX and JSON files (GET /api/evaluations/{id}/export/). */
+  function linkDownloads(evaluation) {
+    for (const table of ["metrics", "predictions"]) {
+      for (const link of part(`${table}-downloads`).querySelectorAll("a[data-format]")) {
+        link.href = `/api/evaluations/${evaluation.id}/export/?table=${table}&file=${link.dataset.format}`;
+      }
+    }
   }
 
   function showConfusion({ classes = [], confusion = {} }) {
@@ -237,7 +247,9 @@ export function evaluationView(section, runId, shown = null) {
     part("predictions-note").textContent = !rows.length ? (state.wrongOnly ? "No sample was given the wrong class." : "No predictions were stored.")
       : total > rows.length ? `The first ${rows.length} of ${total} samples.` : `${total} sample${total === 1 ? "" : "s"}.`;
     body.replaceChildren(...rows.map((row) => el("tr", { class: row.correct ? "" : "wrong", "data-prediction": row.id }, [
-      el("td", {}, [row.sample ? el("a", { href: `/samples/${row.sample}/`, text: `#${row.sample}` }) : NONE]),
+      // The sample opens with this run's heat map over it (explained on the way there if it was not yet: explain.js).
+      el("td", {}, [row.sample ? el("a", { href: `/samples/${row.sample}/?run=${state.evaluation.run}`, text: `#${row.sample}`,
+        title: "Open the sample with this model's heat map" }) : NONE]),
       el("td", { text: row.patient || NONE }),
       el("td", { text: row.truth }),
       el("td", { text: row.predicted }),

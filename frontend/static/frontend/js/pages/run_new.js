@@ -754,15 +754,51 @@ form.addEventListener("submit", async (event) => {
   const launch = document.getElementById("launch");
   launch.disabled = true;
   try {
-    const run = await api("POST", "/api/runs/", requestBody());
-    window.location = `/runs/${run.id}/`;
+    const repeat = repeatRequest();
+    if (repeat) {
+      const group = await api("POST", "/api/groups/", repeat);
+      window.location = `/groups/${group.id}/`;
+    } else {
+      const run = await api("POST", "/api/runs/", requestBody());
+      window.location = `/runs/${run.id}/`;
+    }
   } catch (error) {
+    // A group's refusals name the spec's fields "spec.<path>": the form's inputs are named by the path alone.
+    for (const item of error.errors ?? []) if (item.field?.startsWith("spec.")) item.field = item.field.slice(5);
     showRefusal(error, { summary });
     summary.focus();
     launch.disabled = false;
   }
 });
+/* ---- repeats: one spec as a group of runs (POST /api/groups/), over seeds and the partition's folds ---- */
+
+const seedsInput = form.querySelector('input[name="seeds"]');
+const foldsBox = form.querySelector('input[name="folds"]');
+
+/* The group to launch instead of a single run, or null: more than one seed, or the folds ticked. */
+function repeatRequest() {
+  const seeds = seedsInput.value === "" ? 1 : Number(seedsInput.value);
+  const folds = !document.getElementById("folds-choice").hidden && foldsBox.checked;
+  if (seeds === 1 && !folds) return null;
+  const { partition, name, ...spec } = requestBody();
+  return { partition, name, spec, seeds: Number.isInteger(seeds) ? seeds : seedsInput.value, folds };
+}
+
+/* "Cross-validate over the folds" is offered only for a partition that is one fold of a k-fold cross-validation. */
+function showFoldsChoice() {
+  const folds = Number(partitionSelect.selectedOptions[0]?.dataset.folds ?? 0);
+  document.getElementById("folds-choice").hidden = folds < 2;
+  if (folds >= 2) document.getElementById("folds-help").textContent = `${folds} runs, one per fold of this ${folds}-fold partition `
+    + "(each trains on the other folds and is measured on the one it held out), times the seeds; their out-of-fold predictions "
+    + "pooled into one evaluation.";
+  document.getElementById("launch").textContent = repeatRequest() ? "Launch the runs" : "Launch training";
+}
+seedsInput.addEventListener("input", showFoldsChoice);
+foldsBox.addEventListener("change", showFoldsChoice);
+showFoldsChoice();
+
 partitionSelect.addEventListener("change", async () => {
+  showFoldsChoice();
   await followPartition();
   render();
   scheduleCurve();

@@ -1,6 +1,8 @@
-/* One sample: a plane of it drawn by the server (slice, frame, window, mask), its facts and its tags. */
+/* One sample: a plane of it drawn by the server (slice, frame, window, mask), its facts and its tags, and a run's
+   explanation of it (probabilities, heat map over the plane: explain.js). */
 import { api } from "../api.js";
 import { el } from "../dom.js";
+import { explainPanel } from "../explain.js";
 
 const viewer = document.getElementById("viewer");
 const id = viewer.dataset.sample;
@@ -9,11 +11,14 @@ const image = document.getElementById("plane");
 const controls = document.getElementById("viewer-controls");
 const field = (name) => controls.querySelector(`[name="${name}"]`);
 let planes = {};
+const explanation = explainPanel({ sampleId: Number(id), projectId: Number(viewer.dataset.project),
+  datasetId: Number(viewer.dataset.dataset) });
 
 function draw() {
   const params = new URLSearchParams({ axis: field("axis").value, index: field("index").value, frame: field("frame").value,
     center: field("center").value, width: field("width").value, mask: field("mask").checked ? "true" : "false" });
   image.src = `/api/samples/${id}/slice/?${params}`;
+  explanation.draw(field("axis").value, field("index").value); // its heat map follows the plane shown
   document.getElementById("index-label").textContent = `${Number(field("index").value) + 1} of ${Number(field("index").max) + 1}`;
 }
 
