@@ -136,10 +136,21 @@ def run_page(request, run_id):
     # Earlier runs in the chain are linked only where this reader may open them; the others are named.
     readable = set(runs_for(request.user).filter(pk__in=runs_in(lineage_of(run))).values_list("pk", flat=True))
     # The newest evaluation (on the test subset where there is one), as the API gives it: the page shows it at once.
-    evaluation = run.evaluations.filter(subset="test").first() or run.evaluations.first()
+    evaluation = run.evaluations.filter(subset="test", dataset__isnull=True).first() or run.evaluations.first()
     return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable,
                                                  "lineage": shown_lineage(run, readable),
-                                                 "evaluation": EvaluationSerializer(evaluation).data if evaluation else None})
+                                                 "evaluation": EvaluationSerializer(evaluation).data if evaluation else None,
+                                                 "other_datasets": other_datasets(request.user, run) if changeable else []})
+
+
+def other_datasets(user, run) -> list:
+    """Datasets the run's model could be measured on (external validation): ready, labelled with classes, readable by
+    the user, not the run's own. Whether each fits the model is asked when one is chosen (its class mapping)."""
+    if run.status != run.Status.SUCCEEDED:
+        return []
+    ready = datasets_for(user).filter(status=Dataset.Status.READY).exclude(pk=run.partition.dataset_id)
+    return [d for d in ready.select_related("project").order_by("project__name", "name")
+            if d.task != Dataset.Task.SEGMENTATION and any(d.labels)]
 
 
 @login_required

@@ -29,6 +29,7 @@ from .models import Evaluation, RateSearch, SamplePrediction, TrainingRun
 from .report import run_report
 from .serializers import MetricPointSerializer, RunStatusSerializer
 from .services import (
+    check_evaluable,
     delete_run,
     evaluations_for,
     launch_run,
@@ -425,13 +426,15 @@ class RateSearchViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 class EvaluationSerializer(JobSerializer):
     project = serializers.IntegerField(source="run.project_id", read_only=True)
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True, allow_null=True, default=None,
+                                         help_text="The other dataset's name (external validation); null for a subset.")
     results = serializers.JSONField(read_only=True, help_text="{} until the evaluation is done; then {classes, samples, patients, "
                                     "resamples, level, metrics: {name: {value, low, high}}, per_class, confusion, roc, "
                                     "precision_recall, calibration, operating_points} (docs/results.md).")
 
     class Meta:
         model = Evaluation
-        fields = ["id", "project", "run", "subset", "dataset", "class_mapping", "queue", *JOB_FIELDS, "results", "created_at"]
+        fields = ["id", "project", "run", "subset", "dataset", "dataset_name", "class_mapping", "queue", *JOB_FIELDS, "results", "created_at"]
         read_only_fields = fields
 
 
@@ -471,7 +474,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     serializer_class = EvaluationSerializer
 
     def get_queryset(self):
-        evaluations = evaluations_for(self.request.user).select_related("run")
+        evaluations = evaluations_for(self.request.user).select_related("run", "dataset")
         run = int_query_param(self.request, "run")
         return evaluations.filter(run_id=run) if run is not None else evaluations
 
@@ -512,6 +515,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         if run is None:
             raise ServiceError(f"There is no run {run_id} that you can read.", field="run", code="not_found", status_code=404)
         dataset = readable_dataset(request.user, dataset_id)
+        check_evaluable(run)
         check_fits(run, dataset)
         return Response(ClassMappingSerializer(mapping_facts(run, dataset)).data)
 

@@ -455,6 +455,16 @@ def evaluations_for(user):
     return Evaluation.objects.filter(run__in=runs_for(user))
 
 
+def check_evaluable(run: TrainingRun) -> None:
+    """A run's kept model is there to measure: the run succeeded and its weights file is in place."""
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise ServiceError(f"Run {run.pk} has no kept model to evaluate (it is {run.get_status_display().lower()}); evaluate "
+                           "a run that succeeded.", field="run")
+    if not run.weights_path.is_file():
+        raise ServiceError(f"Run {run.pk}'s kept model file is missing from the server's storage, so it cannot be evaluated; "
+                           "train the run again, or restore its files.", field="run", code="missing_file")
+
+
 def start_evaluation(run: TrainingRun, subset: str = "test", user=None, dataset: Dataset | None = None,
                      class_mapping: dict | None = None) -> Evaluation:
     """Measure a run's kept model on a subset of its partition, or on the whole of another dataset (external
@@ -462,9 +472,7 @@ def start_evaluation(run: TrainingRun, subset: str = "test", user=None, dataset:
     training job when a run succeeds, or by a project's owner."""
     if user is not None:
         require_owner(user, run.project)
-    if run.status != TrainingRun.Status.SUCCEEDED or not run.weights_path.is_file():
-        raise ServiceError(f"Run {run.pk} has no kept model to evaluate (it is {run.status}); evaluate a run that succeeded.",
-                           field="run")
+    check_evaluable(run)
     if dataset is not None:
         check_fits(run, dataset)
         class_mapping, subset = checked_mapping(run, dataset, class_mapping), Evaluation.WHOLE_DATASET

@@ -129,7 +129,7 @@ MATRIX = {
     ("GET", "/api/evaluations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/predictions/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
-    ("GET", "/api/evaluations/class-mapping/"): Case(READ, data=lambda w: {"run": w["run"], "dataset": w["unused_dataset"]},
+    ("GET", "/api/evaluations/class-mapping/"): Case(READ, data=lambda w: {"run": w["kept_run"], "dataset": w["unused_dataset"]},
                                                      notes="reading both class lists changes nothing: viewers may look"),
     ("GET", "/api/explanations/"): Case(LIST),
     # The owner's answer is a 400: this run's kept model file is not there (the order of checks is what is tested).
@@ -201,6 +201,9 @@ def world(django_user_model, tmp_path):
     run.onnx_path.write_bytes(b"onnx")
     run.safetensors_path.write_bytes(b"safetensors")
     MetricPoint.objects.create(run=run, epoch=1, subset="train", name="loss", value=0.5)
+    kept = TrainingRun.objects.create(project=project, partition=partition, name="kept", spec=training_spec(epochs=1), status="succeeded")
+    kept.storage_dir.mkdir(parents=True, exist_ok=True)
+    kept.weights_path.write_bytes(b"weights")  # its kept model: what may be evaluated on another dataset
     queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
     search = RateSearch.objects.create(partition=partition, spec=training_spec())
     evaluation = Evaluation.objects.create(run=run, status=Evaluation.Status.DONE)
@@ -227,7 +230,7 @@ def world(django_user_model, tmp_path):
         "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "evaluation": evaluation.pk, "unused_dataset": unused.pk,
-        "explanation": explanation.pk, "group": group.pk,
+        "explanation": explanation.pk, "group": group.pk, "kept_run": kept.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
         "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }

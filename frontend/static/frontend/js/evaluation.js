@@ -56,6 +56,7 @@ export function evaluationView(section, runId, shown = null) {
     requests: new Set(), // the AbortControllers of the requests under way
     leaving: false, // the page is being left: ask nothing more
     order: "worst", wrongOnly: false, predictionsAsked: 0, // the predictions table's controls, and which answer is the latest
+    listed: [], // the run's evaluations, for the choice of the one shown
   };
   const part = (name) => section.querySelector(`[data-part="${name}"]`);
 
@@ -63,6 +64,10 @@ export function evaluationView(section, runId, shown = null) {
     state.leaving = true;
     clearTimeout(state.timer);
     for (const controller of state.requests) controller.abort();
+  });
+  part("choice").addEventListener("change", (event) => {
+    const chosen = state.listed.find((one) => String(one.id) === event.target.value);
+    if (chosen) show(chosen);
   });
   part("order").addEventListener("change", (event) => { state.order = event.target.value; showPredictions(); });
   part("wrong").addEventListener("change", (event) => { state.wrongOnly = event.target.checked; showPredictions(); });
@@ -92,6 +97,7 @@ export function evaluationView(section, runId, shown = null) {
     try { listed = await get(`/api/evaluations/?run=${runId}`); } catch (error) { return say(error.message, "error"); }
     if (!listed) return;
     const evaluations = listed.results || listed;
+    listChoices(evaluations);
     const evaluation = evaluations.find((one) => one.subset === "test") || evaluations[0];
     if (!evaluation) {
       return say(run.status === "succeeded" ? "This run has not been evaluated yet." : "Only a run that succeeded is evaluated on its test subset.");
@@ -99,11 +105,35 @@ export function evaluationView(section, runId, shown = null) {
     follow(evaluation);
   }
 
+  /* Another of the run's evaluations (a subset, or another dataset): shown in place of the one shown. */
+  function show(evaluation) {
+    clearTimeout(state.timer);
+    part("body").hidden = true;
+    follow(evaluation);
+    refreshChoices();
+  }
+
+  async function refreshChoices() {
+    let listed;
+    try { listed = await get(`/api/evaluations/?run=${runId}`); } catch { return; } // the choice stays as it was
+    if (listed) listChoices(listed.results || listed);
+  }
+
+  /* The choice of the evaluation shown, when the run has more than one. */
+  function listChoices(evaluations) {
+    state.listed = evaluations;
+    part("choice-box").hidden = evaluations.length < 2;
+    const choice = part("choice");
+    choice.replaceChildren(...evaluations.map((one) => el("option", { value: String(one.id), text: `${measuredOn(one)} (${one.status})` })));
+    if (state.evaluation) choice.value = String(state.evaluation.id);
+  }
+
   function follow(evaluation) {
     state.evaluation = evaluation;
+    part("title").textContent = `Results on ${measuredOn(evaluation)}`;
     if (!evaluation.finished) {
       const progress = evaluation.progress_message ? ` ${evaluation.progress_message}` : "";
-      say(`Evaluating on the ${evaluation.subset} subset…${progress}`, "busy");
+      say(`Evaluating on ${measuredOn(evaluation)}…${progress}`, "busy");
       state.timer = setTimeout(poll, POLL_MS);
     } else if (evaluation.status === "done") {
       say("");
@@ -135,7 +165,10 @@ export function evaluationView(section, runId, shown = null) {
     const results = evaluation.results || {};
     part("body").hidden = false;
     const level = results.level || 0.95;
-    part("summary").textContent = `${results.samples} ${evaluation.subset} samples of ${results.patients} patients; `
+    const samples = evaluation.dataset ? `samples of dataset ${evaluation.dataset_name}` : `${evaluation.subset} samples`;
+    const leftOut = Object.entries(evaluation.class_mapping || {}).filter(([, to]) => !to).map(([from]) => from);
+    const left = leftOut.length ? ` (classes left out: ${leftOut.join(", ")})` : "";
+    part("summary").textContent = `${results.samples} ${samples}${left} of ${results.patients} patients; `
       + `${Math.round(level * 100)}% intervals from ${results.resamples} bootstrap resamples of patients, stratified by class.`;
     part("metrics").replaceChildren(...METRICS.map(([key, name, kind, help]) => el("tr", {}, [
       el("th", { scope: "row" }, [name, el("span", { class: "metric-help muted", text: help })]),
@@ -259,6 +292,14 @@ export function evaluationView(section, runId, shown = null) {
     body.closest("table").hidden = !rows.length;
   }
 
-  if (shown) follow(shown);
-  return { load };
+  if (shown) {
+    follow(shown);
+    refreshChoices(); // the run's other evaluations (another subset, another dataset), to choose from
+  }
+  return { load, show };
+}
+
+/* "the test subset", or "dataset Hospital B" for an evaluation on another dataset. */
+export function measuredOn(evaluation) {
+  return evaluation.dataset ? `dataset ${evaluation.dataset_name}` : `the ${evaluation.subset} subset`;
 }

@@ -5,6 +5,7 @@
 import { api } from "../api.js";
 import { el } from "../dom.js";
 import { evaluationView } from "../evaluation.js";
+import { externalEvaluationForm } from "../external_evaluation.js";
 import { jobView } from "../jobs.js";
 import { drawMetricCharts, drawSystemCharts, MetricSeries, renderMetricPicker } from "../run_charts.js";
 import { followStream } from "../stream.js";
@@ -18,6 +19,16 @@ const view = { picked: ["loss", "accuracy"], smoothing: 0, keptEpoch: null, revi
 // The results on the test subset: the evaluation the page was drawn with, if any.
 const evaluation = evaluationView(document.getElementById("evaluation"), id,
   JSON.parse(document.getElementById("evaluation-data").textContent));
+// Another dataset (for the project's owners, once the run has succeeded): its evaluation is shown in the results.
+const externalCard = document.getElementById("external-evaluation");
+if (externalCard) {
+  externalEvaluationForm(externalCard, {
+    onQueued: (queued) => {
+      evaluation.show(queued);
+      document.getElementById("evaluation").scrollIntoView({ behavior: "smooth", block: "start" });
+    },
+  });
+}
 let redrawing = false;
 
 const showJob = jobView(`/api/runs/${id}/`, {
