@@ -65,7 +65,7 @@ def test_another_dataset_is_checked_mapped_evaluated_and_shown(page, live_server
 
     page.click("#external-submit")
     status = page.locator('#evaluation [data-part="status"]')
-    expect(status).to_have_text("Evaluating on dataset Hospital B…")
+    expect(status).to_contain_text("Evaluating on dataset Hospital B…")  # and the job's progress words
     queued = Evaluation.objects.get(run=run, dataset=other)
     assert queued.subset == Evaluation.WHOLE_DATASET
     assert queued.class_mapping == {"Lesion": "lesion", "healthy": "normal", "artefact": None}
