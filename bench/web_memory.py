@@ -87,6 +87,7 @@ def make_content() -> dict:
     from django.utils import timezone
 
     from backend.datasets.services import create_partition
+    from backend.experiments.models import Comparison, GroupMember, RunGroup
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
     from backend.runs.models import MetricPoint, TrainingRun
@@ -112,12 +113,19 @@ def make_content() -> dict:
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED, epochs_completed=3,
                                                  results={"test": {"accuracy": 0.8, "loss": 0.4}}, progress_done=3, progress_total=3, started_at=timezone.now(),
                                                  finished_at=timezone.now())
+    # A group of the run (its own page), and a saved comparison of the run and the group.
+    group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=2,
+                                    spec=run.spec, created_by=user)
+    GroupMember.objects.create(group=group, run=run, seed=0)
+    comparison = Comparison.objects.create(project=project, name="Run and group", metric="accuracy", created_by=user)
+    comparison.runs.add(run)
+    comparison.groups.add(group)
     # An imported model as the worker leaves one (the file's checks and the import job are bench/model_import.py's).
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"}, created_by=user)
     return {"project": project.pk, "dataset": dataset.pk, "importedmodel": imported.pk, "volumes": volumes.pk, "partition": partition.pk,
-            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk,
+            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "group": group.pk, "comparison": comparison.pk,
             "sample": dataset.samples.order_by("pk").first().pk, "volume": volumes.samples.exclude(mask="").order_by("pk").first().pk,
             "samples": list(dataset.samples.values_list("pk", flat=True)) + list(volumes.samples.values_list("pk", flat=True))}
 
@@ -130,7 +138,7 @@ def page_urls(ids: dict) -> list[str]:
 
     values = {"project_id": ids["project"], "pipeline_id": ids["pipeline"], "dataset_id": ids["dataset"], "sample_id": ids["sample"],
               "partition_id": ids["partition"], "run_id": ids["run"], "aggregation_id": ids["aggregation"],
-              "importedmodel_id": ids["importedmodel"]}
+              "importedmodel_id": ids["importedmodel"], "group_id": ids["group"], "comparison_id": ids["comparison"]}
     return [reverse(p.name, kwargs={k: values[k] for k in p.pattern.converters}) for p in urlpatterns if p.name not in ("login", "logout")]
 
 
@@ -159,6 +167,7 @@ def page_data_urls(ids: dict) -> list[str]:
         f"/api/pipelines/{ids['pipeline']}/", f"/api/runs/{ids['run']}/", f"/api/runs/{ids['run']}/metrics/",
         f"/api/aggregations/{ids['aggregation']}/", f"/api/aggregations/{ids['aggregation']}/rows/",
         f"/api/aggregations/{ids['aggregation']}/export/?file=xlsx", f"/api/imported-models/{ids['importedmodel']}/",
+        f"/api/evaluations/?run={ids['run']}", f"/api/groups/{ids['group']}/", f"/api/comparisons/{ids['comparison']}/",
     ]
 
 

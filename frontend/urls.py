@@ -19,6 +19,7 @@ urlpatterns = [
     path("partitions/<int:partition_id>/", views.partition_page, name="partition"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
     path("groups/<int:group_id>/", views.group_page, name="group"),
+    path("comparisons/<int:comparison_id>/", views.comparison_page, name="comparison"),
     path("aggregations/<int:aggregation_id>/", views.aggregation_page, name="aggregation"),
     path("zoo/", views.zoo_page, name="zoo"),
     path("projects/<int:project_id>/models/", views.imported_models_page, name="imported-models"),

@@ -9,7 +9,8 @@ from backend.audit.services import Action, events_for, record
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.planning import plan_in_words, plan_of
 from backend.datasets.services import datasets_for, partitions_for
-from backend.experiments.api import RunGroupDetailSerializer
+from backend.experiments.api import ComparisonDetailSerializer, RunGroupDetailSerializer
+from backend.experiments.comparisons import comparisons_for
 from backend.experiments.services import groups_for, run_groups_of
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
@@ -42,6 +43,7 @@ def project_page(request, project_id):
         "aggregations": Aggregation.objects.filter(dataset__project=project).select_related("dataset"),
         "imported_models": project.imported_models.all(),
         "groups": run_groups_of(project),
+        "comparisons": project.comparisons.all()[:20],  # saved comparisons, newest first
     })
 
 
@@ -181,3 +183,14 @@ def group_page(request, group_id):
     record(request.user, group.project, Action.READ, group, object_type="group")
     return render(request, "frontend/group.html", {"group": group, "project": group.project,
                                                    "group_data": RunGroupDetailSerializer(group).data})
+
+
+@login_required
+def comparison_page(request, comparison_id):
+    """Runs and groups side by side (docs/results.md, "Compare"): curves of a chosen metric, test metrics with
+    intervals, bar charts, ROC curves and a paired test between two runs. Its address is shared with the project's
+    members; the page draws at once from the comparison's JSON and asks the API for another metric or a paired test."""
+    comparison = get_object_or_404(comparisons_for(request.user).select_related("project"), pk=comparison_id)
+    record(request.user, comparison.project, Action.READ, comparison, object_type="comparison")
+    return render(request, "frontend/comparison.html", {"comparison": comparison, "project": comparison.project,
+                                                        "comparison_data": ComparisonDetailSerializer(comparison).data})

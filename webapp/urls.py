@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from backend.core.api import ArchitectureList, LayerSummary, ResourceList, api_not_found
 from backend.core.auth_api import TokenLogin
 from backend.datasets.api import DatasetViewSet, PartitionViewSet, SampleViewSet
-from backend.experiments.api import GroupViewSet
+from backend.experiments.api import ComparisonViewSet, GroupViewSet
 from backend.pipelines.api import AggregationViewSet, MeasureList, OperationList, PipelineViewSet
 from backend.projects.api import ProjectViewSet
 from backend.runs.api import EvaluationViewSet, RateSearchViewSet, RunViewSet, TrainingOptions
@@ -23,6 +23,7 @@ router.register("rate-searches", RateSearchViewSet, basename="ratesearch")
 router.register("evaluations", EvaluationViewSet, basename="evaluation")
 router.register("explanations", ExplanationViewSet, basename="explanation")
 router.register("groups", GroupViewSet, basename="group")
+router.register("comparisons", ComparisonViewSet, basename="comparison")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("aggregations", AggregationViewSet, basename="aggregation")
 router.register("imported-models", ImportedModelViewSet, basename="importedmodel")

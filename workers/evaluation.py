@@ -1,6 +1,8 @@
 """The evaluation job: a run's kept model on a subset of its partition, each sample's prediction stored and the results
 computed (workers/engine/tasks/classification/results.py). A worker lost mid-evaluation queues it again (the
-default): an evaluation is a pass over one subset and starts over."""
+default): an evaluation is a pass over one subset and starts over. Its progress is the samples predicted (the subset
+measured, then the validation subset the operating points are chosen on), written after each batch; a stop asked is
+seen between batches and ends it as stopped, with no prediction stored."""
 from __future__ import annotations
 
 import torch
@@ -38,16 +40,24 @@ class EvaluationJob(JobRunner):
         model = kept_model(run, data)
         subset = external_subset(evaluation, data.classes, reporter) if evaluation.dataset_id else \
             {"test": test_set, "validation": data.validation}[evaluation.subset]
-        measured_subset = predictions_of(model, subset, spec, data)
         # Operating points are chosen on the run's validation subset and reported on the subset measured (never chosen
         # on the samples they are reported on): for the test subset and for another dataset.
-        validation = predictions_of(model, data.validation, spec, data) if evaluation.subset != "validation" and len(data.validation) else None
+        chooses_on = data.validation if evaluation.subset != "validation" and len(data.validation) else None
+        total = len(subset) + (len(chooses_on) if chooses_on is not None else 0)
+        measured_subset = predictions_of(model, subset, spec, data, SamplesPredicted(reporter, 0, total, "the subset measured"))
+        validation = predictions_of(model, chooses_on, spec, data, SamplesPredicted(
+            reporter, len(subset), total, "the validation subset, for the operating points")) \
+            if chooses_on is not None else None
         results = classification_results(measured_subset, validation, seed=run.spec["seed"])
         with transaction.atomic():
             evaluation.predictions.all().delete()  # a job run twice (a lost worker) stores its rows once
             SamplePrediction.objects.bulk_create(prediction_rows(evaluation, measured_subset, subset.keys))
         self.finish(evaluation, Status.DONE, done_words(results), results=results, progress_done=F("progress_total"))
         pool_groups_of(evaluation)  # a member of groups of runs (backend/experiments): their pooled evaluation
+
+    def discard(self, evaluation: Evaluation, status: str) -> None:
+        if status == Status.STOPPED:  # a stopped evaluation keeps no rows (the stop is seen before any is written)
+            evaluation.predictions.all().delete()
 
     def failure_message(self, exc: Exception) -> str:
         return f"The evaluation failed ({type(exc).__name__}: {exc}); the worker log has the details."
@@ -83,10 +93,26 @@ def kept_model(run: TrainingRun, data) -> torch.nn.Module:
     return model.eval()
 
 
-def predictions_of(model, subset, spec, data) -> Predictions:
-    """Each sample's class probabilities on a subset, with its patient (the bootstrap resamples patients)."""
+class SamplesPredicted:
+    """The job's observer as one pass of the evaluation sees it: its samples predicted counted after the `before`
+    of the pass ahead of it, of the `total` of both (the page shows "n of N samples"), the pass named in `words`."""
+
+    def __init__(self, reporter, before: int, total: int, words: str):
+        self.reporter, self.before, self.total, self.words = reporter, before, total, words
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        self.reporter.progress(self.before + done, self.total, f"Predicting {self.words}")
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+
+def predictions_of(model, subset, spec, data, observer=None) -> Predictions:
+    """Each sample's class probabilities on a subset, with its patient (the bootstrap resamples patients); with an
+    `observer`, the progress after each batch and the stop flag between batches (JobStopped)."""
     rows: list[dict] = []
-    measured(model, subset, spec, data.classes, data.class_counts, data.dims, data.window, metric_names=[], predictions=rows)
+    measured(model, subset, spec, data.classes, data.class_counts, data.dims, data.window, metric_names=[], predictions=rows,
+             observer=observer)
     patients = dict(Sample.objects.filter(pk__in=subset.keys).values_list("pk", "patient"))
     return Predictions.of([row["probabilities"] for row in rows], [row["target"] for row in rows],
                           [patients.get(key, "") for key in subset.keys], data.classes)

@@ -1,14 +1,18 @@
-"""/api/groups/: groups of runs (docs/results.md, "Groups: repeats and folds")."""
+"""/api/groups/: groups of runs (docs/results.md, "Groups: repeats and folds"); /api/comparisons/: runs and groups
+side by side (docs/results.md, "Compare")."""
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
-from backend.core.errors import int_query_param
+from backend.core.errors import LARGEST_ID, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
 
-from .models import GroupMember, RunGroup
+from .comparisons import comparison_view, comparisons_for, create_comparison, ordered_items, paired_tests, parse_ids, selection
+from .models import Comparison, GroupMember, RunGroup
 from .services import MOST_SEEDS, group_summary, groups_for, launch_group
 
 
@@ -94,3 +98,115 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         data = asked.validated_data
         group = launch_group(request.user, data["partition"], data["spec"], data["seeds"], data["folds"], data.get("name", ""))
         return Response(RunGroupDetailSerializer(group).data, status=status.HTTP_202_ACCEPTED)
+
+
+# ------------------------------------------------------------------ comparisons (docs/results.md, "Compare")
+
+
+class ComparisonCreateSerializer(serializers.Serializer):
+    """What to compare. The checks (one project, something in common, the metric recorded) are the service's, so a
+    refusal names its field the same way for the API and the page."""
+
+    project = serializers.IntegerField(required=False, min_value=1, max_value=LARGEST_ID,
+                                       help_text="The project the runs and groups belong to (checked).")
+    runs = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=LARGEST_ID), required=False, default=list,
+                                 max_length=100, help_text="The runs compared, by id.")
+    groups = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=LARGEST_ID), required=False,
+                                   default=list, max_length=100, help_text="The groups compared, by id.")
+    metric = serializers.CharField(max_length=50, required=False, allow_blank=True, default="",
+                                   help_text="The metric whose curves per epoch are overlaid (default: accuracy, else loss).")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class ComparisonSerializer(serializers.ModelSerializer):
+    runs = serializers.SerializerMethodField(help_text="The runs compared, by id (in id order).")
+    groups = serializers.SerializerMethodField(help_text="The groups compared, by id (in id order).")
+
+    class Meta:
+        model = Comparison
+        fields = ["id", "project", "name", "runs", "groups", "metric", "created_by", "created_at"]
+
+    def get_runs(self, comparison) -> list[int]:
+        return sorted(run.pk for run in comparison.runs.all())
+
+    def get_groups(self, comparison) -> list[int]:
+        return sorted(group.pk for group in comparison.groups.all())
+
+
+class ComparisonDetailSerializer(ComparisonSerializer):
+    view = serializers.SerializerMethodField()
+
+    class Meta(ComparisonSerializer.Meta):
+        fields = [*ComparisonSerializer.Meta.fields, "view"]
+
+    def get_view(self, comparison) -> dict:
+        """{metric, metrics, shared_metrics, items: [{key, kind, id, name, classes, ...}], curves: [{item, subset, epochs,
+        values, std}], test: [{metric, cells: [{item, value, low, high | mean, std, n, pooled, shown | refused}]}],
+        roc: [{item, auc, curves | refused}], pairable}: docs/results.md, "Compare"."""
+        runs, groups = ordered_items(comparison)
+        metric = self.context.get("metric") or comparison.metric
+        return comparison_view(runs, groups, metric)
+
+
+PREVIEW_PARAMETERS = [
+    OpenApiParameter("runs", str, description="Run ids, comma-separated (1,2,5)."),
+    OpenApiParameter("groups", str, description="Group ids, comma-separated."),
+    OpenApiParameter("metric", str, description="The metric whose curves are overlaid."),
+    OpenApiParameter("project", int, description="The project (checked against the runs')."),
+]
+
+
+class ComparisonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Runs and groups of one project side by side: curves of a metric overlaid, test metrics with intervals, ROC
+    curves, and paired tests between two runs. Saved comparisons are read by the project's members (others: 404) and
+    made by its owners. `?project=` lists one project's."""
+
+    def get_serializer_class(self):
+        return ComparisonDetailSerializer if self.action == "retrieve" else ComparisonSerializer
+
+    def get_queryset(self):
+        comparisons = comparisons_for(self.request.user).prefetch_related("runs", "groups")
+        project = int_query_param(self.request, "project")
+        return comparisons.filter(project_id=project) if project is not None else comparisons
+
+    @extend_schema(parameters=[OpenApiParameter("project", int, description="Only this project's comparisons.")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(parameters=[OpenApiParameter("metric", str, description="Overlay this metric's curves instead of the saved one.")])
+    def retrieve(self, request, *args, **kwargs):
+        comparison = self.get_object()
+        record(request.user, comparison.project, Action.READ, comparison, object_type="comparison")
+        metric = request.query_params.get("metric", "").strip()
+        return Response(ComparisonDetailSerializer(comparison, context={"request": request, "metric": metric}).data)
+
+    @extend_schema(request=ComparisonCreateSerializer, responses={201: ComparisonDetailSerializer})
+    def create(self, request):
+        """Save a comparison (the project's owners). Refused (400, with its field) when the runs are of different
+        projects or have nothing in common."""
+        asked = ComparisonCreateSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        data = asked.validated_data
+        comparison = create_comparison(request.user, data["runs"], data["groups"], data["metric"], data["name"],
+                                       data.get("project"))
+        return Response(ComparisonDetailSerializer(comparison, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=PREVIEW_PARAMETERS, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def preview(self, request):
+        """What a comparison of these runs and groups would show, without saving it (the project's readers)."""
+        project, runs, groups = selection(request.user, parse_ids(request.query_params.get("runs"), "runs"),
+                                          parse_ids(request.query_params.get("groups"), "groups"),
+                                          int_query_param(request, "project"))
+        return Response(comparison_view(runs, groups, request.query_params.get("metric", ""), strict=True))
+
+    @extend_schema(parameters=[OpenApiParameter("a", int, description="One of the comparison's runs."),
+                               OpenApiParameter("b", int, description="Another of its runs.")],
+                   responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def paired(self, request, pk=None):
+        """Paired tests between two of the comparison's runs on the test samples both were evaluated on: DeLong's test
+        of their AUCs (two classes) and McNemar's test of their accuracies, each with its p-value and n, or the reason
+        it cannot be made."""
+        comparison = self.get_object()
+        return Response(paired_tests(comparison, int_query_param(request, "a"), int_query_param(request, "b")))

@@ -63,3 +63,24 @@ class GroupMember(models.Model):
     class Meta:
         ordering = ["fold", "seed", "id"]
         constraints = [models.UniqueConstraint(fields=["group", "run"], name="one_membership_per_run")]
+
+
+class Comparison(models.Model):
+    """Runs and groups of one project read side by side (issue 22, R3; docs/results.md "Compare"), saved so that its
+    address can be shared with the project's members. What it shows is computed when it is read
+    (backend/experiments/comparisons.py): a run that goes on training, or a group that gets another member, shows its
+    latest figures."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    name = models.CharField(max_length=200)
+    runs = models.ManyToManyField(TrainingRun, blank=True, related_name="comparisons")
+    groups = models.ManyToManyField(RunGroup, blank=True, related_name="comparisons")
+    metric = models.CharField(max_length=50, help_text="The metric whose curves per epoch are overlaid (a metric point's name).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name

@@ -43,6 +43,7 @@ from .services import (
     start_evaluation,
     start_rate_search,
     starting_points,
+    stop_evaluation,
     stop_rate_search,
 )
 
@@ -501,6 +502,14 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         evaluation = start_evaluation(run, asked.validated_data["subset"], request.user, dataset,
                                       asked.validated_data.get("class_mapping"))
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: EvaluationSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop (the project's owners): a queued evaluation at once; a running one after its current batch, keeping
+        no prediction. One already ended answers 409."""
+        return Response(EvaluationSerializer(stop_evaluation(request.user, self.get_object())).data,
+                        status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[OpenApiParameter("run", int, required=True), OpenApiParameter("dataset", int, required=True)],
                    responses={200: ClassMappingSerializer})

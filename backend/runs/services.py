@@ -489,6 +489,16 @@ def start_evaluation(run: TrainingRun, subset: str = "test", user=None, dataset:
     return evaluation
 
 
+def stop_evaluation(actor, evaluation: Evaluation) -> Evaluation:
+    """A queued evaluation stops at once; a running one after its current batch, storing no prediction."""
+    require_owner(actor, evaluation.run.project)
+    require_stoppable(evaluation, "evaluation")
+    stop(evaluation)
+    record(actor, evaluation.run.project, Action.CHANGE, evaluation, name=f"evaluation {evaluation.pk}: stop requested")
+    evaluation.refresh_from_db()
+    return evaluation
+
+
 def rate_searches_for(user):
     """Learning-rate searches in the user's projects."""
     if not user.is_authenticated:

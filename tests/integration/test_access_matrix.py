@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
-from backend.experiments.models import GroupMember, RunGroup
+from backend.experiments.models import Comparison, GroupMember, RunGroup
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
@@ -129,6 +129,8 @@ MATRIX = {
     ("GET", "/api/evaluations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/predictions/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
+    ("POST", "/api/evaluations/{pk}/stop/"): Case((401, 404, 403, 409), ids=lambda w: {"pk": w["evaluation"]},
+                                                  notes="the evaluation has ended: nothing to stop"),
     ("GET", "/api/evaluations/class-mapping/"): Case(READ, data=lambda w: {"run": w["kept_run"], "dataset": w["unused_dataset"]},
                                                      notes="reading both class lists changes nothing: viewers may look"),
     ("GET", "/api/explanations/"): Case(LIST),
@@ -140,6 +142,14 @@ MATRIX = {
     ("POST", "/api/groups/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "seeds": 2,
                                                                         "spec": {"epochs": 1}}),
     ("GET", "/api/groups/{pk}/"): Case(READ, ids=lambda w: {"pk": w["group"]}),
+    ("GET", "/api/comparisons/"): Case(LIST),
+    ("POST", "/api/comparisons/"): Case((401, 400, 403, 201), data=lambda w: {"runs": [w["run"]], "groups": [w["group"]]}),
+    ("GET", "/api/comparisons/{pk}/"): Case(READ, ids=lambda w: {"pk": w["comparison"]}),
+    ("GET", "/api/comparisons/preview/"): Case((401, 400, 200, 200), data=lambda w: {"runs": str(w["run"]), "groups": str(w["group"])},
+                                               notes="a preview saves nothing: viewers may look"),
+    # The members' answer is a 400: the run has no stored predictions to pair (the order of checks is what is tested).
+    ("GET", "/api/comparisons/{pk}/paired/"): Case((401, 404, 400, 400), ids=lambda w: {"pk": w["comparison"]},
+                                                   data=lambda w: {"a": w["run"], "b": w["queued_run"]}),
     ("POST", "/api/rate-searches/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "epochs": 1}),
     ("GET", "/api/rate-searches/{pk}/"): Case(READ, ids=lambda w: {"pk": w["rate_search"]}),
     ("POST", "/api/rate-searches/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["rate_search"]}),
@@ -213,6 +223,9 @@ def world(django_user_model, tmp_path):
     np.save(explanation.heat_map_path, np.zeros((1, 64, 64), np.float16))
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
     GroupMember.objects.create(group=group, run=run, seed=0)
+    comparison = Comparison.objects.create(project=project, name="Run against its group", metric="loss")
+    comparison.runs.set([run, queued])
+    comparison.groups.set([group])
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
@@ -230,7 +243,7 @@ def world(django_user_model, tmp_path):
         "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "evaluation": evaluation.pk, "unused_dataset": unused.pk,
-        "explanation": explanation.pk, "group": group.pk, "kept_run": kept.pk,
+        "explanation": explanation.pk, "group": group.pk, "comparison": comparison.pk, "kept_run": kept.pk,
         "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
         "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }

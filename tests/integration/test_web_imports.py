@@ -75,7 +75,7 @@ def make_rows() -> tuple[object, dict]:
     from django.core.management import call_command
 
     from backend.datasets.services import create_partition
-    from backend.experiments.models import GroupMember, RunGroup
+    from backend.experiments.models import Comparison, GroupMember, RunGroup
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
     from backend.runs.models import Evaluation, Explanation, SamplePrediction
@@ -100,13 +100,16 @@ def make_rows() -> tuple[object, dict]:
     explanation = Explanation.objects.create(run=run, sample=dataset.samples.first(), status=Explanation.Status.QUEUED)
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
     GroupMember.objects.create(group=group, run=run, seed=0)
+    comparison = Comparison.objects.create(project=project, name="Run and group", metric="loss")
+    comparison.runs.set([run])
+    comparison.groups.set([group])
     search = start_rate_search(user, partition, {"model": {"architecture": "resnet18"}, "batch_size": 8})
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"})
     ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "evaluation": evaluation.pk,
-           "explanation": explanation.pk, "group": group.pk, "ratesearch": search.pk,
+           "explanation": explanation.pk, "group": group.pk, "comparison": comparison.pk, "ratesearch": search.pk,
            "importedmodel": imported.pk}
     return user, ids
 

@@ -1,14 +1,15 @@
 /* A run's evaluation on its test subset, as a clinician reads it (docs/results.md): the headline metrics with
    their 95% intervals and a line of plain words each, the confusion matrix, the per-class measures, the ROC curve
    with the operating points (two classes), the reliability diagram, and each sample's prediction, worst errors
-   first. While the evaluation is queued or running the section says so and asks again every 2 s until it has
-   finished; leaving the page stops the asking (and cancels a request under way).
+   first. While the evaluation is queued or running the section says so, with the samples predicted of all (n of N)
+   and, for the project's owners (the section's data-can-change="yes"), a Stop button, and asks again every 2 s
+   until it has finished; leaving the page stops the asking (and cancels a request under way).
 
    evaluationView(section, runId, shown) returns { load }. shown: the newest evaluation as the page was drawn with
    it (the API's JSON, or null), shown at once. load(run), once the run has finished (its JSON), asks for the
    run's newest evaluation where the page had none (a run that succeeds is evaluated by itself). Everything it
    keeps is in one `state`. */
-import { ApiError } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { drawChart } from "./charts.js";
 import { el } from "./dom.js";
 
@@ -57,8 +58,16 @@ export function evaluationView(section, runId, shown = null) {
     leaving: false, // the page is being left: ask nothing more
     order: "worst", wrongOnly: false, predictionsAsked: 0, // the predictions table's controls, and which answer is the latest
     listed: [], // the run's evaluations, for the choice of the one shown
+    stopping: null, // the id of the evaluation whose Stop was accepted (it says "Stopping…" until it has stopped)
   };
   const part = (name) => section.querySelector(`[data-part="${name}"]`);
+  // Stop, for the project's owners: shown while the evaluation shown is unfinished.
+  const stopButton = section.dataset.canChange === "yes"
+    ? el("button", { type: "button", class: "danger", id: "evaluation-stop", hidden: true, text: "Stop" }) : null;
+  if (stopButton) {
+    part("status").after(stopButton);
+    stopButton.addEventListener("click", stopEvaluation);
+  }
 
   window.addEventListener("pagehide", () => {
     state.leaving = true;
@@ -131,9 +140,13 @@ export function evaluationView(section, runId, shown = null) {
   function follow(evaluation) {
     state.evaluation = evaluation;
     part("title").textContent = `Results on ${measuredOn(evaluation)}`;
+    const stopping = !evaluation.finished && (evaluation.stop_requested || state.stopping === evaluation.id);
+    if (stopButton) {
+      stopButton.hidden = evaluation.finished || stopping;
+      stopButton.disabled = false;
+    }
     if (!evaluation.finished) {
-      const progress = evaluation.progress_message ? ` ${evaluation.progress_message}` : "";
-      say(`Evaluating on ${measuredOn(evaluation)}…${progress}`, "busy");
+      say(`Evaluating on ${measuredOn(evaluation)}…${stopping ? " Stopping…" : progressWords(evaluation)}`, "busy");
       state.timer = setTimeout(poll, POLL_MS);
     } else if (evaluation.status === "done") {
       say("");
@@ -141,6 +154,23 @@ export function evaluationView(section, runId, shown = null) {
     } else {
       say(evaluation.status === "failed" ? `The evaluation failed: ${evaluation.message || "no reason was given."}`
         : `The evaluation was ${evaluation.status}${evaluation.message ? `: ${evaluation.message}` : "."}`, "error");
+    }
+  }
+
+  /* Stop asks the server; the evaluation itself says when it has stopped (the next poll). */
+  async function stopEvaluation() {
+    const asked = state.evaluation;
+    if (!asked) return;
+    stopButton.disabled = true;
+    try {
+      await api("POST", `/api/evaluations/${asked.id}/stop/`);
+      state.stopping = asked.id;
+      if (state.evaluation === asked) say(`Evaluating on ${measuredOn(asked)}… Stopping…`, "busy");
+      stopButton.hidden = true;
+    } catch (error) {
+      stopButton.disabled = false;
+      // 409: it ended meanwhile, which the next poll shows; anything else is said.
+      if (error.status !== 409) say(error.message, "error");
     }
   }
 
@@ -300,6 +330,14 @@ export function evaluationView(section, runId, shown = null) {
 }
 
 /* "the test subset", or "dataset Hospital B" for an evaluation on another dataset. */
+/* " 120 of 400 samples predicted (the validation subset, for the operating points)", or "" before a worker has
+   counted (a queued evaluation). */
+export function progressWords(evaluation) {
+  if (evaluation.status === "queued" || !evaluation.progress_total) return "";
+  const what = evaluation.progress_message ? ` (${evaluation.progress_message.replace(/^Predicting /, "")})` : "";
+  return ` ${evaluation.progress_done} of ${evaluation.progress_total} samples predicted${what}`;
+}
+
 export function measuredOn(evaluation) {
   return evaluation.dataset ? `dataset ${evaluation.dataset_name}` : `the ${evaluation.subset} subset`;
 }

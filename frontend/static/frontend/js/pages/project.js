@@ -2,6 +2,7 @@
 import { api, formError, upload } from "../api.js";
 import { clearErrors, formatSeconds, formValues, setProgress, showErrors } from "../dom.js";
 import { sortableTables } from "../sortable.js";
+import { setUpCompare } from "../compare_select.js";
 
 function setUpUpload() {
   const form = document.getElementById("upload-form");
@@ -92,4 +93,5 @@ function setUpSharing() {
 setUpUpload();
 setUpMerge();
 setUpSharing();
+setUpCompare(); // tick runs and groups, then Compare
 sortableTables(); // the runs, by any column
