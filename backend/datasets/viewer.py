@@ -13,6 +13,7 @@ from workers.engine.display import AXES, default_window, modality_values, overla
 from .models import Sample
 
 THUMBNAIL_SIZE = 128
+FLAT = 0.001  # a window narrower than this shows a flat plane (one value): its width is this, never 0
 MAX_TAG_VALUE = 200
 
 
@@ -101,11 +102,14 @@ def display_facts(sample: Sample) -> dict:
         center, width = 127.5, 255.0
     else:
         center, width = default_window(modality_values(np.asarray(middle), sample.meta), sample.meta)
+        if width < FLAT and sample.kind == Sample.Kind.VOLUME:  # a flat middle slice: the window of the whole volume
+            center, width = default_window(modality_values(np.asarray(volume).ravel(), sample.meta), sample.meta)
     spatial = volume.shape[:3]
     return {
         "planes": {"axial": spatial[0], "coronal": spatial[1], "sagittal": spatial[2]} if sample.kind == Sample.Kind.VOLUME else {"axial": 1},
         "frames": frames(sample, array.shape),
-        "window_center": round(float(center), 3), "window_width": round(float(width), 3),
+        # A width the viewer can send back: a flat sample's is tiny, and rounded it would be 0, which the plane refuses.
+        "window_center": round(float(center), 3), "window_width": max(round(float(width), 3), FLAT),
         "units": "HU" if sample.modality == "CT" else "",
     }
 

@@ -77,3 +77,19 @@ def test_tags_are_the_stored_de_identified_header_with_sequences_nested(api, pro
     assert sequence["value"] == "2 items" and sequence["depth"] == 0
     codes = [row for row in rows if row["name"] == "Code Value"]
     assert [row["value"] for row in codes] == ["113100", "113107"] and all(row["depth"] == 1 for row in codes)
+
+
+def test_a_flat_middle_slice_opens_with_the_volumes_window_and_a_flat_volume_with_one_that_can_be_sent_back(api, project):
+    """The factory volume of the explanation test: the middle slice one value, other slices not. The window offered
+    must be one the plane accepts (a width of 0 is refused), so the viewer draws the volume instead of an error."""
+    sample = volume_sample(project, spacing=[1.0, 1.0, 1.0])
+    volume = np.full((10, 20, 30), 40, np.int16)
+    volume[:3] = np.arange(600, dtype=np.int16).reshape(20, 30)  # the top slices vary, the middle one is flat
+    np.save(sample.project_dir / sample.array, volume)
+    display = api.get(f"/api/samples/{sample.pk}/").json()["display"]
+    assert display["window_width"] > 100, display  # the volume's spread, not the flat slice's
+    plane(api, sample, center=display["window_center"], width=display["window_width"])
+    np.save(sample.project_dir / sample.array, np.full((10, 20, 30), 40, np.int16))
+    display = api.get(f"/api/samples/{sample.pk}/").json()["display"]
+    assert display["window_width"] == pytest.approx(0.001), display
+    plane(api, sample, center=display["window_center"], width=display["window_width"])
