@@ -8,7 +8,7 @@ from backend.projects.access import require_owner
 from .models import AuditEvent
 
 Action = AuditEvent.Action
-FRIENDLY_TYPES = {"trainingrun": "run", "ratesearch": "rate_search", "importedmodel": "imported_model"}
+FRIENDLY_TYPES = {"trainingrun": "run", "ratesearch": "rate_search", "importedmodel": "imported_model", "rungroup": "group"}
 
 
 # Pages poll the objects they show every second; one read per user and object in this

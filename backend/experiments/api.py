@@ -10,10 +10,15 @@ from backend.audit.services import Action, record
 from backend.core.errors import LARGEST_ID, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
+from backend.runs.api import TABLE_FILE_RESPONSES, table_download
 
+from . import export
 from .comparisons import comparison_view, comparisons_for, create_comparison, ordered_items, paired_tests, parse_ids, selection
 from .models import Comparison, GroupMember, RunGroup
 from .services import MOST_SEEDS, group_summary, groups_for, launch_group
+
+FILE_PARAMETER = OpenApiParameter("file", str, enum=list(export.FORMATS), description="csv (the default), xlsx (with an About "
+                                                                                         "sheet) or json (a list of rows).")
 
 
 class GroupLaunchSerializer(serializers.Serializer):
@@ -40,6 +45,10 @@ class GroupMemberSerializer(serializers.ModelSerializer):
     epochs_completed = serializers.IntegerField(source="run.epochs_completed")
     epochs = serializers.IntegerField(source="run.epochs")
     partition = serializers.IntegerField(source="run.partition_id")
+    # Declared, not derived from the model: a derived integer's limits are the database's (SQLite's differ from
+    # PostgreSQL's), and the checked-in schema must not depend on where it was generated.
+    seed = serializers.IntegerField(read_only=True)
+    fold = serializers.IntegerField(read_only=True, allow_null=True, help_text="1..k: the fold held out (the validation subset).")
 
     class Meta:
         model = GroupMember
@@ -48,6 +57,7 @@ class GroupMemberSerializer(serializers.ModelSerializer):
 
 class RunGroupSerializer(serializers.ModelSerializer):
     members = serializers.IntegerField(source="members.count", read_only=True)
+    seeds = serializers.IntegerField(read_only=True, help_text="Runs per partition, with seeds spec seed + 0 .. seeds - 1.")
 
     class Meta:
         model = RunGroup
@@ -98,6 +108,19 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         data = asked.validated_data
         group = launch_group(request.user, data["partition"], data["spec"], data["seeds"], data["folds"], data.get("name", ""))
         return Response(RunGroupDetailSerializer(group).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.GROUP_TABLES], description="metrics (the default): "
+                                                "a row per headline metric, its mean, SD and n across the runs and the pooled "
+                                                "value with its interval; members: a row per run with its test metrics."),
+                               FILE_PARAMETER],
+                   responses=TABLE_FILE_RESPONSES)
+    @action(detail=True, methods=["get"], url_path="export")
+    def export_table(self, request, pk=None):
+        """The group's metrics across its runs, or its runs one per row, as a file: CSV, XLSX (with an About sheet) or JSON."""
+        group = self.get_object()
+        file_format = request.query_params.get("file", "csv")
+        content, filename = export.group_file(group, request.query_params.get("table", "metrics"), file_format)
+        return table_download(request, group, group.project, content, file_format, filename)
 
 
 # ------------------------------------------------------------------ comparisons (docs/results.md, "Compare")
@@ -199,6 +222,19 @@ class ComparisonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                                           parse_ids(request.query_params.get("groups"), "groups"),
                                           int_query_param(request, "project"))
         return Response(comparison_view(runs, groups, request.query_params.get("metric", ""), strict=True))
+
+    @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.COMPARISON_TABLES], description="metrics (the "
+                                                "default): a row per item and metric of the results table, with its "
+                                                "interval, a group's mean, SD and n, or the reason it is refused."),
+                               FILE_PARAMETER],
+                   responses=TABLE_FILE_RESPONSES)
+    @action(detail=True, methods=["get"], url_path="export")
+    def export_table(self, request, pk=None):
+        """The comparison's results table as a file: CSV, XLSX (with an About sheet) or JSON."""
+        comparison = self.get_object()
+        file_format = request.query_params.get("file", "csv")
+        content, filename = export.comparison_file(comparison, request.query_params.get("table", "metrics"), file_format)
+        return table_download(request, comparison, comparison.project, content, file_format, filename)
 
     @extend_schema(parameters=[OpenApiParameter("a", int, description="One of the comparison's runs."),
                                OpenApiParameter("b", int, description="Another of its runs.")],

@@ -68,6 +68,13 @@ def test_runs_are_compared_from_the_project_page(page, live_server, clinician):
     assert "other" in accuracy.locator(f'td[data-item="run-{three.pk}"] .refused').get_attribute("title")
     expect(page.locator(f'#comparison-refusals li[data-item="run-{three.pk}"]')).to_contain_text("refused for Accuracy")
     expect(page.locator(f'#comparison-refusals li[data-item="run-{three.pk}"]')).to_contain_text("lesion, normal, other")
+    # The results table as files (fetched, not followed: a download does not navigate).
+    links = page.locator("#comparison-metrics-downloads a")
+    expect(links).to_have_count(3)
+    for k, file_format in enumerate(("csv", "xlsx", "json")):
+        href = links.nth(k).get_attribute("href")
+        assert href == f"/api/comparisons/{comparison.pk}/export/?table=metrics&file={file_format}", href
+        assert page.evaluate("(href) => fetch(href).then((r) => r.status)", href) == 200, href
     # A bar chart per metric of the table, each bar with its error bar; the ROC curves of the comparable three.
     rows = page.locator("#comparison-metrics tbody tr").count()
     expect(page.locator("#comparison-bars .chart")).to_have_count(rows)

@@ -66,6 +66,14 @@ def test_a_groups_curves_spread_and_pooled_interval_are_shown(page, live_server,
     expect(page.locator('#group-charts [data-metric="accuracy"] .scatterlayer .trace')).to_have_count(6)
     expect(page.locator("#group-members tbody tr")).to_have_count(3)
     expect(page.locator("#group-members tbody tr").nth(2)).to_contain_text("seed 2")
+    # The tables as files (fetched, not followed: a download does not navigate).
+    for table in ("metrics", "members"):
+        links = page.locator(f"#group-{table}-downloads a")
+        expect(links).to_have_count(3)
+        for k, file_format in enumerate(("csv", "xlsx", "json")):
+            href = links.nth(k).get_attribute("href")
+            assert href == f"/api/groups/{group.pk}/export/?table={table}&file={file_format}", href
+            assert page.evaluate("(href) => fetch(href).then((r) => r.status)", href) == 200, href
 
     for width, height in ((1366, 768), (1920, 1080), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})

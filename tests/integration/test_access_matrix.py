@@ -142,9 +142,11 @@ MATRIX = {
     ("POST", "/api/groups/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "seeds": 2,
                                                                         "spec": {"epochs": 1}}),
     ("GET", "/api/groups/{pk}/"): Case(READ, ids=lambda w: {"pk": w["group"]}),
+    ("GET", "/api/groups/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["group"]}),
     ("GET", "/api/comparisons/"): Case(LIST),
     ("POST", "/api/comparisons/"): Case((401, 400, 403, 201), data=lambda w: {"runs": [w["run"]], "groups": [w["group"]]}),
     ("GET", "/api/comparisons/{pk}/"): Case(READ, ids=lambda w: {"pk": w["comparison"]}),
+    ("GET", "/api/comparisons/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["comparison"]}),
     ("GET", "/api/comparisons/preview/"): Case((401, 400, 200, 200), data=lambda w: {"runs": str(w["run"]), "groups": str(w["group"])},
                                                notes="a preview saves nothing: viewers may look"),
     # The members' answer is a 400: the run has no stored predictions to pair (the order of checks is what is tested).
