@@ -66,6 +66,9 @@ def test_the_tables_the_report_and_each_chart_download(page, live_server, clinic
     # The chart as PNG (Plotly's button) and as HTML (the toolkit's), both named after the chart.
     roc = page.locator("#evaluation-roc")
     roc.hover()
+    # plotly.js offers "Share chart..." (an upload to Plotly Cloud) unless told not to: no chart of ours has it.
+    expect(roc.locator(".modebar-btn[data-title]").first).to_be_visible()
+    assert page.locator('.modebar-btn[data-title^="Share chart"]').count() == 0
     name, path = downloaded(page, roc.locator('.modebar-btn[data-title="Download plot as a PNG"]'), tmp_path)
     assert name == "roc-curve.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     roc.hover()
@@ -85,12 +88,17 @@ def test_the_tables_the_report_and_each_chart_download(page, live_server, clinic
 
     chart, chart_problems = opened_offline(page, chart_path)
     expect(chart.locator("#chart .main-svg").first).to_be_visible()
+    chart.locator("#chart").hover()
+    expect(chart.locator(".modebar-btn[data-title]").first).to_be_attached()
+    assert chart.locator('.modebar-btn[data-title^="Share chart"]').count() == 0
     expect(chart.locator("#chart .scatterlayer .textpoint").first).to_contain_text("Youden")
     assert chart.title() == "ROC curve" and not chart_problems, chart_problems
     chart.close()
 
     report, report_problems = opened_offline(page, report_path)
     expect(report.locator("#report-roc .main-svg").first).to_be_visible()
+    expect(report.locator("#report-roc .modebar-btn[data-title]").first).to_be_attached()
+    assert report.locator('.modebar-btn[data-title^="Share chart"]').count() == 0
     expect(report.locator("#curve-charts .chart")).to_have_count(6)
     expect(report.locator("#report-metrics")).to_contain_text("Balanced accuracy")
     spec = json.loads(report.locator("#spec").text_content())

@@ -16,9 +16,13 @@ const HTML_BUTTON = {
   click: (chart) => { downloadChartHtml(chart).catch((error) => console.warn(`Saving the chart: ${error.message}`)); },
 };
 
+/* This plotly.js shows a "Share chart..." button by default that uploads the chart's data to Plotly Cloud: a chart of
+   patients' results never leaves the hospital that way. No logo either. */
+export const OFFLINE = { displaylogo: false, showSendToCloud: false, modeBarButtonsToRemove: ["sendChartToCloud"] };
+
 function config(layout) {
   HTML_BUTTON.icon ??= window.Plotly.Icons.disk;
-  return { displaylogo: false, responsive: true, modeBarButtonsToAdd: [HTML_BUTTON],
+  return { ...OFFLINE, responsive: true, modeBarButtonsToAdd: [HTML_BUTTON],
     toImageButtonOptions: { filename: fileName(titleOf(layout, "chart")) } };
 }
 
@@ -82,7 +86,7 @@ export async function chartHtml(chart) {
 <body style="margin:0;font-family:system-ui,sans-serif">
 <div id="chart" style="width:100%"></div>
 <script>${plotly}</script>
-<script>const figure = ${figure}; Plotly.newPlot("chart", figure.data, figure.layout, { displaylogo: false, responsive: true });</script>
+<script>const figure = ${figure}; Plotly.newPlot("chart", figure.data, figure.layout, { ...${JSON.stringify(OFFLINE)}, responsive: true });</script>
 </body></html>
 `;
 }
