@@ -51,3 +51,22 @@ def own_test_database(connection, benchmark: str) -> None:
         test["NAME"] = str(Path(settings.VAR_DIR) / f"test-bench-{benchmark}.sqlite3")
     else:
         test["NAME"] = f"bench_{benchmark}_{connection.settings_dict['NAME']}"[:63]
+
+
+def median_request_ms(client, urls: dict[str, str], repeats: int) -> dict[str, float]:
+    """Each named GET through Django's full stack (a test Client): one warm-up (first-request imports and query plans),
+    then the median of `repeats` timed requests in milliseconds; any answer but 200 stops the benchmark."""
+    import statistics
+    import time
+
+    timings = {}
+    for name, url in urls.items():
+        client.get(url)
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            response = client.get(url)
+            runs.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200, (url, response.status_code, response.content[:300])
+        timings[name] = statistics.median(runs)
+    return timings

@@ -14,13 +14,12 @@ comparison of 2 runs of 10 epochs): near 1 means the answer does not grow with t
 Usage: python bench/comparison_page.py [runs] [epochs] [repeats]   (defaults 20, 100 and 7; BENCH_SMOKE=1: 4, 10 and 1)
 """
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import own_test_database, report, size  # noqa: E402
+from bench._common import median_request_ms, own_test_database, report, size  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -118,20 +117,6 @@ def requests_of(comparison, runs, group) -> dict[str, str]:
     }
 
 
-def time_requests(client: Client, urls: dict[str, str]) -> dict[str, float]:
-    timings = {}
-    for name, url in urls.items():
-        client.get(url)  # warm: first-request imports and query plans
-        runs = []
-        for _ in range(REPEATS):
-            start = time.perf_counter()
-            response = client.get(url)
-            runs.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, (url, response.status_code, response.content[:300])
-        timings[name] = statistics.median(runs)
-    return timings
-
-
 def compared(user, runs, group):
     from backend.experiments.comparisons import create_comparison
 
@@ -161,8 +146,8 @@ def main():
         large, small = compared(user, large_runs, group), compared(user, small_runs, None)
         client = Client()
         client.force_login(user)
-        large_ms = time_requests(client, requests_of(large, large_runs, group))
-        small_ms = time_requests(client, requests_of(small, small_runs, None))
+        large_ms = median_request_ms(client, requests_of(large, large_runs, group), REPEATS)
+        small_ms = median_request_ms(client, requests_of(small, small_runs, None), REPEATS)
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
     pages = {name: {"ms": round(large_ms[name], 1), "small_ms": round(small_ms[name], 1),

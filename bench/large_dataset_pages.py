@@ -12,13 +12,12 @@ small: near 1 means the pages do not grow with the dataset.
 Usage: python bench/large_dataset_pages.py [samples] [repeats]   (defaults 100000 and 7; BENCH_SMOKE=1: 500 and 1)
 """
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import own_test_database, report, size  # noqa: E402
+from bench._common import median_request_ms, own_test_database, report, size  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -89,20 +88,6 @@ def requests_of(project, dataset, partition, other) -> dict[str, str]:
     }
 
 
-def time_requests(client: Client, urls: dict[str, str]) -> dict[str, float]:
-    timings = {}
-    for name, url in urls.items():
-        client.get(url)  # warm: first-request imports and query plans
-        runs = []
-        for _ in range(REPEATS):
-            start = time.perf_counter()
-            response = client.get(url)
-            runs.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, (url, response.status_code, response.content[:300])
-        timings[name] = statistics.median(runs)
-    return timings
-
-
 def main():
     from django.contrib.auth import get_user_model
 
@@ -124,8 +109,8 @@ def main():
         built = time.perf_counter() - start
         client = Client()
         client.force_login(user)
-        large_ms = time_requests(client, requests_of(project, large, large_partition, other))
-        small_ms = time_requests(client, requests_of(project, small, small_partition, other))
+        large_ms = median_request_ms(client, requests_of(project, large, large_partition, other), REPEATS)
+        small_ms = median_request_ms(client, requests_of(project, small, small_partition, other), REPEATS)
     finally:
         connection.creation.destroy_test_db(database, verbosity=0)
     pages = {name: {"ms": round(large_ms[name], 1), "small_dataset_ms": round(small_ms[name], 1),
