@@ -30,6 +30,17 @@ class WorkerHeartbeat(models.Model):
         return any(queue_name(logical_queue) in worker.queues for worker in cls.online())
 
 
+class DoneStatus(models.TextChoices):
+    """The lifecycle's words for a job whose good end is plainly "done" (a learning-rate search, an evaluation, an
+    explanation): one set of choices, so their status means the same in the database, the API and the pages."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    STOPPED = "stopped", "Stopped"
+
+
 class Job(models.Model):
     """What every long piece of work has: ingests, merges, preprocessing, tables of measures, training, learning-rate searches.
 

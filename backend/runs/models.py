@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from backend.core.models import Job
+from backend.core.models import DoneStatus, Job
 from backend.datasets.models import Partition
 from backend.projects.models import Project
 
@@ -129,12 +129,7 @@ class RateSearch(Job):
     augmentation goes with the pipeline), and finished searches older than a day are removed when the next one
     in the project starts (`SEARCHES_KEPT_FOR`, backend/runs/services.py)."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        STOPPED = "stopped", "Stopped"
+    Status = DoneStatus
 
     DONE = Status.DONE
 
@@ -165,12 +160,7 @@ class Evaluation(Job):
     matrix, ROC and precision-recall curves, calibration, and for two classes operating points chosen on the
     validation subset. Every run that succeeds is evaluated on its test subset by itself."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        STOPPED = "stopped", "Stopped"
+    Status = DoneStatus
 
     DONE = Status.DONE
     SUBSETS = ("test", "validation")
@@ -228,12 +218,7 @@ class Explanation(Job):
     stored on the sample's own grid (`heat_map_path`, a float16 .npy in [0, 1], (D, H, W) with D 1 for an image), which
     the sample viewer overlays. A model that gives no gradients is explained by its prediction alone (`results.note`)."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        STOPPED = "stopped", "Stopped"
+    Status = DoneStatus
 
     DONE = Status.DONE
 
