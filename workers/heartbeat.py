@@ -41,11 +41,14 @@ def beat(hostname: str, queues: list[str], gpus: list[str]) -> None:
 
 
 def heartbeat_loop(hostname, queues, gpus):
+    from backend.experiments.sweeps import advance_sweeps
+
     starting = True
     while not _stop.is_set():
         try:
             beat(hostname, queues, gpus)
             recover_stale_jobs(hostname, starting)
+            advance_sweeps()  # a member stopped from a page, or ended while no worker could start the next
             starting = False
         except Exception:
             log.exception("heartbeat failed")

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from backend.datasets.models import PartitionMember
 from backend.experiments.services import evaluate_for_groups
+from backend.experiments.sweeps import member_ended, member_of, report_epoch
 from backend.runs.models import MetricPoint, RateSearch, RunLogLine, TrainingRun
 from backend.runs.services import start_evaluation
 from workers.engine.data import CachedImages
@@ -40,13 +41,25 @@ Status = TrainingRun.Status
 
 class RunReporter(JobReporter):
     """Also stores each metric point and log line as it comes, so the page shows them while the run goes
-    on, and counts the epochs done, so a run whose worker dies can say where it got to."""
+    on, and counts the epochs done, so a run whose worker dies can say where it got to. A sweep's member tells
+    the sweep its objective each epoch, and stops when the sweep's pruner says so (`pruned` says why)."""
+
+    def __init__(self, job, interval: float = 0.5):
+        super().__init__(job, interval)
+        self.sweep_member = member_of(job.pk)
+        self.pruned = ""
 
     def metric(self, epoch: int, subset: str, name: str, value: float) -> None:
         MetricPoint.objects.update_or_create(run_id=self.pk, epoch=epoch, subset=subset, name=name, defaults={"value": float(value)})
         # An epoch's metrics come once its batches are done: from the first of them the epoch counts as trained.
         TrainingRun.objects.filter(pk=self.pk, epochs_completed__lt=epoch).update(epochs_completed=epoch)
         self.changed()
+        member = self.sweep_member
+        if member is not None and not self.pruned and f"{subset}.{name}" == member.group.search["objective"]:
+            self.pruned = report_epoch(member, epoch, value)
+
+    def should_stop(self) -> bool:
+        return bool(self.pruned) or super().should_stop()
 
     def log(self, message: str) -> None:
         RunLogLine.objects.create(run_id=self.pk, text=message)
@@ -62,6 +75,12 @@ class TrainingJob(JobRunner):
     def reporter(self, run: TrainingRun) -> RunReporter:
         return RunReporter(run)
 
+    def run(self, pk: int, hostname: str) -> None:
+        """Also, once the run ended however it did, the sweep it belongs to (if any) goes on to its next trial."""
+        super().run(pk, hostname)
+        if TrainingRun.objects.filter(pk=pk, status__in=TrainingRun.finished_statuses()).exists():
+            member_ended(pk)
+
     def work(self, run: TrainingRun, reporter: RunReporter) -> None:
         run = TrainingRun.objects.select_related("partition__dataset__project", "augmentation").get(pk=run.pk)
         train_and_store(run, reporter)
@@ -72,7 +91,14 @@ class TrainingJob(JobRunner):
         return f"Training failed ({type(exc).__name__}: {exc}). The metrics recorded so far are kept."
 
     def on_worker_lost(self, run: TrainingRun) -> str:
-        """With a checkpoint the run goes on from it (up to MAX_ATTEMPTS workers lost); without, it ends, its metrics kept."""
+        """With a checkpoint the run goes on from it (up to MAX_ATTEMPTS workers lost); without, it ends, its metrics kept
+        (and the sweep it belongs to, if any, goes on)."""
+        outcome = self.recover(run)
+        if TrainingRun.objects.filter(pk=run.pk, status=Status.FAILED).exists():
+            member_ended(run.pk)
+        return outcome
+
+    def recover(self, run: TrainingRun) -> str:
         where = f"in epoch {run.epochs_completed + 1}"
         if not run.has_checkpoint:
             self.finish(run, Status.FAILED, f"The worker running this stopped responding {where}, before the run's first "
@@ -195,7 +221,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
         results["test_last_epoch"] = measure(spec, data, model_with(model, last_weights), test_set)
         model.load_state_dict(outcome.best_weights)
     results["onnx"] = export_kept_model(run, spec, data, model, reporter)
-    status, message = ending(spec, outcome, results["kept"])
+    status, message = ending(spec, outcome, results["kept"], reporter.pruned)
     finished = {"status": status, "message": message, "finished_at": timezone.now(), "results": results}
     if status == Status.SUCCEEDED:
         finished["progress_done"] = F("progress_total")
@@ -298,8 +324,10 @@ def kept_epoch(spec: TrainingSpec, outcome: TrainingOutcome) -> dict:
             "reason": f"Epoch {state.best_epoch} of {state.epoch}: the {best} {subset} {name} ({state.best_value:.4g})."}
 
 
-def ending(spec: TrainingSpec, outcome: TrainingOutcome, kept: dict) -> tuple[str, str]:
+def ending(spec: TrainingSpec, outcome: TrainingOutcome, kept: dict, pruned: str = "") -> tuple[str, str]:
     state = outcome.state
+    if outcome.ended == "stopped" and pruned:
+        return Status.STOPPED, pruned
     if outcome.ended == "stopped":
         kept_what = f"kept epoch {kept['epoch']}" if outcome.best_weights is not None else "kept the model as it was"
         return Status.STOPPED, f"Stopped by the user in epoch {state.epoch + 1}; {kept_what}. Resume goes on from the checkpoint."

@@ -16,6 +16,7 @@ from . import export
 from .comparisons import comparison_view, comparisons_for, create_comparison, ordered_items, paired_tests, parse_ids, selection
 from .models import Comparison, GroupMember, RunGroup
 from .services import MOST_SEEDS, group_summary, groups_for, launch_group
+from .sweeps import MOST_MEMBERS, launch_sweep, stop_group, sweep_summary
 
 FILE_PARAMETER = OpenApiParameter("file", str, enum=list(export.FORMATS), description="csv (the default), xlsx (with an About "
                                                                                          "sheet) or json (a list of rows).")
@@ -35,6 +36,17 @@ class GroupLaunchSerializer(serializers.Serializer):
                                             "spec seed + 0, 1, ...")
     folds = serializers.BooleanField(required=False, default=False,
                                      help_text="One run per fold of the partition's k-fold cross-validation (crossed with the seeds).")
+    search = serializers.JSONField(required=False, default=None,
+                                   help_text="A sweep instead of repeats: {sampler: grid | random | bayesian, trials, parallel, "
+                                             "pruner: none | successive_halving | median, dimensions: [{setting, values} or "
+                                             "{setting, low, high, log, integer}], up to 4} (docs/results.md, \"Sweeps\"); "
+                                             f"at most {MOST_MEMBERS} runs.")
+
+    def validate(self, data):
+        if data.get("search") is not None and (data.get("folds") or data.get("seeds") not in (1, None)):
+            raise serializers.ValidationError({"search": "A sweep varies settings with one seed on one partition; launch it "
+                                                         "alone, then repeat its best settings with seeds."})
+        return data
 
 
 class GroupMemberSerializer(serializers.ModelSerializer):
@@ -49,10 +61,15 @@ class GroupMemberSerializer(serializers.ModelSerializer):
     # PostgreSQL's), and the checked-in schema must not depend on where it was generated.
     seed = serializers.IntegerField(read_only=True)
     fold = serializers.IntegerField(read_only=True, allow_null=True, help_text="1..k: the fold held out (the validation subset).")
+    trial = serializers.IntegerField(read_only=True, allow_null=True, help_text="A sweep's trial number (from 0).")
+    attempt = serializers.IntegerField(read_only=True, help_text="2: a sweep member trained again after its first run failed.")
+    pruned_at = serializers.IntegerField(read_only=True, allow_null=True,
+                                         help_text="The epoch after which the sweep's pruner stopped it.")
 
     class Meta:
         model = GroupMember
-        fields = ["run", "name", "status", "message", "epochs_completed", "epochs", "partition", "seed", "fold"]
+        fields = ["run", "name", "status", "message", "epochs_completed", "epochs", "partition", "seed", "fold", "trial",
+                  "values", "attempt", "outcome", "pruned_at"]
 
 
 class RunGroupSerializer(serializers.ModelSerializer):
@@ -61,7 +78,7 @@ class RunGroupSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RunGroup
-        fields = ["id", "project", "partition", "kind", "name", "seeds", "members", "created_at"]
+        fields = ["id", "project", "partition", "kind", "name", "seeds", "members", "stop_requested", "created_at"]
 
 
 class RunGroupDetailSerializer(RunGroupSerializer):
@@ -69,13 +86,14 @@ class RunGroupDetailSerializer(RunGroupSerializer):
     summary = serializers.SerializerMethodField()
 
     class Meta(RunGroupSerializer.Meta):
-        fields = [*RunGroupSerializer.Meta.fields, "spec", "members", "summary"]
+        fields = [*RunGroupSerializer.Meta.fields, "spec", "search", "members", "summary"]
 
     def get_summary(self, group) -> dict:
-        """{subset, members, finished, succeeded, evaluated, curves: [{subset, name, epochs: [{epoch, mean, std, n}]}],
-        test: {metric: {mean, std, n}}, pooled: {results, evaluations, runs, current}}: std is the sample standard
-        deviation (ddof=1)."""
-        return group_summary(group)
+        """Repeats and folds: {subset, members, finished, succeeded, evaluated, curves: [{subset, name, epochs: [{epoch,
+        mean, std, n}]}], test: {metric: {mean, std, n}}, pooled: {results, evaluations, runs, current}}: std is the
+        sample standard deviation (ddof=1). A sweep: {search, rows: [{run, trial, attempt, values, status, outcome,
+        pruned_at, epochs_completed, epochs, objective}], best, trials, used, finished, stopped, settled}."""
+        return sweep_summary(group) if group.kind == RunGroup.Kind.SWEEP else group_summary(group)
 
 
 class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -106,12 +124,25 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         asked = GroupLaunchSerializer(data=request.data, context={"request": request})
         asked.is_valid(raise_exception=True)
         data = asked.validated_data
-        group = launch_group(request.user, data["partition"], data["spec"], data["seeds"], data["folds"], data.get("name", ""))
+        if data.get("search") is not None:
+            group = launch_sweep(request.user, data["partition"], data["spec"], data["search"], data.get("name", ""))
+        else:
+            group = launch_group(request.user, data["partition"], data["spec"], data["seeds"], data["folds"], data.get("name", ""))
         return Response(RunGroupDetailSerializer(group).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: RunGroupDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        """Stop the group (the project's owners): no member starts any more (a sweep asks for no more trials); queued
+        members stop at once, training ones after their current batch, keeping what they learnt."""
+        group = stop_group(request.user, self.get_object())
+        return Response(RunGroupDetailSerializer(group).data)
 
     @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.GROUP_TABLES], description="metrics (the default): "
                                                 "a row per headline metric, its mean, SD and n across the runs and the pooled "
-                                                "value with its interval; members: a row per run with its test metrics."),
+                                                "value with its interval; members: a row per run with its test metrics; trials "
+                                                "(a sweep's only table, its default): a row per run with its settings, how it "
+                                                "ended and its objective."),
                                FILE_PARAMETER],
                    responses=TABLE_FILE_RESPONSES)
     @action(detail=True, methods=["get"], url_path="export")
@@ -119,7 +150,8 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """The group's metrics across its runs, or its runs one per row, as a file: CSV, XLSX (with an About sheet) or JSON."""
         group = self.get_object()
         file_format = request.query_params.get("file", "csv")
-        content, filename = export.group_file(group, request.query_params.get("table", "metrics"), file_format)
+        default = "trials" if group.kind == RunGroup.Kind.SWEEP else "metrics"
+        content, filename = export.group_file(group, request.query_params.get("table", default), file_format)
         return table_download(request, group, group.project, content, file_format, filename)
 
 

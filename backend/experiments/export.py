@@ -10,8 +10,9 @@ from backend.runs.export import FORMATS, check_choice, in_order
 from .comparisons import comparison_view, ordered_items
 from .models import Comparison, RunGroup
 from .services import group_summary
+from .sweeps import sweep_summary
 
-GROUP_TABLES = ("metrics", "members")
+GROUP_TABLES = ("metrics", "members", "trials")
 COMPARISON_TABLES = ("metrics",)
 
 
@@ -58,13 +59,41 @@ def group_about(group: RunGroup, summary: dict):
                      if results else "no pooled evaluation yet"]
 
 
+def sweep_trials_table(summary: dict):
+    """One row per sweep member, in trial order: its settings (a column per setting varied), how it ended for the
+    sweep, and its objective (the kept epoch's for a complete member, the last measured for the others)."""
+    settings = [dimension["setting"] for dimension in summary["search"]["dimensions"]]
+    yield ["trial", "attempt", "run", "name", *settings, "status", "outcome", "pruned_after_epoch", "epochs_completed",
+           summary["search"]["objective"]]
+    for row in sorted(summary["rows"], key=lambda row: (row["trial"], row["attempt"])):
+        yield [row["trial"] + 1, row["attempt"], row["run"], row["name"], *[row["values"].get(s) for s in settings],
+               row["status"], row["outcome"] or "not ended", row["pruned_at"], row["epochs_completed"], row["objective"]]
+
+
+def sweep_about(group: RunGroup, summary: dict):
+    search = summary["search"]
+    best = summary["best"]
+    yield ["what", "value"]
+    yield ["sweep", f"{group.name} (id {group.pk})"]
+    yield ["sampler", summary["samplers"][search["sampler"]]]
+    yield ["pruner", summary["pruners"][search["pruner"]]]
+    yield ["trials", f"{summary['used']} of {search['trials']}, {search['parallel']} at once"]
+    yield ["objective", f"{search['objective']} ({'higher' if search['direction'] == 'maximize' else 'lower'} is better), "
+                        "at each run's kept epoch"]
+    yield ["best", f"trial {best['trial'] + 1}: run {best['run']}, {best['objective']:.6g}" if best else "none complete yet"]
+
+
 def group_file(group: RunGroup, table: str, file_format: str) -> tuple[bytes, str]:
-    """(content, file name) of one of a group's tables; a 400 naming the allowed values."""
-    check_choice(table, GROUP_TABLES, "table")
+    """(content, file name) of one of a group's tables; a 400 naming the allowed values (a sweep's table: trials)."""
+    sweep = group.kind == RunGroup.Kind.SWEEP
+    check_choice(table, ("trials",) if sweep else GROUP_TABLES[:2], "table")
     check_choice(file_format, FORMATS, "file")
+    name = f"{safe_name(group.name, 'group')}-group{group.pk}-{table}.{file_format}"
+    if sweep:
+        summary = sweep_summary(group)
+        return table_file(sweep_trials_table(summary), file_format, title="Trials", about=sweep_about(group, summary)), name
     summary = group_summary(group)
     rows = group_metrics_table(summary) if table == "metrics" else group_members_table(group)
-    name = f"{safe_name(group.name, 'group')}-group{group.pk}-{table}.{file_format}"
     return table_file(rows, file_format, title=table.capitalize(), about=group_about(group, summary)), name
 
 

@@ -11,11 +11,13 @@ from backend.runs.models import Evaluation, TrainingRun
 
 class RunGroup(models.Model):
     """Runs of one spec: `seeds` repeats it with seeds spec seed, +1, ... on one partition; `folds` trains one run per
-    fold of a k-fold partition (each fold validates once; crossed with seeds when seeds > 1)."""
+    fold of a k-fold partition (each fold validates once; crossed with seeds when seeds > 1); `sweep` tries the
+    spec with other values of up to four settings, each run's chosen by Optuna (backend/experiments/sweeps.py)."""
 
     class Kind(models.TextChoices):
         SEEDS = "seeds", "Repeats over seeds"
         FOLDS = "folds", "Cross-validation over folds"
+        SWEEP = "sweep", "Sweep over settings"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="run_groups")
     partition = models.ForeignKey(Partition, on_delete=models.CASCADE, related_name="run_groups",
@@ -28,6 +30,10 @@ class RunGroup(models.Model):
     pooled = models.JSONField(default=dict, blank=True,
                               help_text="The members' evaluations pooled into one (workers/groups.py): results, and which "
                                         "evaluations it pooled.")
+    search = models.JSONField(default=dict, blank=True,
+                              help_text="A sweep's search (workers/engine/sweeps.py): sampler, trials, runs at once, pruner, the "
+                                        "settings varied, and the objective (the validation metric it picks by).")
+    stop_requested = models.BooleanField(default=False, help_text="Stopped by a user: no member is started any more.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -53,15 +59,30 @@ class RunGroup(models.Model):
 
 
 class GroupMember(models.Model):
-    """One run of a group: which seed it was given and, in a cross-validation, which fold it holds out."""
+    """One run of a group: which seed it was given and, in a cross-validation, which fold it holds out; in a sweep,
+    its trial: the settings Optuna chose and how it ended for the sweep."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Not ended"
+        COMPLETE = "complete", "Complete"
+        PRUNED = "pruned", "Pruned"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+        REPLACED = "replaced", "Failed; trained again"
 
     group = models.ForeignKey(RunGroup, on_delete=models.CASCADE, related_name="members")
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="group_memberships")
     seed = models.IntegerField()
     fold = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1..k: the fold held out (the validation subset).")
+    trial = models.PositiveIntegerField(null=True, blank=True, help_text="A sweep's trial number (Optuna's, from 0).")
+    values = models.JSONField(default=dict, blank=True, help_text="A sweep member's settings, by dotted name.")
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="2: a sweep member trained again after its first run failed.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING, blank=True,
+                               help_text="How a sweep member ended, as the sweep told Optuna.")
+    pruned_at = models.PositiveIntegerField(null=True, blank=True, help_text="The epoch after which the sweep's pruner stopped it.")
 
     class Meta:
-        ordering = ["fold", "seed", "id"]
+        ordering = ["fold", "seed", "trial", "id"]
         constraints = [models.UniqueConstraint(fields=["group", "run"], name="one_membership_per_run")]
 
 

@@ -32,6 +32,8 @@ def test_each_architecture_brings_its_own_defaults_and_the_user_overrides_them()
 
 @pytest.mark.parametrize("data, field, words", [
     ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate", "greater than 0"),
+    # bounded above 0 and at most 10: once a 500 (the refusal formatted a missing lower bound); found by a sweep's range
+    ({"optimizer": {"learning_rate": 50}}, "optimizer.learning_rate", "greater than 0 and at most 10; it is 50"),
     ({"optimizer": {"name": "sgd", "momentum": 2}}, "optimizer.momentum", "between 0 and 0.999; it is 2"),
     ({"optimizer": {"name": "sgd", "momentum": 0, "nesterov": True}}, "optimizer.nesterov", "momentum above 0"),
     ({"optimizer": {"name": "lion"}}, "optimizer.name", "sgd, adam, adamw"),

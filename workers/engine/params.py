@@ -83,6 +83,9 @@ class Param:
         if self.minimum is not None and value < self.minimum or self.maximum is not None and value > self.maximum:
             if self.maximum is None:
                 raise ParamError(self.name, self.refusal(f"must be at least {self.minimum:g}", value))
+            if self.minimum is None:  # bounded below by `above` (checked first) or not at all
+                lower = f"greater than {self.above:g} and " if self.above is not None else ""
+                raise ParamError(self.name, self.refusal(f"must be {lower}at most {self.maximum:g}", value))
             raise ParamError(self.name, self.refusal(f"must be between {self.minimum:g} and {self.maximum:g}", value))
         return value
 
