@@ -11,6 +11,7 @@ from backend.datasets.planning import plan_in_words, plan_of
 from backend.datasets.services import datasets_for, partitions_for
 from backend.experiments.api import ComparisonDetailSerializer, RunGroupDetailSerializer
 from backend.experiments.comparisons import comparisons_for
+from backend.experiments.models import RunGroup
 from backend.experiments.services import groups_for, run_groups_of
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import aggregations_for
@@ -178,11 +179,13 @@ def imported_model_page(request, importedmodel_id):
 @login_required
 def group_page(request, group_id):
     """A group of runs (repeats over seeds, folds of a cross-validation): its bands per epoch, its test metrics across
-    members beside the pooled interval, its members. The page's script follows the group through the API."""
+    members beside the pooled interval, its members; a sweep: what it tries, its trials against their outcome, its best.
+    The page's script follows the group through the API."""
     group = get_object_or_404(groups_for(request.user).select_related("project", "partition__dataset"), pk=group_id)
     record(request.user, group.project, Action.READ, group, object_type="group")
-    return render(request, "frontend/group.html", {"group": group, "project": group.project,
-                                                   "group_data": RunGroupDetailSerializer(group).data})
+    template = "frontend/sweep.html" if group.kind == RunGroup.Kind.SWEEP else "frontend/group.html"
+    return render(request, template, {"group": group, "project": group.project, "is_owner": can_change(request.user, group.project),
+                                      "group_data": RunGroupDetailSerializer(group).data})
 
 
 @login_required

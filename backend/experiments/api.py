@@ -130,13 +130,13 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             group = launch_group(request.user, data["partition"], data["spec"], data["seeds"], data["folds"], data.get("name", ""))
         return Response(RunGroupDetailSerializer(group).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={200: RunGroupDetailSerializer})
+    @extend_schema(request=None, responses={202: RunGroupDetailSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Stop the group (the project's owners): no member starts any more (a sweep asks for no more trials); queued
         members stop at once, training ones after their current batch, keeping what they learnt."""
         group = stop_group(request.user, self.get_object())
-        return Response(RunGroupDetailSerializer(group).data)
+        return Response(RunGroupDetailSerializer(group).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.GROUP_TABLES], description="metrics (the default): "
                                                 "a row per headline metric, its mean, SD and n across the runs and the pooled "

@@ -268,15 +268,16 @@ def advance_sweeps() -> int:
     """Every sweep with a member that ended unsettled, or room for another member: advanced (the workers' heartbeat
     calls this every few seconds, so a finished sweep costs no query of its own). Returns how many were."""
     advanced = 0
-    open_sweeps = RunGroup.objects.filter(kind=RunGroup.Kind.SWEEP, stop_requested=False).annotate(
+    sweeps = RunGroup.objects.filter(kind=RunGroup.Kind.SWEEP).annotate(
         pending=Count("members", filter=Q(members__outcome=Outcome.PENDING)),
-        used=Count("members", filter=~Q(members__outcome=Outcome.REPLACED))).only("pk", "search")
-    for group in open_sweeps:
-        if not group.pending and group.used >= group.search["trials"]:
-            continue  # every member settled and every trial spent: nothing will change
+        used=Count("members", filter=~Q(members__outcome=Outcome.REPLACED))).only("pk", "search", "stop_requested")
+    for group in sweeps:
+        spent = group.stop_requested or group.used >= group.search["trials"]
+        if not group.pending and spent:
+            continue  # every member settled and no trial left to start: nothing will change
         members = list(group.members.select_related("run").only("outcome", "run__status"))
         unsettled = any(m.outcome == Outcome.PENDING and m.run.is_finished for m in members)
-        room = sum(not m.run.is_finished for m in members) < group.search["parallel"] and group.used < group.search["trials"]
+        room = not spent and sum(not m.run.is_finished for m in members) < group.search["parallel"]
         if unsettled or room:
             try:
                 advance(group.pk)
@@ -294,6 +295,8 @@ def stop_group(user, group: RunGroup) -> RunGroup:
         for run in TrainingRun.objects.filter(group_memberships__group=group).exclude(status__in=TrainingRun.finished_statuses()):
             stop(run)
         record(user, group.project, Action.CHANGE, group, object_type="group", name=f"{group.name}: stopped")
+    if group.kind == RunGroup.Kind.SWEEP:
+        advance(group.pk)  # the members stopped before they started are told now (no worker will end them)
     group.refresh_from_db()
     return group
 

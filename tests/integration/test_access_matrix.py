@@ -143,6 +143,7 @@ MATRIX = {
                                                                         "spec": {"epochs": 1}}),
     ("GET", "/api/groups/{pk}/"): Case(READ, ids=lambda w: {"pk": w["group"]}),
     ("GET", "/api/groups/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["group"]}),
+    ("POST", "/api/groups/{pk}/stop/"): Case((401, 404, 403, 202), ids=lambda w: {"pk": w["group"]}),
     ("GET", "/api/comparisons/"): Case(LIST),
     ("POST", "/api/comparisons/"): Case((401, 400, 403, 201), data=lambda w: {"runs": [w["run"]], "groups": [w["group"]]}),
     ("GET", "/api/comparisons/{pk}/"): Case(READ, ids=lambda w: {"pk": w["comparison"]}),

@@ -97,9 +97,10 @@ def test_a_crashed_member_is_trained_once_more_with_its_settings_then_counted_fa
 def test_a_stopped_sweep_stops_its_queued_members_and_starts_no_more(api, partition):
     group_id = launch(api, partition, {"sampler": "grid", "parallel": 2, "pruner": "none", "dimensions": [RATES]}).json()["id"]
     response = api.post(f"/api/groups/{group_id}/stop/")
-    assert response.status_code == 200 and response.json()["stop_requested"]
+    assert response.status_code == 202 and response.json()["stop_requested"]
     members = GroupMember.objects.filter(group_id=group_id).select_related("run")
-    assert len(members) == 2 and all(m.run.status == "stopped" for m in members)
+    assert len(members) == 2 and all(m.run.status == "stopped" and m.outcome == Outcome.STOPPED for m in members)
+    assert sweep(api, group_id)["summary"]["settled"], "nothing more will happen: the page stops asking"
     assert advance_sweeps() == 0
     member_ended(members[0].run_id)
     assert GroupMember.objects.filter(group_id=group_id).count() == 2, "no trial started after the stop"

@@ -18,6 +18,7 @@ import { clearErrors, el, showErrors } from "../dom.js";
 import { FINE_TUNE, fineTunePhases, inputSizeField, startFromField } from "../model_start.js";
 import { paramField } from "../params.js";
 import { mountRateFinder } from "../rate_finder.js";
+import { mountSweepForm } from "../sweep_form.js";
 
 const CURVE_DELAY_MS = 500;
 /* Settings that change which fields there are: the form is drawn again when they change. */
@@ -754,7 +755,7 @@ form.addEventListener("submit", async (event) => {
   const launch = document.getElementById("launch");
   launch.disabled = true;
   try {
-    const repeat = repeatRequest();
+    const repeat = sweepLaunch() ?? repeatRequest();
     if (repeat) {
       const group = await api("POST", "/api/groups/", repeat);
       window.location = `/groups/${group.id}/`;
@@ -770,6 +771,21 @@ form.addEventListener("submit", async (event) => {
     launch.disabled = false;
   }
 });
+/* ---- a sweep: the spec with other values of up to four settings (POST /api/groups/ with a search) ---- */
+
+const searchRequest = mountSweepForm(document.getElementById("sweep-card"));
+
+function sweepLaunch() {
+  const search = searchRequest();
+  if (!search) return null;
+  const { partition, name, ...spec } = requestBody();
+  return { partition, name, spec, search };
+}
+document.getElementById("sweep-on").addEventListener("change", () => {
+  document.getElementById("repeat-card").hidden = document.getElementById("sweep-on").checked; // a sweep has one seed per trial
+  showFoldsChoice();
+});
+
 /* ---- repeats: one spec as a group of runs (POST /api/groups/), over seeds and the partition's folds ---- */
 
 const seedsInput = form.querySelector('input[name="seeds"]');
@@ -791,7 +807,8 @@ function showFoldsChoice() {
   if (folds >= 2) document.getElementById("folds-help").textContent = `${folds} runs, one per fold of this ${folds}-fold partition `
     + "(each trains on the other folds and is measured on the one it held out), times the seeds; their out-of-fold predictions "
     + "pooled into one evaluation.";
-  document.getElementById("launch").textContent = repeatRequest() ? "Launch the runs" : "Launch training";
+  const many = document.getElementById("sweep-on").checked ? "Launch the sweep" : repeatRequest() ? "Launch the runs" : null;
+  document.getElementById("launch").textContent = many ?? "Launch training";
 }
 seedsInput.addEventListener("input", showFoldsChoice);
 foldsBox.addEventListener("change", showFoldsChoice);
