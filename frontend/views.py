@@ -184,7 +184,7 @@ def group_page(request, group_id):
     group = get_object_or_404(groups_for(request.user).select_related("project", "partition__dataset"), pk=group_id)
     record(request.user, group.project, Action.READ, group, object_type="group")
     template = "frontend/sweep.html" if group.kind == RunGroup.Kind.SWEEP else "frontend/group.html"
-    return render(request, template, {"group": group, "project": group.project, "is_owner": can_change(request.user, group.project),
+    return render(request, template, {"group": group, "project": group.project, "can_change": can_change(request.user, group.project),
                                       "group_data": RunGroupDetailSerializer(group).data})
 
 
@@ -196,4 +196,5 @@ def comparison_page(request, comparison_id):
     comparison = get_object_or_404(comparisons_for(request.user).select_related("project"), pk=comparison_id)
     record(request.user, comparison.project, Action.READ, comparison, object_type="comparison")
     return render(request, "frontend/comparison.html", {"comparison": comparison, "project": comparison.project,
+                                                        "can_change": can_change(request.user, comparison.project),
                                                         "comparison_data": ComparisonDetailSerializer(comparison).data})

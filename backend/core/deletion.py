@@ -29,9 +29,10 @@ from .errors import ServiceError
 
 # The API's path for each kind of thing (the router's prefixes, webapp/urls.py) and its page's, where it has one.
 API_PATHS = {"dataset": "datasets", "partition": "partitions", "run": "runs", "pipeline": "pipelines",
-             "aggregation": "aggregations", "imported_model": "imported-models", "rate_search": "rate-searches"}
+             "aggregation": "aggregations", "imported_model": "imported-models", "rate_search": "rate-searches",
+             "group": "groups", "comparison": "comparisons"}
 PAGE_PATHS = {"dataset": "datasets", "partition": "partitions", "run": "runs", "aggregation": "aggregations",
-              "imported_model": "imported-models"}
+              "imported_model": "imported-models", "group": "groups", "comparison": "comparisons"}
 
 
 @dataclass

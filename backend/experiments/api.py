@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlanMixin
 from backend.core.errors import LARGEST_ID, int_query_param
 from backend.core.fields import OwnedPrimaryKeyField
 from backend.datasets.services import partitions_for
@@ -15,7 +16,16 @@ from backend.runs.api import TABLE_FILE_RESPONSES, table_download
 from . import export
 from .comparisons import comparison_view, comparisons_for, create_comparison, ordered_items, paired_tests, parse_ids, selection
 from .models import Comparison, GroupMember, RunGroup
-from .services import MOST_SEEDS, group_summary, groups_for, launch_group
+from .services import (
+    MOST_SEEDS,
+    comparison_deletion,
+    delete_comparison,
+    delete_group,
+    group_deletion,
+    group_summary,
+    groups_for,
+    launch_group,
+)
 from .sweeps import MOST_MEMBERS, launch_sweep, stop_group, sweep_summary
 
 FILE_PARAMETER = OpenApiParameter("file", str, enum=list(export.FORMATS), description="csv (the default), xlsx (with an About "
@@ -96,10 +106,17 @@ class RunGroupDetailSerializer(RunGroupSerializer):
         return sweep_summary(group) if group.kind == RunGroup.Kind.SWEEP else group_summary(group)
 
 
-class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Groups of runs: one spec repeated over seeds, or cross-validated over the folds of a k-fold partition. Each
-    member is a normal run; the group adds the mean and standard deviation across its members and their pooled
-    evaluation. `?project=` lists one project's."""
+class GroupViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Groups of runs: one spec repeated over seeds, cross-validated over the folds of a k-fold partition, or swept
+    over settings. Each member is a normal run; the group adds the mean and standard deviation across its members and
+    their pooled evaluation (a sweep: its trials and its best). `?project=` lists one project's. Deleting a group keeps
+    its runs."""
+
+    def deletion_plan(self, user, group):
+        return group_deletion(group)
+
+    def delete_thing(self, user, group, with_runs):
+        delete_group(user, group)
 
     def get_serializer_class(self):
         return RunGroupDetailSerializer if self.action == "retrieve" else RunGroupSerializer
@@ -211,10 +228,16 @@ PREVIEW_PARAMETERS = [
 ]
 
 
-class ComparisonViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ComparisonViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Runs and groups of one project side by side: curves of a metric overlaid, test metrics with intervals, ROC
     curves, and paired tests between two runs. Saved comparisons are read by the project's members (others: 404) and
-    made by its owners. `?project=` lists one project's."""
+    made (and deleted) by its owners. `?project=` lists one project's."""
+
+    def deletion_plan(self, user, comparison):
+        return comparison_deletion(comparison)
+
+    def delete_thing(self, user, comparison, with_runs):
+        delete_comparison(user, comparison)
 
     def get_serializer_class(self):
         return ComparisonDetailSerializer if self.action == "retrieve" else ComparisonSerializer

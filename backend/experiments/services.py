@@ -14,13 +14,14 @@ from django.db import transaction
 from django.db.models import Count
 
 from backend.audit.services import Action, record
+from backend.core.deletion import DeletionPlan, Thing, carry_out
 from backend.core.errors import ServiceError
 from backend.datasets.models import Partition
 from backend.projects.access import projects_for, require_owner
 from backend.runs.models import Evaluation, MetricPoint, TrainingRun
 from backend.runs.services import architecture_title, launch_run, prepared_spec, start_evaluation
 
-from .models import GroupMember, RunGroup
+from .models import Comparison, GroupMember, RunGroup
 
 FEWEST_SEEDS, MOST_SEEDS = 2, 10
 
@@ -202,3 +203,31 @@ def evaluations_ended(group: RunGroup, runs: list[TrainingRun]) -> bool:
     ended = set(Evaluation.objects.filter(run_id__in=expected, subset=subset, dataset__isnull=True,
                                           status__in=Evaluation.finished_statuses()).values_list("run_id", flat=True))
     return expected <= ended
+
+
+# ------------------------------------------------------------------ deleting
+
+
+def group_deletion(group: RunGroup) -> DeletionPlan:
+    """Deleting a group takes the group alone (a sweep: its study too): its runs stay, each a normal run on the project
+    page. Not while one of them is queued or training: the group would be gone under a sweep that still reports to it."""
+    folders = [group.project.storage_dir / "sweeps" / str(group.pk)] if group.kind == RunGroup.Kind.SWEEP else []
+    plan = DeletionPlan(Thing.of("group", group), row=group, folders=folders)
+    working = group.runs.exclude(status__in=TrainingRun.finished_statuses()).count()
+    if working:
+        plan.blocked_by.append(f"{working} of its runs {'is' if working == 1 else 'are'} still queued or training; stop the "
+                               "group first (Stop on its page, or POST stop/), then delete it. Its runs are kept either way.")
+    return plan
+
+
+def delete_group(actor, group: RunGroup) -> None:
+    carry_out(actor, group.project, group_deletion(group), with_runs=False)
+
+
+def comparison_deletion(comparison: Comparison) -> DeletionPlan:
+    """A comparison is a saved selection: deleting it takes nothing else."""
+    return DeletionPlan(Thing.of("comparison", comparison), row=comparison)
+
+
+def delete_comparison(actor, comparison: Comparison) -> None:
+    carry_out(actor, comparison.project, comparison_deletion(comparison), with_runs=False)

@@ -143,10 +143,15 @@ def launch_sweep(user, partition: Partition, spec_data: dict, search_data, name:
 # ------------------------------------------------------------------ the study
 
 
+def sweep_folder(group: RunGroup):
+    """Where the sweep's Optuna study is kept (removed with the sweep)."""
+    return group.project.storage_dir / "sweeps" / str(group.pk)
+
+
 def study_of(group: RunGroup) -> Study:
     search = parsed_search(group.search)
-    return Study(group.project.storage_dir / "sweeps" / f"sweep-{group.pk}.journal", search, group.search["direction"],
-                 group.search["epochs"], group.search["seed"])
+    return Study(sweep_folder(group) / "study.journal", search, group.search["direction"], group.search["epochs"],
+                 group.search["seed"])
 
 
 def member_name(group: RunGroup, trial: int, values: dict, attempt: int) -> str:
@@ -195,9 +200,15 @@ def member_of(run_id: int) -> GroupMember | None:
 
 
 def report_epoch(member: GroupMember, epoch: int, value: float) -> str:
-    """The member's objective after `epoch`, told to Optuna; the reason to stop it when the pruner says so, else ""."""
+    """The member's objective after `epoch`, told to Optuna; the reason to stop it when the pruner says so, else "".
+    A fault of the sweep's (its study unreadable) is logged and the run trains on: a sweep never fails a run."""
     group = member.group
-    if not study_of(group).report(member.trial, epoch, value):
+    try:
+        prune = study_of(group).report(member.trial, epoch, value)
+    except Exception:  # noqa: BLE001 - see above
+        log.exception("sweep %s could not take epoch %s of run %s; the run goes on unpruned", group.pk, epoch, member.run_id)
+        return ""
+    if not prune:
         return ""
     GroupMember.objects.filter(pk=member.pk).update(pruned_at=epoch)
     pruner = PRUNERS[group.search["pruner"]].split(":")[0].lower()

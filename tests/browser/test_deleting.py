@@ -103,9 +103,10 @@ def test_a_run_still_training_is_stopped_first_then_deleted(page, live_server, c
     assert not TrainingRun.objects.exists()
 
 
-@pytest.mark.parametrize("kind", ["partition", "pipeline", "imported model"])
+@pytest.mark.parametrize("kind", ["partition", "pipeline", "imported model", "group", "comparison"])
 def test_partitions_pipelines_and_imported_models_are_deleted_from_their_pages(page, live_server, clinician, kind):
     from backend.datasets.services import create_partition
+    from backend.experiments.models import Comparison, RunGroup
     from backend.pipelines.services import create_pipeline
     from backend.projects.models import Project
     from backend.zoo.models import ImportedModel
@@ -118,9 +119,16 @@ def test_partitions_pipelines_and_imported_models_are_deleted_from_their_pages(p
     elif kind == "pipeline":
         thing = create_pipeline(clinician, project, "Flip", "augmentation", [{"op": "flip"}])
         url, back = f"/projects/{project.pk}/pipelines/{thing.pk}/", f"/projects/{project.pk}/"
-    else:
+    elif kind == "imported model":
         thing = ImportedModel.objects.create(project=project, name="Theirs", kind="onnx", status="ready")
         url, back = f"/imported-models/{thing.pk}/", f"/projects/{project.pk}/models/"
+    elif kind == "group":  # its runs are kept (tests/integration/test_sweeps.py)
+        partition = create_partition(clinician, dataset, "Split", 70, 15, 15, 1)
+        thing = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=2)
+        url, back = f"/groups/{thing.pk}/", f"/projects/{project.pk}/"
+    else:
+        thing = Comparison.objects.create(project=project, name="Side by side", metric="loss")
+        url, back = f"/comparisons/{thing.pk}/", f"/projects/{project.pk}/"
     log_in(page, live_server.url)
     page.goto(live_server.url + url)
     page.get_by_role("button", name=f"Delete {kind}…").click()

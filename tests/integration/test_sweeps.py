@@ -204,3 +204,38 @@ def test_the_trials_table_exports_one_row_per_member_with_its_settings(api, part
     assert len(rows) == 2, "the first member and the one started after it"
     wrong = api.get(f"/api/groups/{group_id}/export/?table=metrics")
     assert wrong.status_code == 400 and wrong.json()["field"] == "table"
+
+
+def test_deleting_a_sweep_waits_for_its_runs_then_takes_its_study_and_keeps_its_runs(api, partition,
+                                                                                      django_capture_on_commit_callbacks):
+    group_id = launch(api, partition, {"sampler": "grid", "parallel": 1, "pruner": "none", "dimensions": [RATES]}).json()["id"]
+    group = RunGroup.objects.get(pk=group_id)
+    folder = group.project.storage_dir / "sweeps" / str(group_id)
+    assert (folder / "study.journal").exists()
+    plan = api.get(f"/api/groups/{group_id}/deletion/").json()
+    assert not plan["allowed"] and "still queued or training; stop the group first" in plan["reason"]
+    refused = api.delete(f"/api/groups/{group_id}/")
+    assert refused.status_code == 409 and RunGroup.objects.filter(pk=group_id).exists()
+
+    assert api.post(f"/api/groups/{group_id}/stop/").status_code == 202
+    assert api.get(f"/api/groups/{group_id}/deletion/").json()["allowed"]
+    runs = list(TrainingRun.objects.filter(groups=group_id).values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):  # the folder goes once the deletion has committed
+        assert api.delete(f"/api/groups/{group_id}/").status_code == 204
+    assert not RunGroup.objects.filter(pk=group_id).exists() and not folder.exists()
+    assert sorted(TrainingRun.objects.filter(pk__in=runs).values_list("pk", flat=True)) == sorted(runs), "its runs are kept"
+    assert advance_sweeps() == 0
+
+
+def test_deleting_a_comparison_takes_nothing_else(api, partition):
+    from backend.experiments.models import Comparison
+
+    group_id = launch(api, partition, {"sampler": "grid", "parallel": 1, "pruner": "none", "dimensions": [RATES]}).json()["id"]
+    run = TrainingRun.objects.filter(groups=group_id).get()
+    comparison = Comparison.objects.create(project=run.project, name="Rates", metric="loss")
+    comparison.runs.set([run])
+    comparison.groups.set([group_id])
+    comparison_id = comparison.pk
+    assert api.get(f"/api/comparisons/{comparison_id}/deletion/").json()["allowed"]
+    assert api.delete(f"/api/comparisons/{comparison_id}/").status_code == 204
+    assert not Comparison.objects.exists() and RunGroup.objects.filter(pk=group_id).exists() and TrainingRun.objects.filter(pk=run.pk).exists()

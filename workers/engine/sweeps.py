@@ -180,7 +180,7 @@ def ranged(data: dict, where: str, setting: str) -> Dimension:
 class Study:
     """One sweep's Optuna study in its journal file. Trials are known by their number (the order they were asked)."""
 
-    def __init__(self, journal: Path, search: Search, direction: str, epochs: int, seed: int):
+    def __init__(self, journal: Path, search: Search, direction: str, epochs: int, seed: int, name: str = "sweep"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the run's own log says what happened, in words
@@ -189,7 +189,7 @@ class Study:
         journal.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(journal))
         self.storage = optuna.storages.JournalStorage(backend)
-        self.name = journal.stem
+        self.name = name  # one study per journal file
         self.distributions = {d.setting: d.distribution() for d in search.dimensions}
 
     def loaded(self, asking: bool = False):

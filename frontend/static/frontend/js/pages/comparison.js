@@ -4,6 +4,7 @@
    The page draws at once from the comparison's JSON (GET /api/comparisons/<id>/); another metric asks for it again
    with ?metric=, a paired test asks GET /api/comparisons/<id>/paired/?a=&b=. Everything the page keeps is in one `state`. */
 import { api } from "../api.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
 import { METRICS, formatValue, withInterval } from "../evaluation.js";

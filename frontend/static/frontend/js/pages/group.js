@@ -4,6 +4,7 @@
    asked again every 2 s until it has settled (every run finished, evaluated and pooled); leaving the page stops the
    asking. Everything the page keeps is in one `state`. */
 import { api } from "../api.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
 import { METRICS, formatValue, withInterval } from "../evaluation.js";

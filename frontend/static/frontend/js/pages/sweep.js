@@ -3,6 +3,7 @@
    the trials' table. The sweep's JSON (GET /api/groups/<id>/) is asked again every 2 s until it has settled (every
    trial spent or the sweep stopped, and every member told); leaving the page stops the asking. */
 import { api } from "../api.js";
+import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
 import { makeSortable } from "../sortable.js";
