@@ -119,12 +119,14 @@ def test_the_heartbeat_advances_a_sweep_whose_member_was_stopped_from_its_page(a
 
 def test_the_pruner_stops_a_member_that_trails_the_others_at_a_rung(api, partition):
     """Successive halving keeps the best third at each rung (epochs m, 3m, 9m; m = 1 for 9 epochs): of fewer than six
-    members at a rung only the best goes on, so the first (alone) and one that beats it go on, and one behind them
-    there is pruned, and says why."""
+    members at a rung only the best goes on. Nothing is pruned before a third of the trials (here one) trained to the
+    end: the second, behind the first at epoch 1, goes on while the first trains. Once the first has completed, the
+    third, behind it at epoch 1, is pruned, and says why."""
     group_id = launch(api, partition, {"sampler": "random", "trials": 3, "parallel": 3, "pruner": "successive_halving",
                                        "dimensions": [RATES]}, spec={"epochs": 9}).json()["id"]
     strong, also_strong, weak = GroupMember.objects.filter(group_id=group_id).order_by("trial").select_related("group__project")
-    assert report_epoch(strong, 1, 0.9) == "" and report_epoch(also_strong, 1, 0.95) == ""
+    assert report_epoch(strong, 1, 0.9) == "" and report_epoch(also_strong, 1, 0.3) == "", "no trial has completed yet"
+    end(strong.run, "succeeded", value=0.9)
     reason = report_epoch(weak, 1, 0.3)
     assert reason.startswith("Pruned by the sweep after epoch 1: its validation.accuracy (0.3)")
     assert GroupMember.objects.get(pk=weak.pk).pruned_at == 1
@@ -239,3 +241,12 @@ def test_deleting_a_comparison_takes_nothing_else(api, partition):
     assert api.get(f"/api/comparisons/{comparison_id}/deletion/").json()["allowed"]
     assert api.delete(f"/api/comparisons/{comparison_id}/").status_code == 204
     assert not Comparison.objects.exists() and RunGroup.objects.filter(pk=group_id).exists() and TrainingRun.objects.filter(pk=run.pk).exists()
+
+
+@pytest.mark.parametrize("setting", ["a..b", ".", "optimizer", "model", "data.plan", "data.plan.patch_size", "phases",
+                                     "resources.device", "task", "model.start_run", "metrics"])
+def test_odd_settings_are_refused_with_a_reason_never_a_500(api, partition, setting):
+    response = launch(api, partition, {"sampler": "grid", "dimensions": [{"setting": setting, "values": [1, 2]}]})
+    assert response.status_code == 400, response.content
+    assert response.json()["field"].startswith("search.dimensions.0"), response.json()
+    assert not RunGroup.objects.exists()

@@ -244,7 +244,19 @@ class Study:
         study_id = self.storage.get_study_id_from_name(self.name)
         live = self.optuna.trial.Trial(study, self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
         live.report(float(value) if math.isfinite(value) else float("nan"), epoch)
-        return live.should_prune()
+        prune = live.should_prune()  # asked at every epoch: successive halving records each rung's value as it goes
+        return prune and self.past_startup(study)
+
+    @property
+    def startup(self) -> int:
+        """Trials that must have completed before any is pruned: Optuna's successive halving compares a trial with those
+        that reached its rung, and with one or two there, it keeps only the best of them (a new trial must beat the
+        first one's early epochs). A third of the trials, one to five, first train to the end."""
+        return max(1, min(5, self.search.members // 3))
+
+    def past_startup(self, study) -> bool:
+        complete = self.optuna.trial.TrialState.COMPLETE
+        return sum(t.state == complete for t in study.get_trials(deepcopy=False)) >= self.startup
 
     def tell(self, number: int, outcome: str, value: float | None = None) -> None:
         """The trial's end: "complete" with its value, "pruned" or "failed". Told once; a second telling is ignored."""
