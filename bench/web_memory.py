@@ -83,6 +83,7 @@ def database_url() -> str:
 
 def make_content() -> dict:
     """Rows and files for every page, made through the services (and the real aggregation job)."""
+    import numpy as np
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -90,7 +91,7 @@ def make_content() -> dict:
     from backend.experiments.models import Comparison, GroupMember, RunGroup
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
-    from backend.runs.models import MetricPoint, TrainingRun
+    from backend.runs.models import Explanation, MetricPoint, TrainingRun
     from backend.runs.services import launch_run
     from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
@@ -117,6 +118,13 @@ def make_content() -> dict:
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=2,
                                     spec=run.spec, created_by=user)
     GroupMember.objects.create(group=group, run=run, seed=0)
+    # A sweep: the same route, its own page (frontend/templates/frontend/sweep.html).
+    sweep = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SWEEP, name="Rates", spec=run.spec,
+                                    search={"sampler": "grid", "trials": 2, "parallel": 1, "pruner": "none",
+                                            "dimensions": [{"setting": "optimizer.learning_rate", "values": [0.01, 0.001]}],
+                                            "objective": "validation.accuracy", "direction": "maximize", "epochs": 3, "seed": 0,
+                                            "architecture": "small_cnn"})
+    GroupMember.objects.create(group=sweep, run=run, seed=0, trial=0, values={"optimizer.learning_rate": 0.01})
     comparison = Comparison.objects.create(project=project, name="Run and group", metric="accuracy", created_by=user)
     comparison.runs.add(run)
     comparison.groups.add(group)
@@ -124,8 +132,16 @@ def make_content() -> dict:
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"}, created_by=user)
-    return {"project": project.pk, "dataset": dataset.pk, "importedmodel": imported.pk, "volumes": volumes.pk, "partition": partition.pk,
-            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "group": group.pk, "comparison": comparison.pk,
+    # An uploaded file explained by the imported model, as the worker leaves it (the page draws the file's own plane).
+    uploaded = Explanation.objects.create(imported_model=imported, status=Explanation.Status.DONE, upload={
+        "name": "slice.png", "format": "PNG", "modality": "PNG", "kind": "image", "shape": [64, 64], "channels": 1, "depth": 1,
+        "height": 64, "width": 64, "spacing": [], "meta": {}, "array": "uploaded.npy", "original": "", "fits": "as it is"},
+        results={"classes": ["0", "1"], "probabilities": [0.4, 0.6], "predicted": "1", "heat_map_shape": None, "note": "no map"})
+    project.storage_dir.mkdir(parents=True, exist_ok=True)
+    np.save(project.storage_dir / "uploaded.npy", np.zeros((64, 64), np.uint8))
+    return {"uploaded_explanation": uploaded.pk,
+            "project": project.pk, "dataset": dataset.pk, "importedmodel": imported.pk, "volumes": volumes.pk, "partition": partition.pk,
+            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "group": group.pk, "sweep": sweep.pk, "comparison": comparison.pk,
             "sample": dataset.samples.order_by("pk").first().pk, "volume": volumes.samples.exclude(mask="").order_by("pk").first().pk,
             "samples": list(dataset.samples.values_list("pk", flat=True)) + list(volumes.samples.values_list("pk", flat=True))}
 
@@ -167,7 +183,9 @@ def page_data_urls(ids: dict) -> list[str]:
         f"/api/pipelines/{ids['pipeline']}/", f"/api/runs/{ids['run']}/", f"/api/runs/{ids['run']}/metrics/",
         f"/api/aggregations/{ids['aggregation']}/", f"/api/aggregations/{ids['aggregation']}/rows/",
         f"/api/aggregations/{ids['aggregation']}/export/?file=xlsx", f"/api/imported-models/{ids['importedmodel']}/",
+        f"/api/explanations/{ids['uploaded_explanation']}/", f"/api/explanations/{ids['uploaded_explanation']}/image/",
         f"/api/evaluations/?run={ids['run']}", f"/api/groups/{ids['group']}/", f"/api/comparisons/{ids['comparison']}/",
+        f"/groups/{ids['sweep']}/", f"/api/groups/{ids['sweep']}/",
     ]
 
 

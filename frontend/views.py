@@ -97,7 +97,11 @@ def dataset_page(request, dataset_id):
 def sample_page(request, sample_id):
     sample = get_object_or_404(Sample.objects.filter(dataset__in=datasets_for(request.user)).select_related("dataset__project"), pk=sample_id)
     record(request.user, sample.dataset.project, Action.READ, sample.dataset)
-    return render(request, "frontend/sample.html", {"sample": sample, "dataset": sample.dataset, "project": sample.dataset.project})
+    # Opened from a run's predictions (?run=<id>): a way back to that run, where this reader may open it.
+    run_id = request.GET.get("run", "")
+    from_run = runs_for(request.user).filter(pk=int(run_id)).first() if run_id.isdigit() else None
+    return render(request, "frontend/sample.html", {"sample": sample, "dataset": sample.dataset, "project": sample.dataset.project,
+                                                    "from_run": from_run})
 
 
 @login_required

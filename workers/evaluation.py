@@ -128,10 +128,13 @@ def prediction_rows(evaluation: Evaluation, predictions: Predictions, keys: list
 
 def done_words(results: dict) -> str:
     accuracy, auc = results["metrics"]["accuracy"], results["metrics"]["auc"]
-    words = f"Measured {results['samples']} samples of {results['patients']} patients: accuracy {interval_words(accuracy)}"
+    # Without patient ids each image is its own unit: the bootstrap drew images, and the words say so.
+    no_patients = results.get("samples_without_patient", 0) >= results["samples"]
+    who = " (no patient IDs)" if no_patients else f" of {results['patients']} patients"
+    words = f"Measured {results['samples']} samples{who}: accuracy {interval_words(accuracy)}"
     if auc["value"] is not None:
         words += f", AUC {interval_words(auc)}"
-    return words + " (95% intervals from a bootstrap over patients)."
+    return words + f" (95% intervals from a bootstrap over {'images' if no_patients else 'patients'})."
 
 
 def interval_words(metric: dict) -> str:

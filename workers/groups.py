@@ -24,7 +24,9 @@ BOOTSTRAP_SEED = 0  # one interval per set of predictions, whoever pools it
 def pool_groups_of(evaluation: Evaluation) -> None:
     """Pool again every group the evaluated run belongs to. A failure is the group's, not the evaluation's: it is
     logged and written on the group, and the evaluation stays done."""
-    for group_id in RunGroup.objects.filter(runs=evaluation.run_id).values_list("pk", flat=True):
+    # a sweep's members differ in their settings: their predictions together are no one model's
+    groups = RunGroup.objects.filter(runs=evaluation.run_id).exclude(kind=RunGroup.Kind.SWEEP)
+    for group_id in groups.values_list("pk", flat=True):
         try:
             pool(group_id)
         except Exception as exc:  # noqa: BLE001 - any fault of the pooling must leave the member's evaluation done
@@ -53,8 +55,10 @@ def pooled_predictions(evaluations: list[Evaluation]) -> Predictions:
     classes = evaluations[0].results["classes"]
     rows = SamplePrediction.objects.filter(evaluation__in=evaluations).order_by("evaluation_id", "id")
     probabilities, truth, patients = [], [], []
+    unnamed = 0  # predictions of samples without a patient id: the results then say the bootstrap drew images
     for row in rows.values_list("probabilities", "truth", "patient", "sample_id"):
         probabilities.append(row[0])
         truth.append(classes.index(row[1]))
         patients.append(row[2] or f"sample {row[3]}")
-    return Predictions.of(probabilities, truth, patients, classes)
+        unnamed += not row[2]
+    return Predictions.of(probabilities, truth, patients, classes, unnamed=unnamed)

@@ -198,7 +198,8 @@ class JobRunner:
             self.finish(job, job.FAILED, f"The worker running this stopped {job.attempts} times; it is not tried again. "
                                          "The worker log says why (often memory); start it again once that is fixed.")
             return f"failed after {job.attempts} attempts"
-        self.requeue(job, "Starting again after the worker stopped.")
+        self.requeue(job, "Starting again: its worker restarted while it ran this." if restarted(job)
+                     else "Starting again after the worker stopped.")
         return f"queued again (attempt {job.attempts + 1} of {MAX_ATTEMPTS})"
 
     def requeue(self, job: Job, message: str) -> None:
@@ -235,10 +236,21 @@ def recover_stale_jobs(hostname: str, starting: bool) -> int:
             silent = job.heartbeat_at is None or job.heartbeat_at < stale_before()
             if (mine or silent) and take_over(job):
                 runner = runner_for(job)
+                job.lost_by_restart = mine  # what on_worker_lost and the log say: this worker restarted, or one fell silent
                 outcome = runner.on_worker_lost(job)
-                log.warning("%s %s: its worker %s stopped responding; %s", runner.noun, job.pk, job.worker or "(unknown)", outcome)
+                if mine:
+                    log.warning("%s %s was running on this worker (%s) before it restarted; %s", runner.noun, job.pk, hostname, outcome)
+                else:
+                    log.warning("%s %s: its worker %s stopped responding (no heartbeat for over %d s); %s", runner.noun, job.pk,
+                                job.worker or "(unknown)", settings.JOB_STALE_SECONDS, outcome)
                 recovered += 1
     return recovered
+
+
+def restarted(job: Job) -> bool:
+    """Whether the job is recovered because its own worker restarted (recover_stale_jobs at the worker's start), rather
+    than because its worker fell silent: the words then say so (a restart is no failure of the job)."""
+    return bool(getattr(job, "lost_by_restart", False))
 
 
 def take_over(job: Job) -> bool:

@@ -33,7 +33,7 @@ from workers.engine.training.spec import TrainingSpec, resolve_spec
 from workers.engine.training.trainer import TrainingData, TrainingOutcome
 from workers.engine.zoo.weights import WeightsUnavailable
 
-from .jobs import MAX_ATTEMPTS, JobReporter, JobRunner, register
+from .jobs import MAX_ATTEMPTS, JobReporter, JobRunner, register, restarted
 from .starting_weights import model_start, start_note
 
 Status = TrainingRun.Status
@@ -100,8 +100,10 @@ class TrainingJob(JobRunner):
 
     def recover(self, run: TrainingRun) -> str:
         where = f"in epoch {run.epochs_completed + 1}"
+        # its own worker restarted (a deploy, a crash of the process) or another worker found it silent: said as it was
+        lost = "restarted" if restarted(run) else "stopped responding"
         if not run.has_checkpoint:
-            self.finish(run, Status.FAILED, f"The worker running this stopped responding {where}, before the run's first "
+            self.finish(run, Status.FAILED, f"The worker running this {lost} {where}, before the run's first "
                                             "checkpoint; the metrics so far are kept. Launch it again (Clone).")
             return "failed (no checkpoint to resume from)"
         if run.attempts >= MAX_ATTEMPTS:
@@ -109,7 +111,7 @@ class TrainingJob(JobRunner):
                                             "tried again. The worker log says why (often memory); Resume goes on from the last "
                                             "checkpoint once that is fixed.")
             return f"failed after {run.attempts} attempts"
-        message = (f"The worker running this stopped responding {where}; it resumes from its last checkpoint "
+        message = (f"The worker running this {lost} {where}; it resumes from its last checkpoint "
                    f"(attempt {run.attempts + 1} of {MAX_ATTEMPTS}).")
         RunLogLine.objects.create(run_id=run.pk, text=message)
         self.requeue(run, message)

@@ -32,6 +32,7 @@ from .services import (
     check_evaluable,
     delete_run,
     evaluations_for,
+    job_queue_position,
     launch_run,
     rate_curve,
     rate_searches_for,
@@ -430,13 +431,19 @@ class EvaluationSerializer(JobSerializer):
     dataset_name = serializers.CharField(source="dataset.name", read_only=True, allow_null=True, default=None,
                                          help_text="The other dataset's name (external validation); null for a subset.")
     results = serializers.JSONField(read_only=True, help_text="{} until the evaluation is done; then {classes, samples, patients, "
-                                    "resamples, level, metrics: {name: {value, low, high}}, per_class, confusion, roc, "
-                                    "precision_recall, calibration, operating_points} (docs/results.md).")
+                                    "samples_without_patient, resamples, level, metrics: {name: {value, low, high}}, per_class, "
+                                    "confusion, roc, precision_recall, calibration, operating_points} (docs/results.md).")
+    queue_position = serializers.SerializerMethodField(help_text="1: next to be taken by a worker of its queue (runs, searches, "
+                                                                 "evaluations and explanations wait in one); null once it left the queue.")
 
     class Meta:
         model = Evaluation
-        fields = ["id", "project", "run", "subset", "dataset", "dataset_name", "class_mapping", "queue", *JOB_FIELDS, "results", "created_at"]
+        fields = ["id", "project", "run", "subset", "dataset", "dataset_name", "class_mapping", "queue", "queue_position",
+                  *JOB_FIELDS, "results", "created_at"]
         read_only_fields = fields
+
+    def get_queue_position(self, evaluation) -> int | None:
+        return job_queue_position(evaluation)
 
 
 class EvaluationRequestSerializer(serializers.Serializer):
@@ -455,6 +462,9 @@ class ClassMappingSerializer(serializers.Serializer):
     samples = serializers.DictField(child=serializers.IntegerField(), help_text="The dataset's samples per class.")
     suggested = serializers.DictField(child=serializers.CharField(allow_null=True),
                                       help_text="Each dataset class to the run's class of the same name, or null.")
+    shared_samples = serializers.IntegerField(help_text="The dataset's samples that are images of the run's own dataset "
+                                                        "(the same content); all of them is refused (code same_images).")
+    shared_with_training = serializers.IntegerField(help_text="Of those, the images the model was trained on.")
 
 
 class SamplePredictionSerializer(serializers.ModelSerializer):

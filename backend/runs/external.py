@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from backend.core.errors import ServiceError
-from backend.datasets.models import Dataset
+from backend.datasets.models import Dataset, PartitionMember, Sample
 from backend.datasets.services import datasets_for
 
 from .models import TrainingRun
@@ -32,9 +32,23 @@ def suggested_mapping(run_classes: list[str], dataset_classes: list[str]) -> dic
 
 
 def mapping_facts(run: TrainingRun, dataset: Dataset) -> dict:
-    """What the evaluation form shows: both class lists, the suggested mapping and how many samples each class has."""
+    """What the evaluation form shows: both class lists, the suggested mapping, how many samples each class has, and
+    how many of the dataset's images are also the run's own (the form warns: those are no external validation)."""
+    shared = shared_images(run, dataset)
     return {"run_classes": run.partition.dataset.labels, "dataset_classes": dataset.labels,
-            "samples": dataset.class_counts, "suggested": suggested_mapping(run.partition.dataset.labels, dataset.labels)}
+            "samples": dataset.class_counts, "suggested": suggested_mapping(run.partition.dataset.labels, dataset.labels),
+            "shared_samples": shared["shared"], "shared_with_training": shared["trained_on"]}
+
+
+def shared_images(run: TrainingRun, dataset: Dataset) -> dict:
+    """How many of the dataset's samples are images of the run's own dataset (the same content: the same sha256), and
+    how many of those the model trained on (its partition's training subset). A re-upload of the run's data under
+    another name is then told apart from another hospital's images."""
+    own = Sample.objects.filter(dataset=run.partition.dataset).exclude(sha256="").values("sha256")
+    trained = PartitionMember.objects.filter(partition=run.partition, subset="train").exclude(sample__sha256="").values("sample__sha256")
+    samples = Sample.objects.filter(dataset=dataset)
+    return {"shared": samples.filter(sha256__in=own).count(), "trained_on": samples.filter(sha256__in=trained).count(),
+            "samples": samples.count(), "own": own.count()}
 
 
 def check_fits(run: TrainingRun, dataset: Dataset) -> None:
@@ -44,6 +58,13 @@ def check_fits(run: TrainingRun, dataset: Dataset) -> None:
     if dataset.pk == trained_on.pk:
         raise ServiceError(f"Dataset {dataset.name} is the one run {run.pk} was trained on; measure its test or validation "
                            "subset instead (subset), or choose another dataset.", field="dataset")
+    if dataset.status == Dataset.Status.READY:
+        shared = shared_images(run, dataset)
+        if shared["samples"] and shared["shared"] == shared["samples"] == shared["own"]:
+            raise ServiceError(f"Dataset {dataset.name} holds the same {shared['samples']} images as dataset "
+                               f"{trained_on.name}, which run {run.pk} was trained on: measuring it is no external validation. "
+                               "Measure the run's test subset instead (subset), or choose another dataset.",
+                               field="dataset", code="same_images")
     if dataset.status != Dataset.Status.READY:
         raise ServiceError(f"Dataset {dataset.name} is not ready ({dataset.status}); wait for its ingest to finish.", field="dataset")
     if dataset.task == Dataset.Task.SEGMENTATION or not any(dataset.labels):

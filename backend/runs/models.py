@@ -213,17 +213,27 @@ class SamplePrediction(models.Model):
 
 
 class Explanation(Job):
-    """One sample explained by a run's kept model (issue 22, R1; docs/results.md "Explain"): each class's probability
-    and a Grad-CAM heat map of the explained class over the sample, computed by a worker on the input the model saw and
-    stored on the sample's own grid (`heat_map_path`, a float16 .npy in [0, 1], (D, H, W) with D 1 for an image), which
-    the sample viewer overlays. A model that gives no gradients is explained by its prediction alone (`results.note`)."""
+    """One image explained by a model (issue 22, R1; docs/results.md "Explain"): each class's probability and a Grad-CAM
+    heat map of the explained class over the image, computed by a worker on the input the model saw and stored on the
+    image's own grid (`heat_map_path`, a float16 .npy in [0, 1], (D, H, W) with D 1 for an image), which the viewer
+    overlays. A model that gives no gradients is explained by its prediction alone (`results.note`).
+
+    The model is a run's kept model (`run`) or an imported model (`imported_model`): one of the two. The image is a
+    dataset's sample (`sample`) or a file uploaded for it (`upload`: what the file was and where its pixels are kept,
+    beside the explanation): one of the two; an imported model explains uploads only."""
 
     Status = DoneStatus
 
     DONE = Status.DONE
 
-    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="explanations")
-    sample = models.ForeignKey("datasets.Sample", on_delete=models.CASCADE, related_name="explanations")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="explanations", null=True, blank=True)
+    imported_model = models.ForeignKey("zoo.ImportedModel", on_delete=models.CASCADE, related_name="explanations", null=True,
+                                       blank=True, help_text="The imported model explaining the upload (no run then).")
+    sample = models.ForeignKey("datasets.Sample", on_delete=models.CASCADE, related_name="explanations", null=True, blank=True)
+    upload = models.JSONField(default=dict, blank=True, help_text="{} for a sample; for an uploaded file: {name, format, "
+                                                                  "modality, kind, shape, dtype, channels, spacing, meta, array, "
+                                                                  "original, sha256, size_bytes}, array and original relative to the "
+                                                                  "project's storage.")
     results = models.JSONField(default=dict, blank=True, help_text="{classes, probabilities, predicted, explained_class, "
                                                                    "method, layer, windows, heat_map_shape, note}.")
     queue = models.CharField(max_length=100, default="train-cpu", help_text="The logical queue the explanation waits in.")
@@ -234,15 +244,35 @@ class Explanation(Job):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["run", "sample"])]
+        constraints = [
+            models.CheckConstraint(name="explanation_one_model",
+                                   condition=models.Q(run__isnull=False, imported_model__isnull=True)
+                                   | models.Q(run__isnull=True, imported_model__isnull=False)),
+            models.CheckConstraint(name="explanation_one_image",
+                                   condition=models.Q(sample__isnull=False, upload={})
+                                   | (models.Q(sample__isnull=True) & ~models.Q(upload={}))),
+        ]
 
     def __str__(self):
-        return f"Explanation {self.pk} of sample {self.sample_id} by run {self.run_id}"
+        what = f"sample {self.sample_id}" if self.sample_id else f"the upload {self.upload.get('name', '')!r}"
+        by = f"run {self.run_id}" if self.run_id else f"imported model {self.imported_model_id}"
+        return f"Explanation {self.pk} of {what} by {by}"
 
     @property
     def project(self):
-        return self.run.project
+        return self.run.project if self.run_id else self.imported_model.project
+
+    @property
+    def model_dir(self):
+        """The folder of the model's files (a run's, or an imported model's): explanations are deleted with it."""
+        return self.run.storage_dir if self.run_id else self.imported_model.storage_dir
 
     @property
     def heat_map_path(self):
-        """The heat map on the sample's grid, kept with the run's files (deleted with the run)."""
-        return self.run.storage_dir / "explanations" / f"{self.pk}.npy"
+        """The heat map on the image's grid, kept with the model's files (deleted with the run or imported model)."""
+        return self.model_dir / "explanations" / f"{self.pk}.npy"
+
+    @property
+    def upload_dir(self):
+        """An uploaded file's pixels (and its de-identified DICOM header) as the explanation keeps them."""
+        return self.model_dir / "explanations" / "uploads" / str(self.pk)

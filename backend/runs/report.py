@@ -4,10 +4,15 @@ to launch again), the plan, the dataset, partition and pipeline versions, the co
 the test metrics with intervals, the confusion matrix, ROC with the operating points and the reliability diagram.
 
 Self-contained: no address outside the file. The charts are drawn by the plotly.js this server serves to its pages,
-inlined; the heat maps, when an evaluation carries them, are images inside the file (data: addresses)."""
+inlined; the heat maps (the run's explained samples, and any an evaluation carries) are images inside the file (data:
+addresses). Written to be read: curves titled in words, dates as a person writes them, the positive class named, and
+the bootstrap's unit (patients, or images where no patient ID was known)."""
 from __future__ import annotations
 
+import base64
 import json
+import logging
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
@@ -15,11 +20,16 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from backend.core.errors import ServiceError
 from backend.datasets.planning import plan_in_words
+from backend.datasets.viewer import render
 
+from .explanations import heat_map_png
 from .export import metrics_table
-from .models import Evaluation, TrainingRun
+from .models import Evaluation, Explanation, TrainingRun
 from .services import package_versions
+
+log = logging.getLogger(__name__)
 
 PLOTLY_STATIC = "vendor/plotly.min.js"  # what the pages load (frontend/finders.py serves the plotly package's copy)
 
@@ -28,6 +38,11 @@ METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy
                  "brier": "Brier score", "ece": "Expected calibration error (ECE)", "sensitivity": "Sensitivity",
                  "specificity": "Specificity", "precision": "Precision", "f1": "F1"}
 POINT_TITLES = {"youden": "Youden", "high_sensitivity": "High sensitivity", "high_specificity": "High specificity", "typed": "Chosen"}
+# The curves' titles, as the run page names them (a metric not listed: its name in words, "dice score" for dice_score).
+CURVE_TITLES = {**METRIC_TITLES, "loss": "Loss", "learning_rate": "Learning rate", "images_per_second": "Speed (images per second)",
+                "memory_mb": "Memory (MB)", "seconds": "Time (seconds)", "epoch_seconds": "Time per epoch (seconds)"}
+SUBSET_TITLES = {"train": "Training", "validation": "Validation", "system": "This run"}
+HEAT_MAPS_SHOWN = 6  # the newest explanations of the run's samples drawn in the report (each two PNGs inside the file)
 
 
 def report_evaluation(run: TrainingRun) -> Evaluation | None:
@@ -43,6 +58,10 @@ def curves_of(run: TrainingRun) -> dict:
         line["epochs"].append(epoch)
         line["values"].append(value)
     return curves
+
+
+def curves_of_names(run: TrainingRun) -> list[str]:
+    return list(run.metrics.values_list("name", flat=True).distinct().order_by("name"))
 
 
 def metric_rows(results: dict) -> list[dict]:
@@ -76,6 +95,62 @@ def heat_maps_of(results: dict) -> list[dict]:
     return [one for one in results.get("heat_maps", []) if str(one.get("image", "")).startswith("data:image/")]
 
 
+def data_address(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def explained_maps(run: TrainingRun) -> tuple[list[dict], int]:
+    """The heat maps of the run's finished explanations (the sample viewer's Explain: docs/results.md, "Explain"), the
+    newest HEAT_MAPS_SHOWN: each the sample's plane (its middle one) with the heat map over it, both PNGs inside the
+    file; and how many explanations the run has done in all. An explanation whose files cannot be read is left out."""
+    done = Explanation.objects.filter(run=run, status=Explanation.Status.DONE, sample__isnull=False).select_related("sample")
+    maps = []
+    for explanation in done.order_by("-created_at")[:HEAT_MAPS_SHOWN]:
+        results, sample = explanation.results, explanation.sample
+        try:
+            heat, used, _ = heat_map_png(explanation)
+            picture, _, _ = render(sample, index=used)
+        except (ServiceError, OSError, ValueError) as error:
+            log.warning("the report of run %s leaves out explanation %s: %s", run.pk, explanation.pk, error)
+            continue
+        predicted = results.get("predicted", "")
+        probabilities = dict(zip(results.get("classes", []), results.get("probabilities", []), strict=False))
+        chance = f" ({probabilities[predicted]:.2f})" if isinstance(probabilities.get(predicted), float) else ""
+        explained = results.get("explained_class") or predicted
+        caption = (f"Sample {sample.pk} ({sample.source_path}), labelled {sample.label or '(unlabelled)'}: predicted "
+                   f"{predicted}{chance}; the heat map shows the evidence for {explained}.")
+        maps.append({"image": data_address(picture), "heat": data_address(heat), "caption": caption, "explanation": explanation.pk})
+    return maps, done.count()
+
+
+def human_date(value) -> datetime | str:
+    """A date recorded as ISO text (the provenance's) as a datetime the template formats; anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def curve_title(name: str) -> str:
+    return CURVE_TITLES.get(name) or name.replace("_", " ").capitalize()
+
+
+def sample_words(results: dict) -> dict:
+    """Who the bootstrap drew: {"who": " of 10 patients" or ", without patient IDs ...", "unit": "patients" or "images"},
+    as the run page says it (js/evaluation.js, patientWords): without patient IDs every image is its own unit."""
+    samples, patients = results.get("samples", 0), results.get("patients", 0)
+    without = results.get("samples_without_patient")
+    if without is None:  # results from before the count: as many "patients" as samples means one image each
+        none = patients == samples
+        return {"who": ", each image its own unit" if none else f" of {patients} patients", "unit": "images" if none else "patients"}
+    if samples and without >= samples:
+        return {"who": ", without patient IDs (each image is its own unit)", "unit": "images"}
+    some = f" ({without} without a patient ID count{'s' if without == 1 else ''} as their own)" if without else ""
+    return {"who": f" of {patients} patient{'s' if patients != 1 else ''}{some}", "unit": "patients"}
+
+
 def packages_of(run: TrainingRun) -> tuple[dict, str]:
     """The package versions the run recorded at launch; for runs that recorded none, this server's, and which it is."""
     if run.provenance.get("packages"):
@@ -100,6 +175,11 @@ def report_context(run: TrainingRun) -> dict:
     packages, packages_source = packages_of(run)
     code = run.provenance.get("code_version") or "unknown"
     plan = run.spec.get("data", {}).get("plan") or {}
+    kept = dict(run.results.get("kept", {}))
+    if kept.get("reason"):
+        kept["reason"] = kept["reason"].rstrip(".")  # it sits in brackets before the sentence's own full stop
+    explained, explanations = explained_maps(run)
+    classes = results.get("classes", [])
     return {
         "run": run, "project": run.project, "partition": run.partition, "dataset": run.partition.dataset,
         "spec": run.spec, "spec_text": json.dumps(run.spec, indent=2, sort_keys=True),
@@ -109,13 +189,15 @@ def report_context(run: TrainingRun) -> dict:
         "provenance": run.provenance, "provenance_text": json.dumps(run.provenance, indent=2, sort_keys=True),
         "code_version": code if code != "unknown" else f"no git commit recorded; toolkit version {toolkit_version()}",
         "packages": sorted(packages.items()), "packages_source": packages_source,
-        "kept": run.results.get("kept", {}),
-        "evaluation": evaluation, "results": results, "metric_rows": metric_rows(results),
+        "kept": kept, "dataset_made": human_date(run.provenance.get("dataset", {}).get("created_at")),
+        "evaluation": evaluation, "results": results, "metric_rows": metric_rows(results), "samples_words": sample_words(results),
+        "positive_class": classes[1] if len(classes) == 2 else None,
         "confusion_rows": confusion_rows(results),
         "operating_points": [{**point, "title": POINT_TITLES.get(point["name"], point["name"])}
                              for point in results.get("operating_points", [])],
-        "heat_maps": heat_maps_of(results),
-        "charts": {"curves": curves_of(run), "roc": results.get("roc", []), "operating_marks": operating_marks(results.get("operating_points", [])),
+        "heat_maps": heat_maps_of(results), "explained_maps": explained, "explanations": explanations,
+        "charts": {"curves": curves_of(run), "titles": {name: curve_title(name) for name in curves_of_names(run)},
+                   "subsets": SUBSET_TITLES, "roc": results.get("roc", []), "operating_marks": operating_marks(results.get("operating_points", [])),
                    "calibration": results.get("calibration", {}).get("bins", []), "classes": results.get("classes", [])},
         "made_at": timezone.now(),
         "plotly_js": mark_safe(plotly_js()),  # the server's own file, inlined whole

@@ -32,7 +32,7 @@ from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 from .external import check_fits, checked_mapping
 from .lineage import lineage_provenance
-from .models import Evaluation, RateSearch, TrainingRun
+from .models import Evaluation, Explanation, RateSearch, TrainingRun
 
 # A run's kept model can start another run once it has one: finished, or stopped after an epoch (its weights file says).
 STARTABLE = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.STOPPED)
@@ -399,6 +399,16 @@ def queue_position(run: TrainingRun) -> int | None:
         return None
     ahead = TrainingRun.objects.filter(queue=run.queue, status=TrainingRun.Status.QUEUED, created_at__lt=run.created_at)
     return ahead.count() + 1
+
+
+def job_queue_position(job) -> int | None:
+    """1 for the next job its queue's workers will take, counting every kind that waits in a run's queue (runs,
+    rate searches, evaluations, explanations); None once it left the queue."""
+    if job.status != job.QUEUED:
+        return None
+    ahead = sum(model.objects.filter(queue=job.queue, status=model.QUEUED, created_at__lt=job.created_at).count()
+                for model in (TrainingRun, RateSearch, Evaluation, Explanation))
+    return ahead + 1
 
 
 def resume_run(actor, run: TrainingRun) -> TrainingRun:

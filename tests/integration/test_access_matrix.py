@@ -138,6 +138,10 @@ MATRIX = {
     ("POST", "/api/explanations/"): Case((401, 404, 403, 400), data=lambda w: {"run": w["run"], "sample": w["sample"]}),
     ("GET", "/api/explanations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["explanation"]}),
     ("GET", "/api/explanations/{pk}/heat-map/"): Case(READ, ids=lambda w: {"pk": w["explanation"]}),
+    ("POST", "/api/explanations/check/"): Case((401, 404, 403, 200), multipart=True, data=lambda w: {
+        "imported_model": w["imported_model"], "file": SimpleUploadedFile("slice.png", png_bytes(np.zeros((32, 32), np.uint8)))},
+        notes="reading a file against a model changes nothing but is the step before a job: owners only"),
+    ("GET", "/api/explanations/{pk}/image/"): Case(READ, ids=lambda w: {"pk": w["uploaded_explanation"]}),
     ("GET", "/api/groups/"): Case(LIST),
     ("POST", "/api/groups/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "seeds": 2,
                                                                         "spec": {"epochs": 1}}),
@@ -246,7 +250,12 @@ def world(django_user_model, tmp_path):
     imported.storage_dir.mkdir(parents=True)
     imported.onnx_path.write_bytes(branchy.read_bytes())
     importing = ImportedModel.objects.create(project=project, name="Importing", kind="onnx", status="queued")
+    uploaded = Explanation.objects.create(imported_model=imported, status=Explanation.Status.DONE, upload={
+        "name": "slice.png", "format": "PNG", "modality": "PNG", "kind": "image", "shape": [32, 32], "channels": 1, "depth": 1,
+        "height": 32, "width": 32, "spacing": [], "meta": {}, "array": "uploaded.npy", "original": ""})
+    np.save(project.storage_dir / "uploaded.npy", np.zeros((32, 32), np.uint8))
     return {
+        "uploaded_explanation": uploaded.pk,
         "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "evaluation": evaluation.pk, "unused_dataset": unused.pk,

@@ -130,7 +130,7 @@ def test_the_report_is_one_file_with_the_spec_embedded_and_nothing_from_elsewher
     assert charts["operating_marks"] == [{"x": pytest.approx(0.1), "y": 0.8, "names": ["Youden", "High sensitivity", "High specificity"]}]
     for package in ("torch", "numpy"):
         assert f"<th>{package}</th>" in html, "package versions"
-    assert 'id="heat-maps"' in html and "holds no heat maps" in html
+    assert 'id="heat-maps"' in html and "No sample has been explained with this run yet" in html
 
 
 def test_a_report_shows_heat_maps_inside_the_file_only(api, evaluation):
@@ -141,3 +141,54 @@ def test_a_report_shows_heat_maps_inside_the_file_only(api, evaluation):
     html = api.get(f"/api/runs/{evaluation.run_id}/report/").content.decode()
     assert "Sample 3: lesion, 0.97" in html and pixel in html
     assert "example.org" not in html, "an image from elsewhere would make the report need a network"
+
+
+def test_the_report_reads_as_words_with_charts_titled_and_an_explanations_heat_map(api, evaluation):
+    """Issue 22 (Results, 7, 2, 3): the curves titled in words ("Balanced accuracy", not balanced_accuracy), no "(…
+    loss.)." doubled stop, dates as a person writes them (not ISO text), the positive class named, the bootstrap's unit
+    as the data allow, and a run's explanation's heat map drawn in the report (inside the file) instead of "none"."""
+    import numpy as np
+
+    from backend.runs.models import Explanation, TrainingRun
+
+    run = evaluation.run
+    provenance = {**run.provenance, "dataset": {"name": "X-rays", "id": run.partition.dataset_id, "samples": 20,
+                                                "classes": ["lesion", "normal"], "created_at": "2026-03-04T09:05:06.123456+00:00"}}
+    TrainingRun.objects.filter(pk=run.pk).update(provenance=provenance)
+    sample = run.partition.dataset.samples.order_by("pk").first()
+    explanation = Explanation.objects.create(run=run, sample=sample, status="done", results={
+        "classes": ["lesion", "normal"], "probabilities": [0.91, 0.09], "predicted": "lesion", "explained_class": "lesion",
+        "heat_map_shape": [1, sample.height, sample.width]})
+    explanation.heat_map_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(explanation.heat_map_path, np.linspace(0, 1, sample.height * sample.width, dtype=np.float16).reshape(1, sample.height, sample.width))
+    html = api.get(f"/api/runs/{run.pk}/report/").content.decode()
+
+    charts = json.loads(re.search(r'<script id="charts" type="application/json">(.*?)</script>', html, re.S).group(1))
+    assert charts["titles"] == {"loss": "Loss", "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+                                "learning_rate": "Learning rate", "images_per_second": "Speed (images per second)",
+                                "memory_mb": "Memory (MB)"}
+    assert charts["subsets"]["train"] == "Training"
+    words = html[:html.index('<script id="spec"')]  # the report's text, before the data and plotly.js
+    assert ".)." not in words, "a doubled full stop"
+    assert "lowest validation loss)." in html
+    data = re.search(r'<section id="data">(.*?)</section>', html, re.S).group(1)
+    assert "2026-03-04T09:05" not in data and "made 4 March 2026, 09:05" in data, "the provenance's raw record stays in its own section"
+    assert re.search(r"report made \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d", html)
+    assert 'Positive class: <strong>normal</strong>' in html
+    assert "20 test samples of 10 patients (evaluation" in html and "bootstrap resamples of patients" in html
+    heat = re.search(rf'<figure data-explanation="{explanation.pk}">(.*?)</figure>', html, re.S).group(1)
+    assert heat.count('src="data:image/png;base64,') == 2, "the sample's plane and the heat map over it, inside the file"
+    assert f"Sample {sample.pk}" in heat and "predicted lesion (0.91)" in heat
+    assert "No sample has been explained" not in html
+    assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)=(?!"data:)', html), "nothing loaded from an address"
+
+
+def test_without_patient_ids_the_report_says_the_bootstrap_drew_images(api, evaluation):
+    from tests.browser.test_run_results import CLASSES, TEST_P1, TEST_TRUTH
+    from workers.engine.tasks.classification.results import Predictions, classification_results
+
+    made = classification_results(Predictions.of([[1 - p, p] for p in TEST_P1], TEST_TRUTH, [""] * len(TEST_P1), CLASSES), resamples=50)
+    Evaluation.objects.filter(pk=evaluation.pk).update(results=made)
+    html = api.get(f"/api/runs/{evaluation.run_id}/report/").content.decode()
+    words = re.search(r'<p class="muted" id="report-samples">(.*?)</p>', html, re.S).group(1)
+    assert "without patient IDs" in words and "bootstrap resamples of images" in words and "patients," not in words, words

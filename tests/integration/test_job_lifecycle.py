@@ -142,6 +142,36 @@ def test_a_worker_that_restarts_takes_back_its_own_jobs_at_once(project, sent):
     assert sent == [(INGEST.task, mine.pk, INGEST.queue)]
 
 
+def test_a_restarted_workers_own_jobs_are_said_to_be_resumed_not_to_have_stopped_responding(project, sent, caplog):
+    """Issue 22 (Results, 10): at its start a worker takes back the jobs it ran before its restart; the log and the
+    job's message say the worker restarted, not that the job's worker "stopped responding"."""
+    import logging
+
+    mine = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, worker="worker@a", heartbeat_at=timezone.now())
+    theirs = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, **silent())
+    with caplog.at_level(logging.WARNING, logger="workers.jobs"):
+        assert jobs.recover_stale_jobs("worker@a", starting=True) == 2
+    mine.refresh_from_db(), theirs.refresh_from_db()
+    assert mine.status == "queued" and mine.message == "Starting again: its worker restarted while it ran this."
+    assert theirs.status == "queued" and theirs.message == "Starting again after the worker stopped."
+    lines = {record.getMessage() for record in caplog.records}
+    assert f"ingest {mine.pk} was running on this worker (worker@a) before it restarted; queued again (attempt 2 of 3)" in lines, lines
+    assert not any(f" {mine.pk}: its worker" in line and "stopped responding" in line for line in lines), lines
+    assert any(f" {theirs.pk}: its worker worker@gone stopped responding (no heartbeat for over" in line for line in lines), lines
+
+
+def test_a_training_run_on_a_restarted_worker_is_said_to_have_restarted(project, sent):
+    """The training job words its own recovery (a checkpoint to resume from, or none): a restart of its own worker is
+    said as a restart there too."""
+    partition = ready_dataset(project).partitions.create(name="p", train_percent=80, validation_percent=10, test_percent=10, seed=1)
+    run = TrainingRun.objects.create(project=project, partition=partition, name="r", spec=training_spec(epochs=9), status="running",
+                                     epochs_completed=4, attempts=1, worker="worker@a", heartbeat_at=timezone.now())
+    assert jobs.recover_stale_jobs("worker@a", starting=True) == 1
+    run.refresh_from_db()
+    assert run.status == "failed" and run.message == ("The worker running this restarted in epoch 5, before the run's first "
+                                                      "checkpoint; the metrics so far are kept. Launch it again (Clone).")
+
+
 def test_the_sweep_knows_every_kind_of_job(project, sent):
     source = ready_dataset(project)
     merged = queued_dataset(project, status=Dataset.Status.INGESTING, attempts=1, label_mapping={"a": "b"}, **silent())

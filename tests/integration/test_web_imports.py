@@ -71,6 +71,7 @@ def import_every_module() -> None:
 
 def make_rows() -> tuple[object, dict]:
     """A user with a project holding a ready dataset, a partition, pipelines, a table of measures, a run, its evaluation, an explanation, a group and a rate search."""
+    import numpy
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -82,7 +83,6 @@ def make_rows() -> tuple[object, dict]:
     from backend.runs.services import launch_run, start_rate_search
     from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
-
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("reader", password="reader-password-1")
     project = Project.objects.create(owner=user, name="Light")
@@ -100,6 +100,13 @@ def make_rows() -> tuple[object, dict]:
     explanation = Explanation.objects.create(run=run, sample=dataset.samples.first(), status=Explanation.Status.QUEUED)
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
     GroupMember.objects.create(group=group, run=run, seed=0)
+    # A sweep: the same route, its own page (frontend/templates/frontend/sweep.html).
+    sweep = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SWEEP, name="Rates", spec=run.spec,
+                                    search={"sampler": "grid", "trials": 2, "parallel": 1, "pruner": "none",
+                                            "dimensions": [{"setting": "optimizer.learning_rate", "values": [0.01, 0.001]}],
+                                            "objective": "validation.accuracy", "direction": "maximize", "epochs": 3, "seed": 0,
+                                            "architecture": "small_cnn"})
+    GroupMember.objects.create(group=sweep, run=run, seed=0, trial=0, values={"optimizer.learning_rate": 0.01})
     comparison = Comparison.objects.create(project=project, name="Run and group", metric="loss")
     comparison.runs.set([run])
     comparison.groups.set([group])
@@ -107,9 +114,17 @@ def make_rows() -> tuple[object, dict]:
     imported = ImportedModel.objects.create(project=project, name="Imported", kind="onnx", mode="prediction_only", status="ready",
                                             opset=17, inputs=[{"name": "image", "type": "float32", "shape": ["batch", 1, 64, 64]}],
                                             reason="It cannot be fine-tuned.", channels=1, metadata={"classes": "[]"})
-    ids = {"project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
+    # An uploaded file explained by the imported model, as the worker leaves it (the page draws the file's own plane).
+    uploaded = Explanation.objects.create(imported_model=imported, status=Explanation.Status.DONE, upload={
+        "name": "slice.png", "format": "PNG", "modality": "PNG", "kind": "image", "shape": [64, 64], "channels": 1, "depth": 1,
+        "height": 64, "width": 64, "spacing": [], "meta": {}, "array": "uploaded.npy", "original": "", "fits": "as it is"},
+        results={"classes": ["0", "1"], "probabilities": [0.4, 0.6], "predicted": "1", "heat_map_shape": None, "note": "no map"})
+    project.storage_dir.mkdir(parents=True, exist_ok=True)
+    numpy.save(project.storage_dir / "uploaded.npy", numpy.zeros((64, 64), numpy.uint8))
+    ids = {"uploaded_explanation": uploaded.pk,
+           "project": project.pk, "dataset": dataset.pk, "sample": dataset.samples.first().pk, "partition": partition.pk,
            "pipeline": augmentation.pk, "aggregation": aggregation.pk, "run": run.pk, "evaluation": evaluation.pk,
-           "explanation": explanation.pk, "group": group.pk, "comparison": comparison.pk, "ratesearch": search.pk,
+           "explanation": explanation.pk, "group": group.pk, "sweep": sweep.pk, "comparison": comparison.pk, "ratesearch": search.pk,
            "importedmodel": imported.pk}
     return user, ids
 
@@ -131,7 +146,10 @@ def readable_urls(ids: dict) -> list[str]:
     plain = [p for p in api_urls if isinstance(p, URLPattern) and p.name and not p.pattern.converters]
     # A network's layer summary: the engine answers it in a child process, so torch stays out of this one.
     summary = reverse("architecture-summary", kwargs={"name": "resnet18"}) + f"?dataset={ids['dataset']}&frozen_blocks=2"
-    return urls + [reverse(p.name) for p in plain if hasattr(getattr(p.callback, "view_class", None), "get")] + [summary]
+    sweep = [reverse("group", kwargs={"group_id": ids["sweep"]}), f"/api/groups/{ids['sweep']}/"]  # a group's other page
+    # An uploaded file's explanation: its own picture (the routes above read the sample's explanation).
+    uploaded = [f"/api/explanations/{ids['uploaded_explanation']}/", f"/api/explanations/{ids['uploaded_explanation']}/image/"]
+    return urls + [reverse(p.name) for p in plain if hasattr(getattr(p.callback, "view_class", None), "get")] + [summary, *sweep, *uploaded]
 
 
 def main() -> None:

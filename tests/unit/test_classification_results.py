@@ -117,3 +117,20 @@ def test_a_metric_undefined_on_the_samples_is_none_not_a_crash():
     results = classification_results(binary([1, 1, 1], [0.9, 0.4, 0.8]), resamples=50)
     assert results["metrics"]["auc"] == {"value": None, "low": None, "high": None}
     assert results["metrics"]["accuracy"]["value"] == pytest.approx(2 / 3) and results["roc"] == []
+
+
+def test_the_results_say_how_many_samples_had_no_patient_so_pages_can_name_the_bootstraps_unit():
+    """Issue 22 (Results, 2): without patient IDs every image is its own unit; the results carry the count of samples
+    without one (samples_without_patient), and the evaluation's message says "bootstrap over images" then."""
+    from workers.evaluation import done_words
+
+    none_known = classification_results(binary(TRUTH, POSITIVE), resamples=20)
+    assert none_known["samples_without_patient"] == 8 and none_known["patients"] == 8
+    assert "bootstrap over images" in done_words(none_known) and "patients" not in done_words(none_known)
+    some = classification_results(binary(TRUTH, POSITIVE, ["p1", "p1", "", "p2", "p3", "p3", "", "p4"]), resamples=20)
+    assert some["samples_without_patient"] == 2 and some["patients"] == 6
+    all_known = classification_results(binary(TRUTH, POSITIVE, [f"p{k // 2}" for k in range(8)]), resamples=20)
+    assert all_known["samples_without_patient"] == 0 and all_known["patients"] == 4
+    assert done_words(all_known).startswith("Measured 8 samples of 4 patients") and "bootstrap over patients" in done_words(all_known)
+    # The pooled predictions of a group name them as the caller counted them.
+    assert Predictions.of([[0.5, 0.5]] * 2, [0, 1], ["sample 1", "sample 2"], ["a", "b"], unnamed=2).unnamed == 2

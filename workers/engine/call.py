@@ -21,8 +21,20 @@ def question(function: Callable[..., dict]) -> Callable[..., dict]:
     return function
 
 
-def load_questions() -> None:
-    """The modules that register questions (imported here, not at the top, so `call` stays importable without torch)."""
+# Questions whose module needs no torch: asked often (an uploaded file is checked as soon as it is chosen), they
+# load only their own module, not the zoo's (whose summary imports torch: about 2 s of the answer).
+LIGHT_QUESTIONS = {"read_upload": "workers.engine.uploaded"}
+
+
+def load_questions(name: str | None = None) -> None:
+    """The modules that register questions (imported here, not at the top, so `call` stays importable without torch);
+    for a light question, its module alone."""
+    if name in LIGHT_QUESTIONS:
+        import importlib
+
+        importlib.import_module(LIGHT_QUESTIONS[name])
+        return
+    from . import uploaded  # noqa: F401
     from .zoo import imports, questions, summary  # noqa: F401
 
 
@@ -30,8 +42,8 @@ def main() -> int:
     # Run as __main__, this file is a second copy of the module: the registered questions are the importable one's.
     from workers.engine import call
 
-    call.load_questions()
     name = sys.argv[1] if len(sys.argv) > 1 else ""
+    call.load_questions(name)
     if name not in call.QUESTIONS:
         print(f"no engine question {name!r}; there are {', '.join(sorted(call.QUESTIONS))}", file=sys.stderr)
         return 2

@@ -428,11 +428,8 @@ def predict_image(onnx_path: str, image_path: str, channels: int, height: int = 
 
 def image_input(data: bytes, channels: int, height: int, width: int):
     """(1, C, H, W) float32 in [0, 1] from a picture's bytes, as the ingest would cache it."""
-    import numpy as np
-
     from ..ingest.decoded import IMAGE, SLICE, FileOutcome
     from ..ingest.dicom import looks_like_dicom, read_dicom
-    from ..ingest.job import cache_pixels
     from ..ingest.nifti import looks_like_nifti
     from ..ingest.raster import read_raster
 
@@ -445,15 +442,24 @@ def image_input(data: bytes, channels: int, height: int, width: int):
         raise Refusal(f"The image could not be read: {outcome}.") from None
     if decoded.kind not in (IMAGE, SLICE) or decoded.pixels.ndim not in (2, 3) or (decoded.pixels.ndim == 3 and decoded.pixels.shape[-1] != 3):
         raise Refusal("This file holds a volume or several frames; prediction takes one 2D image.")
-    pixels = decoded.pixels
+    return picture_input(decoded.pixels, decoded.meta, channels, height, width)[None]
+
+
+def picture_input(pixels, meta: dict, channels: int, height: int, width: int):
+    """(C, H, W) float32 in [0, 1] from a 2D picture's decoded pixels ((H, W) or (H, W, 3)), as the ingest would cache
+    it, at the model's sides (free sides: the picture's own, up to MAX_PREDICT_SIDE), with the model's channels."""
+    import numpy as np
+
+    from ..ingest.job import cache_pixels
+
     source_height, source_width = pixels.shape[:2]
     if not (height and width):
         scale = min(1.0, MAX_PREDICT_SIDE / max(source_height, source_width))
         height = height or max(1, round(source_height * scale))
         width = width or max(1, round(source_width * scale))
     colour = 3 if pixels.ndim == 3 else 1
-    cached, _ = cache_pixels(pixels, decoded.meta, (colour, height, width))
+    cached, _ = cache_pixels(np.asarray(pixels), meta, (colour, height, width))
     image = cached.astype(np.float32) / 255.0
     if image.shape[0] != channels:
         image = image.mean(axis=0, keepdims=True) if channels == 1 else np.stack([image[i % image.shape[0]] for i in range(channels)])
-    return image[None]
+    return image

@@ -181,7 +181,9 @@ export function evaluationView(section, runId, shown = null) {
       state.timer = state.leaving ? null : setTimeout(poll, POLL_MS);
       return;
     }
-    if (evaluation) follow(evaluation);
+    if (!evaluation) return;
+    follow(evaluation);
+    if (evaluation.finished) refreshChoices(); // the choice names each evaluation's state: this one's has changed
   }
 
   function say(text, kind = "") {
@@ -198,8 +200,14 @@ export function evaluationView(section, runId, shown = null) {
     const samples = evaluation.dataset ? `samples of dataset ${evaluation.dataset_name}` : `${evaluation.subset} samples`;
     const leftOut = Object.entries(evaluation.class_mapping || {}).filter(([, to]) => !to).map(([from]) => from);
     const left = leftOut.length ? ` (classes left out: ${leftOut.join(", ")})` : "";
-    part("summary").textContent = `${results.samples} ${samples}${left} of ${results.patients} patients; `
-      + `${Math.round(level * 100)}% intervals from ${results.resamples} bootstrap resamples of patients, stratified by class.`;
+    part("summary").textContent = `${results.samples} ${samples}${left}${patientWords(results)}; `
+      + `${Math.round(level * 100)}% intervals from ${results.resamples} bootstrap resamples of ${bootstrapUnit(results)}, stratified by class.`;
+    const positive = positiveClass(results);
+    part("positive").hidden = !positive;
+    part("positive").replaceChildren(...(positive ? [
+      "Positive class: ", el("strong", { text: positive }),
+      el("span", { class: "muted", text: " (sensitivity and specificity of the ROC curve and the operating points, AUC, average precision and Brier score are of it)" }),
+    ] : []));
     part("metrics").replaceChildren(...METRICS.map(([key, name, kind, help]) => el("tr", {}, [
       el("th", { scope: "row" }, [name, el("span", { class: "metric-help muted", text: help })]),
       el("td", { "data-metric": key }, withInterval((results.metrics || {})[key], kind, level)),
@@ -207,7 +215,7 @@ export function evaluationView(section, runId, shown = null) {
     linkDownloads(evaluation);
     showConfusion(results);
     showPerClass(results, level);
-    showCurves(results);
+    showCurves(results, evaluation);
     showPredictions();
   }
 
@@ -249,10 +257,12 @@ export function evaluationView(section, runId, shown = null) {
     );
   }
 
-  function showCurves(results) {
+  function showCurves(results, evaluation) {
     const points = results.operating_points || [];
+    const positive = positiveClass(results);
+    const where = measuredShort(evaluation); // "test", "validation" or the other dataset's name: what the points were measured on
     const roc = (results.roc || []).map((curve) => ({
-      x: curve.x, y: curve.y, mode: "lines", name: results.classes.length === 2 ? `ROC (${curve.class} positive)` : curve.class,
+      x: curve.x, y: curve.y, mode: "lines", name: positive ? `ROC (positive class: ${curve.class})` : curve.class,
       customdata: curve.thresholds, hovertemplate: "FPR %{x:.2f}, TPR %{y:.2f}, threshold %{customdata:.3f}<extra></extra>",
     }));
     const chance = { x: [0, 1], y: [0, 1], mode: "lines", name: "Chance", line: { dash: "dot", color: "#94a3b8" }, hoverinfo: "skip" };
@@ -267,14 +277,15 @@ export function evaluationView(section, runId, shown = null) {
     const markers = marked.length ? [{
       x: marked.map((point) => 1 - point.test.specificity), y: marked.map((point) => point.test.sensitivity),
       text: marked.map((point) => point.names.join("<br>")), mode: "markers+text", textposition: "bottom right",
-      name: "Operating points (test)", marker: { size: 10, symbol: "diamond", color: "#b91c1c" },
+      name: `Operating points (${where})`, marker: { size: 10, symbol: "diamond", color: "#b91c1c" },
       hovertemplate: "%{text}: sensitivity %{y:.2f}, specificity %{customdata:.2f}<extra></extra>",
       customdata: marked.map((point) => point.test.specificity),
     }] : [];
     const axes = (x, y) => ({ xaxis: { title: { text: x }, range: [-0.02, 1.02] }, yaxis: { title: { text: y }, range: [-0.02, 1.05] } });
     const rocChart = part("roc");
+    // The positive class in the legend and the line above (the title stays "ROC curve": it names the downloaded files).
     if (roc.length) drawChart(rocChart, [...roc, chance, ...markers], { title: { text: "ROC curve" }, ...axes("False positive rate (1 − specificity)", "True positive rate (sensitivity)") });
-    else rocChart.replaceChildren(el("p", { class: "muted", text: "No ROC curve: the test subset holds a single class." }));
+    else rocChart.replaceChildren(el("p", { class: "muted", text: `No ROC curve: ${measuredOn(evaluation)} holds a single class.` }));
 
     const bins = ((results.calibration || {}).bins || []).filter((bin) => bin.count > 0);
     drawChart(part("reliability"), [
@@ -286,6 +297,9 @@ export function evaluationView(section, runId, shown = null) {
 
     const table = part("points");
     table.closest("[data-part='points-box']").hidden = !points.length;
+    part("points-measured").textContent = where.charAt(0).toUpperCase() + where.slice(1);
+    part("points-hint").textContent = `Thresholds on the probability of the positive class${positive ? ` (${positive})` : ""}, chosen on `
+      + `the run's validation subset and then applied to ${measuredOn(evaluation)}.`;
     table.querySelector("tbody").replaceChildren(...points.map((point) => el("tr", {}, [
       el("th", { scope: "row", text: POINT_NAMES[point.name] || point.name }),
       el("td", { class: "number", text: formatValue(point.threshold, "score") }),
@@ -340,4 +354,42 @@ export function progressWords(evaluation) {
 
 export function measuredOn(evaluation) {
   return evaluation.dataset ? `dataset ${evaluation.dataset_name}` : `the ${evaluation.subset} subset`;
+}
+
+/* A short name of what an evaluation measured, for a legend or a column: "test", "validation", or the other
+   dataset's name (an evaluation on another dataset is not the test subset). */
+export function measuredShort(evaluation) {
+  return evaluation.dataset ? evaluation.dataset_name : evaluation.subset;
+}
+
+/* The positive class of a two-class task: the second class (the one AUC, average precision, Brier score, the ROC
+   curve and the operating points are of); null for more classes. */
+export function positiveClass(results) {
+  const classes = (results && results.classes) || [];
+  return classes.length === 2 ? classes[1] : null;
+}
+
+/* Whether the samples' patients were known: results count the samples without a patient ID
+   (`samples_without_patient`); results from before the count hold as many "patients" as samples when each sample
+   was its own unit. */
+function withoutPatients(results) {
+  const without = results.samples_without_patient;
+  if (without === undefined || without === null) return results.patients === results.samples ? "each" : 0;
+  return without >= results.samples ? "all" : without;
+}
+
+/* What the bootstrap drew: "patients", or "images" where no patient ID was known (each image its own unit). */
+export function bootstrapUnit(results) {
+  const without = withoutPatients(results);
+  return without === "all" || without === "each" ? "images" : "patients";
+}
+
+/* " of 10 patients", ", without patient IDs (each image its own unit)", or with some samples unknown
+   " of 10 patients (3 samples without a patient ID count as their own)". */
+export function patientWords(results) {
+  const without = withoutPatients(results);
+  if (without === "all") return ", without patient IDs (each image is its own unit)";
+  if (without === "each") return ", each image its own unit";
+  const some = without ? ` (${without} sample${without === 1 ? "" : "s"} without a patient ID count${without === 1 ? "s" : ""} as their own)` : "";
+  return ` of ${results.patients} patient${results.patients === 1 ? "" : "s"}${some}`;
 }

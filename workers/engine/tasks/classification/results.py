@@ -26,20 +26,24 @@ CHUNK = 250  # resamples computed together: 250 x 10,000 weights in float32 is 1
 @dataclass(frozen=True)
 class Predictions:
     """A model's outputs on one subset: probabilities (N, K), the true class index of each sample, and its patient
-    (samples of one patient are resampled together; an empty id makes the sample its own patient)."""
+    (samples of one patient are resampled together; an empty id makes the sample its own patient). `unnamed`: how
+    many samples had no patient id, so the results can say whether the bootstrap resampled patients or images."""
     probabilities: np.ndarray
     truth: np.ndarray
     patients: Sequence[str]
     classes: Sequence[str]
+    unnamed: int = 0
 
     @classmethod
-    def of(cls, probabilities, truth, patients, classes) -> Predictions:
+    def of(cls, probabilities, truth, patients, classes, unnamed: int | None = None) -> Predictions:
+        """unnamed: the samples without a patient id, where the caller already named them (else the empty ids)."""
         probabilities = np.asarray(probabilities, dtype=np.float64)
         truth = np.asarray(truth, dtype=np.int64)
         if probabilities.ndim != 2 or probabilities.shape != (len(truth), len(classes)) or len(patients) != len(truth):
             raise ValueError(f"predictions of {len(truth)} samples need probabilities ({len(truth)}, {len(classes)}) and "
                              f"{len(truth)} patients; got {probabilities.shape} and {len(patients)}")
-        return cls(probabilities, truth, [p or f"sample {k}" for k, p in enumerate(patients)], list(classes))
+        missing = sum(1 for p in patients if not p) if unnamed is None else unnamed
+        return cls(probabilities, truth, [p or f"sample {k}" for k, p in enumerate(patients)], list(classes), missing)
 
     @property
     def predicted(self) -> np.ndarray:
@@ -257,6 +261,7 @@ def classification_results(test: Predictions, validation: Predictions | None = N
                          "low": spread[name][c][0] if spread else np.nan, "high": spread[name][c][1] if spread else np.nan}
                         for c in range(len(test.classes))] for name in PER_CLASS}
     results = {"classes": list(test.classes), "samples": len(test.truth), "patients": len(set(test.patients)),
+               "samples_without_patient": test.unnamed,
                "resamples": resamples, "level": LEVEL, "metrics": metrics, "per_class": per_class,
                "confusion": confusion_of(test), "roc": curves_of(test, "roc"), "precision_recall": curves_of(test, "pr"),
                "calibration": reliability_of(test)}

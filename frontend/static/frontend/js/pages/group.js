@@ -7,12 +7,19 @@ import { api } from "../api.js";
 import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
-import { METRICS, formatValue, withInterval } from "../evaluation.js";
+import { METRICS, bootstrapUnit, formatValue, patientWords, positiveClass, withInterval } from "../evaluation.js";
 
 const POLL_MS = 2000;
 const SUBSET_COLOURS = { train: "31, 119, 180", validation: "255, 127, 14", system: "44, 160, 44" };
 const RATES = new Set(["accuracy", "balanced_accuracy", "macro_f1", "auc"]); // drawn on 0 to 100%
 const SYSTEM_TITLES = { learning_rate: "learning rate", images_per_second: "images per second", memory_mb: "memory (MB)" };
+// What a quantity can be: a band of ± one SD is cut where the quantity cannot go (a time, a speed, a loss or an
+// accuracy below 0; a share above 1). Everything is at least 0 but the Matthews correlation (-1 to 1).
+const AT_MOST_ONE = new Set(["accuracy", "balanced_accuracy", "macro_f1", "mcc", "auc", "average_precision", "brier", "ece",
+  "sensitivity", "specificity", "precision", "recall", "f1", "dice", "iou"]);
+function bounds(name) {
+  return { low: name === "mcc" ? -1 : 0, high: AT_MOST_ONE.has(name) ? 1 : Infinity };
+}
 
 const root = document.getElementById("group-root");
 const state = {
@@ -57,19 +64,26 @@ function showProgress(summary) {
 
 /* ---- the curves: one chart per metric, a band per subset ---- */
 
-function bandTraces(subset, epochs) {
+function bandTraces(name, subset, epochs) {
   const colour = SUBSET_COLOURS[subset] ?? "100, 100, 100";
   const x = epochs.map((point) => point.epoch);
   const mean = epochs.map((point) => point.mean);
   const deviation = epochs.map((point) => point.std ?? 0);
-  const spreadText = epochs.map((point) => (point.std === null ? `${point.n} run` : `± ${point.std.toPrecision(3)} (${point.n} runs)`));
+  const spreadText = epochs.map((point) => (point.std === null ? `(${point.n} run)` : `± ${point.std.toPrecision(3)} (${point.n} runs)`));
+  const { low, high } = bounds(name);
+  const line = { x, y: mean, text: spreadText, mode: "lines+markers", legendgroup: subset, line: { color: `rgb(${colour})` },
+    marker: { size: 5 }, hovertemplate: "epoch %{x}: %{y:.4g} %{text}<extra>%{fullData.name}</extra>" };
+  // A single run has no spread: its line alone, named as one run.
+  if (epochs.every((point) => point.std === null || point.std === undefined)) {
+    const most = Math.max(...epochs.map((point) => point.n));
+    return [{ ...line, name: `${subset} (${most} run${most === 1 ? "" : "s"})` }];
+  }
   return [
-    { x, y: mean.map((m, k) => m + deviation[k]), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false,
+    { x, y: mean.map((m, k) => Math.min(high, m + deviation[k])), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false,
       legendgroup: subset },
-    { x, y: mean.map((m, k) => m - deviation[k]), mode: "lines", line: { width: 0 }, fill: "tonexty",
+    { x, y: mean.map((m, k) => Math.max(low, m - deviation[k])), mode: "lines", line: { width: 0 }, fill: "tonexty",
       fillcolor: `rgba(${colour}, 0.18)`, hoverinfo: "skip", showlegend: false, legendgroup: subset },
-    { x, y: mean, text: spreadText, mode: "lines+markers", name: `${subset} (mean ± SD)`, legendgroup: subset,
-      line: { color: `rgb(${colour})` }, marker: { size: 5 }, hovertemplate: "epoch %{x}: %{y:.4g} %{text}<extra>%{fullData.name}</extra>" },
+    { ...line, name: `${subset} (mean ± SD)` },
   ];
 }
 
@@ -88,7 +102,7 @@ function showCurves(curves) {
     }
   }
   for (const [name, ofName] of byName) {
-    const traces = ofName.flatMap((curve) => bandTraces(curve.subset, curve.epochs));
+    const traces = ofName.flatMap((curve) => bandTraces(name, curve.subset, curve.epochs));
     drawChart(container.querySelector(`[data-metric="${name}"]`), traces, {
       title: { text: SYSTEM_TITLES[name] ?? name.replace(/_/g, " ") },
       datarevision: JSON.stringify(ofName.map((curve) => curve.epochs.length + curve.epochs.at(-1).mean)),
@@ -100,9 +114,9 @@ function showCurves(curves) {
 
 /* ---- the metrics: across the runs, and pooled ---- */
 
-function meanAndDeviation({ mean, std }, kind) {
+function meanAndDeviation({ mean, std, n = 0 }, kind) {
   if (mean === null || mean === undefined) return "—";
-  if (std === null || std === undefined) return formatValue(mean, kind);
+  if (std === null || std === undefined || n < 2) return formatValue(mean, kind); // one run has no spread: its value alone
   const deviation = kind === "percent" ? `${(std * 100).toFixed(1)}%` : std.toFixed(3);
   return `${formatValue(mean, kind)} ± ${deviation}`;
 }
@@ -111,10 +125,14 @@ function showMetrics(summary) {
   const pooled = summary.pooled.results;
   const note = document.getElementById("group-metrics-note");
   const where = summary.subset === "validation" ? "on the fold it held out" : "on the test subset";
+  const single = summary.evaluated === 1;
+  const positive = pooled ? positiveClass(pooled) : null;
   note.textContent = !summary.evaluated ? `Each run is measured ${where} once it has succeeded; the figures appear then.`
-    : `Mean ± SD: each run measured ${where}, then the ${summary.evaluated} figures averaged. Pooled: every run's predictions read as `
-      + `one evaluation${pooled ? ` (${pooled.samples} predictions of ${pooled.patients} patients)` : ""}, its interval from a `
-      + "bootstrap that resamples patients.";
+    : `${single ? `One run measured ${where} so far: its value alone (a standard deviation needs two runs).`
+      : `Mean ± SD: each run measured ${where}, then the ${summary.evaluated} figures averaged.`} Pooled: every run's predictions read as `
+      + `one evaluation${pooled ? ` (${pooled.samples} predictions${patientWords(pooled)})` : ""}, its interval from a `
+      + `bootstrap that resamples ${pooled ? bootstrapUnit(pooled) : "patients"}.${positive ? ` Positive class: ${positive} (AUC, average precision and Brier score are of it).` : ""}`;
+  document.querySelector("#group-metrics thead th:nth-child(2)").textContent = single ? "Value (1 run)" : "Mean ± SD across runs";
   const rows = METRICS.filter(([name]) => summary.test[name] || (pooled && pooled.metrics[name])).map(([name, title, kind, words]) => {
     const across = summary.test[name] ?? { mean: null, std: null, n: 0 };
     return el("tr", { "data-metric": name }, [

@@ -2,6 +2,7 @@
    form that predicts one image through onnxruntime, and Delete. */
 import { api } from "../api.js";
 import { clearErrors, el, showErrors } from "../dom.js";
+import { explainUploadCard } from "../explain_upload.js";
 import { watchJob } from "../jobs.js";
 import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 
@@ -70,3 +71,4 @@ function setUpDelete() {
 
 setUpPredict();
 setUpDelete();
+explainUploadCard();

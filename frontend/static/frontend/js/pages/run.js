@@ -1,11 +1,12 @@
 /* A training run watched live: its state, its metrics per epoch (the ones the user picks, smoothed
    or not, the kept epoch marked), its learning rate, speed and memory, and its log, pushed by the
-   server as they are recorded (the run's event stream); Stop and Resume; then the test result,
-   the model download and who may see the run. */
+   server as they are recorded (the run's event stream); Stop and Resume; then one Results card: the
+   kept model (its test accuracy, downloads, report, who may see the run) above its evaluations. */
 import { api } from "../api.js";
 import { el } from "../dom.js";
 import { evaluationView } from "../evaluation.js";
 import { externalEvaluationForm } from "../external_evaluation.js";
+import { explainUploadCard } from "../explain_upload.js";
 import { jobView } from "../jobs.js";
 import { drawMetricCharts, drawSystemCharts, MetricSeries, renderMetricPicker } from "../run_charts.js";
 import { followStream } from "../stream.js";
@@ -146,7 +147,7 @@ function showResults(run) {
   const test = (run.results && run.results.test) || {};
   document.getElementById("test-accuracy").textContent =
     test.accuracy !== undefined ? `${(test.accuracy * 100).toFixed(1)}%` : "not measured";
-  document.getElementById("test-detail").textContent = test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)}, kept model)` : "";
+  document.getElementById("test-detail").textContent = test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)}, measured as training ended)` : "";
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;
   const weights = document.getElementById("weights-download");
@@ -210,3 +211,4 @@ function setUpPublicToggle(run) {
     } catch (error) { state.textContent = error.message; }
   });
 }
+explainUploadCard();
