@@ -143,7 +143,8 @@ class ExplanationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         cannot take, is refused with a 400 (`field`: file) saying what to do, and nothing is kept. The same model and
         sample (or file, by its content) queued, running or done already: that explanation is answered."""
         multipart = (request.content_type or "").startswith("multipart/")
-        if "file" in request.data or "imported_model" in request.data or (multipart and "sample" not in request.data):
+        fields = request.data if hasattr(request.data, "keys") else {}  # a JSON body of null or a list: the serializer says so
+        if "file" in fields or "imported_model" in fields or (multipart and "sample" not in fields):
             return self.create_for_upload(request)
         asked = ExplanationRequestSerializer(data=request.data)
         asked.is_valid(raise_exception=True)

@@ -96,3 +96,11 @@ def test_a_volume_is_explained_window_by_window_onto_the_grid_of_the_three_plane
         plane = api.get(f"/api/samples/{sample.pk}/slice/?axis={axis}&index=5")
         assert overlay.status_code == 200 and overlay["X-Plane-Count"] == plane["X-Plane-Count"], axis
         assert Image.open(io.BytesIO(overlay.content)).size == Image.open(io.BytesIO(plane.content)).size, axis
+
+
+@pytest.mark.parametrize("body", ["null", "[1, 2]", '"sample"'])
+def test_a_request_that_is_no_object_is_a_400_not_a_500(api, body):
+    """Found by the schema's fuzzing: a JSON body of null made the upload check read `in None`."""
+    response = api.post("/api/explanations/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert not Explanation.objects.exists()
