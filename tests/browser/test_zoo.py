@@ -37,9 +37,10 @@ def test_the_zoo_filters_cards_and_shows_a_networks_layers_for_a_dataset(page, l
     shot(page, "m1-zoo-cards")
 
     page.fill("#zoo-search", "resnet")
-    expect(cards).to_have_count(5)  # ResNet-18 and -50, and the 3D ResNet-18, ResNet-50 and SE-ResNet-50
+    # ResNet-18 and -50, the 3D ResNet-18, ResNet-50 and SE-ResNet-50, and the 2D and 3D SegResNet
+    expect(cards).to_have_count(7)
     page.select_option("#zoo-dims", "3")
-    expect(cards).to_have_count(3)
+    expect(cards).to_have_count(4)
     expect(page.locator('.zoo-card[data-name="resnet18_3d"] .badge').first).to_have_text("3D")
     expect(page.locator('.zoo-card[data-name="resnet18_3d"]')).to_contain_text("Volumes of 1×1×1 or larger voxels")
     page.fill("#zoo-search", "nothing like this")
@@ -47,7 +48,7 @@ def test_the_zoo_filters_cards_and_shows_a_networks_layers_for_a_dataset(page, l
     expect(page.locator("#zoo-empty")).to_be_visible()
     page.fill("#zoo-search", "resnet")
     page.select_option("#zoo-dims", "2")
-    expect(cards).to_have_count(2)
+    expect(cards).to_have_count(3)  # ResNet-18, ResNet-50 and the 2D SegResNet
     resnet18 = page.locator('.zoo-card[data-name="resnet18"]')
     expect(resnet18).to_contain_text("11.7 M parameters")
     expect(resnet18.locator(".weights-ok")).to_have_text("on this server")

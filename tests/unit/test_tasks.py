@@ -46,13 +46,13 @@ def test_the_export_metadata_names_the_task_its_classes_and_dimensions():
 
 
 def test_every_metric_and_loss_names_tasks_that_exist_and_the_schema_lists_them():
-    assert set(TASKS) == {"classification"}
+    assert set(TASKS) == {"classification", "segmentation"}
     assert all(set(metric.tasks) <= set(TASKS) for metric in METRICS.values())
     assert all(set(loss.tasks) <= set(TASKS) for loss in losses.LOSSES.values())
     schema = spec_schema()
     assert [t["name"] for t in schema["tasks"]] == list(TASKS)
     assert all(entry["tasks"] for entry in schema["losses"] + schema["metrics"])
-    assert metrics_of("classification") == list(METRICS)
+    assert metrics_of("classification") + metrics_of("segmentation") == list(METRICS)
 
 
 def test_the_spec_refuses_a_loss_or_metric_that_does_not_serve_its_task(monkeypatch):

@@ -117,7 +117,8 @@ def test_the_schema_describes_every_setting_and_registry_entry():
     schema = spec_schema()
     assert {p["name"] for p in schema["top_level"]} == {"task", "epochs", "batch_size", "gradient_clipping", "precision", "seed"}
     assert {s["name"] for s in schema["optimizers"]} == {"sgd", "adam", "adamw"}
-    assert {s["name"] for s in schema["losses"]} == {"cross_entropy", "weighted_cross_entropy", "focal", "bce", "mse"}
+    assert {s["name"] for s in schema["losses"]} == {"cross_entropy", "weighted_cross_entropy", "focal", "bce", "mse",
+                                                     "dice", "dice_ce", "dice_focal", "tversky"}
     assert {s["name"] for s in schema["schedules"]} == {"constant", "step", "cosine", "one_cycle", "reduce_on_plateau"}
     for kind in ("optimizers", "losses", "schedules"):
         for entry in schema[kind]:

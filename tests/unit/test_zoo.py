@@ -20,7 +20,9 @@ from workers.engine.zoo.summary import layer_summary, output_shapes
 from workers.engine.zoo.transfer import block_prefixes, freeze, frozen_prefixes, in_block
 
 ALL = list(MODELS)
-IMAGES = [name for name, entry in MODELS.items() if entry.dims == 2]  # the 3D ones run on volumes: test_zoo_3d.py
+# Classifiers (one vector of scores per image); the segmentation networks' own checks are tests/unit/test_segmentation.py's.
+CLASSIFIERS = [name for name, entry in MODELS.items() if entry.task == "classification"]
+IMAGES = [name for name in CLASSIFIERS if MODELS[name].dims == 2]  # the 3D ones run on volumes: test_zoo_3d.py
 PRETRAINED = [name for name, entry in MODELS.items() if entry.weights_named("imagenet")]  # MedicalNet's: test_medicalnet.py
 
 
@@ -53,7 +55,9 @@ def test_every_network_builds_for_1_3_and_5_channels_and_runs_at_its_smallest_si
         assert scores.shape == (1, 2) and torch.isfinite(scores).all(), (name, channels)
 
 
-@pytest.mark.parametrize("name", [name for name in ALL if MODELS[name].min_size > 1])
+# A network whose sides must be multiples of a divisor (the segmentation U-Nets, V-Net, SegResNet, UNETR) may run on
+# other sizes and give a map of another size: the divisor refuses those (tests/unit/test_segmentation.py).
+@pytest.mark.parametrize("name", [name for name in ALL if MODELS[name].min_size > 1 and MODELS[name].divisor == 1])
 def test_the_smallest_size_is_the_smallest_the_network_takes(name):
     model, side = meta_model(name, 1, 2), MODELS[name].min_size
     output_shapes(model, meta_input(name, 1, side), summary_input(name, 1, side, 2))
@@ -102,7 +106,7 @@ def test_inceptions_mean_and_std_of_one_half_are_what_torchvisions_transform_inp
     torch.testing.assert_close(network._transform_input(normalised), (images - 0.5) / 0.5)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_the_head_and_the_grad_cam_layer_exist(name):
     entry = MODELS[name]
     model = meta_model(name, 1, 4)

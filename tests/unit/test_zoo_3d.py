@@ -24,7 +24,7 @@ from workers.engine.zoo.start import from_earlier_model
 from workers.engine.zoo.summary import layer_summary
 from workers.engine.zoo.transfer import block_prefixes, freeze, frozen_prefixes, in_block
 
-VOLUMES = [name for name, entry in MODELS.items() if entry.dims == 3]
+VOLUMES = [name for name, entry in MODELS.items() if entry.dims == 3 and entry.task == "classification"]
 FROM_MONAI = [name for name in VOLUMES if MODELS[name].source == "monai"]
 
 

@@ -137,3 +137,97 @@ def planned_subsets(folder: Path, seed: int = 42, dims: int = 3):
                              [samples[i].meta for i in chosen], plan, patches=name == "train", seed=seed)
 
     return subset("train"), subset("validation"), subset("test"), classes, plan
+
+
+SHAPE_LABELS = ("background", "disc", "square")
+
+
+def shapes_image(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A 2D image to outline, in real (int16) intensities: a noisy background near 100 with a brighter disc (label 1)
+    and a square (label 2) at random places and sizes, which may touch; some images lack one of them (an empty
+    reference is part of the task). Returns (image (H, W) int16, mask (H, W) uint8)."""
+    yy, xx = np.mgrid[:size, :size]
+    image = rng.normal(100.0, 20.0, (size, size)) + 10.0 * np.sin(xx / rng.uniform(6, 12))  # noise and a shading
+    mask = np.zeros((size, size), np.uint8)
+    if rng.random() > 0.1:
+        side = int(rng.integers(size // 6, size // 3))
+        top, left = rng.integers(2, size - side - 2, 2)
+        mask[top:top + side, left:left + side] = 2
+    if rng.random() > 0.1:
+        radius = rng.uniform(size / 12, size / 6)
+        cy, cx = rng.uniform(radius + 2, size - radius - 2, 2)
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] = 1
+    image += np.where(mask == 1, 60.0, 0.0) + np.where(mask == 2, 40.0, 0.0)
+    return np.clip(np.rint(image), 0, 4095).astype(np.int16), mask
+
+
+BLOB_LABELS = ("background", "bright", "dark")
+
+
+def blob_volume(rng: np.random.Generator, shape: tuple[int, int, int], spacing: tuple[float, float, float]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D volume to outline, anisotropic (thick slices): tissue with noise inside air, a bright ellipsoid (label 1)
+    and a dark one (label 2) of random radii in millimetres (so fewer voxels across the slices), at random places.
+    Returns (volume (D, H, W) int16, mask (D, H, W) uint8)."""
+    grid = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    extent = [n * s for n, s in zip(shape, spacing)]
+    volume = rng.normal(300.0, 40.0, shape)
+    mask = np.zeros(shape, np.uint8)
+    for label, contrast in ((2, -120.0), (1, 150.0)):
+        radii = rng.uniform(5.0, 9.0, 3)
+        centre = [rng.uniform(r + 1, e - r - 1) for r, e in zip(radii, extent)]
+        inside = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1
+        mask[inside] = label
+        volume += np.where(inside, contrast, 0.0)
+    volume = np.where(mask == 0, volume, volume + rng.normal(0, 20.0, shape))
+    return np.clip(np.rint(volume), 0, 4095).astype(np.int16), mask
+
+
+def planned_segmentation_subsets(folder: str | Path, samples, spacings, labels, seed: int = 42, dims: int = 3):
+    """Images (volumes) with their masks, stored as a dataset's arrays in `folder`, fingerprinted with their masks,
+    planned, stored at the plan's spacing (masks beside them, resampled by nearest neighbour) and split 70/15/15:
+    (train, validation, test, classes, plan), the records carrying "mask". The path a segmentation dataset takes once
+    it is ingested, without the database."""
+    import hashlib
+
+    from .planning import VolumeFacts, fingerprint_of, plan_for
+    from .store import StoredVolume, VolumeRecords, build_store, mask_path, store_folder
+
+    root = Path(folder) / "dataset"
+    root.mkdir(parents=True, exist_ok=True)
+    stored = []
+    for number, ((image, mask), spacing) in enumerate(zip(samples, spacings)):
+        np.save(root / f"{number:04d}.npy", image)
+        np.save(root / f"{number:04d}_mask.npy", mask)
+        sha = hashlib.sha256(image.tobytes() + mask.tobytes()).hexdigest()
+        stored.append(StoredVolume(f"{number:04d}.npy", tuple(spacing), sha, f"{number:04d}_mask.npy", dims=dims))
+    plan = plan_for(fingerprint_of(
+        VolumeFacts(lambda v=v: np.load(root / v.array, mmap_mode="r"), v.spacing, {}, "MR",
+                    lambda v=v: np.load(root / v.mask), dims=dims) for v in stored))
+    paths = build_store(stored, root, store_folder(root / "store", plan["target_spacing"]), plan["target_spacing"])
+    order = np.random.default_rng(seed).permutation(len(paths))
+    cut_train, cut_validation = round(len(paths) * 0.7), round(len(paths) * 0.85)
+    chosen = {"train": order[:cut_train], "validation": order[cut_train:cut_validation], "test": order[cut_validation:]}
+
+    def subset(name):
+        rows = sorted(int(k) for k in chosen[name])
+        return VolumeRecords([paths[k] for k in rows], [0] * len(rows), [{}] * len(rows), plan, patches=name == "train",
+                             seed=seed, masks=[mask_path(paths[k]) for k in rows])
+
+    return subset("train"), subset("validation"), subset("test"), list(labels), plan
+
+
+def demo_shapes_subsets(folder: str | Path, count: int = 60, size: int = 64, seed: int = 0):
+    """Generated 2D images of discs and squares to outline (`shapes_image`), planned and split."""
+    rng = np.random.default_rng(seed)
+    samples = [shapes_image(rng, size) for _ in range(count)]
+    return planned_segmentation_subsets(folder, samples, [(1.0, 1.0)] * count, SHAPE_LABELS, dims=2)
+
+
+def demo_blob_subsets(folder: str | Path, count: int = 30, spacing: tuple[float, float, float] = (3.0, 1.0, 1.0),
+                      seed: int = 0):
+    """Generated anisotropic volumes of two blobs to outline (`blob_volume`), of a few shapes, planned and split."""
+    rng = np.random.default_rng(seed)
+    shapes = [(int(rng.integers(16, 22)), int(rng.integers(36, 48)), int(rng.integers(36, 48))) for _ in range(count)]
+    samples = [blob_volume(rng, shape, spacing) for shape in shapes]
+    return planned_segmentation_subsets(folder, samples, [spacing] * count, BLOB_LABELS, dims=3)

@@ -111,8 +111,12 @@ def normalisation_of(model: nn.Module, channels: int) -> tuple[list[float], list
     return [0.0] * channels, [1.0] * channels
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, str] | None = None,
+                dynamic_sides: bool = False) -> Path:
     """Write the model as one self-contained ONNX file with a dynamic batch axis; the input is (N, C, H, W) in [0, 1].
+    With `dynamic_sides` (a segmentation network, whose output is a map as large as its input: `Task.spatial_output`)
+    the spatial axes are dynamic too wherever the network allows (torch.export works out what each side must be, a
+    multiple of 8 for a U-Net; a network built for one size, like UNETR, keeps its sides fixed).
 
     One file, always: what the user downloads must load on its own. The dynamo exporter's own `save` writes the
     weights to a second file, silently, once they pass 1.5 GB (torch/onnx/_internal/exporter/_onnx_program.py,
@@ -123,12 +127,15 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, metad
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     check_fits_one_file(model)
+    axes = {0: torch.export.Dim("batch")}
+    if dynamic_sides:
+        axes.update({axis: torch.export.Dim.AUTO for axis in range(2, example.dim())})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model, (batch_of_two(example.cpu()),), dynamo=True, verbose=False,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamic_shapes=(axes,),
         )
         proto = program.model_proto
     if metadata:

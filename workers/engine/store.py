@@ -114,18 +114,27 @@ def volume_statistics(path: Path, meta: dict) -> tuple[float, float]:
     return float(values.mean()), float(max(values.std(), 1e-6))
 
 
+FOREGROUND_SHARE = 1 / 3    # of training patches centred on a labelled voxel (nnU-Net's oversampling of the foreground)
+FOREGROUND_POINTS = 2_000  # labelled voxels remembered per label and volume, to centre patches on
+
+
 class VolumeRecords(Dataset):
     """Volumes (or 2D images with real intensities) of one subset as sample records {"image": (C, D, H, W) or
-    (C, H, W) float32, "target": class index}.
+    (C, H, W) float32, "target": class index}, and with `masks` the label map under "mask" ((D, H, W) or (H, W)
+    integers, 0 the background: the store's <sha>.mask.npy beside each volume).
 
     Training (`patches=True`) reads a random patch of the plan's size from each memory-mapped volume (padded
-    with the volume's lowest value where the volume is smaller), drawn from (run seed, epoch, position) like
-    every augmentation; evaluation reads whole volumes (the task predicts them with a sliding window). Each
-    patch's values are turned into modality values, augmented (on HU for CT), then normalised by the plan.
+    with the volume's lowest value where the volume is smaller, its mask with the background), drawn from (run seed,
+    epoch, position) like every augmentation; with masks, a share of the patches (`foreground_share`, a third as in
+    nnU-Net) is centred on a voxel of a label drawn among those the volume holds, so a small structure is seen often
+    enough to be learnt. Evaluation reads whole volumes (the task predicts them with a sliding window). Each patch's
+    values are turned into modality values, augmented (on HU for CT; a spatial step moves the mask with the image),
+    then normalised by the plan.
     """
 
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], metas: Sequence[dict], plan: dict,
-                 patches: bool = False, augment: Callable | None = None, seed: int = 0, keys: list | None = None):
+                 patches: bool = False, augment: Callable | None = None, seed: int = 0, keys: list | None = None,
+                 masks: Sequence[Path] | None = None, foreground_share: float = FOREGROUND_SHARE):
         self.paths = [str(p) for p in paths]
         self.keys = keys  # what the caller knows each volume by (the toolkit: its sample's id), in order
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
@@ -134,6 +143,12 @@ class VolumeRecords(Dataset):
         # Per-volume z-scoring divides by the whole volume's statistics, not a patch's: measured once here.
         self.statistics = [volume_statistics(Path(p), m) if plan["normalisation"] == "zscore" else None
                            for p, m in zip(self.paths, self.metas)]
+        self.masks = None if masks is None else [str(p) for p in masks]
+        if self.masks is not None and len(self.masks) != len(self.paths):
+            raise ValueError("a mask for every volume, or none")
+        self.foreground_share = foreground_share
+        # Where each volume's labels are (a sample of their voxels), read once: only training centres patches on them.
+        self.foreground = [foreground_points(Path(m), len(self.patch_size), seed) for m in self.masks] if self.masks and patches else None
         self.epoch = 0
 
     @property
@@ -150,33 +165,96 @@ class VolumeRecords(Dataset):
     def __getitem__(self, key) -> dict:
         item, epoch = key if isinstance(key, tuple) else (key, self.epoch)  # the sampler's (position, epoch)
         volume = np.load(self.paths[item], mmap_mode="r")
+        mask = labels_of(np.load(self.masks[item], mmap_mode="r"), len(self.patch_size)) if self.masks else None
         seed = hash((self.seed, epoch, int(item))) & 0x7FFFFFFF
-        region = patch_of(volume, self.patch_size, np.random.default_rng(seed)) if self.patches else np.asarray(volume)
+        if self.patches:
+            rng = np.random.default_rng(seed)
+            starts = patch_starts(volume.shape[1:], self.patch_size, rng, self.centre(item, rng))
+            region = cut(volume, starts, self.patch_size)
+            labels = None if mask is None else cut(mask, starts, self.patch_size, fill=0)
+        else:
+            region, labels = np.asarray(volume), None if mask is None else np.asarray(mask)
         values = intensities(region, self.metas[item])
-        if self.augment is not None:
+        if self.augment is not None and labels is not None:
+            moved = self.augment.apply_record({"image": values, "mask": labels}, seed)
+            values, labels = moved["image"], moved["mask"]
+        elif self.augment is not None:
             values = self.augment(values, seed)
         values = normalised(np.asarray(values, dtype=np.float32), self.plan, self.statistics[item])
-        return {"image": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), "target": self.targets[item]}
+        record = {"image": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), "target": self.targets[item]}
+        if labels is not None:
+            record["mask"] = torch.from_numpy(np.ascontiguousarray(labels[0], dtype=np.int64))
+        return record
+
+    def centre(self, item: int, rng: np.random.Generator) -> tuple[int, ...] | None:
+        """A labelled voxel to centre the patch on, for a `foreground_share` of the draws (None: anywhere). The draw is
+        made for every patch of masked samples, so the share does not change which patches follow; samples without
+        masks draw as they always did."""
+        if self.foreground is None:
+            return None
+        chosen = rng.random() < self.foreground_share
+        if not self.foreground[item]:
+            return None
+        points = self.foreground[item]
+        label = sorted(points)[int(rng.integers(len(points)))]
+        voxel = points[label][int(rng.integers(len(points[label])))]
+        return tuple(int(v) for v in voxel) if chosen else None
 
     def as_patches(self) -> VolumeRecords:
         """The same volumes read as one patch each, not augmented (the same patch every time): the exported graph's shape."""
         plain = copy.copy(self)
         plain.patches, plain.augment = True, None
+        if plain.masks and plain.foreground is None:
+            plain.foreground = [foreground_points(Path(m), len(plain.patch_size), plain.seed) for m in plain.masks]
         return plain
+
+
+def labels_of(mask: np.ndarray, dims: int) -> np.ndarray:
+    """A stored mask with one channel axis in front, (1, D, H, W) or (1, H, W), as the image's patch is cut."""
+    return mask if mask.ndim == dims + 1 else mask[None]
+
+
+def foreground_points(path: Path, dims: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """{label: (n, axes) voxel coordinates} of each label but the background in a stored mask, at most FOREGROUND_POINTS
+    of each (drawn evenly at random)."""
+    mask = np.asarray(labels_of(np.load(path, mmap_mode="r"), dims))[0]
+    rng = np.random.default_rng(seed)
+    points = {}
+    for label in np.unique(mask):
+        if label == 0:
+            continue
+        where = np.argwhere(mask == label)
+        points[int(label)] = where if len(where) <= FOREGROUND_POINTS else where[rng.choice(len(where), FOREGROUND_POINTS, replace=False)]
+    return points
+
+
+def patch_starts(shape: Sequence[int], size: Sequence[int], rng: np.random.Generator,
+                 centre: Sequence[int] | None = None) -> list[int]:
+    """Where a patch of `size` begins along each axis of a sample of `shape`: at random, or around `centre` (kept inside
+    the sample where the sample is larger than the patch)."""
+    if centre is None:
+        return [int(rng.integers(0, max(0, n - s) + 1)) for n, s in zip(shape, size)]
+    return [min(max(0, c - s // 2), max(0, n - s)) for n, s, c in zip(shape, size, centre)]
+
+
+def cut(volume: np.ndarray, starts: Sequence[int], size: Sequence[int], fill=None) -> np.ndarray:
+    """The (C, *size) region of a (C, *sides) array from `starts`, read from the memory map; padded where the array is
+    smaller than the patch, with `fill` (None: the region's lowest value per channel)."""
+    region = np.asarray(volume[(slice(None), *(slice(a, a + s) for a, s in zip(starts, size)))])
+    if region.shape[1:] == tuple(size):
+        return region
+    if fill is None:
+        fill = region.reshape(region.shape[0], -1).min(axis=1) if region.size else 0
+    padded = np.empty((region.shape[0], *size), dtype=region.dtype)
+    padded[:] = np.asarray(fill).reshape((-1,) + (1,) * len(size))
+    padded[(slice(None), *(slice(0, n) for n in region.shape[1:]))] = region
+    return padded
 
 
 def patch_of(volume: np.ndarray, size: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """A random (C, *size) region of a (C, D, H, W) volume (or (C, H, W) image), read from the memory map; padded
     with the region's lowest value where the volume is smaller than the patch."""
-    starts = [int(rng.integers(0, max(0, n - s) + 1)) for n, s in zip(volume.shape[1:], size)]
-    region = np.asarray(volume[(slice(None), *(slice(a, a + s) for a, s in zip(starts, size)))])
-    if region.shape[1:] == tuple(size):
-        return region
-    fill = region.reshape(region.shape[0], -1).min(axis=1) if region.size else 0
-    padded = np.empty((region.shape[0], *size), dtype=region.dtype)
-    padded[:] = np.asarray(fill).reshape((-1,) + (1,) * len(size))
-    padded[(slice(None), *(slice(0, n) for n in region.shape[1:]))] = region
-    return padded
+    return cut(volume, patch_starts(volume.shape[1:], size, rng), size)
 
 
 def volume_input_rule(plan: dict) -> str:

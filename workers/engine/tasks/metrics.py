@@ -17,16 +17,17 @@ class Metric:
     tasks: ClassVar[tuple[str, ...]]
     higher_is_better: ClassVar[bool] = True
     needs_scores: ClassVar[bool] = False  # True: needs each sample's probabilities, kept on validation and test only
+    per_class: ClassVar[bool] = False     # True: one value per class ("<name>.<class>"), an array from `compute`
 
     @classmethod
     def compute(cls, outcome: Any) -> float:
-        """The metric of an epoch's outcome (its task's type); NaN where it is undefined."""
+        """The metric of an epoch's outcome (its task's type); NaN where it is undefined (a per-class metric: an array)."""
         raise NotImplementedError
 
     @classmethod
     def schema(cls) -> dict:
         return {"name": cls.name, "title": cls.title, "help": cls.help, "higher_is_better": cls.higher_is_better,
-                "needs_scores": cls.needs_scores, "tasks": list(cls.tasks)}
+                "needs_scores": cls.needs_scores, "per_class": cls.per_class, "tasks": list(cls.tasks)}
 
 
 def metrics_of(task: str) -> list[str]:

@@ -11,7 +11,9 @@ A task is built for a run's data (`task_for(spec["task"], classes, dims, probabi
 - how a model predicts a whole sample: `predict` (a forward pass; a sliding window where a volume is
   larger than the model's input);
 - what a per-sample prediction looks like: `Tally.predictions()`;
-- what the exported model's metadata says of its output: `export_metadata`.
+- what the exported model's metadata says of its output: `export_metadata`, and whether that output is a map as
+  large as the input (`spatial_output`: the export then leaves the sides dynamic where the network allows);
+- what a first run of the task should be (`defaults`: a partial spec; `architectures`: the network by dimensions).
 The trainer, the evaluation and the export call these and never test a task's name.
 """
 from __future__ import annotations
@@ -52,6 +54,9 @@ class Task:
     title: ClassVar[str]
     help: ClassVar[str]
     target_key: ClassVar[str] = "target"
+    spatial_output: ClassVar[bool] = False  # True: an output per pixel (voxel), as large as the input
+    defaults: ClassVar[dict] = {}           # a partial spec over the toolkit's defaults (training/spec.py)
+    architectures: ClassVar[dict[int, str]] = {}  # the default network for 2D images and volumes ({}: the toolkit's)
 
     def __init__(self, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None,
                  window: Sequence[int] | None = None):

@@ -33,3 +33,15 @@ class OneHotLoss(nn.Module):
             return functional.mse_loss(logits.float().softmax(1), target)
         target = target * (1 - self.smoothing) + self.smoothing / 2
         return functional.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+class MaskLoss(nn.Module):
+    """A MONAI loss on label maps as the loop gives them, (N, *sides) integers, where MONAI takes (N, 1, *sides); the
+    logits in float32 (a Dice's sums in half precision lose the small structures)."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits.float(), targets.unsqueeze(1))

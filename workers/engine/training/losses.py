@@ -1,11 +1,11 @@
-"""Losses by name. Each builds a torch module taking (logits, integer class targets) -> mean loss,
+"""Losses by name. Each builds a torch module taking (logits, integer targets: classes, or label maps) -> mean loss,
 and says how its logits become class probabilities (softmax, or sigmoid per class for BCE)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..params import Configurable, Param, registry_of
+from ..params import Configurable, Param, ParamError, registry_of
 
 if TYPE_CHECKING:
     import torch
@@ -110,3 +110,84 @@ class MeanSquaredError(Loss):
     def build(self, context):
         from .loss_modules import OneHotLoss
         return OneHotLoss("mse", context.num_classes, 0.0)
+
+
+# Segmentation: MONAI's losses on per-voxel logits (N, labels, *sides) and integer label maps (N, *sides), softmax over
+# the labels. Dice is computed over the whole batch at once (nnU-Net's "batch Dice": a patch without a label does not
+# score that label 0 or 1 on its own) and over the labels but the background, as nnU-Net does.
+SEGMENTATION = ("segmentation",)
+
+
+def dice_params(smooth: float = 1e-5) -> tuple[Param, ...]:
+    return (Param("include_background", "bool", False, "Count the background's Dice too (off: the labels only, as nnU-Net; "
+                                                       "the background is most of an image and its Dice near 1 says little)."),
+            Param("batch", "bool", True, "Pool the batch's voxels before dividing (nnU-Net's batch Dice); off: each sample's "
+                                         "Dice on its own, averaged."),
+            Param("smooth", "float", smooth, "Added above and below the fraction: keeps an empty label from dividing by 0.",
+                  0.0, 1.0))
+
+
+class SegmentationLoss(Loss):
+    tasks = SEGMENTATION
+
+    def monai_options(self) -> dict:
+        return {"include_background": self.include_background, "batch": self.batch, "smooth_nr": self.smooth,
+                "smooth_dr": self.smooth, "to_onehot_y": True, "softmax": True}
+
+    def build(self, context):
+        from .loss_modules import MaskLoss
+        return MaskLoss(self.monai_loss())
+
+    def monai_loss(self):
+        raise NotImplementedError
+
+
+@register
+class Dice(SegmentationLoss):
+    """Dice loss (Milletari et al. 2016, V-Net): 1 - Dice of the soft prediction; insensitive to how small a structure is."""
+    name, title = "dice", "Dice"
+    params = dice_params()
+
+    def monai_loss(self):
+        from monai.losses import DiceLoss
+        return DiceLoss(**self.monai_options())
+
+
+@register
+class DiceCrossEntropy(SegmentationLoss):
+    """Dice plus cross-entropy, nnU-Net's loss: Dice for the overlap, cross-entropy for steady per-voxel gradients."""
+    name, title = "dice_ce", "Dice + cross-entropy"
+    params = (*dice_params(), Param("ce_weight", "float", 1.0, "Weight of the cross-entropy beside the Dice's 1.", 0.0, 10.0))
+
+    def monai_loss(self):
+        from monai.losses import DiceCELoss
+        return DiceCELoss(**self.monai_options(), lambda_dice=1.0, lambda_ce=self.ce_weight)
+
+
+@register
+class DiceFocal(SegmentationLoss):
+    """Dice plus focal loss (Lin et al. 2017): cross-entropy that dwells on the voxels still wrong, for small structures."""
+    name, title = "dice_focal", "Dice + focal"
+    params = (*dice_params(), Param("gamma", "float", 2.0, "How strongly voxels already right are down-weighted; 0 is "
+                                                           "cross-entropy.", 0.0, 5.0, typical="2 is usual"))
+
+    def monai_loss(self):
+        from monai.losses import DiceFocalLoss
+        return DiceFocalLoss(**self.monai_options(), gamma=self.gamma)
+
+
+@register
+class Tversky(SegmentationLoss):
+    """Tversky loss (Salehi et al. 2017): Dice with missed voxels and false alarms weighted apart (beta > alpha favours recall)."""
+    name, title = "tversky", "Tversky"
+    params = (*dice_params(),
+              Param("alpha", "float", 0.3, "Weight of false positives (voxels predicted outside the reference).", 0.0, 1.0),
+              Param("beta", "float", 0.7, "Weight of false negatives (reference voxels missed).", 0.0, 1.0))
+
+    def check(self):
+        if self.alpha + self.beta <= 0:
+            raise ParamError("beta", "Alpha and beta cannot both be 0.")
+
+    def monai_loss(self):
+        from monai.losses import TverskyLoss
+        return TverskyLoss(**self.monai_options(), alpha=self.alpha, beta=self.beta)

@@ -181,7 +181,8 @@ class DataSection(Section):
 SECTIONS = {section.name: section for section in (ModelSection, EarlyStoppingSection, CheckpointSection, ResourceSection,
                                                   DataSection)}
 TOP_LEVEL = (
-    Param("task", "choice", "classification", "What the model learns: one class per image or volume.", choices=tuple(TASKS)),
+    Param("task", "choice", "classification", "What the model learns: one class per image or volume (classification), or "
+                                              "a label per pixel or voxel (segmentation).", choices=tuple(TASKS)),
     Param("epochs", "int", 20, "Passes over the training images.", 1, 1000),
     Param("batch_size", "int", 32, "Images per training step (per process).", 1, 4096, typical="16 to 128 is usual"),
     Param("gradient_clipping", "float", 0.0, "Caps the size of each update's gradient (its norm); 0: no cap. 1 to 5 steadies "
@@ -292,6 +293,7 @@ def resolve_spec(data: dict) -> TrainingSpec:
         settings[key] = section_values(SECTIONS[key], merged[key], key, errors)
     settings["metrics"] = metric_names(merged["metrics"], settings["task"], errors)
     check_loss_serves_task(parts.get("loss"), settings["task"], errors)
+    check_network_fits(settings, errors)
     settings["monitor"] = monitored_metric(merged["monitor"], settings["metrics"], errors)
     settings["phases"], phases = phase_plan(merged["phases"], data, settings, parts.get("optimizer"), errors)
     if phases and parts.get("schedule"):
@@ -320,15 +322,30 @@ def fitted_to_subset(data: dict, train_images: int) -> TrainingSpec:
     return spec if batch == spec["batch_size"] else resolve_spec({**data, "batch_size": batch})
 
 
-def defaults_for(architecture: str) -> dict:
-    """The toolkit's defaults with the architecture's own on top (its rate, epochs, batch size ...)."""
+def defaults_for(architecture: str, task: str = DEFAULTS["task"]) -> dict:
+    """The toolkit's defaults, the task's on top (segmentation: its loss, metrics and monitored metric), then the
+    architecture's own (its rate, epochs, batch size ...)."""
     chosen = MODELS.get(architecture)
-    return merge(DEFAULTS, chosen.defaults if chosen else {})
+    kind = TASKS.get(task)
+    return merge(merge(DEFAULTS, {"task": task, **kind.defaults} if kind else {}), chosen.defaults if chosen else {})
+
+
+def default_architecture(task: str, data: dict) -> str:
+    """The network a task starts from when none is named: the task's for the plan's dimensions (2D images unless the
+    plan says volumes), else the toolkit's."""
+    kind = TASKS.get(task)
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    plan = section.get("plan") if isinstance(section.get("plan"), dict) else {}
+    dims = plan.get("dims", 3 if isinstance(plan.get("patch_size"), list) and len(plan["patch_size"]) == 3 else 2)
+    return (kind.architectures.get(dims) if kind else None) or DEFAULTS["model"]["architecture"]
 
 
 def merged_with_defaults(data: dict, errors: dict) -> dict:
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    defaults = defaults_for(model.get("architecture", DEFAULTS["model"]["architecture"]))
+    task = data.get("task", DEFAULTS["task"]) if isinstance(data.get("task"), str) else DEFAULTS["task"]
+    architecture = model.get("architecture", default_architecture(task, data))
+    defaults = defaults_for(architecture, task)
+    defaults["model"]["architecture"] = architecture
     for key in ("model", *CHOSEN_BY_NAME, "early_stopping", "checkpoints", "resources", "data"):
         if key in data and not isinstance(data[key], dict):
             errors[key] = f"'{key}' must be an object of settings, e.g. {{\"name\": ...}}."
@@ -411,9 +428,44 @@ def check_loss_serves_task(loss: Loss | None, task: str, errors: dict) -> None:
         errors["loss.name"] = f"{loss.title} is not a loss for {task}; choose among {', '.join(serving)}."
 
 
+def check_network_fits(settings: dict, errors: dict) -> None:
+    """The network must learn what the task asks (a classifier gives one vector per sample, a segmentation network a
+    map) and take samples of the plan's dimensions; a segmentation network starts from random weights for now."""
+    model, task = settings.get("model") or {}, settings["task"]
+    entry = MODELS.get(model.get("architecture"))
+    if entry is None or "model.architecture" in errors:
+        return
+    if entry.task != task:
+        fitting = [name for name, other in MODELS.items() if other.task == task and other.dims == entry.dims]
+        errors["model.architecture"] = (f"{entry.title} is a {entry.task} network: a {task} run needs a {task} network; "
+                                        f"choose among {', '.join(fitting)}.")
+        return
+    plan = (settings.get("data") or {}).get("plan")
+    if task != "classification" and isinstance(plan, dict) and plan.get("dims", 3) != entry.dims:
+        fitting = [name for name, other in MODELS.items() if other.task == task and other.dims == plan.get("dims", 3)]
+        errors["model.architecture"] = (f"{entry.title} is a {entry.dims}D network and the plan is for "
+                                        f"{'volumes (3D)' if plan.get('dims', 3) == 3 else '2D images'}; choose among "
+                                        f"{', '.join(fitting)}.")
+    elif task != "classification" and isinstance(plan, dict) and patch_problem(entry, plan.get("patch_size")):
+        errors["model.architecture"] = (f"{patch_problem(entry, plan['patch_size'])}; the plan's patch is "
+                                        f"{'×'.join(map(str, plan['patch_size']))}: change the patch size or the network.")
+    elif task != "classification" and model.get("weights") in ("run", "imported"):
+        errors["model.weights"] = (f"{entry.title} starts from random weights: starting a {task} network from an earlier "
+                                   "run or an imported model is not available yet.")
+
+
+def patch_problem(entry, patch) -> str:
+    """Why a network cannot take the plan's patch ("" when it can, or when the patch is not a list of sides)."""
+    if not isinstance(patch, list) or len(patch) != entry.dims or not all(isinstance(v, int) for v in patch):
+        return ""
+    return entry.size_problem(patch[-2], patch[-1], patch[0] if entry.dims == 3 else None)
+
+
 def monitor_choices(metrics: list[str]) -> list[str]:
-    return ["validation.loss", "train.loss", *(f"validation.{m}" for m in metrics),
-            *(f"train.{m}" for m in metrics if not METRICS[m].needs_scores)]
+    """Metrics with one value per class are charted, not monitored."""
+    single = [m for m in metrics if not METRICS[m].per_class]
+    return ["validation.loss", "train.loss", *(f"validation.{m}" for m in single),
+            *(f"train.{m}" for m in single if not METRICS[m].needs_scores)]
 
 
 def monitored_metric(value, metrics: list[str], errors: dict) -> str:
@@ -489,7 +541,7 @@ def spec_schema() -> dict:
         "metrics": [kind.schema() for kind in METRICS.values()],
         "tasks": [kind.schema() for kind in TASKS.values()],
         "phase": [p.schema() for p in PHASE_PARAMS],
-        "architectures": [{**a.describe(), "defaults": resolve_spec({"model": {"architecture": a.name}}).to_dict()}
+        "architectures": [{**a.describe(), "defaults": resolve_spec({"task": a.task, "model": {"architecture": a.name}}).to_dict()}
                           for a in MODELS.values()],
         "converted_architecture": converted_architecture(),
     }

@@ -137,7 +137,7 @@ class Trainer:
         self.num_classes = self.task.outputs
         self.architecture = spec["model"]["architecture"]
         self.model = starting_model(spec["model"], data.in_channels, self.num_classes, start or ModelStart(),
-                                    seed=spec["seed"], classes=data.classes).to(self.device)
+                                    seed=spec["seed"], classes=data.classes, plan=spec["data"].get("plan")).to(self.device)
         if data.window is not None:  # a plan's data (volumes, 2D images with real intensities) come normalised
             self.model.take_normalised_input()
         elif spec["model"].get("weights") == "run" and data.dims == 2 and self.model.takes_normalised_input:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import PLAIN_MEAN, PLAIN_STD, VOLUME_MEAN, VOLUME_STD, ModelEntry, WeightsEntry, model_entry
+from .segmentation import SEGMENTATION_NETWORKS
 from .weights import first_layer_channels
 
 NETWORK = "network"  # ZooModel's attribute holding the network: registry module paths are under it
@@ -163,13 +164,17 @@ def torchvision_network(entry: ModelEntry, pretrained: bool) -> nn.Module:
 
 
 def build_network(name: str, in_channels: int, num_classes: int, pretrained: dict | None = None,
-                  weights: WeightsEntry | None = None, input_size: int = 0) -> ZooModel:
-    """The zoo's network `name` for images of `in_channels` channels and `num_classes` classes.
+                  weights: WeightsEntry | None = None, input_size: int = 0, plan: dict | None = None) -> ZooModel:
+    """The zoo's network `name` for images of `in_channels` channels and `num_classes` classes (a segmentation
+    network's: labels, the background's included).
 
     `pretrained` (a torchvision state dict, or a MedicalNet backbone's, with `weights` its entry) is loaded before the
-    first layer is fitted to the channels (its RGB filters summed or spread, never thrown away) and the head replaced."""
+    first layer is fitted to the channels (its RGB filters summed or spread, never thrown away) and the head replaced.
+    `plan`: the run's plan, which shapes the networks built from it (DynUNet's depth and kernels, UNETR's input size)."""
     entry = model_entry(name)
-    if name in OWN_NETWORKS:
+    if name in SEGMENTATION_NETWORKS:
+        network = SEGMENTATION_NETWORKS[name](in_channels, num_classes, plan)
+    elif name in OWN_NETWORKS:
         network = OWN_NETWORKS[name](in_channels, num_classes)
     elif name in MONAI_NETWORKS and pretrained is None:
         network = MONAI_NETWORKS[name](in_channels, num_classes)

@@ -28,9 +28,9 @@ class ModelStart:
 
 
 def starting_model(model_settings: dict, in_channels: int, num_classes: int, start: ModelStart, seed: int = 0,
-                   classes: Sequence[str] | None = None) -> ZooModel:
+                   classes: Sequence[str] | None = None, plan: dict | None = None) -> ZooModel:
     """The spec's model section made real; new layers (first layer, head) drawn from `seed`. `classes`: this run's
-    class names, which an earlier model's head is matched against."""
+    class names, which an earlier model's head is matched against; `plan`: the run's plan (a network built from it)."""
     torch.manual_seed(seed)
     name, weights = model_settings["architecture"], model_settings.get("weights", "random")
     input_size = model_settings.get("input_size", 0)
@@ -42,7 +42,7 @@ def starting_model(model_settings: dict, in_channels: int, num_classes: int, sta
         return from_earlier_model(name, read_state(start.state_path), in_channels, num_classes, input_size,
                                   its_classes=start.classes, classes=classes)
     if weights == "random":
-        return build_network(name, in_channels, num_classes, input_size=input_size)
+        return build_network(name, in_channels, num_classes, input_size=input_size, plan=plan)
     entry = model_entry(name)
     pretrained = entry.weights_named(weights)
     if pretrained is None:

@@ -50,8 +50,11 @@ def layer_summary(architecture: str, channels: int, height: int, width: int, cla
 def meta_model(request: SummaryInput) -> ZooModel:
     """The network as a run would build it from random weights (the first layer fitted, the head replaced), on the
     meta device; in eval mode, as a batch of one image would upset BatchNorm's training statistics."""
+    entry = request.entry
+    # A network built from a plan (DynUNet, UNETR) is built for the size asked, at 1 mm: as a run on such samples would.
+    plan = {"patch_size": list(request.sides), "target_spacing": [1.0] * entry.dims} if entry.planned else None
     with torch.device("meta"):
-        return build_network(request.architecture, request.channels, request.classes).eval()
+        return build_network(request.architecture, request.channels, request.classes, plan=plan).eval()
 
 
 def output_shapes(model: nn.Module, images: torch.Tensor, request: SummaryInput) -> dict[str, Shape]:
