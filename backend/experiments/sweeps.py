@@ -320,7 +320,8 @@ def sweep_summary(group: RunGroup) -> dict:
     parallel-coordinates chart draws."""
     search = group.search
     members = list(group.members.select_related("run"))
-    rows = [member_row(group, member) for member in members]
+    latest = last_objectives(group, [member.run_id for member in members])
+    rows = [member_row(group, member, latest.get(member.run_id)) for member in members]
     scored = [row for row in rows if row["outcome"] == Outcome.COMPLETE and row["objective"] is not None]
     maximise = search["direction"] == "maximize"
     best = max(scored, key=lambda row: row["objective"] if maximise else -row["objective"]) if scored else None
@@ -334,16 +335,21 @@ def sweep_summary(group: RunGroup) -> dict:
     }
 
 
-def member_row(group: RunGroup, member: GroupMember) -> dict:
+def member_row(group: RunGroup, member: GroupMember, last: float | None) -> dict:
+    """`last`: the member's objective at the last epoch it measured, its figure while it trains, or once pruned or
+    stopped; a succeeded member's is its kept epoch's."""
     run = member.run
-    value = objective_value(group, run) if run.status == Status.SUCCEEDED else last_objective(group, run)
+    value = objective_value(group, run) if run.status == Status.SUCCEEDED else last
     return {"run": run.pk, "name": run.name, "trial": member.trial, "attempt": member.attempt, "values": member.values,
             "status": run.status, "outcome": member.outcome, "pruned_at": member.pruned_at,
             "epochs_completed": run.epochs_completed, "epochs": run.epochs, "objective": value}
 
 
-def last_objective(group: RunGroup, run: TrainingRun) -> float | None:
-    """A member still training, pruned or stopped: its objective at the last epoch it measured."""
+def last_objectives(group: RunGroup, run_ids: list[int]) -> dict[int, float]:
+    """Each run's objective at the last epoch it measured, in one query (the page asks every 2 s, for up to 200 runs)."""
     subset, _, name = group.search["objective"].partition(".")
-    point = MetricPoint.objects.filter(run=run, subset=subset, name=name).order_by("-epoch").values_list("value", flat=True).first()
-    return float(point) if point is not None and math.isfinite(point) else None
+    points = MetricPoint.objects.filter(run_id__in=run_ids, subset=subset, name=name).order_by("run_id", "-epoch")
+    latest: dict[int, float] = {}
+    for run_id, value in points.values_list("run_id", "value"):
+        latest.setdefault(run_id, value)
+    return {run_id: float(value) for run_id, value in latest.items() if math.isfinite(value)}
