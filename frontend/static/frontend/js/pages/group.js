@@ -3,13 +3,12 @@
    the pooled evaluation's 95% interval, and the runs with their status. The group's JSON (GET /api/groups/<id>/) is
    asked again every 2 s until it has settled (every run finished, evaluated and pooled); leaving the page stops the
    asking. Everything the page keeps is in one `state`. */
-import { api } from "../api.js";
 import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
+import { followGroup } from "../group_follow.js";
 import { METRICS, bootstrapUnit, formatValue, patientWords, positiveClass, withInterval } from "../evaluation.js";
 
-const POLL_MS = 2000;
 const SUBSET_COLOURS = { train: "31, 119, 180", validation: "255, 127, 14", system: "44, 160, 44" };
 const RATES = new Set(["accuracy", "balanced_accuracy", "macro_f1", "auc"]); // drawn on 0 to 100%
 const SYSTEM_TITLES = { learning_rate: "learning rate", images_per_second: "images per second", memory_mb: "memory (MB)" };
@@ -25,26 +24,10 @@ const root = document.getElementById("group-root");
 const state = {
   id: root.dataset.group,
   group: JSON.parse(document.getElementById("group-data").textContent),
-  timer: null,
-  leaving: false,
 };
 
-window.addEventListener("pagehide", () => { state.leaving = true; clearTimeout(state.timer); });
 show();
-follow();
-
-async function follow() {
-  if (state.group.summary.settled || state.leaving) return;
-  state.timer = setTimeout(async () => {
-    try {
-      state.group = await api("GET", `/api/groups/${state.id}/`);
-      show();
-    } catch {
-      // A dropped request: the next one tries again (the page keeps what it showed).
-    }
-    follow();
-  }, POLL_MS);
-}
+followGroup(state, show);
 
 function show() {
   showProgress(state.group.summary);

@@ -6,9 +6,9 @@ import { api } from "../api.js";
 import "../delete.js"; // sets up the page's Delete control (templates/frontend/_delete.html), if it has one
 import { drawChart } from "../charts.js";
 import { el } from "../dom.js";
+import { followGroup } from "../group_follow.js";
 import { makeSortable } from "../sortable.js";
 
-const POLL_MS = 2000;
 const OUTCOMES = { complete: "complete", pruned: "pruned early", stopped: "stopped", failed: "failed", replaced: "failed; trained again" };
 const STATUSES = { queued: "queued", running: "training", succeeded: "succeeded", failed: "failed", stopped: "stopped" };
 
@@ -17,29 +17,13 @@ const state = {
   id: root.dataset.group,
   project: root.dataset.project,
   group: JSON.parse(document.getElementById("group-data").textContent),
-  timer: null,
-  leaving: false,
 };
 
-window.addEventListener("pagehide", () => { state.leaving = true; clearTimeout(state.timer); });
 document.getElementById("sweep-stop")?.addEventListener("click", stopSweep);
 let resizing = null; // a phone turned sideways: the chart's colour scale comes back
 window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(() => showChart(state.group.summary), 200); });
 show();
-follow();
-
-async function follow() {
-  if (state.group.summary.settled || state.leaving) return;
-  state.timer = setTimeout(async () => {
-    try {
-      state.group = await api("GET", `/api/groups/${state.id}/`);
-      show();
-    } catch {
-      // A dropped request: the next one tries again (the page keeps what it showed).
-    }
-    follow();
-  }, POLL_MS);
-}
+followGroup(state, show);
 
 function show() {
   const summary = state.group.summary;
