@@ -12,6 +12,17 @@ import { el, setProgress } from "./dom.js";
 const POLL_MS = 1500;
 const UNFINISHED = ["queued", "running"];
 
+/* One row per class: its name (the predicted one marked) and its probability as a bar and a percentage. Also the
+   upload card's (js/explain_upload.js). */
+export function probabilityRows(classes, probabilities, predicted) {
+  return classes.map((name, k) => el("tr", { class: name === predicted ? "predicted" : "" }, [
+    el("td", { text: name === predicted ? `${name} (predicted)` : name }),
+    el("td", {}, [el("span", { class: "bar-cell" }, [
+      el("span", { class: "probability-bar", style: `width: ${Math.round(probabilities[k] * 120)}px` }),
+      el("span", { text: `${(probabilities[k] * 100).toFixed(1)}%` })])]),
+  ]));
+}
+
 export function explainPanel({ sampleId, projectId, datasetId }) {
   const form = document.getElementById("explain-form");
   const runField = form.querySelector('[name="run"]');
@@ -103,13 +114,7 @@ export function explainPanel({ sampleId, projectId, datasetId }) {
     const { classes, probabilities, predicted, explained_class: explained, layer, windows, note } = explanation.results;
     say(explanation.message);
     result.hidden = false;
-    document.querySelector("#probabilities tbody").replaceChildren(...classes.map((name, k) => el("tr",
-      { class: name === predicted ? "predicted" : "" }, [
-        el("td", { text: name === predicted ? `${name} (predicted)` : name }),
-        el("td", {}, [el("span", { class: "bar-cell" }, [
-          el("span", { class: "probability-bar", style: `width: ${Math.round(probabilities[k] * 120)}px` }),
-          el("span", { text: `${(probabilities[k] * 100).toFixed(1)}%` })])]),
-      ])));
+    document.querySelector("#probabilities tbody").replaceChildren(...probabilityRows(classes, probabilities, predicted));
     controls.hidden = !explanation.heat_map_url;
     if (!explanation.heat_map_url) {
       heat.hidden = true;

@@ -7,6 +7,7 @@
    explainUploadCard() sets the card up when the page has one; the page opens with ?explain=<id> showing it. */
 import { api } from "./api.js";
 import { clearErrors, el, setProgress, showErrors } from "./dom.js";
+import { probabilityRows } from "./explain.js";
 
 const POLL_MS = 1500;
 const UNFINISHED = ["queued", "running"];
@@ -113,13 +114,7 @@ export function explainUploadCard() {
     const { classes, probabilities, predicted, explained_class: explained, layer, windows, note } = explanation.results;
     say(`${explanation.upload.name}: ${explanation.message}`);
     result.hidden = false;
-    document.querySelector("#upload-probabilities tbody").replaceChildren(...classes.map((name, k) => el("tr",
-      { class: name === predicted ? "predicted" : "" }, [
-        el("td", { text: name === predicted ? `${name} (predicted)` : name }),
-        el("td", {}, [el("span", { class: "bar-cell" }, [
-          el("span", { class: "probability-bar", style: `width: ${Math.round(probabilities[k] * 120)}px` }),
-          el("span", { text: `${(probabilities[k] * 100).toFixed(1)}%` })])]),
-      ])));
+    document.querySelector("#upload-probabilities tbody").replaceChildren(...probabilityRows(classes, probabilities, predicted));
     controls.hidden = !explanation.heat_map_url;
     const legend = document.getElementById("upload-legend");
     if (!explanation.heat_map_url) {
