@@ -116,6 +116,7 @@ def run_new_page(request, project_id):
     return render(request, "frontend/run_new.html", {
         "project": project, "partitions": partitions, "selected": request.GET.get("partition", ""),
         "partition_classes": {partition.pk: partition.dataset.labels for partition in partitions},
+        "partition_tasks": {partition.pk: partition.dataset.task for partition in partitions},
         # The images' size and channels: the form offers to resize inside the network when a model cannot take them.
         "partition_shapes": {partition.pk: {"height": partition.dataset.height, "width": partition.dataset.width,
                                             "channels": partition.dataset.channels} for partition in partitions},

@@ -76,3 +76,34 @@ def with_training_cache(dataset: Dataset) -> Dataset:
     dataset.cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(dataset.cache_path, np.stack(arrays)[:, None])
     return dataset
+
+
+def shapes_with_masks(project, count=24, size=64, name="Shapes", label_names=None) -> Dataset:
+    """A ready 2D segmentation dataset as an ingest of PNG image/mask pairs leaves it: the demo's shapes
+    (workers/engine/demo.py: 0 background, 1 disc, 2 square) in 16-bit intensities, each with its mask, one patient each,
+    with the fingerprint its job stores (so the plan is there)."""
+    from backend.datasets.planning import fingerprint_of_samples
+    from workers.engine.demo import shapes_image
+
+    dataset = Dataset.objects.create(project=project, name=name, status=Dataset.Status.READY, sample_count=count,
+                                     task=Dataset.Task.SEGMENTATION, class_counts={"": count}, channels=1, height=size,
+                                     width=size, modalities="PNG", masked_count=count, mask_values=[0, 1, 2],
+                                     label_names=label_names or {})
+    arrays = dataset.storage_dir / "arrays"
+    arrays.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(dataset.pk)
+    samples = []
+    for index in range(count):
+        image, mask = shapes_image(rng, size)
+        np.save(arrays / f"{index:07d}.npy", image)
+        np.save(arrays / f"{index:07d}-mask.npy", mask)
+        samples.append(Sample(
+            dataset=dataset, source_dataset=dataset, label="", source_path=f"images/{index}.png", files=[f"images/{index}.png"],
+            array=f"datasets/{dataset.pk}/arrays/{index:07d}.npy", mask=f"datasets/{dataset.pk}/arrays/{index:07d}-mask.npy",
+            cache_index=index, width=size, height=size, channels=1, dtype="int16", modality="PNG", spacing=[1.0, 1.0],
+            patient=f"P-{index:04d}", meta={"mask_values": sorted(int(v) for v in np.unique(mask))},
+            sha256=hashlib.sha256(f"{dataset.pk} shape {index}".encode()).hexdigest()))
+    Sample.objects.bulk_create(samples)
+    dataset.fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))
+    dataset.save(update_fields=["fingerprint"])
+    return dataset

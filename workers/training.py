@@ -25,12 +25,13 @@ from workers.engine.export import (
 )
 from workers.engine.pipelines import Pipeline
 from workers.engine.splits import balanced_weights, oversampled
-from workers.engine.store import StoredVolume, VolumeRecords, build_store, store_folder, volume_input_rule
-from workers.engine.tasks import task_for
+from workers.engine.store import StoredVolume, VolumeRecords, build_store, mask_path, store_folder, volume_input_rule
+from workers.engine.tasks import TASKS, task_for
 from workers.engine.training.evaluation import measured
 from workers.engine.training.run import train
 from workers.engine.training.spec import TrainingSpec, resolve_spec
 from workers.engine.training.trainer import TrainingData, TrainingOutcome
+from workers.engine.zoo.registry import MODELS
 from workers.engine.zoo.weights import WeightsUnavailable
 
 from .jobs import MAX_ATTEMPTS, JobReporter, JobRunner, register, restarted
@@ -146,12 +147,23 @@ def balanced(run: TrainingRun | RateSearch, indices: list[int], labels: list[str
     return indices, [label_of[i] for i in indices]
 
 
+def learns_masks(spec: dict) -> bool:
+    """Whether the run's task learns from masks (segmentation): its targets are the samples' label maps."""
+    return TASKS[spec["task"]].target_key == "mask"
+
+
+def classes_of(dataset, spec: dict) -> list[str]:
+    """What the model's outputs stand for: the dataset's classes, or for a task learning from masks the names of its
+    label values, the background first (Dataset.segmentation_labels)."""
+    return [name for _, name in dataset.segmentation_labels] if learns_masks(spec) else dataset.labels
+
+
 def training_data(run: TrainingRun | RateSearch, observer=None) -> tuple[TrainingData, CachedImages | VolumeRecords]:
     """The run's subsets as the engine reads them: 8-bit 2D images from the training cache, or volumes and 2D images
-    with real intensities from the store (a run with a plan; built first where it is missing: `observer` sees its
-    progress and may stop it)."""
+    with real intensities (or masks) from the store (a run with a plan; built first where it is missing: `observer`
+    sees its progress and may stop it)."""
     dataset = run.partition.dataset
-    classes = dataset.labels
+    classes = classes_of(dataset, run.spec)
     if run.spec["data"].get("plan"):
         return volume_data(run, classes, observer)
     train_set, validation_set, test_set = (subset_images(run, s, classes) for s in ("train", "validation", "test"))
@@ -170,9 +182,13 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
     plan = run.spec["data"]["plan"]
     dims = plan.get("dims", 3)
     members = list(PartitionMember.objects.filter(partition=run.partition).select_related("sample").order_by("sample_id"))
+    with_masks = learns_masks(run.spec)
+    if with_masks:  # a sample without a mask has nothing to teach a segmentation (the launch counted those with one)
+        members = [m for m in members if m.sample.mask]
     samples = [member.sample for member in members]
     paths = stored_paths(run.partition.dataset, samples, plan, observer)
     position = {sample.pk: k for k, sample in enumerate(samples)}
+    label_values = [value for value, _ in run.partition.dataset.segmentation_labels] if with_masks else None
 
     def subset(name: str) -> VolumeRecords:
         rows = [position[m.sample_id] for m in members if m.subset == name]
@@ -181,9 +197,10 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
         if name == "train":
             rows, labels = balanced(run, rows, labels)
             augment = Pipeline.from_steps(run.augmentation.steps) if run.augmentation_id else None
-        return VolumeRecords([paths[k] for k in rows], [classes.index(label) for label in labels],
-                             [samples[k].meta for k in rows], plan, patches=name == "train", augment=augment,
-                             seed=run.spec["seed"], keys=None if name == "train" else [samples[k].pk for k in rows])
+        targets = [0] * len(rows) if with_masks else [classes.index(label) for label in labels]
+        return VolumeRecords([paths[k] for k in rows], targets, [samples[k].meta for k in rows], plan, patches=name == "train",
+                             augment=augment, seed=run.spec["seed"], keys=None if name == "train" else [samples[k].pk for k in rows],
+                             masks=[mask_path(paths[k]) for k in rows] if with_masks else None, label_values=label_values)
 
     train_set, validation_set, test_set = subset("train"), subset("validation"), subset("test")
     channels = max(s.channels for s in samples)
@@ -193,7 +210,7 @@ def volume_data(run: TrainingRun | RateSearch, classes: list[str], observer=None
 
 def stored_paths(dataset, samples: list, plan: dict, observer=None) -> list:
     """Each sample's file in the dataset's store at the plan's spacing (written first where missing)."""
-    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256, dims=plan.get("dims", 3)) for s in samples]
+    volumes = [StoredVolume(s.array, tuple(s.spacing), s.sha256, s.mask, dims=plan.get("dims", 3)) for s in samples]
     spacing = plan["target_spacing"]
     return build_store(volumes, dataset.project.storage_dir, store_folder(dataset.storage_dir / "store", spacing), spacing,
                        observer)
@@ -240,12 +257,16 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
 def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, model, reporter: RunReporter) -> dict:
     """The kept model as safetensors and as ONNX beside its weights, both with the same metadata, and the ONNX
     file's parity check: whether onnxruntime gives PyTorch's outputs on validation images (results["onnx"])."""
-    metadata = model_metadata(model, model_facts(run, spec, data))
+    facts = model_facts(run, spec, data)
+    metadata = model_metadata(model, facts)
     write_safetensors(model, metadata, run.safetensors_path)
     data.train.augment = None  # the export example is a plain image (of volumes: a patch)
     example = torch.stack([data.train[i]["image"] for i in range(min(2, len(data.train)))])
+    entry = MODELS.get(spec["model"]["architecture"])
+    # A map as large as its input (segmentation) takes any size the network allows, not only the patch's.
+    dynamic_sides = facts.task.spatial_output and not (entry is not None and entry.fixed_size)
     try:
-        export_onnx(model, example, run.onnx_path, metadata)
+        export_onnx(model, example, run.onnx_path, metadata, dynamic_sides=dynamic_sides)
     except ExportTooLarge as exc:
         error = f"{exc}. The weights are kept as safetensors."
         reporter.log(f"No ONNX file: {error}")

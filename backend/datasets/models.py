@@ -40,6 +40,7 @@ class Dataset(Job):
     class_counts = models.JSONField(default=dict)
     masked_count = models.PositiveIntegerField(default=0, help_text="Samples that have a mask.")
     mask_values = models.JSONField(default=list, blank=True, help_text="The label values the masks hold (0: background).")
+    label_names = models.JSONField(default=dict, blank=True, help_text="{label value as text: name} of a segmentation's masks")
     fingerprint = models.JSONField(default=dict, blank=True, help_text="Of the volumes: spacings, shapes, modalities and "
                                    "foreground intensity statistics per channel (workers/engine/planning.py); {} without volumes.")
     sample_count = models.PositiveIntegerField(default=0)
@@ -92,8 +93,9 @@ class Dataset(Job):
     @cached_property
     def planned(self) -> bool:
         """Whether runs on it train from a plan (real intensities from the store): volumes, or 2D images with more than
-        8 bits (a CT slice in Hounsfield units, a 16-bit radiograph). 8-bit images train from the training cache."""
-        if 3 in self.dimensions:
+        8 bits (a CT slice in Hounsfield units, a 16-bit radiograph), or images with masks (the store keeps each mask beside
+        its image; the training cache holds no masks). Other 8-bit images train from the training cache."""
+        if 3 in self.dimensions or self.masked_count:
             return True
         dtypes = set(self.samples.filter(kind=Sample.Kind.IMAGE).values_list("dtype", flat=True).distinct())
         return real_intensities(dtypes, self.floats_are_real())
@@ -120,6 +122,18 @@ class Dataset(Job):
         return " · ".join(words)
 
     @property
+    def segmentation_labels(self) -> list[tuple[int, str]]:
+        """Each label value the masks hold, with its name, by value. 0 (background) is always first: a model predicts
+        it even where every mask covers its whole image."""
+        values = sorted({0, *(int(v) for v in self.mask_values)})
+        return [(value, self.label_names.get(str(value)) or default_label_name(value)) for value in values]
+
+    @property
+    def unnamed_label_values(self) -> list[int]:
+        """Label values the masks hold that label_names does not name; 0 is background without a name."""
+        return sorted(int(v) for v in self.mask_values if int(v) != 0 and str(int(v)) not in self.label_names)
+
+    @property
     def is_merge(self) -> bool:
         return bool(self.label_mapping) or self.merged_from.exists()
 
@@ -129,6 +143,11 @@ class Dataset(Job):
         if self.pipeline_version_id:
             return "workers.tasks.preprocess_dataset"
         return "workers.tasks.merge_datasets" if self.is_merge else "workers.tasks.ingest_dataset"
+
+
+def default_label_name(value: int) -> str:
+    """The name of a label value no one has named."""
+    return "background" if value == 0 else f"label {value}"
 
 
 WIDE_INTEGERS = ("int16", "uint16", "int32", "uint32", "int64", "uint64")

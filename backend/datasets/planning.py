@@ -15,13 +15,14 @@ log = logging.getLogger(__name__)
 
 def fingerprint_of_samples(samples: list[Sample], floats_are_real: bool = True) -> dict:
     """The fingerprint over the samples' volumes, or where there are none over their 2D images when some of them have
-    real intensities (more than 8 bits: `Dataset.planned`'s rule); {} otherwise."""
+    real intensities (more than 8 bits) or masks (`Dataset.planned`'s rule); {} otherwise."""
     def loader(path):
         return lambda: np.load(path, mmap_mode="r")
 
     planned = [s for s in samples if s.kind == Sample.Kind.VOLUME]
     dims = 3
-    if not planned and real_intensities({s.dtype for s in samples if s.kind == Sample.Kind.IMAGE}, floats_are_real):
+    images = [s for s in samples if s.kind == Sample.Kind.IMAGE]
+    if not planned and (real_intensities({s.dtype for s in images}, floats_are_real) or any(s.mask for s in images)):
         planned, dims = [s for s in samples if s.kind == Sample.Kind.IMAGE], 2
     facts = [VolumeFacts(loader(s.project_dir / s.array), tuple(s.spacing), s.meta, s.modality,
                          loader(s.project_dir / s.mask) if s.mask else None, dims)

@@ -99,7 +99,8 @@ class MetricPoint(models.Model):
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
     epoch = models.PositiveIntegerField()
     subset = models.CharField(max_length=20)
-    name = models.CharField(max_length=50)
+    # A metric, or a per-class one as "<metric>.<class>" (class_dice.<label name>: names up to 100 characters)
+    name = models.CharField(max_length=120)
     value = models.FloatField()
     recorded_at = models.DateTimeField(auto_now_add=True)
 

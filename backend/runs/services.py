@@ -19,7 +19,7 @@ from backend.core.errors import ServiceError
 from backend.core.jobs import require_stoppable, stop
 from backend.core.models import WorkerHeartbeat
 from backend.core.tasks import TRAIN_QUEUES, queue_name, send_after_commit
-from backend.datasets.models import Dataset, Partition
+from backend.datasets.models import Dataset, Partition, PartitionMember
 from backend.datasets.planning import plan_of
 from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
@@ -72,14 +72,29 @@ def code_version() -> str:
         return "unknown"
 
 
-def check_trainable(partition: Partition) -> None:
+def with_task(spec_data: dict, dataset: Dataset) -> dict:
+    """A dataset of masks is segmented unless the settings name another task; any other dataset is classified."""
+    if not isinstance(spec_data, dict) or "task" in spec_data:
+        return spec_data
+    return {**spec_data, "task": dataset.task}
+
+
+def task_named(spec_data) -> str:
+    task = spec_data.get("task") if isinstance(spec_data, dict) else None
+    return task if isinstance(task, str) else Dataset.Task.CLASSIFICATION
+
+
+def check_trainable(partition: Partition, task: str = Dataset.Task.CLASSIFICATION) -> None:
     dataset = partition.dataset
-    labels = dataset.labels
     check_one_kind_of_sample(dataset)
+    if task == Dataset.Task.SEGMENTATION:
+        check_segmentable(partition)
+        return
+    labels = dataset.labels
     if dataset.task == Dataset.Task.SEGMENTATION and len(labels) < 2:
         raise ServiceError(
-            f"The dataset '{dataset.name}' holds masks (segmentation) and no classes: the toolkit learns classification so "
-            "far (segmentation comes next). To classify, upload the images in one folder per class.", field="partition")
+            f"The dataset '{dataset.name}' holds masks and no classes to classify by: choose the task Segmentation (it "
+            "learns the masks), or upload the images in one folder per class to classify them.", field="task")
     if len(labels) < 2:
         only = f" ('{labels[0]}')" if labels else ""
         raise ServiceError(
@@ -90,6 +105,23 @@ def check_trainable(partition: Partition) -> None:
     train = partition.counts.get("train", {})
     if sum(train.values()) == 0:
         raise ServiceError("The partition's training subset is empty; create a partition with a larger training share.", field="partition")
+
+
+def check_segmentable(partition: Partition) -> None:
+    """A segmentation learns from masks: the training subset must hold some, and the masks a label besides the
+    background."""
+    dataset = partition.dataset
+    if not dataset.masked_count:
+        raise ServiceError(f"The dataset '{dataset.name}' holds no masks, so there is nothing to segment: choose the task "
+                           "Classification, or upload each image with its mask (an images/ and a masks/ folder, or "
+                           "name_mask files beside the images).", field="task")
+    if len(dataset.segmentation_labels) < 2:
+        raise ServiceError(f"The masks of '{dataset.name}' hold only the background (0): there is no structure to "
+                           "outline. Upload masks that mark it with a value other than 0.", field="task")
+    masked = PartitionMember.objects.filter(partition=partition, subset="train").exclude(sample__mask="").count()
+    if not masked:
+        raise ServiceError("No sample of the partition's training subset has a mask; make a partition whose training "
+                           "subset holds masked samples.", field="partition")
 
 
 def check_one_kind_of_sample(dataset: Dataset) -> None:
@@ -350,7 +382,8 @@ def prepared_spec(project, partition: Partition, spec_data: dict, user):
     """The resolved spec for this partition, with every check that needs the database, and the augmentation version."""
     if partition.dataset.project_id != project.pk:
         raise ServiceError("This partition belongs to another project.", field="partition")
-    check_trainable(partition)
+    spec_data = with_task(spec_data, partition.dataset)
+    check_trainable(partition, task_named(spec_data))
     spec_data = with_plan(spec_data, partition)
     try:
         spec = fitted_to_subset(spec_data, sum(partition.counts.get("train", {}).values()))

@@ -98,6 +98,34 @@ def write_demo_volume_zip(path: str | Path, per_class: int = 20, shape: tuple[in
     return write_class_zip(path, per_class, seed, "volumes/{label}/{label}_{number:03d}.nii.gz", nifti)
 
 
+def write_blob_nifti_zip(path: str | Path, count: int = 20, shape: tuple[int, int, int] = (16, 32, 32),
+                         spacing: tuple[float, float, float] = (3.0, 1.0, 1.0), seed: int = 0) -> Path:
+    """A zip of NIfTI image/mask pairs as people upload them for segmentation: images/case_NNN.nii.gz and
+    masks/case_NNN.nii.gz of anisotropic blob volumes (`blob_volume`: labels 1 bright, 2 dark), with an affine that
+    places them off the origin, so a predicted mask keeping the input's affine is tested on one that is not plain."""
+    import zipfile
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    affine[:3, 3] = [-40.0, 25.5, 112.0]
+
+    def nifti(array):
+        # NIfTI holds (x, y, z): columns, rows, slices; the ingest turns it to (D, H, W).
+        image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
+        image.header.set_qform(affine, code=1)
+        image.header.set_sform(affine, code=1)
+        return gzip_bytes(image.to_bytes())
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for number in range(count):
+            volume, mask = blob_volume(rng, shape, spacing)
+            archive.writestr(f"images/case_{number:03d}.nii.gz", nifti(volume))
+            archive.writestr(f"masks/case_{number:03d}.nii.gz", nifti(mask))
+    return Path(path)
+
+
 def gzip_bytes(data: bytes) -> bytes:
     import gzip
     return gzip.compress(data, compresslevel=1)

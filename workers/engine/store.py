@@ -134,7 +134,8 @@ class VolumeRecords(Dataset):
 
     def __init__(self, paths: Sequence[Path], targets: Sequence[int], metas: Sequence[dict], plan: dict,
                  patches: bool = False, augment: Callable | None = None, seed: int = 0, keys: list | None = None,
-                 masks: Sequence[Path] | None = None, foreground_share: float = FOREGROUND_SHARE):
+                 masks: Sequence[Path] | None = None, foreground_share: float = FOREGROUND_SHARE,
+                 label_values: Sequence[int] | None = None):
         self.paths = [str(p) for p in paths]
         self.keys = keys  # what the caller knows each volume by (the toolkit: its sample's id), in order
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
@@ -147,6 +148,8 @@ class VolumeRecords(Dataset):
         if self.masks is not None and len(self.masks) != len(self.paths):
             raise ValueError("a mask for every volume, or none")
         self.foreground_share = foreground_share
+        # A dataset's label values need not run 0, 1, 2 (0, 1, 4 once a label is dropped): the model's outputs do.
+        self.label_lookup = label_lookup(label_values) if label_values is not None else None
         # Where each volume's labels are (a sample of their voxels), read once: only training centres patches on them.
         self.foreground = [foreground_points(Path(m), len(self.patch_size), seed) for m in self.masks] if self.masks and patches else None
         self.epoch = 0
@@ -183,7 +186,10 @@ class VolumeRecords(Dataset):
         values = normalised(np.asarray(values, dtype=np.float32), self.plan, self.statistics[item])
         record = {"image": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), "target": self.targets[item]}
         if labels is not None:
-            record["mask"] = torch.from_numpy(np.ascontiguousarray(labels[0], dtype=np.int64))
+            labels = np.asarray(labels[0], dtype=np.int64)
+            if self.label_lookup is not None:
+                labels = self.label_lookup[np.clip(labels, 0, len(self.label_lookup) - 1)]
+            record["mask"] = torch.from_numpy(np.ascontiguousarray(labels))
         return record
 
     def centre(self, item: int, rng: np.random.Generator) -> tuple[int, ...] | None:
@@ -207,6 +213,17 @@ class VolumeRecords(Dataset):
         if plain.masks and plain.foreground is None:
             plain.foreground = [foreground_points(Path(m), len(plain.patch_size), plain.seed) for m in plain.masks]
         return plain
+
+
+def label_lookup(values: Sequence[int]) -> np.ndarray:
+    """value -> output index, for label values in the order of the model's outputs (the first the background); a value
+    not among them (none should be: the dataset names every value its masks hold) reads as the background."""
+    values = [int(v) for v in values]
+    if min(values, default=0) < 0 or len(set(values)) != len(values):
+        raise ValueError(f"label values must be distinct and not negative: {values}")
+    lookup = np.zeros(max(values, default=0) + 2, dtype=np.int64)  # one past the largest: the clip's catch-all, 0
+    lookup[values] = np.arange(len(values))
+    return lookup
 
 
 def labels_of(mask: np.ndarray, dims: int) -> np.ndarray:

@@ -90,7 +90,8 @@ class Task:
 
     @classmethod
     def schema(cls) -> dict:
-        return {"name": cls.name, "title": cls.title, "help": cls.help}
+        return {"name": cls.name, "title": cls.title, "help": cls.help,
+                "architectures": {str(dims): name for dims, name in cls.architectures.items()}}
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,7 @@ const chart = document.getElementById("schedule-chart");
 const note = document.getElementById("schedule-note");
 const classesOf = JSON.parse(document.getElementById("partition-classes").textContent);
 const shapesOf = JSON.parse(document.getElementById("partition-shapes").textContent);
+const tasksOf = JSON.parse(document.getElementById("partition-tasks").textContent);
 
 const byName = (entries) => Object.fromEntries(entries.map((entry) => [entry.name, entry]));
 const schema = await api("GET", "/api/training/");
@@ -61,6 +62,7 @@ const architectures = byName(schema.architectures);
 /* The architecture "imported": a network converted from an imported ONNX file, offered once one can be trained. */
 const converted = schema.converted_architecture;
 const metrics = byName(schema.metrics);
+const tasks = byName(schema.tasks);
 const topLevel = byName(schema.top_level);
 const sections = Object.fromEntries(Object.entries(schema.sections).map(([name, section]) => [name, byName(section.params)]));
 const phaseParams = byName(schema.phase);
@@ -148,6 +150,16 @@ const planDims = (plan) => plan.dims ?? 3;
 /* Whether the chosen partition holds volumes (3) or 2D images (2), as the network must. */
 const dataDims = () => { const plan = planOf(); return plan ? planDims(plan) : 2; };
 const dimsOf = (name) => architectures[name]?.dims ?? 2; // a converted import takes 2D images
+/* What the chosen partition's dataset is for: segmentation when it holds masks (its dataset says), else classification. */
+const dataTask = () => tasksOf[partitionSelect.value] ?? "classification";
+const taskOf = (name) => architectures[name]?.task ?? "classification"; // a converted import classifies
+/* The network a first run of a task starts from on 2D images or volumes: the task's own, else the toolkit's first tries. */
+function firstNetwork(task, dims) {
+  const own = tasks[task]?.architectures?.[String(dims)];
+  if (own && architectures[own]) return own;
+  if (dims === 2) return sections.model.architecture.default;
+  return architectures[FIRST_3D] ? FIRST_3D : Object.values(architectures).find((entry) => entry.dims === 3 && entry.task === task)?.name;
+}
 
 /* Asked once per dataset; a plan that cannot be read leaves the form as for 8-bit 2D images (the launch would say why). */
 async function loadPlan() {
@@ -171,9 +183,9 @@ async function followPartition() {
   }
   const was = current().model;
   const dims = dataDims();
-  if (dimsOf(was.architecture) !== dims) {
-    const first = architectures[FIRST_3D] ? FIRST_3D : Object.values(architectures).find((entry) => entry.dims === 3)?.name;
-    const name = dims === 3 ? first : sections.model.architecture.default;
+  const task = dataTask();
+  if (dimsOf(was.architecture) !== dims || taskOf(was.architecture) !== task) {
+    const name = firstNetwork(task, dims);
     if (name) {
       chosen.set("model.architecture", name);
       chosen.delete("model.start_run");
@@ -247,6 +259,8 @@ function convertedImports() {
    weights are on this server starts from them: on few images they were worth 24 to 47 points of accuracy over
    random weights (docs/models.md, the evidence), so a first run with the defaults should have them. */
 function followArchitecture(was, name) {
+  // Another task's loss and metrics do not serve this one: back to the task's defaults.
+  if (taskOf(was.architecture) !== taskOf(name)) for (const path of ["loss.name", "metrics", "monitor"]) chosen.delete(path);
   const chosenImport = importedModels?.find((model) => model.id === chosen.get("model.imported_model"));
   if (name === converted.name) {
     chosen.set("model.weights", "imported");
@@ -295,7 +309,9 @@ function errorSlot(path) {
 function chooserFields(key, label, spec, except = []) {
   const registry = registries[key];
   const entry = registry[spec[key].name] || { help: "", params: [] };
-  const chooser = { name: "name", label, kind: "choice", choices: Object.keys(registry), help: entry.help };
+  // Of the losses, those serving the run's task (a loss says which it serves); optimizers and schedules serve any.
+  const serves = (name) => !registry[name].tasks || registry[name].tasks.includes(spec.task) || name === spec[key].name;
+  const chooser = { name: "name", label, kind: "choice", choices: Object.keys(registry).filter(serves), help: entry.help };
   return [
     field(`${key}.name`, chooser, spec, { describe: (name) => registry[name].title }),
     ...entry.params.filter((param) => !except.includes(param.name)).map((param) => field(`${key}.${param.name}`, param, spec)),
@@ -386,7 +402,7 @@ function modelFields(spec) {
     startFrom(spec),
     // A 3D network takes the plan's patches as they are: the input size (resizing 2D images inside it) is not for it. A 2D
     // network keeps it on a plan of images too (one of a fixed size, LeNet-5, needs it to take the plan's patches).
-    ...(architecture?.dims === 3 ? []
+    ...(architecture?.dims === 3 || architecture?.task === "segmentation" ? []
       : [inputSizeField({ param: sections.model.input_size, spec, architecture, shape: shapesOf[partitionSelect.value], choose })]),
     fineTuneButton(spec),
     deviceField(spec)];
@@ -394,7 +410,10 @@ function modelFields(spec) {
 
 function modelChoice(spec) {
   const isConverted = spec.model.architecture === converted.name;
-  const choices = [...sections.model.architecture.choices, ...(isConverted || convertedImports().length ? [converted.name] : [])];
+  // The networks of the data's task (a clone of another task's run keeps its own, which the server then refuses with why).
+  const ofTask = sections.model.architecture.choices.filter((name) => taskOf(name) === dataTask() || name === spec.model.architecture);
+  const converts = dataTask() === "classification" && (isConverted || convertedImports().length);
+  const choices = [...ofTask, ...(converts ? [converted.name] : [])];
   const model = field("model.architecture", { ...sections.model.architecture, choices, label: "Model", help: architectureOf(spec).description },
     spec, { describe: (name) => (architectures[name] ?? converted).title });
   groupByDims(model.querySelector("select"), spec.model.architecture);
@@ -409,7 +428,8 @@ function groupByDims(select, value) {
   const volumes = dataDims() === 3;
   const fitting = el("optgroup", { label: volumes ? "For volumes (3D)" : "For 2D images" });
   const others = el("optgroup", { label: volumes ? "For 2D images (this dataset holds volumes)" : "For volumes (3D; this dataset holds 2D images)" });
-  for (const option of [...select.options]) (dimsOf(option.value) === dataDims() ? fitting : others).append(option);
+  const fits = (name) => dimsOf(name) === dataDims() && taskOf(name) === dataTask();
+  for (const option of [...select.options]) (fits(option.value) ? fitting : others).append(option);
   select.replaceChildren(...[fitting, others].filter((group) => group.children.length));
   select.value = value;
 }
@@ -575,8 +595,9 @@ function phaseItem(phase, index) {
 }
 
 function monitorChoices(names) {
-  return ["validation.loss", "train.loss", ...names.map((name) => `validation.${name}`),
-    ...names.filter((name) => !metrics[name].needs_scores).map((name) => `train.${name}`)];
+  const single = names.filter((name) => !metrics[name].per_class); // a value per class is charted, never monitored
+  return ["validation.loss", "train.loss", ...single.map((name) => `validation.${name}`),
+    ...single.filter((name) => !metrics[name].needs_scores).map((name) => `train.${name}`)];
 }
 
 function monitorWords(choice) {
@@ -585,7 +606,7 @@ function monitorWords(choice) {
 }
 
 function metricFields(spec) {
-  const boxes = Object.values(metrics).map((metric) => {
+  const boxes = Object.values(metrics).filter((metric) => metric.tasks.includes(spec.task)).map((metric) => {
     const box = el("input", { type: "checkbox", name: "metrics", value: metric.name });
     box.checked = spec.metrics.includes(metric.name);
     box.addEventListener("change", () => {
@@ -607,7 +628,8 @@ function advancedFields(spec) {
   const planned = (param) => (param.name === "batch_size" && plan?.reasons?.batch_size
     ? { ...param, help: `${planDims(plan) === 3 ? "Volumes" : "Images"} per training step (per process); the plan's: ${plan.reasons.batch_size}.` }
     : param);
-  const training = shown(topLevel).filter((param) => param.name !== "epochs").map((param) => field(param.name, planned(param), spec));
+  // The task follows the data (a dataset of masks is segmented) and the network: not a setting of its own here.
+  const training = shown(topLevel).filter((param) => !["epochs", "task"].includes(param.name)).map((param) => field(param.name, planned(param), spec));
   return [
     group("Optimizer", chooserFields("optimizer", "Optimizer", spec, ["learning_rate"])),
     group("Learning-rate schedule", chooserFields("schedule", "Schedule", spec)),
