@@ -88,7 +88,8 @@ def kept_model(run: TrainingRun, data) -> torch.nn.Module:
     settings = run.spec["model"]
     imported = settings.get("weights") == "imported"
     model = starting_model({**settings, "weights": "imported" if imported else "random"}, data.in_channels, len(data.classes),
-                           model_start(run) if imported else ModelStart(), seed=run.spec["seed"], classes=data.classes)
+                           model_start(run) if imported else ModelStart(), seed=run.spec["seed"], classes=data.classes,
+                           plan=run.spec["data"].get("plan"))  # a network shaped by the plan (DynUNet) is built as trained
     model.load_state_dict(torch.load(run.weights_path, map_location="cpu", weights_only=True))
     return model.eval()
 

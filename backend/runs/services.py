@@ -263,7 +263,7 @@ def check_model(spec: TrainingSpec, partition: Partition, user) -> None:
     if entry.weights_named(model["weights"]):  # published weights (ImageNet's, MedicalNet's): their file must be here
         check_pretrained_file(entry, model["weights"])
     elif model["weights"] == "run":
-        start_run_for(user, model["start_run"], entry)
+        start_run_for(user, model["start_run"], entry, spec["data"].get("plan"))
 
 
 def check_dimensions(entry: ModelEntry, dataset: Dataset) -> None:
@@ -302,7 +302,7 @@ def check_pretrained_file(entry: ModelEntry, weights: str) -> None:
         raise ServiceError(str(missing), field="model.weights", code="weights_unavailable") from None
 
 
-def start_run_for(user, run_id: int, entry: ModelEntry) -> TrainingRun:
+def start_run_for(user, run_id: int, entry: ModelEntry, plan: dict | None = None) -> TrainingRun:
     """The earlier run a run starts from: one the user may read, with a kept model, of the same architecture. Its
     classes and channels may differ (the head is replaced, the first layer adapted)."""
     earlier = runs_for(user).filter(pk=run_id).first()
@@ -318,7 +318,16 @@ def start_run_for(user, run_id: int, entry: ModelEntry) -> TrainingRun:
         its = architecture_title(earlier.architecture)
         raise ServiceError(f"{named} trained a {its}, not a {entry.title}: choose {its} as the model to start from it, or "
                            f"another run.", field="model.start_run")
+    its_plan = earlier.spec["data"].get("plan") or {}
+    if entry.planned and plan and [its_plan.get(k) for k in PLAN_SHAPES_NETWORK] != [plan.get(k) for k in PLAN_SHAPES_NETWORK]:
+        raise ServiceError(f"{named} built its {entry.title} for a patch of {'×'.join(map(str, its_plan.get('patch_size', [])))} at "
+                           f"{'×'.join(f'{v:g}' for v in its_plan.get('target_spacing', []))} mm, and this run's plan differs "
+                           "(the network's depth and kernels follow the plan): set the plan's patch and spacing to that run's, "
+                           "or start from random weights.", field="model.start_run")
     return earlier
+
+
+PLAN_SHAPES_NETWORK = ("patch_size", "target_spacing")  # what a network built from the plan (DynUNet) is shaped by
 
 
 def starting_points(user, architecture: str | None = None):

@@ -1,7 +1,7 @@
 """Segmentation through the whole toolkit: an upload of NIfTI image/mask pairs, refusals at launch (a classification
 network, the task Classification on a dataset of masks), and a real worker that builds the store with the masks,
 trains the defaults (a 3D U-Net, Dice + cross-entropy, mean foreground Dice monitored), records Dice per label, and
-exports an ONNX file whose sides are dynamic."""
+exports an ONNX file whose sides are dynamic; a second run starts from the first's kept model."""
 import zipfile
 
 import numpy as np
@@ -51,3 +51,12 @@ def test_a_worker_segments_nifti_pairs_with_the_defaults(api, project, celery_wo
     larger = [patch[0], patch[1] + 16, patch[2] + 8]
     outputs = onnx_predict(run.onnx_path, np.zeros((1, 1, *larger), dtype=np.float32))
     assert outputs.shape == (1, 3, *larger)
+
+    # A second run starts from the first's kept model (the same labels: every tensor carried over).
+    again = api.post("/api/runs/", {"partition": partition, "epochs": 1, "model": {"weights": "run", "start_run": run.pk}},
+                     format="json")
+    assert again.status_code == 202, again.content
+    second = wait_for(lambda: TrainingRun.objects.filter(pk=again.json()["id"], status__in=TrainingRun.finished_statuses()).first(),
+                      300, "the second run to finish")
+    assert second.status == "succeeded", second.message
+    assert second.log_lines.filter(text__startswith=f"Starting from run {run.pk}").exists()

@@ -430,7 +430,7 @@ def check_loss_serves_task(loss: Loss | None, task: str, errors: dict) -> None:
 
 def check_network_fits(settings: dict, errors: dict) -> None:
     """The network must learn what the task asks (a classifier gives one vector per sample, a segmentation network a
-    map) and take samples of the plan's dimensions; a segmentation network starts from random weights for now."""
+    map) and take samples of the plan's dimensions; a segmentation network starts from random weights or an earlier run."""
     model, task = settings.get("model") or {}, settings["task"]
     entry = MODELS.get(model.get("architecture"))
     if entry is None or "model.architecture" in errors:
@@ -449,9 +449,9 @@ def check_network_fits(settings: dict, errors: dict) -> None:
     elif task != "classification" and isinstance(plan, dict) and patch_problem(entry, plan.get("patch_size")):
         errors["model.architecture"] = (f"{patch_problem(entry, plan['patch_size'])}; the plan's patch is "
                                         f"{'×'.join(map(str, plan['patch_size']))}: change the patch size or the network.")
-    elif task != "classification" and model.get("weights") in ("run", "imported"):
-        errors["model.weights"] = (f"{entry.title} starts from random weights: starting a {task} network from an earlier "
-                                   "run or an imported model is not available yet.")
+    elif task != "classification" and model.get("weights") == "imported":
+        errors["model.weights"] = (f"{entry.title} starts from random weights or an earlier run of it: an imported file "
+                                   f"cannot start a {task} network yet.")
 
 
 def patch_problem(entry, patch) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..tasks import TASKS
 from .networks import NETWORK, ZooModel, build_network, first_conv, fit_first_layer, per_channel, replace_head, set_module
 from .registry import model_entry
 from .weights import read_pretrained
@@ -39,6 +40,9 @@ def starting_model(model_settings: dict, in_channels: int, num_classes: int, sta
     if weights in ("run", "imported"):
         if not start.state_path:
             raise ValueError(f"the run starts from an earlier model ({weights}) but the worker found no weights for it")
+        if TASKS[model_entry(name).task].spatial_output:
+            return from_earlier_map_model(name, read_state(start.state_path), in_channels, num_classes, plan,
+                                          its_classes=start.classes, classes=classes)
         return from_earlier_model(name, read_state(start.state_path), in_channels, num_classes, input_size,
                                   its_classes=start.classes, classes=classes)
     if weights == "random":
@@ -87,6 +91,50 @@ def from_earlier_model(name: str, state: dict, in_channels: int, num_classes: in
     fitted = ZooModel(model.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size,
                       entry.dims)
     return fitted
+
+
+def from_earlier_map_model(name: str, state: dict, in_channels: int, num_classes: int, plan: dict | None = None, *,
+                           its_classes: Sequence[str] | None = None, classes: Sequence[str] | None = None) -> ZooModel:
+    """An earlier segmentation model (a map per label; of architecture `name`, built from the same `plan` where the
+    network is shaped by one) fitted to this run's channels and labels: the first layer's filters adapted; with the
+    same labels in the same order everything carried over, else every tensor shaped by the label count (the output
+    convolution, and a deeply supervised network's side outputs: no single "head" to name) drawn anew and the rest
+    carried over. A map model's output layers are convolutions spread over the decoder, so they are found by building
+    the network for two label counts and comparing shapes."""
+    state = as_zoo_state(state)
+    entry = model_entry(name)
+    filter_rank = entry.dims + 2
+    its_channels = next(value for key, value in state.items() if key.endswith(".weight") and value.dim() == filter_rank).shape[1]
+    by_labels = label_shaped_keys(name, plan)
+    its_count = len(its_classes) if its_classes else label_count_of(state, by_labels)
+    earlier = build_network(name, its_channels, its_count, plan=plan)
+    statistics_shape = (1, -1) + (1,) * entry.dims
+    mean = state.get("mean", torch.zeros(its_channels)).flatten().tolist()
+    std = state.get("std", torch.ones(its_channels)).flatten().tolist()
+    earlier.load_state_dict({"mean": torch.tensor(mean).view(statistics_shape), "std": torch.tensor(std).view(statistics_shape),
+                             **state})
+    fit_first_layer(earlier.network, in_channels)
+    same_labels = its_classes is not None and classes is not None and list(its_classes) == list(classes)
+    fitted = build_network(name, in_channels, num_classes, plan=plan)
+    shapes = {key: value.shape for key, value in fitted.network.state_dict().items()}
+    # Also drawn anew: a tensor the first layer's adaptation does not reach (a residual unit's shortcut from the input).
+    carried = {key: value for key, value in earlier.network.state_dict().items()
+               if (same_labels or key not in by_labels) and value.shape == shapes[key]}
+    fitted.network.load_state_dict(carried, strict=False)
+    return ZooModel(fitted.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), 0, entry.dims)
+
+
+def label_shaped_keys(name: str, plan: dict | None) -> dict[str, int]:
+    """{state key: the axis that follows the label count} of a segmentation network's tensors shaped by it."""
+    two, three = (build_network(name, 1, count, plan=plan).network.state_dict() for count in (2, 3))
+    return {key: next(axis for axis, (a, b) in enumerate(zip(value.shape, three[key].shape)) if a != b)
+            for key, value in two.items() if value.shape != three[key].shape}
+
+
+def label_count_of(state: dict, by_labels: dict[str, int]) -> int:
+    """How many labels an earlier model outputs, read off a tensor shaped by the label count."""
+    key, axis = sorted(by_labels.items())[0]
+    return int(state[f"{NETWORK}.{key}"].shape[axis])  # the earlier model's state, with ZooModel's prefix
 
 
 def fit_head(network: nn.Module, head: str, num_classes: int, its_classes: Sequence[str] | None = None,

@@ -1,0 +1,72 @@
+"""A segmentation network started from an earlier run's (workers/engine/zoo/start.py from_earlier_map_model): with the
+same labels everything is carried over; with other labels every tensor shaped by the label count is drawn anew
+(found by building the network for two label counts: the output convolutions, spread over a U-Net's last block)
+and the rest carried; other channels adapt the first layer; a network built from a plan (DynUNet) is rebuilt from it."""
+import torch
+
+from workers.engine.zoo.networks import build_network
+from workers.engine.zoo.start import ModelStart, from_earlier_map_model, label_shaped_keys, starting_model
+
+
+def state_of(name: str, labels: int, plan=None, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return build_network(name, 1, labels, plan=plan).state_dict()
+
+
+def test_the_same_labels_carry_every_tensor_and_a_prediction_is_unchanged():
+    state = state_of("unet_2d", 3)
+    labels = ("background", "disc", "square")
+    model = from_earlier_map_model("unet_2d", state, 1, 3, its_classes=labels, classes=labels).eval()
+    earlier = build_network("unet_2d", 1, 3)
+    earlier.load_state_dict(state)
+    image = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(image), earlier.eval()(image))
+
+
+def test_other_labels_draw_the_output_layers_anew_and_carry_the_rest():
+    state = state_of("unet_2d", 3)
+    shaped = label_shaped_keys("unet_2d", None)
+    assert shaped == {"model.2.0.conv.weight": 1, "model.2.0.conv.bias": 0, "model.2.1.conv.unit0.conv.weight": 0,
+                      "model.2.1.conv.unit0.conv.bias": 0}, "a U-Net's last up-convolution and its last unit"
+    model = from_earlier_map_model("unet_2d", state, 1, 4, its_classes=("background", "a", "b"),
+                                   classes=("background", "a", "b", "c"))
+    fitted = model.network.state_dict()
+    assert fitted["model.2.0.conv.weight"].shape[1] == 4
+    for key, value in state.items():
+        key = key.removeprefix("network.")
+        if key in fitted and key not in shaped:
+            assert torch.equal(fitted[key], value), key
+    # The same labels in another order are other outputs: drawn anew too (the background first, then by value).
+    reordered = from_earlier_map_model("unet_2d", state, 1, 3, its_classes=("background", "a", "b"),
+                                       classes=("background", "b", "a")).network.state_dict()
+    assert not torch.equal(reordered["model.2.0.conv.bias"], state["network.model.2.0.conv.bias"])
+
+
+def test_the_label_count_is_read_off_the_weights_when_the_names_are_not_known_and_channels_adapt():
+    state = state_of("segresnet_3d", 4)
+    model = from_earlier_map_model("segresnet_3d", state, 2, 2)
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 16, 16, 16)).shape == (1, 2, 16, 16, 16)
+
+
+def test_a_network_shaped_by_the_plan_is_rebuilt_from_it():
+    plan = {"patch_size": [16, 64, 64], "target_spacing": [3.0, 1.0, 1.0]}
+    state = state_of("dynunet_3d", 3, plan)
+    earlier = ("background", "bright", "dark")
+    model = from_earlier_map_model("dynunet_3d", state, 1, 3, plan, its_classes=earlier, classes=earlier)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
+    # Through the engine's entry point, as a run starting from another with one label more reads it.
+    path_state = {key: value for key, value in state.items()}
+    fitted = from_earlier_map_model("dynunet_3d", path_state, 1, 4, plan, its_classes=earlier, classes=(*earlier, "rim"))
+    with torch.no_grad():
+        assert fitted.eval()(torch.randn(1, 1, 16, 64, 64)).shape == (1, 4, 16, 64, 64)
+
+
+def test_starting_model_takes_the_map_route_for_a_segmentation_network(tmp_path):
+    state = state_of("unet_3d", 3)
+    torch.save(state, tmp_path / "earlier.pt")
+    labels = ("background", "bright", "dark")
+    model = starting_model({"architecture": "unet_3d", "weights": "run"}, 1, 3,
+                           ModelStart(state_path=str(tmp_path / "earlier.pt"), classes=labels), classes=labels)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
