@@ -240,6 +240,7 @@ def train_and_store(run: TrainingRun, reporter: RunReporter) -> None:
         results["test_last_epoch"] = measure(spec, data, model_with(model, last_weights), test_set)
         model.load_state_dict(outcome.best_weights)
     results["onnx"] = export_kept_model(run, spec, data, model, reporter)
+    results["postprocessing"] = postprocessing_of(spec, data, model, reporter)
     status, message = ending(spec, outcome, results["kept"], reporter.pruned)
     finished = {"status": status, "message": message, "finished_at": timezone.now(), "results": results}
     if status == Status.SUCCEEDED:
@@ -275,6 +276,20 @@ def export_kept_model(run: TrainingRun, spec: TrainingSpec, data: TrainingData, 
     check = parity_check(model, run.onnx_path, images, subset)
     reporter.log(parity_words(check))
     return check
+
+
+def postprocessing_of(spec: TrainingSpec, data: TrainingData, model, reporter: RunReporter) -> dict:
+    """What the task does to the kept model's predictions from now on, decided on the validation subset (a segmentation:
+    the largest component of a label kept where that raised its validation Dice), and the log's sentence on it."""
+    task = task_for(spec["task"], data.classes, data.dims, spec.loss.probabilities, data.window, spec.mirror_axes(data.dims))
+    choice = task.postprocessing(model, data.validation)
+    if choice.get("dice_before"):
+        kept = [data.classes[label] for label in choice["largest_component"]]
+        changes = ", ".join(f"{name} {choice['dice_before'][name]:.3f} → {choice['dice_after'][name]:.3f}"
+                            for name in choice["dice_before"])
+        reporter.log(f"Postprocessing: the largest connected component alone is kept for {', '.join(kept) or 'no label'} "
+                     f"(mean validation Dice as predicted → largest component only: {changes}).")
+    return choice
 
 
 def model_facts(run: TrainingRun, spec: TrainingSpec, data: TrainingData) -> ModelFacts:

@@ -68,7 +68,8 @@ class RunLaunchSerializer(serializers.Serializer):
 
     partition = OwnedPrimaryKeyField(scope=partitions_for, model_name="partition")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    task = serializers.CharField(required=False, help_text="classification")
+    task = serializers.CharField(required=False, help_text="classification or segmentation (a dataset of masks is "
+                                 "segmented unless this names another task).")
     model = serializers.JSONField(required=False, help_text='{"architecture": "resnet18", "weights": "random"}')
     epochs = serializers.JSONField(required=False, help_text="Passes over the training subset (1 to 1000).")
     batch_size = serializers.JSONField(required=False, help_text="Images per step, per process.")
@@ -85,6 +86,8 @@ class RunLaunchSerializer(serializers.Serializer):
     checkpoints = serializers.JSONField(required=False, help_text='{"every_minutes": 10}')
     resources = serializers.JSONField(required=False, help_text='{"device": "gpu", "processes": 2, "pool": ""}')
     data = serializers.JSONField(required=False, help_text='{"augmentation": <pipeline id>, "balancing": "weighted", "class_factors": {}}')
+    inference = serializers.JSONField(required=False, help_text='{"mirror": true, "mirror_axes": [1, 2]}: test-time mirroring '
+                                      "of a segmentation's whole samples.")
 
     def validate(self, attrs):
         unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []

@@ -47,6 +47,7 @@ def test_a_partition_with_masks_offers_only_segmentation_and_launches_it(page, l
     expect(field(page, "monitor")).to_have_value("validation.mean_dice")
     assert "validation.class_dice" not in options(page, "monitor"), "a value per label is charted, never monitored"
     expect(field(page, "task")).to_have_count(0)
+    expect(field(page, "inference.mirror")).not_to_be_checked()  # test-time mirroring: offered, off by default
     for width in (1366, 1920, 390):
         page.set_viewport_size({"width": width, "height": 1000})
         page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth")
@@ -57,11 +58,13 @@ def test_a_partition_with_masks_offers_only_segmentation_and_launches_it(page, l
     field(page, "partition").select_option(str(outlines["classes"].pk))
     expect(field(page, "model.architecture")).to_have_value("small_cnn")
     expect(field(page, "loss.name")).to_have_value("cross_entropy")
+    expect(field(page, "inference.mirror")).to_have_count(0)  # nothing to mirror in a class
     assert not set(options(page, "model.architecture")) & segmenting
     field(page, "partition").select_option(str(outlines["shapes"].pk))
     expect(field(page, "model.architecture")).to_have_value("unet_2d")
     expect(field(page, "loss.name")).to_have_value("dice_ce")
 
+    field(page, "inference.mirror").check()
     field(page, "epochs").fill("1")
     with page.expect_response(lambda response: response.url.endswith("/api/runs/") and response.request.method == "POST") as sent:
         page.locator('#run-form button[type="submit"]').click()
@@ -69,3 +72,4 @@ def test_a_partition_with_masks_offers_only_segmentation_and_launches_it(page, l
     run = TrainingRun.objects.get()
     assert run.spec["task"] == "segmentation" and run.spec["model"]["architecture"] == "unet_2d"
     assert run.spec["data"]["plan"]["dims"] == 2 and run.spec["loss"]["name"] == "dice_ce"
+    assert run.spec["inference"]["mirror"] is True

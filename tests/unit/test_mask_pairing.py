@@ -397,3 +397,17 @@ def test_pairing_never_depends_on_order(templates, subjects, shuffler):
     assert (first.given, first.refused) == (again.given, again.refused)
     assert set(first.given) | set(first.refused) == set(masks), "every mask is either given or refused"
     assert len(set(first.given.values())) == len(first.given), "no image has two masks"
+
+
+def test_a_binary_nifti_mask_saved_as_0_255_is_the_same_as_0_1():
+    """Issue 23: binary masks stored as 0/255 or 0/1 are the same thing, pictures or not; a label map that also holds
+    other values keeps them."""
+    from workers.engine.ingest.masks import make_labels
+
+    volume = np.zeros((4, 6, 6), np.uint8)
+    volume[1:3, 2:4, 2:4] = 255
+    labels, values, note = make_labels(volume, "NIfTI", "volume")
+    assert values == [0, 1] and np.array_equal(labels, volume // 255) and note == "0/255 mask read as 0 (background) and 1"
+    volume[0, 0, 0] = 2
+    labels, values, _ = make_labels(volume, "NIfTI", "volume")
+    assert values == [0, 2, 255] and labels.max() == 255

@@ -156,8 +156,10 @@ def test_the_spec_gives_segmentation_its_defaults_and_refuses_what_does_not_serv
                                ({"loss": {"name": "dice_ce"}}, "loss.name", "Dice + cross-entropy is not a loss for classification"),
                                ({"task": "segmentation", "model": {"architecture": "unet_2d"}, "data": {"plan": plan}},
                                 "model.architecture", "U-Net (2D) is a 2D network and the plan is for volumes"),
-                               ({"task": "segmentation", "model": {"architecture": "vnet_3d"}, "data": {"plan": {**plan, "patch_size": [24, 32, 32]}}},
-                                "model.architecture", "V-Net takes volumes whose sides are multiples of 16")]:
+                               # Rounded up to V-Net's 16 the slice side would be 32, past twice the thinnest sample's 12.
+                               ({"task": "segmentation", "model": {"architecture": "vnet_3d"},
+                                 "data": {"plan": {**plan, "patch_size": [24, 32, 32], "smallest_shape": [12, 40, 40]}}},
+                                "data.plan.patch_size", "V-Net needs patch sides in multiples of 16")]:
         with pytest.raises(SpecInvalid) as refused:
             resolve_spec(data)
         assert refused.value.errors[field].startswith(words), refused.value.errors

@@ -2,6 +2,8 @@
 same labels everything is carried over; with other labels every tensor shaped by the label count is drawn anew
 (found by building the network for two label counts: the output convolutions, spread over a U-Net's last block)
 and the rest carried; other channels adapt the first layer; a network built from a plan (DynUNet) is rebuilt from it."""
+import math
+
 import torch
 
 from workers.engine.zoo.networks import build_network
@@ -70,3 +72,20 @@ def test_starting_model_takes_the_map_route_for_a_segmentation_network(tmp_path)
     model = starting_model({"architecture": "unet_3d", "weights": "run"}, 1, 3,
                            ModelStart(state_path=str(tmp_path / "earlier.pt"), classes=labels), classes=labels)
     assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
+
+
+def test_the_rate_finder_sweeps_a_segmentation_network_on_its_masks(tmp_path):
+    """The finder drives the Trainer's own step, so a U-Net on masks sweeps as a classifier does: the Dice + CE loss
+    falls from its start, then blows up at too large a rate; a rate is suggested."""
+    from workers.engine.demo import demo_shapes_subsets
+    from workers.engine.training.finder import find_learning_rate
+    from workers.engine.training.spec import fitted_to_subset
+    from workers.engine.training.trainer import TrainingData
+
+    train_set, validation, _, classes, plan = demo_shapes_subsets(tmp_path, count=24)
+    data = TrainingData(train_set, validation, 1, classes, dims=2, window=tuple(plan["patch_size"]))
+    spec = fitted_to_subset({"task": "segmentation", "data": {"plan": plan}, "batch_size": 4}, len(train_set))
+    found = find_learning_rate(spec, data)
+    losses = [loss for loss in found["losses"] if loss is not None and math.isfinite(loss)]
+    assert len(losses) >= 20 and min(losses) < losses[0], found
+    assert found["suggestion"] is not None and 1e-6 < found["suggestion"] < 1, found

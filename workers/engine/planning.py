@@ -277,6 +277,33 @@ def plan_for(fingerprint: dict, device_memory_bytes: int | None = None) -> dict:
     return plan
 
 
+MOST_PADDING = 2.0  # a patch side rounded up for a network may reach twice the smallest sample's side: half a patch real
+
+
+def fitted_to_network(plan: dict, divisor: int, smallest_side: int, network: str) -> tuple[dict, str]:
+    """The plan with its patch's sides rounded up to what a network takes (multiples of `divisor`, at least
+    `smallest_side`: a U-Net halves its input three times), so that thin volumes (10 slices of an anisotropic CT) still
+    train: samples smaller than the patch are padded to it (store.cut), predictions slide the window over them and
+    crop back. Returns (plan, "") with the reason extended, or (the plan as it was, why not) where a rounded side would
+    pass the smallest sample's (`smallest_shape`) by more than MOST_PADDING times: most of each patch would be padding."""
+    patch = plan["patch_size"]
+    rounded_patch = [max(math.ceil(side / divisor) * divisor, math.ceil(smallest_side / divisor) * divisor) for side in patch]
+    if rounded_patch == patch:
+        return plan, ""
+    axes = axes_of(len(patch))
+    smallest = plan.get("smallest_shape") or rounded_patch
+    for axis, (side, small) in enumerate(zip(rounded_patch, smallest)):
+        if side > MOST_PADDING * small:
+            return plan, (f"{network} needs patch sides in multiples of {divisor} (at least {smallest_side}); the {axes[axis]} "
+                          f"side would become {side}, more than {MOST_PADDING:g} times the smallest sample's {small} (mostly "
+                          "padding): choose a network that takes any size (DynUNet), or a finer target spacing along that "
+                          "axis, or leave out the smallest samples")
+    reasons = {**plan.get("reasons", {})}
+    reasons["patch_size"] = (reasons.get("patch_size", "") + f"; rounded up from {'x'.join(map(str, patch))} to multiples "
+                             f"of {divisor} for {network}, smaller samples padded").lstrip("; ")
+    return {**plan, "patch_size": rounded_patch, "reasons": reasons}, ""
+
+
 def median_at(fingerprint: dict, spacing: list[float]) -> list[int]:
     shapes = [resampled_shape(shape, s, spacing) for shape, s in zip(fingerprint["shapes"], fingerprint["spacings"])]
     return [int(v) for v in np.median(np.asarray(shapes), axis=0)]

@@ -7,8 +7,8 @@ matrices must agree: equal shapes alone would let a mask drawn on another scan, 
 slices, slip through. Pictures carry no geometry; only their shapes are compared.
 
 Labels: the values of a mask are its classes and are kept as they are (0/1/2 stays 0/1/2), with two
-exceptions that are conventions of pictures, not labels: a 0/255 picture means background/foreground
-(stored as 0/1), and a colour picture's colours are classes (numbered in the order of their colours,
+exceptions that are conventions of pictures, not labels: a 0/255 mask (a picture's white, or a NIfTI written from
+one) means background/foreground (stored as 0/1), and a colour picture's colours are classes (numbered in the order of their colours,
 black 0; the palette is kept). A paletted PNG is read by its indices, which are its labels.
 """
 from __future__ import annotations
@@ -120,9 +120,10 @@ def make_labels(mask: np.ndarray, file_format: str, kind: str) -> tuple[np.ndarr
     values = np.unique(mask)
     if values.size and values[0] < 0:
         raise Rejected(f"the mask holds negative values (down to {values[0]:g}); labels are 0 (background) and up")
-    if picture and values.size and set(values.tolist()) <= {0, 255} and 255 in values:
+    if values.size and set(values.tolist()) <= {0, 255} and 255 in values:
+        # A binary mask saved as 0/255 (a picture's white, or a NIfTI written from one) is the same as 0/1.
         mask, values = (mask > 0).astype(np.uint8), np.unique((values > 0).astype(np.uint8))
-        note = note or "0/255 picture read as 0 (background) and 1"
+        note = note or f"0/255 {'picture' if picture else 'mask'} read as 0 (background) and 1"
     if values.size > MOST_LABELS:
         raise Rejected(f"the mask holds {values.size:,} different values; a mask holds a few label numbers "
                        "(is it an image? a JPEG mask blurs them: save masks as PNG or NIfTI)")

@@ -59,11 +59,14 @@ class Task:
     architectures: ClassVar[dict[int, str]] = {}  # the default network for 2D images and volumes ({}: the toolkit's)
 
     def __init__(self, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None,
-                 window: Sequence[int] | None = None):
+                 window: Sequence[int] | None = None, mirror_axes: Sequence[int] = ()):
         self.classes = list(classes)
         self.dims = dims  # spatial dimensions of the samples: 2 (images) or 3 (volumes)
         self.probabilities = probabilities or softmax
         self.window = tuple(window) if window else None  # the patch a model of volumes trains on: predictions slide it
+        # Spatial axes (0: the first after the channels) a whole-sample prediction is also made mirrored along and
+        # averaged over (test-time mirroring; the spec's `inference`); (): none. A task that cannot mirror ignores it.
+        self.mirror_axes = tuple(mirror_axes)
 
     @property
     def outputs(self) -> int:
@@ -79,6 +82,11 @@ class Task:
     def predict(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The model's logits for a batch of whole samples."""
         raise NotImplementedError
+
+    def postprocessing(self, model: torch.nn.Module, validation) -> dict:
+        """What the task does to a kept model's predictions afterwards, decided on the validation subset's whole
+        samples (a plain dict the run records; {}: nothing)."""
+        return {}
 
     def export_metadata(self) -> dict[str, str]:
         """What the exported model's metadata says of its task and output (str -> str)."""
@@ -99,6 +107,7 @@ def softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def task_for(name: str, classes: Sequence[str], dims: int = 2, probabilities: Callable | None = None,
-             window: Sequence[int] | None = None) -> Task:
-    """The task a run's spec names, built for its data (`window`: the patch size of a model of volumes)."""
-    return TASKS[name](classes, dims, probabilities, window)
+             window: Sequence[int] | None = None, mirror_axes: Sequence[int] = ()) -> Task:
+    """The task a run's spec names, built for its data (`window`: the patch size of a model of volumes; `mirror_axes`:
+    the axes whole samples are also predicted mirrored along, `TrainingSpec.mirror_axes`)."""
+    return TASKS[name](classes, dims, probabilities, window, mirror_axes)

@@ -54,10 +54,10 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, loss_fn, task: Task, metr
 def measured(model: torch.nn.Module, dataset: Dataset, spec, classes: list[str], class_counts: tuple[int, ...] = (),
              dims: int = 2, window=None, metric_names: list[str] | None = None, predictions: list | None = None,
              observer: JobObserver | None = None, progress_message: str = "") -> dict[str, float]:
-    """A run's model measured on a dataset as its spec says: the spec's task, loss and metrics (or `metric_names`);
-    `window`: the patch a model of volumes learnt on; `observer`: told of the progress, asked whether to stop
+    """A run's model measured on a dataset as its spec says: the spec's task (mirrored at test time where its
+    `inference` says), loss and metrics (or `metric_names`); `window`: the patch a model of volumes learnt on; `observer`: told of the progress, asked whether to stop
     (`evaluate`)."""
-    task = task_for(spec["task"], classes, dims, spec.loss.probabilities, window)
+    task = task_for(spec["task"], classes, dims, spec.loss.probabilities, window, spec.mirror_axes(dims))
     loss_fn = spec.loss.build(LossContext(task.outputs, class_counts))
     return evaluate(model, dataset, loss_fn, task, spec["metrics"] if metric_names is None else metric_names,
                     spec["batch_size"], predictions=predictions, observer=observer, progress_message=progress_message)

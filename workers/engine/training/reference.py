@@ -66,7 +66,22 @@ def reference_markdown() -> str:
     for key in ("early_stopping", "checkpoints", "resources", "data"):
         lines += [f"## {sections[key]['title']} (`{key}`)", ""] + params_table(sections[key]["params"], f"{key}.")
     lines += ["`data.augmentation` is the id of one of the project's augmentation pipelines (its latest version is used and",
-              "frozen); `data.class_factors` is `{class: times per epoch}` for balancing `factors`.", "",
+              "frozen); `data.class_factors` is `{class: times per epoch}` for balancing `factors`. `data.plan` is the",
+              "dataset's plan (patch, spacing, normalisation); for a segmentation network whose input sides must be multiples",
+              "of a number (a U-Net's 8), the plan's patch is rounded up to them (a 10x32x32 patch of thin volumes becomes",
+              "16x32x32, each sample padded to it), refused only where a side would pass twice the smallest sample's.", ""]
+    lines += [f"## {sections['inference']['title']} (`inference`)", ""] + params_table(sections["inference"]["params"], "inference.")
+    lines += ["`inference.mirror_axes` (with `mirror` on) lists the spatial axes to mirror along, 0 the first (a volume's",
+              "slices, an image's rows), e.g. `[1, 2]`; left out: all of them.", "",
+              "## Segmentation", "",
+              "Deep supervision: a network whose zoo entry says `deep_supervision` (DynUNet, nnU-Net's) gives, in training, its",
+              "coarser decoder stages' outputs too; the loss is their weighted sum, each against the mask downsampled",
+              "(nearest) to its size, weights halving per level from the finest and normalised to 1 (nnU-Net's scheme).",
+              "Predictions, metrics and the exported model use the full-resolution output alone.", "",
+              "Postprocessing: after training, the validation subset's whole samples are predicted with and without keeping",
+              "only the largest connected component of each foreground label; it is kept for a label only when it raises",
+              "that label's mean validation Dice (nnU-Net's rule); the choice and both Dice values are recorded with the run",
+              "(`workers/engine/tasks/segmentation/postprocessing.py`).", "",
               "## Defaults by architecture", "",
               "Checked against tuned runs of the same architecture by `bench/default_settings.py`.", "",
               "| architecture | optimizer | learning rate | schedule | epochs | batch |", "| --- | --- | --- | --- | --- | --- |"]

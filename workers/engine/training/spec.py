@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ..params import Configurable, Param, ParamError
-from ..planning import check_plan
+from ..planning import check_plan, fitted_to_network
 from ..tasks import METRICS, TASKS, metrics_of
 from ..zoo.registry import MODELS
 from .losses import LOSSES, Loss
@@ -45,6 +45,7 @@ DEFAULTS = {
     "checkpoints": {},
     "resources": {},
     "data": {},
+    "inference": {},
 }
 CHOSEN_BY_NAME = ("optimizer", "loss", "schedule")  # sections whose parameters depend on the chosen "name"
 REGISTRIES = {"optimizer": OPTIMIZERS, "loss": LOSSES, "schedule": SCHEDULES}
@@ -178,8 +179,34 @@ class DataSection(Section):
         return {**super().values(), "class_factors": self.class_factors, "augmentation": self.augmentation, **plan}
 
 
+class InferenceSection(Section):
+    name, title = "inference", "Inference"
+    params = (Param("mirror", "bool", False, "Test-time mirroring (segmentation, as nnU-Net): the test subset's and "
+                                             "evaluations' whole samples are also predicted mirrored along their axes and "
+                                             "the probabilities averaged; a little more accurate, 2^axes times slower (8 "
+                                             "for volumes). The validation after each epoch is not mirrored."),)
+
+    def __init__(self, **values):
+        # The spatial axes to mirror along (0 the first: a volume's slices, an image's rows); None: all of them.
+        self.mirror_axes = values.pop("mirror_axes", None)
+        super().__init__(**values)
+
+    def check(self):
+        axes = self.mirror_axes
+        if axes is not None and not (isinstance(axes, list) and axes and len(set(axes)) == len(axes) and all(
+                isinstance(a, int) and not isinstance(a, bool) and 0 <= a <= 2 for a in axes)):
+            raise ParamError("mirror_axes", "The mirror axes are a list of distinct spatial axes, 0 to 2 (0: a volume's "
+                                            "slices or an image's rows), e.g. [1, 2]; leave them out to mirror along all.")
+        if axes is not None and not self.mirror:
+            raise ParamError("mirror_axes", "Mirror axes apply only with mirror on: turn mirror on or leave the axes out.")
+
+    def values(self):
+        axes = {"mirror_axes": self.mirror_axes} if self.mirror_axes is not None else {}
+        return {**super().values(), **axes}
+
+
 SECTIONS = {section.name: section for section in (ModelSection, EarlyStoppingSection, CheckpointSection, ResourceSection,
-                                                  DataSection)}
+                                                  DataSection, InferenceSection)}
 TOP_LEVEL = (
     Param("task", "choice", "classification", "What the model learns: one class per image or volume (classification), or "
                                               "a label per pixel or voxel (segmentation).", choices=tuple(TASKS)),
@@ -251,6 +278,13 @@ class TrainingSpec:
         """Whether some phase leaves part of the network untrained."""
         return any(phase.train == "head" or phase.frozen_blocks for phase in self.phases)
 
+    def mirror_axes(self, dims: int) -> tuple[int, ...]:
+        """The spatial axes whole samples are also predicted mirrored along (`inference`); () without mirroring."""
+        inference = self.settings["inference"]
+        if not inference["mirror"]:
+            return ()
+        return tuple(inference.get("mirror_axes") or range(dims))
+
     def phase_at(self, epoch: int) -> Phase:
         """The phase a 1-based epoch belongs to."""
         return next(phase for phase in reversed(self.phases) if epoch >= phase.first_epoch)
@@ -289,11 +323,13 @@ def resolve_spec(data: dict) -> TrainingSpec:
     parts = {}
     for key in CHOSEN_BY_NAME:
         parts[key], settings[key] = chosen_part(key, merged[key], errors)
-    for key in ("early_stopping", "checkpoints", "resources", "data"):
+    for key in ("early_stopping", "checkpoints", "resources", "data", "inference"):
         settings[key] = section_values(SECTIONS[key], merged[key], key, errors)
     settings["metrics"] = metric_names(merged["metrics"], settings["task"], errors)
     check_loss_serves_task(parts.get("loss"), settings["task"], errors)
+    fit_patch_to_network(settings, errors)
     check_network_fits(settings, errors)
+    check_mirroring(settings, errors)
     settings["monitor"] = monitored_metric(merged["monitor"], settings["metrics"], errors)
     settings["phases"], phases = phase_plan(merged["phases"], data, settings, parts.get("optimizer"), errors)
     if phases and parts.get("schedule"):
@@ -346,7 +382,7 @@ def merged_with_defaults(data: dict, errors: dict) -> dict:
     architecture = model.get("architecture", default_architecture(task, data))
     defaults = defaults_for(architecture, task)
     defaults["model"]["architecture"] = architecture
-    for key in ("model", *CHOSEN_BY_NAME, "early_stopping", "checkpoints", "resources", "data"):
+    for key in ("model", *CHOSEN_BY_NAME, "early_stopping", "checkpoints", "resources", "data", "inference"):
         if key in data and not isinstance(data[key], dict):
             errors[key] = f"'{key}' must be an object of settings, e.g. {{\"name\": ...}}."
             data = {k: v for k, v in data.items() if k != key}
@@ -428,6 +464,21 @@ def check_loss_serves_task(loss: Loss | None, task: str, errors: dict) -> None:
         errors["loss.name"] = f"{loss.title} is not a loss for {task}; choose among {', '.join(serving)}."
 
 
+def fit_patch_to_network(settings: dict, errors: dict) -> None:
+    """A segmentation network that takes sides in multiples of a number (a U-Net's 8) gets the plan's patch rounded up
+    to them (planning.fitted_to_network), so the run records the patch it trains on; refused where that patch would be
+    mostly padding."""
+    entry = MODELS.get((settings.get("model") or {}).get("architecture"))
+    plan = (settings.get("data") or {}).get("plan")
+    if (entry is None or not TASKS[settings["task"]].spatial_output or entry.divisor <= 1 or not isinstance(plan, dict)
+            or entry.dims != plan.get("dims", 3) or not patch_problem(entry, plan.get("patch_size"))):
+        return
+    fitted, problem = fitted_to_network(plan, entry.divisor, entry.min_size, entry.title)
+    if problem:
+        errors["data.plan.patch_size"] = problem + "."
+    settings["data"]["plan"] = fitted
+
+
 def check_network_fits(settings: dict, errors: dict) -> None:
     """The network must learn what the task asks (a classifier gives one vector per sample, a segmentation network a
     map) and take samples of the plan's dimensions; a segmentation network starts from random weights or an earlier run."""
@@ -446,12 +497,30 @@ def check_network_fits(settings: dict, errors: dict) -> None:
         errors["model.architecture"] = (f"{entry.title} is a {entry.dims}D network and the plan is for "
                                         f"{'volumes (3D)' if plan.get('dims', 3) == 3 else '2D images'}; choose among "
                                         f"{', '.join(fitting)}.")
-    elif task != "classification" and isinstance(plan, dict) and patch_problem(entry, plan.get("patch_size")):
+    elif (task != "classification" and isinstance(plan, dict) and "data.plan.patch_size" not in errors
+          and patch_problem(entry, plan.get("patch_size"))):
         errors["model.architecture"] = (f"{patch_problem(entry, plan['patch_size'])}; the plan's patch is "
                                         f"{'×'.join(map(str, plan['patch_size']))}: change the patch size or the network.")
     elif task != "classification" and model.get("weights") == "imported":
         errors["model.weights"] = (f"{entry.title} starts from random weights or an earlier run of it: an imported file "
                                    f"cannot start a {task} network yet.")
+
+
+def check_mirroring(settings: dict, errors: dict) -> None:
+    """Mirroring flips a predicted map: a segmentation's, along axes the samples have."""
+    inference = settings.get("inference") or {}
+    if not inference.get("mirror") or "inference.mirror_axes" in errors:
+        return
+    if not TASKS[settings["task"]].spatial_output:
+        errors["inference.mirror"] = (f"Test-time mirroring averages predicted maps; a {settings['task']} run predicts "
+                                      "one answer per sample: turn mirror off.")
+        return
+    plan, entry = (settings.get("data") or {}).get("plan"), MODELS.get(settings["model"].get("architecture"))
+    dims = plan.get("dims", 3) if isinstance(plan, dict) else entry.dims if entry else 3
+    beyond = [axis for axis in inference.get("mirror_axes") or () if axis >= dims]
+    if beyond:
+        errors["inference.mirror_axes"] = (f"The samples have {dims} spatial axes (0 to {dims - 1}); axis "
+                                           f"{beyond[0]} is not one of them: choose among {list(range(dims))}.")
 
 
 def patch_problem(entry, patch) -> str:

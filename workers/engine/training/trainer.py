@@ -221,8 +221,11 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
         with self.precision.autocast():
-            logits = self.network(images)
-            loss = self.loss_fn(logits, targets)
+            outputs = self.network(images)
+            loss = self.loss_fn(outputs, targets)
+        # A deeply supervised network (zoo entry `deep_supervision`) trains on a list of outputs, the finest first: the
+        # loss scores them all, the epoch's metrics the finest (the one prediction gives).
+        logits = outputs[0] if isinstance(outputs, list | tuple) else outputs
         self.precision.step(loss, self.optimizer, self.model.parameters())
         self.tally.add(loss, logits, targets)
         self.epoch_images += len(targets)

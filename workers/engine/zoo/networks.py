@@ -173,7 +173,9 @@ def build_network(name: str, in_channels: int, num_classes: int, pretrained: dic
     `plan`: the run's plan, which shapes the networks built from it (DynUNet's depth and kernels, UNETR's input size)."""
     entry = model_entry(name)
     if name in SEGMENTATION_NETWORKS:
-        network = SEGMENTATION_NETWORKS[name](in_channels, num_classes, plan)
+        # A network that supervises deeply (the entry says so) is built with its coarser decoder outputs.
+        supervision = {"deep_supervision": True} if entry.deep_supervision else {}
+        network = SEGMENTATION_NETWORKS[name](in_channels, num_classes, plan, **supervision)
     elif name in OWN_NETWORKS:
         network = OWN_NETWORKS[name](in_channels, num_classes)
     elif name in MONAI_NETWORKS and pretrained is None:

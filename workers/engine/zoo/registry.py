@@ -85,6 +85,9 @@ class ModelEntry:
     # a plan, for a cube of its smallest side.
     planned: bool = False
     fixed_size: bool = False           # takes only the size it was built for (UNETR: the plan's patch)
+    # Trains with deep supervision (nnU-Net's): in training the network gives its coarser decoder stages' outputs too,
+    # each scored against the mask at its size (losses.py); in eval mode, the full-resolution output alone.
+    deep_supervision: bool = False
 
     @property
     def weight_choices(self) -> tuple[str, ...]:
@@ -121,7 +124,8 @@ class ModelEntry:
                 "channels": "any", "parameters": self.parameters, "min_size": self.min_size, "max_size": self.max_size,
                 "accepted_sizes": self.accepted_sizes(), "head": self.head, "gradcam_layer": self.gradcam_layer,
                 "blocks": len(self.blocks), "source": self.source, "weights": [w.describe() for w in self.weights],
-                "divisor": self.divisor, "planned": self.planned, "fixed_size": self.fixed_size}
+                "divisor": self.divisor, "planned": self.planned, "fixed_size": self.fixed_size,
+                "deep_supervision": self.deep_supervision}
 
 
 def imagenet(filename: str, accuracy: float, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> WeightsEntry:
@@ -263,15 +267,17 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
                 ("up_layers", "up_samples"), ("conv_final",)), "monai", defaults=SEGMENT_3D, divisor=8),
     ModelEntry("dynunet_2d", "DynUNet (2D, nnU-Net's)", "nnU-Net's U-Net (MONAI's DynUNet): its depth, kernels and "
                "strides chosen from the plan's patch and spacing, as nnU-Net chooses them.",
-               "segmentation", 2, 498_760, 16, None, "output_block", "bottleneck",
-               (("input_block",), ("downsamples",), ("bottleneck",), ("upsamples",), ("output_block",)), "monai",
-               defaults=SEGMENT_2D, planned=True),
+               "segmentation", 2, 563_760, 16, None, "output_block", "bottleneck",
+               (("input_block",), ("downsamples",), ("bottleneck",), ("upsamples",),
+                ("output_block", "deep_supervision_heads")), "monai",
+               defaults=SEGMENT_2D, planned=True, deep_supervision=True),
     ModelEntry("dynunet_3d", "DynUNet (3D, nnU-Net's)", "nnU-Net's U-Net for volumes (MONAI's DynUNet): its depth, kernels "
                "and strides chosen from the plan's patch and spacing (a thick-sliced axis halved later, with flat kernels "
                "until it catches up), as nnU-Net chooses them.",
-               "segmentation", 3, 1_389_320, 16, None, "output_block", "bottleneck",
-               (("input_block",), ("downsamples",), ("bottleneck",), ("upsamples",), ("output_block",)), "monai",
-               defaults=SEGMENT_HEAVY_3D, planned=True),
+               "segmentation", 3, 1_454_320, 16, None, "output_block", "bottleneck",
+               (("input_block",), ("downsamples",), ("bottleneck",), ("upsamples",),
+                ("output_block", "deep_supervision_heads")), "monai",
+               defaults=SEGMENT_HEAVY_3D, planned=True, deep_supervision=True),
     ModelEntry("unetr_3d", "UNETR", "Hatamizadeh's transformer encoder (a ViT on 16³ patches) with a convolutional decoder "
                "(MONAI's), built for the plan's patch size only; large and slow on a CPU, for comparison.",
                "segmentation", 3, 98_946_472, 16, None, "out", "decoder2",

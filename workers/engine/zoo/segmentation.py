@@ -6,6 +6,7 @@ spacing), as nnU-Net shapes its network.
 that needs it is built for a cube of the smallest side it takes, at 1 mm."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -98,15 +99,39 @@ def segresnet(dims: int):
     return build
 
 
-def dynunet(dims: int):
-    def build(in_channels: int, num_classes: int, plan: dict | None = None) -> nn.Module:
-        from monai.networks.nets import DynUNet
+def supervised_levels(strides: Sequence[Sequence[int]]) -> int:
+    """How many of a DynUNet's coarser decoder stages get an output of their own under deep supervision: all but the
+    coarsest (nnU-Net gives the coarsest a weight of 0; MONAI takes fewer than the upsamplings)."""
+    return max(len(strides) - 2, 0)
 
+
+@functools.cache
+def deeply_supervised_dynunet() -> type[nn.Module]:
+    """MONAI's DynUNet whose training output is the list of its decoder's outputs, finest first, each at its own
+    resolution (MONAI's stacks them upsampled to the finest; nnU-Net compares each with the mask downsampled to it,
+    losses.py's DeepSupervision does). In eval mode it gives the finest alone, as MONAI's does."""
+    from monai.networks.nets import DynUNet
+
+    class DeeplySupervisedDynUNet(DynUNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+            out = self.output_block(self.skip_layers(x))
+            if self.training and self.deep_supervision:
+                return [out, *self.heads]  # the heads were filled, coarser stage last, by the pass just made
+            return out
+
+    return DeeplySupervisedDynUNet
+
+
+def dynunet(dims: int):
+    def build(in_channels: int, num_classes: int, plan: dict | None = None, deep_supervision: bool = False) -> nn.Module:
         kernels, strides = dynunet_topology(*patch_and_spacing(plan, dims, 16))
         cap = FILTERS_3D if dims == 3 else FILTERS_2D
         filters = [min(32 * 2 ** stage, cap) for stage in range(len(strides))]
-        return DynUNet(dims, in_channels, num_classes, kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:],
-                       filters=filters, norm_name="instance", res_block=False)
+        levels = supervised_levels(strides) if deep_supervision else 0
+        return deeply_supervised_dynunet()(
+            dims, in_channels, num_classes, kernel_size=kernels, strides=strides, upsample_kernel_size=strides[1:],
+            filters=filters, norm_name="instance", res_block=False, deep_supervision=levels > 0,
+            deep_supr_num=max(levels, 1))
     return build
 
 

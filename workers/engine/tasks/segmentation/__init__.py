@@ -4,6 +4,7 @@ of voxels (and, per sample, each case's own), and a sample larger than the patch
 MONAI's sliding window (overlapping windows, Gaussian weighting)."""
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -44,6 +45,19 @@ class Segmentation(Task):
         return SegmentationTally(self.classes, device, keep_cases=keep_scores)
 
     def predict(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Per-voxel logits of whole samples (`windowed`). With test-time mirroring (`mirror_axes`), as nnU-Net does:
+        the class probabilities averaged over the sample predicted as it is and mirrored along every combination of
+        those axes (2^axes predictions, each flipped back), returned as their logarithms, logits whose softmax is that
+        average (so every caller reads them as it reads one prediction's logits)."""
+        if not self.mirror_axes:
+            return self.windowed(model, images)
+        import torch
+        flips = [[2 + axis for axis in chosen] for count in range(len(self.mirror_axes) + 1)
+                 for chosen in itertools.combinations(self.mirror_axes, count)]
+        total = sum(self.probabilities(self.windowed(model, images.flip(axes)).float()).flip(axes) for axes in flips)
+        return (total / len(flips)).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+    def windowed(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Per-voxel logits of whole samples: one forward pass when a sample is the patch's size (or no patch is known);
         else MONAI's sliding window over it, windows overlapping by half and blended with Gaussian weights (a window's
         centre counts more than its edges), a sample smaller than the patch padded to it and cropped back."""
@@ -52,6 +66,12 @@ class Segmentation(Task):
         from monai.inferers import sliding_window_inference
         return sliding_window_inference(images, self.window, WINDOWS_PER_BATCH, model, overlap=SLIDING_OVERLAP,
                                         mode="gaussian")
+
+    def postprocessing(self, model: torch.nn.Module, validation) -> dict:
+        """Keep-the-largest-component per label, kept where it raises the label's mean validation Dice (nnU-Net's
+        choice; postprocessing.py)."""
+        from .postprocessing import choose_postprocessing
+        return choose_postprocessing(model, validation, self)
 
     def export_metadata(self) -> dict[str, str]:
         return {"task": self.name, "classes": json.dumps(self.classes), "dims": str(self.dims),

@@ -636,6 +636,7 @@ function advancedFields(spec) {
     group("Phases", phaseEditor(spec), true),
     group("Loss", chooserFields("loss", "Loss", spec)),
     group("Metrics", metricFields(spec)),
+    ...(spec.task === "segmentation" ? [group("Prediction", sectionFields("inference", spec))] : []),
     group("Early stopping", sectionFields("early_stopping", spec)),
     group("Training steps", training),
     group("Checkpoints", sectionFields("checkpoints", spec)),
