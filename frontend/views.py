@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
 from backend.audit.services import Action, events_for, record
+from backend.datasets.label_names import label_rows
 from backend.datasets.models import Dataset, Sample
 from backend.datasets.planning import plan_in_words, plan_of
 from backend.datasets.services import datasets_for, partitions_for
@@ -88,8 +89,9 @@ def dataset_page(request, dataset_id):
     changeable = can_change(request.user, dataset.project)
     record(request.user, dataset.project, Action.READ, dataset)
     plan = plan_of(dataset)
+    labels = label_rows(dataset) if dataset.task == Dataset.Task.SEGMENTATION and dataset.status == Dataset.Status.READY else []
     return render(request, "frontend/dataset.html", {"dataset": dataset, "project": dataset.project, "can_change": changeable,
-                                                     "aggregations": dataset.aggregations.all(),
+                                                     "aggregations": dataset.aggregations.all(), "label_rows": labels,
                                                      "plan": plan, "plan_rows": plan_in_words(plan) if plan else []})
 
 

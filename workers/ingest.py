@@ -108,13 +108,26 @@ def store_result(dataset: Dataset, summary: IngestSummary) -> None:
         counts = Counter(dataset.report.values_list("status", flat=True))
         not_taken = sum(n for status, n in counts.items() if status != ACCEPTED)
         fields = {**summarise(samples), "channels": summary.channels, "height": summary.height, "width": summary.width,
-                  "size_bytes": folder_size(dataset.storage_dir), "fingerprint": fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))}
+                  "size_bytes": folder_size(dataset.storage_dir), "fingerprint": fingerprint_of_samples(list(dataset.samples.select_related("dataset__project"))),
+                  "label_names": summary.label_names}
         if samples:
             message = f"{len(samples):,} samples from {counts.get(ACCEPTED, 0):,} files" + (
-                f"; {not_taken:,} files not taken (see the report)." if not_taken else ".")
+                f"; {not_taken:,} files not taken (see the report)." if not_taken else ".") + unnamed_in_words(fields)
             finish(Dataset, dataset.pk, Status.READY, message, **fields)
         else:
             finish(Dataset, dataset.pk, Status.FAILED, "No usable images were found in the upload; the report says why for each file.", **fields)
+
+
+def unnamed_in_words(fields: dict) -> str:
+    """' Labels 1, 2 have no name ...' when the upload named some labels but not every value its masks hold
+    (without any label file, every label goes by its number until someone names it: nothing to report)."""
+    named = Dataset(mask_values=fields["mask_values"], label_names=fields["label_names"])
+    unnamed = named.unnamed_label_values
+    if not fields["label_names"] or not unnamed:
+        return ""
+    values = ", ".join(map(str, unnamed))
+    return (f" Label{'s' if len(unnamed) > 1 else ''} {values} {'have' if len(unnamed) > 1 else 'has'} no name in the "
+            "upload's label file; name them in the Labels card.")
 
 
 def add_notes(dataset: Dataset, notes: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ from backend.projects.access import projects_for
 from workers.engine.splits import SUBSETS
 
 from . import tables, viewer
+from .label_names import set_label_names
 from .models import Dataset, IngestReportEntry, Partition, Sample
 from .planning import plan_in_words, plan_of
 from .services import (
@@ -39,13 +40,17 @@ class DatasetSerializer(JobSerializer):
     num_samples = serializers.IntegerField(read_only=True)
     merged_from = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     pipeline = serializers.SerializerMethodField(help_text="For a derived dataset: the pipeline version that made it.")
+    label_names = serializers.DictField(child=serializers.CharField(), read_only=True,
+                                        help_text='{label value as text: name} of a segmentation\'s masks, e.g. {"0": "background", "1": "liver"}.')
+    unnamed_label_values = serializers.ListField(child=serializers.IntegerField(), read_only=True,
+                                                 help_text="Label values the masks hold that have no name (0, the background, excepted).")
 
     class Meta:
         model = Dataset
         fields = [
             "id", "project", "name", *JOB_FIELDS, "upload_name", "labels_from", "task", "modalities",
-            "num_samples", "patient_count", "size_bytes", "class_counts", "masked_count", "mask_values", "channels", "height", "width",
-            "merged_from", "label_mapping", "derived_from", "pipeline", "created_at",
+            "num_samples", "patient_count", "size_bytes", "class_counts", "masked_count", "mask_values", "label_names",
+            "unnamed_label_values", "channels", "height", "width", "merged_from", "label_mapping", "derived_from", "pipeline", "created_at",
         ]
         read_only_fields = fields
 
@@ -54,6 +59,25 @@ class DatasetSerializer(JobSerializer):
         if version is None:
             return None
         return {"id": version.pipeline_id, "name": version.pipeline.name, "version": version.number}
+
+
+class LabelNamesField(serializers.DictField):
+    """{value as text: name}; a name that is not text is refused here, under the field's own name (DictField would
+    say it under 'label_names.<key>'). What the values and names must be is the service's to say."""
+
+    child = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and any(not isinstance(name, str) for name in data.values()):
+            raise serializers.ValidationError('Each name must be text, e.g. {"1": "liver"}.')
+        return super().to_internal_value(data)
+
+
+class DatasetChangeSerializer(serializers.Serializer):
+    label_names = LabelNamesField(
+        required=False,
+        help_text='The names of the label values the masks hold, all of them: {value as text: name}, e.g. {"0": "background", '
+                  '"1": "liver", "2": "tumour"}. Replaces the names kept before; 0 may be renamed.')
 
 
 class UploadSerializer(serializers.Serializer):
@@ -233,6 +257,23 @@ class DatasetViewSet(DeletionPlanMixin, mixins.ListModelMixin, mixins.RetrieveMo
         dataset = self.get_object()
         record(request.user, dataset.project, Action.READ, dataset)
         return Response(self.get_serializer(dataset).data)
+
+    def get_parsers(self):
+        """An upload is multipart; a change (PATCH) is JSON."""
+        if getattr(self, "request", None) is not None and self.request.method == "PATCH":
+            return [JSONParser()]
+        return super().get_parsers()
+
+    @extend_schema(request=DatasetChangeSerializer, responses=DatasetSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        """Name the label values of a segmentation dataset's masks. Refused (400, field label_names), with nothing
+        saved, for a value that is not a whole number or that no mask holds, and an empty, duplicate or too long name."""
+        dataset = self.get_object()
+        change = DatasetChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        if "label_names" in change.validated_data:
+            dataset = set_label_names(request.user, dataset, change.validated_data["label_names"])
+        return Response(DatasetSerializer(dataset).data)
 
     def deletion_plan(self, user, dataset):
         return dataset_deletion(dataset)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.medical import series
 from tests.real_data import anatomical, ct_slice_path, mni_brain, nifti, slab
-from workers.engine.ingest import ACCEPTED, REJECTED, SKIPPED, IngestOptions, MemoryJournal, ingest_upload
+from workers.engine.ingest import ACCEPTED, REJECTED, IngestOptions, MemoryJournal, ingest_upload
 from workers.engine.ingest.nifti import read_nifti
 from workers.engine.ingest.pairing import image_keys, mask_keys, pair, role_of
 from workers.engine.observer import SilentObserver
@@ -122,7 +122,8 @@ def test_decathlon_images_tr_and_labels_tr_pair_by_equal_names_and_splits_stay_a
     assert ingested.mask("Task04_Brain/imagesTs/brain_004.nii.gz") is None
     assert ingested.outcomes["Task04_Brain/labelsTr/brain_004.nii.gz"].status == REJECTED
     assert "an image 'task04_brain/brain_004.*' in imagesTr/" in ingested.reason("Task04_Brain/labelsTr/brain_004.nii.gz")
-    assert ingested.outcomes["Task04_Brain/dataset.json"].status == SKIPPED
+    assert ingested.outcomes["Task04_Brain/dataset.json"].status == ACCEPTED, "it names the labels (test_label_names.py)"
+    assert ingested.summary.label_names == {"0": "background", "1": "grey", "2": "white"}
     assert {s.label for s in ingested.summary.samples} == {""}, "images/ and labels/ folders are not classes"
 
 

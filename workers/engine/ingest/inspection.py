@@ -6,9 +6,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..label_names import LabelFileProblem, may_name_labels, read_label_file
 from .decoded import NotAnImage, Quarantined
 from .job import IngestOptions, decode, label_and_role
-from .sources import REJECTED, IngestLimits, entry_problem, upload_entries, wrapping_roots
+from .sources import (
+    DOCUMENT_REASON,
+    REJECTED,
+    TABLE_REASON,
+    IngestLimits,
+    entry_problem,
+    upload_entries,
+    wrapping_roots,
+)
 
 
 @dataclass
@@ -39,6 +48,9 @@ def inspect_upload(upload_dir: Path, labels_from: str, limits: IngestLimits = In
         inspection.entries = len(entries)
         for entry in entries:
             status, reason = entry_problem(entry, limits)
+            if reason in (TABLE_REASON, DOCUMENT_REASON) and may_name_labels(entry.label_path, entry.size):
+                label_file_problem(entry, inspection)
+                continue
             if status:
                 if status == REJECTED:
                     inspection.problems.append(Problem(entry.path, reason))
@@ -57,3 +69,13 @@ def inspect_upload(upload_dir: Path, labels_from: str, limits: IngestLimits = In
             except Exception as exc:  # damaged zip members raise many kinds; each is a per-file reason
                 inspection.problems.append(Problem(entry.path, str(exc) if isinstance(exc, ValueError) else f"cannot be read ({exc})"))
     return inspection
+
+
+def label_file_problem(entry, inspection: UploadInspection) -> None:
+    """A file that names the masks' labels but cannot be used is said at upload, not only in the ingest report."""
+    try:
+        read_label_file(entry.label_path, entry.read())
+    except LabelFileProblem as exc:
+        inspection.problems.append(Problem(entry.path, f"names the labels of the masks, but {exc}; not used"))
+    except Exception:  # unreadable from its zip: the ingest says why, file by file
+        return

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..display import to_uint8
+from ..label_names import LabelFileProblem, in_words, may_name_labels, read_label_file
 from ..observer import JobObserver, JobStopped
 from .decoded import IMAGE, SLICE, VOLUME, Decoded, DirectoryIndex, FileOutcome, Rejected
 from .deid import Deidentifier
@@ -55,8 +56,10 @@ from .pool import chunked, ingest_pool, map_in_order, opened_entries
 from .raster import read_raster
 from .sources import (
     ACCEPTED,
+    DOCUMENT_REASON,
     REJECTED,
     SKIPPED,
+    TABLE_REASON,
     ArchiveError,
     Entry,
     IngestLimits,
@@ -76,6 +79,7 @@ READ_CHUNK = 16  # files per task handed to a pool process
 CACHE_CHUNK = 64  # cache rows per task
 CLASSIFICATION = "classification"
 SEGMENTATION = "segmentation"
+NAMES_ROLE = "label names"  # a file that names the masks' label values (label_names.py), beside images and masks
 
 
 @dataclass
@@ -131,6 +135,7 @@ class IngestSummary:
     samples: list[SampleSpec]
     notes: dict[str, str]  # report path -> an outcome changed or explained by assembly
     task: str = CLASSIFICATION
+    label_names: dict[str, str] = field(default_factory=dict)  # {value as text: name}, from the upload's label files
     channels: int = 0
     height: int = 0
     width: int = 0
@@ -205,6 +210,8 @@ def process_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, o
     with this file becomes its outcome, and what it had written is removed; only a fault of the
     job itself (JobFault, JobStopped) gets out."""
     status, reason = entry_problem(entry, options.limits)
+    if reason in (TABLE_REASON, DOCUMENT_REASON) and may_name_labels(entry.label_path, entry.size):
+        return take_label_file(entry, index, roots, reason)
     if status:
         return FileRecord(index, entry.path, status, reason)
     written: list[Path] = []
@@ -247,6 +254,27 @@ def take_entry(entry: Entry, index: int, roots: dict[str, str], dest: Path, opti
     with guarded("what was read of the file cannot be stored in the database"):
         json.dumps(detail, allow_nan=False)  # report and samples are JSON there: a NaN would end the whole job
     return FileRecord(index, entry.path, ACCEPTED, "; ".join(decoded.notes), detail)
+
+
+def take_label_file(entry: Entry, index: int, roots: dict[str, str], skipped_because: str) -> FileRecord:
+    """A file that may name the masks' labels: accepted with its names when it does, rejected with what is wrong
+    when it tries and fails, skipped as before when it is something else (a README, a table of one row per image)."""
+    try:
+        with guarded("cannot be read from the upload"):
+            data = entry.read()
+        with guarded("the label names could not be read"):
+            try:
+                names = read_label_file(entry.label_path, data)
+            except LabelFileProblem as exc:
+                raise Rejected(f"names the labels of the masks, but {exc}; not used") from None
+    except FileOutcome as exc:
+        return FileRecord(index, entry.path, exc.status, printable(str(exc)))
+    if names is None:
+        return FileRecord(index, entry.path, SKIPPED, skipped_because)
+    detail = {"role": NAMES_ROLE, "label_names": {str(value): name for value, name in names.items()},
+              "place": place_of(entry, roots), "source": entry.source, "array": "", "original": "",
+              "sha256": hashlib.sha256(data).hexdigest()}
+    return FileRecord(index, entry.path, ACCEPTED, f"names the labels of the masks: {in_words(names)}", detail)
 
 
 def outcome_detail(outcome: FileOutcome, entry: Entry) -> dict:
@@ -644,7 +672,37 @@ def assemble(records: list[FileRecord], dest: Path, revised: list[FileRecord]) -
     specs = assemble_series(slices, dest, notes, listed, revised) + cases + singles
     specs.sort(key=lambda s: s.source_path)
     pair_masks(specs, masks, notes, dest, revised)
-    return IngestSummary(samples=specs, notes=notes, task=task_of(specs))
+    names = gather_label_names([r for r in accepted if r.detail["role"] == NAMES_ROLE], specs, notes)
+    return IngestSummary(samples=specs, notes=notes, task=task_of(specs), label_names=names)
+
+
+def gather_label_names(files: list[FileRecord], samples: list[SampleSpec], notes: dict[str, str]) -> dict[str, str]:
+    """The names the upload's label files give, {value as text: name}; where two files name one value differently,
+    the first by path is kept. A value named but in no mask is fine (a label absent from this upload); a value in
+    the masks that no file names is said in each file's note, for the user to name on the dataset page."""
+    held = sorted({int(v) for s in samples if s.mask for v in s.meta.get("mask_values", [])})
+    unnamed = [value for value in held if value and value not in names_of(files)]
+    names: dict[int, str] = {}
+    named_by: dict[int, str] = {}
+    for record in sorted(files, key=lambda r: r.path):
+        said = []
+        for value, name in ((int(v), n) for v, n in record.detail["label_names"].items()):
+            if value in names and names[value] != name:
+                said.append(f"label {value} is '{names[value]}' in {named_by[value]}, which is kept")
+            names.setdefault(value, name)
+            named_by.setdefault(value, record.path)
+        if not held:
+            said.append("no mask in the upload holds labels, so the names are not used")
+        elif unnamed:
+            said.append(f"the masks also hold {', '.join(map(str, unnamed))}, which no label file names: name "
+                        f"{'it' if len(unnamed) == 1 else 'them'} in the Labels card of the dataset page")
+        if said:
+            notes[record.path] = "; ".join(said)
+    return {str(value): name for value, name in sorted(names.items())} if held else {}
+
+
+def names_of(files: list[FileRecord]) -> set[int]:
+    return {int(value) for record in files for value in record.detail["label_names"]}
 
 
 def task_of(samples: list[SampleSpec]) -> str:

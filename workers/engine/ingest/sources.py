@@ -19,6 +19,10 @@ SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 # Files that come with datasets to describe them (MSD's and nnU-Net's dataset.json, READMEs, licences).
 DOCUMENT_SUFFIXES = (".json", ".txt", ".md", ".html", ".rst")
 
+# Why a table or a document is skipped (unless it names the masks' labels: job.py reads those).
+TABLE_REASON = "table, not an image: attach it on the dataset page ('Labels from a table')"
+DOCUMENT_REASON = "a document that describes the data, not an image"
+
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 SKIPPED = "skipped"
@@ -141,9 +145,9 @@ def entry_problem(entry: Entry, limits: IngestLimits) -> tuple[str, str]:
     if base.endswith(ARCHIVE_SUFFIXES) and not base.endswith(".nii.gz"):
         return REJECTED, "archive inside an archive; upload it separately"
     if base.endswith(TABLE_SUFFIXES):
-        return SKIPPED, "table, not an image: attach it on the dataset page ('Labels from a table')"
+        return SKIPPED, TABLE_REASON
     if base.endswith(DOCUMENT_SUFFIXES) or base in ("readme", "license", "licence", "changes"):
-        return SKIPPED, "a document that describes the data, not an image"
+        return SKIPPED, DOCUMENT_REASON
     if base.endswith((".hdr", ".img")):
         return REJECTED, "Analyze .hdr/.img pairs are not supported; convert them to NIfTI (.nii.gz)"
     if entry.size > limits.max_entry_bytes:

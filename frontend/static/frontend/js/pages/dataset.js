@@ -1,5 +1,6 @@
 /* A dataset: its ingest (or merge, or preprocessing) watched live, then the report of every file,
-   the samples per class, the thumbnails, the partitions, and labels joined from a table. */
+   the samples per class, the names of a segmentation's label values, the thumbnails, the partitions,
+   and labels joined from a table. */
 import { api } from "../api.js";
 import { drawChart } from "../charts.js";
 import { clearErrors, el, formValues, showErrors } from "../dom.js";
@@ -118,9 +119,60 @@ function showReadyDataset(dataset) {
   } else {
     sources.closest("label").hidden = true;
   }
+  if (segmentation) setUpLabelNames(dataset);
   setUpThumbnails(segmentation);
   setUpPartitions();
   setUpTableJoin();
+}
+
+/* The Labels card: each value the masks hold, its name (typed here, or from the upload's label file) and how many
+   masks hold it. Its rows come with the page (views.py: label_rows); a dataset that became ready while the page was
+   open builds them from its API record, without the counts. */
+function setUpLabelNames(dataset) {
+  const card = document.getElementById("labels-card");
+  const form = document.getElementById("labels-form");
+  const given = JSON.parse(document.getElementById("label-rows").textContent);
+  const masks = Object.fromEntries(given.map((row) => [row.value, row.masks]));
+  card.hidden = false;
+  showLabelRows(form, dataset, masks);
+  if (!canChange) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const saved = document.getElementById("labels-saved");
+    saved.textContent = "";
+    // A blank name is no name: the value goes by its number again (background for 0).
+    const names = Object.fromEntries([...form.querySelectorAll("input[data-value]")]
+      .filter((input) => input.value.trim()).map((input) => [input.dataset.value, input.value]));
+    try {
+      const changed = await api("PATCH", `/api/datasets/${id}/`, { label_names: names });
+      showLabelRows(form, changed, masks);
+      saved.textContent = "Saved.";
+    } catch (error) { showErrors(form, error); }
+  });
+}
+
+function showLabelRows(form, dataset, masks) {
+  const values = [...new Set([0, ...dataset.mask_values])].sort((a, b) => a - b);
+  const unnamed = new Set(dataset.unnamed_label_values);
+  form.querySelector("tbody").replaceChildren(...values.map((value) => {
+    const name = dataset.label_names[String(value)] || "";
+    const input = el("input", { type: "text", value: name, maxlength: "100", "data-value": String(value),
+      placeholder: value === 0 ? "background" : `label ${value}`, "aria-label": `Name of label ${value}` });
+    input.readOnly = !canChange;
+    const flag = unnamed.has(value) ? [" ", el("span", { class: "badge badge-unnamed", text: `label ${value} has no name` })] : [];
+    return el("tr", { "data-value": String(value), class: unnamed.has(value) ? "unnamed" : "" }, [
+      el("th", { scope: "row", class: "label-value", text: String(value) }),
+      el("td", { class: "label-name" }, [input, ...flag]),
+      el("td", { class: "number", text: value in masks ? masks[value].toLocaleString() : "–" }),
+    ]);
+  }));
+  const warning = document.getElementById("labels-unnamed");
+  const list = [...unnamed];
+  warning.hidden = !list.length;
+  warning.textContent = list.length === 1
+    ? `Label ${list[0]} has no name: runs and results call it "label ${list[0]}" until it is named.`
+    : `Labels ${list.join(", ")} have no names: runs and results call them by their numbers until they are named.`;
 }
 
 /** How many samples have a mask, how many have none, and the label values the masks hold. */
