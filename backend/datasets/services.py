@@ -351,16 +351,32 @@ def check_label_mapping(datasets: list[Dataset], mapping: dict) -> dict[str, str
     return cleaned
 
 
+def merged_label_names(datasets: list[Dataset]) -> dict[str, str]:
+    """The names of the merged masks' label values: each dataset's, which must agree where two name one value (a mask's
+    1 that is the liver in one and the spleen in another would teach a model both as one structure)."""
+    names: dict[str, tuple[str, str]] = {}
+    for dataset in datasets:
+        for value, name in dataset.label_names.items():
+            if value in names and names[value][0] != name:
+                other_name, other = names[value]
+                raise ServiceError(f"Label {value} is '{other_name}' in '{other}' and '{name}' in '{dataset.name}': their masks "
+                                   "mean different things by it. Merge datasets whose label values mean the same structures "
+                                   "(rename the labels on the datasets' pages if only the names differ).", field="datasets")
+            names.setdefault(value, (name, dataset.name))
+    return {value: name for value, (name, _) in sorted(names.items(), key=lambda item: int(item[0]))}
+
+
 def merge_datasets(actor, name: str, datasets: list[Dataset], label_mapping: dict) -> Dataset:
     """A new dataset that indexes the samples of others (no file is copied); a job builds its cache."""
     check_mergeable(datasets)
     project = datasets[0].project
     require_owner(actor, project)
     mapping = check_label_mapping(datasets, label_mapping)
+    names = merged_label_names(datasets)
     with transaction.atomic():
         merged = Dataset.objects.create(
             project=project, name=(name or "").strip() or " + ".join(d.name for d in datasets)[:200],
-            task=datasets[0].task, label_mapping=mapping, created_by=actor,
+            task=datasets[0].task, label_mapping=mapping, label_names=names, created_by=actor,
             upload_name="merge of " + ", ".join(d.name for d in datasets)[:240],
         )
         merged.merged_from.set(datasets)

@@ -153,7 +153,7 @@ def run_preprocessing(user, pipeline: Pipeline, dataset, name: str = ""):
         mark_used(version)
         derived = Dataset.objects.create(
             project=pipeline.project, name=(name or "").strip() or f"{dataset.name} · {pipeline.name} v{version.number}"[:200],
-            task=dataset.task, derived_from=dataset, pipeline_version=version, created_by=user,
+            task=dataset.task, label_names=dataset.label_names, derived_from=dataset, pipeline_version=version, created_by=user,
             upload_name=f"{pipeline.name} v{version.number} over {dataset.name}"[:255])
         send_after_commit("workers.tasks.preprocess_dataset", derived.pk, INGEST_QUEUE)
         record(user, pipeline.project, Action.CREATE, derived, name=f"{derived.name} (preprocessed)")

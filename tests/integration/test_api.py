@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from backend.datasets.models import Dataset
 from backend.datasets.services import create_partition
 from tests.conftest import demo_entries, make_zip
-from tests.factories import ready_dataset
+from tests.factories import ready_dataset, shapes_with_masks
 from workers.engine.training.spec import resolve_spec
 
 pytestmark = pytest.mark.django_db
@@ -316,3 +316,15 @@ def test_the_default_batch_gives_way_to_a_small_training_subset_but_a_chosen_one
     training_images = sum(partition.counts["train"].values())
     assert training_images < 32 and launch(api, partition).json()["spec"]["batch_size"] == min(training_images, 8)
     assert_error(launch(api, partition, batch_size=32), 400, "batch_size", "larger than the training subset")
+
+
+def test_merged_masks_keep_their_label_names_and_conflicting_names_are_refused(api, project):
+    liver = shapes_with_masks(project, count=4, name="Liver", label_names={"1": "liver", "2": "tumour"})
+    more = shapes_with_masks(project, count=4, name="More livers", label_names={"1": "liver", "3": "vessel"})
+    spleen = shapes_with_masks(project, count=4, name="Spleen", label_names={"1": "spleen"})
+    response = api.post("/api/datasets/merge/", {"datasets": [liver.pk, spleen.pk]}, format="json")
+    assert_error(response, 400, "datasets", "Label 1 is 'liver' in 'Liver' and 'spleen' in 'Spleen'")
+    assert Dataset.objects.count() == 3, "nothing is created by a refused merge"
+    response = api.post("/api/datasets/merge/", {"datasets": [liver.pk, more.pk]}, format="json")
+    assert response.status_code == 202, response.content
+    assert Dataset.objects.get(pk=response.json()["id"]).label_names == {"1": "liver", "2": "tumour", "3": "vessel"}
