@@ -20,7 +20,8 @@ from backend.projects.access import can_change, get_project, projects_for
 from backend.projects.models import Role
 from backend.runs.api import EvaluationSerializer
 from backend.runs.lineage import lineage_of, runs_in, shown_lineage
-from backend.runs.services import runs_for
+from backend.runs.segmentations import draws_a_map
+from backend.runs.services import evaluations_for, runs_for
 from backend.zoo.services import architecture_choices, imported_models_for
 from frontend.run_table import run_table
 
@@ -99,11 +100,16 @@ def dataset_page(request, dataset_id):
 def sample_page(request, sample_id):
     sample = get_object_or_404(Sample.objects.filter(dataset__in=datasets_for(request.user)).select_related("dataset__project"), pk=sample_id)
     record(request.user, sample.dataset.project, Action.READ, sample.dataset)
-    # Opened from a run's predictions (?run=<id>): a way back to that run, where this reader may open it.
-    run_id = request.GET.get("run", "")
+    # Opened from a run's predictions (?run=<id>), or from a segmentation's case (?evaluation=<id>: its predicted mask
+    # over the sample): a way back to that run, where this reader may open it.
+    run_id, evaluation_id = request.GET.get("run", ""), request.GET.get("evaluation", "")
     from_run = runs_for(request.user).filter(pk=int(run_id)).first() if run_id.isdigit() else None
+    from_evaluation = evaluations_for(request.user).select_related("run").filter(pk=int(evaluation_id)).first() \
+        if evaluation_id.isdigit() else None
+    if from_evaluation is not None:
+        from_run = from_evaluation.run
     return render(request, "frontend/sample.html", {"sample": sample, "dataset": sample.dataset, "project": sample.dataset.project,
-                                                    "from_run": from_run})
+                                                    "from_run": from_run, "from_evaluation": from_evaluation})
 
 
 @login_required
@@ -148,6 +154,7 @@ def run_page(request, run_id):
     # The newest evaluation (on the test subset where there is one), as the API gives it: the page shows it at once.
     evaluation = run.evaluations.filter(subset="test", dataset__isnull=True).first() or run.evaluations.first()
     return render(request, "frontend/run.html", {"run": run, "project": run.project, "can_change": changeable,
+                                                 "segments": draws_a_map(run),
                                                  "lineage": shown_lineage(run, readable),
                                                  "evaluation": EvaluationSerializer(evaluation).data if evaluation else None,
                                                  "other_datasets": other_datasets(request.user, run) if changeable else []})

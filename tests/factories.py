@@ -107,3 +107,52 @@ def shapes_with_masks(project, count=24, size=64, name="Shapes", label_names=Non
     dataset.fingerprint = fingerprint_of_samples(list(dataset.samples.select_related("dataset__project")))
     dataset.save(update_fields=["fingerprint"])
     return dataset
+
+
+def segmentation_run(project, data: bytes, name: str, labels=("tissue", "bright"), percentiles=(60, 85), modality="NIfTI"):
+    """A succeeded segmentation run whose dataset holds the file `data` (named `name`) as its one sample, stored as an
+    ingest stores an upload (the ingest's readers, the same SHA-256) with a mask of its intensities above each
+    percentile (label 1 above the first, 2 above the second, ...), planned by the engine from that sample, and whose
+    kept model is a seeded, untrained network of the spec's architecture (its weights at run.weights_path): the path
+    from an upload to a downloaded mask, without an hour of training."""
+    import torch
+
+    from backend.datasets.models import Partition
+    from backend.runs.models import TrainingRun
+    from workers.engine.planning import VolumeFacts, fingerprint_of, plan_for
+    from workers.engine.uploaded import decoded_upload, kind_and_channels
+    from workers.engine.zoo.start import ModelStart, starting_model
+
+    decoded = decoded_upload(data, name)
+    kind, _ = kind_and_channels(decoded.pixels, decoded.kind)
+    pixels = np.asarray(decoded.pixels)
+    mask = sum((pixels > np.percentile(pixels, p)).astype(np.uint8) for p in percentiles).astype(np.uint8)
+    meta = dict(decoded.meta)
+    spacing = [float(v) for v in (meta.get("voxel_spacing") or meta.get("pixel_spacing") or [])]
+    dims = 3 if kind == "volume" else 2
+    dataset = Dataset.objects.create(project=project, name=f"Masks of {name}", status=Dataset.Status.READY, sample_count=1,
+                                     task=Dataset.Task.SEGMENTATION, channels=1, height=pixels.shape[-2], width=pixels.shape[-1],
+                                     modalities=modality, mask_values=list(range(1, len(labels) + 1)),
+                                     label_names={str(n): label for n, label in enumerate(labels, start=1)})
+    arrays = dataset.storage_dir / "arrays"
+    arrays.mkdir(parents=True, exist_ok=True)
+    np.save(arrays / "0000000.npy", pixels)
+    np.save(arrays / "0000000-mask.npy", mask)
+    relative = f"datasets/{dataset.pk}/arrays"
+    Sample.objects.create(dataset=dataset, source_dataset=dataset, label="", kind=Sample.Kind.VOLUME if dims == 3 else Sample.Kind.IMAGE,
+                          modality=decoded.modality or decoded.format, source_path=name, files=[name],
+                          array=f"{relative}/0000000.npy", mask=f"{relative}/0000000-mask.npy",
+                          depth=pixels.shape[0] if dims == 3 else 1, height=pixels.shape[-2], width=pixels.shape[-1], channels=1,
+                          dtype=str(pixels.dtype), spacing=spacing, meta=meta, patient="P-0001",
+                          sha256=hashlib.sha256(data).hexdigest())
+    partition = Partition.objects.create(dataset=dataset, name="all", train_percent=100, validation_percent=0, test_percent=0, seed=1)
+    plan = plan_for(fingerprint_of([VolumeFacts(lambda: pixels, tuple(spacing or [1.0] * dims), {}, modality,
+                                                lambda: mask, dims=dims)]))
+    spec = training_spec(task="segmentation", data={"plan": plan}, epochs=1)
+    classes = ["background", *labels]
+    run = TrainingRun.objects.create(project=project, partition=partition, name=f"Segment {name}", spec=spec, status="succeeded",
+                                     results={"classes": classes, "input_shape": [1, *plan["patch_size"]]})
+    run.storage_dir.mkdir(parents=True, exist_ok=True)
+    model = starting_model(spec["model"], 1, len(classes), ModelStart(), seed=spec["seed"], classes=classes, plan=plan)
+    torch.save(model.state_dict(), run.weights_path)
+    return run

@@ -1,19 +1,27 @@
 """The evaluation job: a run's kept model on a subset of its partition, each sample's prediction stored and the results
-computed (workers/engine/tasks/classification/results.py). A worker lost mid-evaluation queues it again (the
-default): an evaluation is a pass over one subset and starts over. Its progress is the samples predicted (the subset
-measured, then the validation subset the operating points are chosen on), written after each batch; a stop asked is
-seen between batches and ends it as stopped, with no prediction stored."""
+computed by the run's task: a classifier's (workers/engine/tasks/classification/results.py) or a segmentation's
+(workers/engine/tasks/segmentation/results.py), chosen by the spec's task in EVALUATIONS. A worker lost mid-evaluation
+queues it again (the default): an evaluation is a pass over one subset and starts over. Its progress is the samples
+predicted, written after each batch (a segmentation: after each case); a stop asked is seen between batches (cases) and
+ends it as stopped, with no prediction stored."""
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import torch
 from django.db import transaction
 from django.db.models import F
 
 from backend.datasets.models import Sample
-from backend.runs.models import Evaluation, SamplePrediction, TrainingRun
+from backend.runs.models import Evaluation, SamplePrediction, SegmentationCase, TrainingRun
 from workers.engine.data import CachedImages
+from workers.engine.observer import JobStopped
 from workers.engine.store import VolumeRecords
+from workers.engine.tasks import task_for
 from workers.engine.tasks.classification.results import Predictions, classification_results
+from workers.engine.tasks.segmentation.grid import predicted_labels
+from workers.engine.tasks.segmentation.results import case_scores, segmentation_results
 from workers.engine.training.evaluation import measured
 from workers.engine.training.spec import resolve_spec
 from workers.engine.zoo.start import ModelStart, starting_model
@@ -33,7 +41,29 @@ class EvaluationJob(JobRunner):
     queue = "train-cpu"  # only a default: each is sent to its own queue (queue_of)
 
     def work(self, evaluation: Evaluation, reporter) -> None:
-        evaluation = Evaluation.objects.select_related("run__partition__dataset").get(pk=evaluation.pk)
+        evaluation = Evaluation.objects.select_related("run__partition__dataset__project").get(pk=evaluation.pk)
+        way = EVALUATIONS[evaluation.run.spec.get("task", "classification")]
+        results, words = way.measure(evaluation, reporter)
+        self.finish(evaluation, Status.DONE, words, results=results, progress_done=F("progress_total"))
+        if way.pools_groups:
+            pool_groups_of(evaluation)  # a member of groups of runs (backend/experiments): their pooled evaluation
+
+    def discard(self, evaluation: Evaluation, status: str) -> None:
+        if status == Status.STOPPED:  # a stopped evaluation keeps no rows (the stop is seen before any is written)
+            evaluation.predictions.all().delete()
+            evaluation.cases.all().delete()
+            shutil.rmtree(evaluation.storage_dir, ignore_errors=True)
+
+    def failure_message(self, exc: Exception) -> str:
+        return f"The evaluation failed ({type(exc).__name__}: {exc}); the worker log has the details."
+
+
+class ClassificationEvaluation:
+    """Each sample's class probabilities (SamplePrediction rows), metrics with patient-level bootstrap intervals, and
+    for two classes operating points chosen on the validation subset."""
+    pools_groups = True  # groups of classifiers pool their members' predictions (workers/groups.py)
+
+    def measure(self, evaluation: Evaluation, reporter) -> tuple[dict, str]:
         run = evaluation.run
         data, test_set = training_data(run, reporter)
         spec = resolve_spec(run.spec)
@@ -52,15 +82,87 @@ class EvaluationJob(JobRunner):
         with transaction.atomic():
             evaluation.predictions.all().delete()  # a job run twice (a lost worker) stores its rows once
             SamplePrediction.objects.bulk_create(prediction_rows(evaluation, measured_subset, subset.keys))
-        self.finish(evaluation, Status.DONE, done_words(results), results=results, progress_done=F("progress_total"))
-        pool_groups_of(evaluation)  # a member of groups of runs (backend/experiments): their pooled evaluation
+        return results, done_words(results)
 
-    def discard(self, evaluation: Evaluation, status: str) -> None:
-        if status == Status.STOPPED:  # a stopped evaluation keeps no rows (the stop is seen before any is written)
-            evaluation.predictions.all().delete()
 
-    def failure_message(self, exc: Exception) -> str:
-        return f"The evaluation failed ({type(exc).__name__}: {exc}); the worker log has the details."
+class SegmentationEvaluation:
+    """Each case predicted whole (the task's sliding window at the plan's spacing), its label map brought back to the
+    sample's own grid and scored there with the sample's own spacing against its own mask (Dice, IoU, HD95, NSD,
+    volumes: SegmentationCase rows), the map kept for the overlay; then each label's means with patient-level intervals."""
+    pools_groups = False  # a group's pooled results are a classifier's: segmentation groups are not pooled yet
+
+    def measure(self, evaluation: Evaluation, reporter) -> tuple[dict, str]:
+        run = evaluation.run
+        if evaluation.dataset_id:
+            raise ValueError("a segmentation run is evaluated on its own partition's subsets, not on another dataset")
+        data, test_set = training_data(run, reporter)
+        spec = resolve_spec(run.spec)
+        model = kept_model(run, data)
+        subset = {"test": test_set, "validation": data.validation}[evaluation.subset]
+        task = task_for(spec["task"], data.classes, data.dims, spec.loss.probabilities, data.window, spec.mirror_axes(data.dims))
+        values = np.array([value for value, _ in run.partition.dataset.segmentation_labels], dtype=np.int64)
+        samples = Sample.objects.in_bulk(subset.keys)
+        folder = evaluation.storage_dir / "masks"
+        shutil.rmtree(folder, ignore_errors=True)  # a job run twice (a lost worker) keeps one map per case
+        folder.mkdir(parents=True, exist_ok=True)
+        cases, rows = [], []
+        for position, key in enumerate(subset.keys):
+            if reporter.should_stop():
+                raise JobStopped
+            sample = samples[key]
+            predicted = predicted_labels(task, model, subset[position]["image"], grid_of(sample), run.results.get("postprocessing"))
+            scores = case_scores(predicted, reference_classes(sample, values), sample.spacing, data.classes)
+            path = folder / f"{sample.pk}.npy"
+            np.save(path, label_map(predicted, values))
+            cases.append(scores)
+            rows.append(case_row(evaluation, sample, scores, path.relative_to(run.project.storage_dir)))
+            reporter.progress(position + 1, len(subset), f"Predicting and scoring the {evaluation.subset} cases")
+        results = segmentation_results(cases, [row.patient for row in rows], data.classes, data.dims, seed=run.spec["seed"])
+        with transaction.atomic():
+            evaluation.cases.all().delete()
+            SegmentationCase.objects.bulk_create(rows)
+        return results, segmentation_words(results)
+
+
+EVALUATIONS = {"classification": ClassificationEvaluation(), "segmentation": SegmentationEvaluation()}
+
+
+def grid_of(sample: Sample) -> tuple[int, ...]:
+    """A sample's own grid: (depth, height, width) of a volume, (height, width) of an image."""
+    return (sample.depth, sample.height, sample.width) if sample.kind == Sample.Kind.VOLUME else (sample.height, sample.width)
+
+
+def reference_classes(sample: Sample, values: np.ndarray) -> np.ndarray:
+    """The sample's own mask as class indices (a label value's place in the dataset's labels, background 0), on its grid.
+    A value the dataset does not list is refused: ingest records every value the masks hold."""
+    mask = np.asarray(np.load(sample.project_dir / sample.mask, allow_pickle=False))
+    grid = grid_of(sample)
+    if mask.size != int(np.prod(grid)):
+        raise ValueError(f"sample {sample.pk}'s mask has shape {mask.shape}, not its image's {grid}")
+    mask = mask.reshape(grid).astype(np.int64)
+    unknown = np.setdiff1d(np.unique(mask), values)
+    if len(unknown):
+        raise ValueError(f"sample {sample.pk}'s mask holds label values {unknown.tolist()} that its dataset does not list")
+    return np.searchsorted(values, mask)
+
+
+def label_map(classes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Class indices as the dataset's label values (as its masks hold them), in the smallest unsigned type that fits."""
+    return values[classes].astype(np.uint8 if values.max() < 256 else np.uint16)
+
+
+def case_row(evaluation: Evaluation, sample: Sample, scores, mask) -> SegmentationCase:
+    facts = scores.as_dict()
+    return SegmentationCase(evaluation=evaluation, sample=sample, patient=sample.patient, mask=str(mask),
+                            **{name: facts[name] for name in ("dice", "iou", "hd95", "nsd", "predicted_volume",
+                                                              "reference_volume", "empty", "mean_dice", "tolerance_mm")})
+
+
+def segmentation_words(results: dict) -> str:
+    no_patients = results.get("samples_without_patient", 0) >= results["samples"]
+    who = " (no patient IDs)" if no_patients else f" of {results['patients']} patients"
+    return (f"Measured {results['samples']} cases{who}: mean foreground Dice {interval_words(results['metrics']['mean_dice'])} "
+            f"(95% interval from a bootstrap over {'cases' if no_patients else 'patients'}).")
 
 
 EVALUATION = register(EvaluationJob())

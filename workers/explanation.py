@@ -6,6 +6,7 @@ A worker lost mid-explanation queues it again (the default): it is one pass over
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from backend.datasets.models import Sample
 from backend.datasets.viewer import load, volume_of
 from backend.runs.explanations import image_of, pipeline_chain
 from backend.runs.models import Explanation, TrainingRun
+from backend.runs.segmentations import draws_a_map, mask_dir
 from backend.zoo.models import ImportedModel
 from workers.engine.data import CachedImages
 from workers.engine.explain import METHOD, Explained, explain, resized, target_layer_of
@@ -32,6 +34,8 @@ from .datasets import statistics_for
 from .evaluation import kept_model
 from .jobs import JobRunner, register
 from .preprocess import DROPS_RESCALE, DROPS_WINDOW
+from .segment_upload import STEPS as SEGMENT_STEPS
+from .segment_upload import segment
 from .training import stored_paths
 
 Status = Explanation.Status
@@ -54,6 +58,11 @@ class ExplanationJob(JobRunner):
     def work(self, explanation: Explanation, reporter) -> None:
         explanation = Explanation.objects.select_related("run__project", "run__partition__dataset", "imported_model__project",
                                                          "sample__dataset__project").get(pk=explanation.pk)
+        if draws_a_map(explanation.run):  # a segmentation's model: its explanation is the label map
+            results, words = segment(explanation, reporter, model_input, upload_input, kept_model, model_facts)
+            self.finish(explanation, Status.DONE, words, results=results, progress_done=SEGMENT_STEPS,
+                        progress_total=SEGMENT_STEPS)
+            return
         reporter.progress(0, STEPS, "reading the model")
         explainer = run_explainer(explanation.run) if explanation.run_id else imported_explainer(explanation.imported_model)
         reporter.progress(1, STEPS, "reading the image as the model's training samples were read")
@@ -76,6 +85,7 @@ class ExplanationJob(JobRunner):
 
     def discard(self, explanation: Explanation, status: str) -> None:
         explanation.heat_map_path.unlink(missing_ok=True)
+        shutil.rmtree(mask_dir(explanation), ignore_errors=True)
         if explanation.upload:  # the upload's pixels stay (the page shows them); what the worker derived goes
             (explanation.upload_dir / STORED).unlink(missing_ok=True)
 
@@ -154,6 +164,11 @@ def imported_explainer(imported: ImportedModel) -> Explainer:
     return Explainer(OnnxRuntimeModel(imported.onnx_path, imported.mean, imported.std), classes, as_probabilities, None,
                      note=f"This model is for prediction only ({why.rstrip('.')}): it runs in onnxruntime, which gives no "
                           "gradients, so there is no heat map, only the prediction.")
+
+
+def model_facts(run: TrainingRun) -> ModelInput:
+    """What rebuilds the run's network: its input channels and its output classes."""
+    return ModelInput(input_channels(run), run_classes(run))
 
 
 def run_classes(run: TrainingRun) -> list[str]:

@@ -23,9 +23,10 @@ from workers.engine.zoo.registry import MODELS, ModelEntry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
 
 from . import export
+from .cases import CASE_ORDERS, MASK_STYLES, case_of, ordered_cases, predicted_mask_png
 from .events import EVENTS_DESCRIPTION, Cursor, run_events
 from .external import check_fits, mapping_facts, readable_dataset
-from .models import Evaluation, RateSearch, SamplePrediction, TrainingRun
+from .models import Evaluation, RateSearch, SamplePrediction, SegmentationCase, TrainingRun
 from .report import run_report
 from .serializers import MetricPointSerializer, RunStatusSerializer
 from .services import (
@@ -477,6 +478,20 @@ class SamplePredictionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SegmentationCaseSerializer(serializers.ModelSerializer):
+    mask_url = serializers.SerializerMethodField(help_text="The predicted label map: ?file=npy (the whole map) or one plane "
+                                                           "as a transparent PNG over the sample viewer's (?axis=&index=).")
+
+    class Meta:
+        model = SegmentationCase
+        fields = ["id", "sample", "patient", "mean_dice", "dice", "iou", "hd95", "nsd", "predicted_volume", "reference_volume",
+                  "empty", "tolerance_mm", "mask_url"]
+        read_only_fields = fields
+
+    def get_mask_url(self, case) -> str:
+        return f"/api/evaluations/{case.evaluation_id}/cases/{case.sample_id}/mask/"
+
+
 PREDICTION_ORDERS = {"worst": ("truth_probability", "id"), "least_confident": ("confidence", "id"), "sample": ("sample_id", "id")}
 
 
@@ -511,6 +526,9 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             raise ServiceError(f"There is no run {asked.validated_data['run']} that you can read.", field="run", code="not_found", status_code=404)
         dataset = None
         if "dataset" in asked.validated_data:
+            if run.spec.get("task") == "segmentation":
+                raise ServiceError("A segmentation run is evaluated on its own partition's test or validation subset; "
+                                   "evaluation on another dataset is for classifiers.", field="dataset")
             dataset = readable_dataset(request.user, asked.validated_data["dataset"])
         evaluation = start_evaluation(run, asked.validated_data["subset"], request.user, dataset,
                                       asked.validated_data.get("class_mapping"))
@@ -564,12 +582,64 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(parameters=[OpenApiParameter("table", str, enum=[*export.EVALUATION_TABLES], description="metrics (the "
                                                 "default): a row per metric and per class metric, with its interval; "
-                                                "predictions: a row per sample with each class's probability."), FILE_PARAMETER],
+                                                "predictions: a row per sample with each class's probability; cases (segmentation): a row "
+                                                "per case, worst first, with each label's Dice, IoU, HD95, NSD and volumes."),
+                               FILE_PARAMETER],
                    responses=TABLE_FILE_RESPONSES)
     @action(detail=True, methods=["get"], url_path="export")
     def export_table(self, request, pk=None):
-        """The evaluation's metrics with intervals, or its per-sample predictions, as a file: CSV, XLSX or JSON."""
+        """The evaluation's metrics with intervals, its per-sample predictions or its segmentation cases, as a file: CSV,
+        XLSX or JSON."""
         evaluation = self.get_object()
         file_format = request.query_params.get("file", "csv")
         content, filename = export.evaluation_file(evaluation, request.query_params.get("table", "metrics"), file_format)
         return table_download(request, evaluation, evaluation.project, content, file_format, filename)
+
+    @extend_schema(parameters=[OpenApiParameter("order", str, enum=[*CASE_ORDERS],
+                                                description="worst (the lowest mean foreground Dice first, the default); "
+                                                            "dice, iou, nsd (lowest first) or hd95 (highest first) of one "
+                                                            "label (`class`); or sample"),
+                               OpenApiParameter("class", str, description="The label a measure's order is of (default: "
+                                                                          "the first foreground label)."),
+                               OpenApiParameter("sample", int, description="Only this sample's case.")],
+                   responses={200: SegmentationCaseSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def cases(self, request, pk=None):
+        """A segmentation evaluation's cases with their scores per label, sorted worst first, in pages."""
+        evaluation = self.get_object()
+        rows = ordered_cases(evaluation, request.query_params.get("order", "worst"), request.query_params.get("class"))
+        sample = int_query_param(request, "sample")
+        if sample is not None:
+            rows = rows.filter(sample_id=sample)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(SegmentationCaseSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[
+        OpenApiParameter("file", str, enum=["png", "npy"], description="png (the default): one plane; npy: the whole map "
+                                                                        "of label values on the sample's grid."),
+        OpenApiParameter("axis", str, enum=["axial", "coronal", "sagittal"], description="Plane (2D images: axial only)."),
+        OpenApiParameter("index", int, description="Plane number along the axis (default: the middle)."),
+        OpenApiParameter("style", str, enum=[*MASK_STYLES], description="outline (the default) or fill."),
+    ], responses={(200, "image/png"): bytes, (200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"cases/(?P<sample>[0-9]+)/mask")
+    def case_mask(self, request, pk=None, sample=None):
+        """A case's predicted label map: one plane as a transparent PNG on the grid of GET /api/samples/{id}/slice/'s
+        plane (to lay over it), or the whole map as .npy (the dataset's label values, the sample's own grid)."""
+        evaluation = self.get_object()
+        case = case_of(evaluation, int(sample))
+        file_format = request.query_params.get("file", "png")
+        if file_format == "npy":
+            path = evaluation.project.storage_dir / case.mask
+            if not path.is_file():
+                raise ServiceError("The predicted mask is missing from storage; evaluate the run again to rebuild it.",
+                                   code="file_missing", status_code=404)
+            filename = f"evaluation-{evaluation.pk}-sample-{case.sample_id}-predicted-mask.npy"
+            record(request.user, evaluation.project, Action.DOWNLOAD, evaluation, name=filename)
+            return FileResponse(open(path, "rb"), as_attachment=True, filename=filename, content_type="application/octet-stream")
+        if file_format != "png":
+            raise ServiceError("file is png or npy.", field="file")
+        png, used, count = predicted_mask_png(case, request.query_params.get("axis", "axial"), int_query_param(request, "index"),
+                                              request.query_params.get("style", "outline"))
+        response = HttpResponse(png, content_type="image/png")
+        response["X-Plane-Index"], response["X-Plane-Count"] = str(used), str(count)
+        return response

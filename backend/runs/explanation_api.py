@@ -1,6 +1,6 @@
 """/api/explanations/: one image's class probabilities and heat map by a run's kept model or an imported model (a
 dataset's sample, or an uploaded file; docs/results.md, "Explain")."""
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -23,8 +23,11 @@ from .explanations import (
     upload_png,
 )
 from .models import Explanation
+from .segmentations import MASK_FILES, is_segmented, mask_file, mask_png
 from .services import runs_for
 
+MASK_KINDS = [*MASK_FILES]  # (in the viewset's body, `list` is its own method)
+MASK_KINDS_HELP = "Default: the mask's first file. " + "; ".join(f"{kind}: {what}" for kind, (_, _, what) in MASK_FILES.items())
 UPLOAD_FACTS = ("name", "format", "modality", "kind", "shape", "channels", "depth", "height", "width", "spacing", "fits", "notes")
 
 
@@ -41,14 +44,25 @@ class ExplanationSerializer(JobSerializer):
                                     "classes), predicted, explained_class (the class the heat map is of: the predicted one), "
                                     "method, layer (the module Grad-CAM looked at), input_shape (what the model saw: C, H, W or C, D, H, W), windows "
                                     "(1, or the sliding windows of a volume larger than the patch), heat_map_shape (the "
-                                    "sample's grid, D H W; null: no heat map), note (why not)}.")
+                                    "sample's grid, D H W; null: no heat map), note (why not)}. A segmentation run's: {task, "
+                                    "classes, label_values (the dataset's value of each class), colours (each class's in the mask "
+                                    "overlay), sizes ([{label, value, voxels, ml (a volume) or mm2 (a 2D image), with the spacing "
+                                    "known}]), label_map_shape (D H W of the image's own grid), files, seg_note (why no DICOM SEG "
+                                    "of a DICOM input), input_shape, ground_truth_sample (the dataset's sample this file is, with "
+                                    "its mask; null)}.")
     heat_map_url = serializers.SerializerMethodField(help_text="One plane of the heat map as a transparent PNG over the "
                                                                "sample viewer's plane (?axis=&index=); null without one.")
+    mask_url = serializers.SerializerMethodField(help_text="A segmentation's: one plane of the predicted label map in the "
+                                                           "classes' colours, transparent on the background, over the image's "
+                                                           "plane (?axis=&index=); null for a classification's or before done.")
+    downloads = serializers.SerializerMethodField(help_text="A segmentation's mask files once done, {as: address}: nifti "
+                                                            "(a volume), png and preview (a 2D image), seg (DICOM input: a "
+                                                            "DICOM SEG); {} otherwise.")
 
     class Meta:
         model = Explanation
         fields = ["id", "project", "run", "imported_model", "sample", "dataset", "upload", "queue", *JOB_FIELDS, "results",
-                  "heat_map_url", "image_url", "created_at"]
+                  "heat_map_url", "mask_url", "downloads", "image_url", "created_at"]
         read_only_fields = fields
 
     def get_project(self, explanation) -> int:
@@ -73,6 +87,14 @@ class ExplanationSerializer(JobSerializer):
         if explanation.status != Explanation.Status.DONE or not explanation.results.get("heat_map_shape"):
             return None
         return f"/api/explanations/{explanation.pk}/heat-map/"
+
+    def get_mask_url(self, explanation) -> str | None:
+        return f"/api/explanations/{explanation.pk}/mask/" if is_segmented(explanation) else None
+
+    def get_downloads(self, explanation) -> dict:
+        if not is_segmented(explanation):
+            return {}
+        return {kind: f"/api/explanations/{explanation.pk}/download/?as={kind}" for kind in explanation.results.get("files", {})}
 
 
 class ExplanationRequestSerializer(serializers.Serializer):
@@ -206,3 +228,29 @@ class ExplanationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         response = HttpResponse(png, content_type="image/png")
         response["X-Plane-Index"], response["X-Plane-Count"] = str(used), str(count)
         return response
+
+    @extend_schema(responses={(200, "image/png"): bytes}, parameters=[
+        OpenApiParameter("axis", str, enum=["axial", "coronal", "sagittal"], description="Plane (2D images: axial only)."),
+        OpenApiParameter("index", int, description="Plane number along the axis (default: the middle)."),
+    ])
+    @action(detail=True, methods=["get"])
+    def mask(self, request, pk=None):
+        """A segmentation's predicted label map, one plane, in the classes' colours (results.colours) and transparent on
+        the background, on the grid of the image's plane (GET image/ for an upload): the overlay of the viewer."""
+        png, used, count = mask_png(self.get_object(), request.query_params.get("axis", "axial"), int_query_param(request, "index"))
+        response = HttpResponse(png, content_type="image/png")
+        response["X-Plane-Index"], response["X-Plane-Count"] = str(used), str(count)
+        return response
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, parameters=[
+        OpenApiParameter("as", str, enum=MASK_KINDS, description=MASK_KINDS_HELP),
+    ])
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """A segmentation's predicted mask as a file: NIfTI for a volume (the input's affine, spacing and orientation), PNG
+        for a 2D image (the label values, and a coloured preview), DICOM SEG for a DICOM input (referencing its images).
+        One the image has not (a DICOM SEG of a NIfTI file, a PNG of a volume) is a 400 (`field`: as) saying which it has."""
+        explanation = self.get_object()
+        path, filename, content_type = mask_file(explanation, request.query_params.get("as"))
+        record(request.user, explanation.project, Action.DOWNLOAD, explanation, name=filename)
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=filename, content_type=content_type)

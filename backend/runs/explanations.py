@@ -213,7 +213,7 @@ def run_expectation(run: TrainingRun) -> dict:
     channels = root.channels if versions else (int(shape[0]) if shape else dataset.channels)
     return {"who": f"run {run.pk}'s model", "dims": [plan.get("dims", 3)] if plan else [2], "channels": channels,
             "grey_to_colour": not plan, "modalities": learnt_modalities(root, dataset),
-            "plan": {k: plan[k] for k in ("target_spacing", "dims", "normalisation") if k in plan} if plan else None,
+            "plan": {k: plan[k] for k in ("target_spacing", "dims", "normalisation", "patch_size") if k in plan} if plan else None,
             "size": None if plan or versions else [dataset.height, dataset.width]}
 
 

@@ -8,14 +8,16 @@ from backend.core.table_files import CONTENT_TYPES, safe_name, table_file
 
 from .models import Evaluation, TrainingRun
 
-EVALUATION_TABLES = ("metrics", "predictions")
+EVALUATION_TABLES = ("metrics", "predictions", "cases")
 RUN_TABLES = ("metric_points",)
 FORMATS = tuple(CONTENT_TYPES)
 
 
 # The order of the results page (PostgreSQL's jsonb keeps no order of keys); a metric not named here comes after.
 METRIC_ORDER = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "auc", "average_precision", "brier", "ece",
-                "sensitivity", "specificity", "precision", "f1")
+                "sensitivity", "specificity", "precision", "f1", "mean_dice", "mean_iou", "dice", "iou", "hd95", "nsd",
+                "predicted_volume", "reference_volume")
+CASE_MEASURES = ("dice", "iou", "hd95", "nsd", "predicted_volume", "reference_volume")
 
 
 def in_order(names) -> list[str]:
@@ -44,6 +46,20 @@ def predictions_table(evaluation: Evaluation):
                *row.probabilities, row.correct]
 
 
+def cases_table(evaluation: Evaluation):
+    """A segmentation's cases, worst first (the lowest mean foreground Dice): per label its Dice, IoU, HD95 (mm), NSD,
+    predicted and reference volumes (ml; mm² for images), and how an empty label was scored."""
+    labels = list((evaluation.results.get("classes") or [])[1:])
+    unit = evaluation.results.get("volume_unit", "ml")
+    names = {"hd95": "hd95_mm", "predicted_volume": f"predicted_{unit}", "reference_volume": f"reference_{unit}"}
+    yield ["sample", "file", "patient", "mean_dice", *[f"{names.get(m, m)}({label})" for label in labels for m in CASE_MEASURES],
+           *[f"empty({label})" for label in labels], "nsd_tolerance_mm"]
+    for case in evaluation.cases.select_related("sample").order_by("mean_dice", "id").iterator(chunk_size=2000):
+        yield [case.sample_id, case.sample.source_path if case.sample else None, case.patient, case.mean_dice,
+               *[getattr(case, m).get(label) for label in labels for m in CASE_MEASURES],
+               *[case.empty.get(label) or None for label in labels], case.tolerance_mm]
+
+
 def metric_points_table(run: TrainingRun):
     """One row per epoch; a column per subset and metric ("validation.loss"), empty where it was not measured."""
     points = list(run.metrics.order_by("epoch").values_list("epoch", "subset", "name", "value"))
@@ -65,8 +81,9 @@ def evaluation_about(evaluation: Evaluation):
     yield ["measured on", measured_on(evaluation)]
     yield ["samples", results.get("samples")]
     yield ["patients", results.get("patients")]
+    stratified = ", stratified by class" if results.get("stratified_by_class", True) else ""
     yield ["interval", f"{round(results.get('level', 0.95) * 100)}% percentile interval of {results.get('resamples')} "
-                       "bootstrap resamples of patients, stratified by class"]
+                       f"bootstrap resamples of patients{stratified}"]
     yield ["finished", evaluation.finished_at.isoformat() if evaluation.finished_at else ""]
 
 
@@ -87,7 +104,8 @@ def evaluation_file(evaluation: Evaluation, table: str, file_format: str) -> tup
     check_choice(file_format, FORMATS, "file")
     if evaluation.status != Evaluation.Status.DONE:
         raise ServiceError(f"The evaluation is {evaluation.status}: its tables exist once it is done.", code="conflict", status_code=409)
-    rows = metrics_table(evaluation.results) if table == "metrics" else predictions_table(evaluation)
+    rows = {"metrics": lambda: metrics_table(evaluation.results), "predictions": lambda: predictions_table(evaluation),
+            "cases": lambda: cases_table(evaluation)}[table]()
     where = f"dataset-{evaluation.dataset_id}" if evaluation.dataset_id else evaluation.subset
     name = f"{safe_name(evaluation.run.name, 'run')}-run{evaluation.run_id}-{where}-{table}.{file_format}"
     return table_file(rows, file_format, title=table.capitalize(), about=evaluation_about(evaluation)), name

@@ -193,6 +193,11 @@ class Evaluation(Job):
     def project(self):
         return self.run.project
 
+    @property
+    def storage_dir(self):
+        """The evaluation's files (a segmentation's predicted label maps), kept with the run's and deleted with them."""
+        return self.run.storage_dir / "evaluations" / str(self.pk)
+
 
 class SamplePrediction(models.Model):
     """One sample's prediction in an evaluation: what the results table sorts (worst errors first: the lowest
@@ -211,6 +216,34 @@ class SamplePrediction(models.Model):
     class Meta:
         ordering = ["truth_probability", "id"]
         indexes = [models.Index(fields=["evaluation", "truth_probability"]), models.Index(fields=["evaluation", "confidence"])]
+
+
+class SegmentationCase(models.Model):
+    """One case of a segmentation run's evaluation (issue 23; docs/results.md "Segmentation"): its scores per foreground
+    label on the sample's own grid and spacing, and where its predicted label map is kept (`mask`, a uint8/uint16 .npy
+    under the evaluation's folder, relative to the project's folder as Sample.mask is). The results table lists the
+    worst cases first (the lowest mean foreground Dice)."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="cases")
+    sample = models.ForeignKey("datasets.Sample", on_delete=models.SET_NULL, null=True, related_name="segmentation_cases")
+    patient = models.CharField(max_length=64, blank=True)
+    dice = models.JSONField(help_text="{label: Dice}: 1 where the label is in neither the reference nor the prediction, "
+                                      "0 where it is in one only.")
+    iou = models.JSONField(help_text="{label: IoU (Jaccard)}, empty labels as Dice.")
+    hd95 = models.JSONField(help_text="{label: 95th percentile Hausdorff distance in mm}: 0 where the label is in neither, "
+                                      "the diagonal of the sample's field of view where it is in one only.")
+    nsd = models.JSONField(help_text="{label: normalised surface distance at the tolerance}: 1 where in neither, 0 in one only.")
+    predicted_volume = models.JSONField(help_text="{label: volume predicted} in ml (mm² for an image).")
+    reference_volume = models.JSONField(help_text="{label: volume in the reference mask} in ml (mm² for an image).")
+    empty = models.JSONField(help_text='{label: "both", "missed", "false_alarm" or ""}: how an empty label was scored.')
+    mean_dice = models.FloatField(help_text="The mean of the foreground labels' Dice.")
+    tolerance_mm = models.FloatField(help_text="The NSD's boundary tolerance in mm.")
+    mask = models.CharField(max_length=512, help_text="The predicted label map (.npy of label values, the sample's own grid), "
+                                                      "relative to the project's folder.")
+
+    class Meta:
+        ordering = ["mean_dice", "id"]
+        indexes = [models.Index(fields=["evaluation", "mean_dice"])]
 
 
 class Explanation(Job):

@@ -25,7 +25,8 @@ from backend.pipelines.models import Pipeline
 from backend.pipelines.services import mark_used
 from backend.projects.access import projects_for, require_owner
 from backend.zoo.services import check_imported_start
-from workers.engine.planning import resampled_shape
+from workers.engine.planning import FEWEST_SIDE, resampled_shape
+from workers.engine.tasks import TASKS
 from workers.engine.training.spec import SpecInvalid, TrainingSpec, fitted_to_subset, resolve_spec
 from workers.engine.zoo.registry import MODELS, ModelEntry, model_entry
 from workers.engine.zoo.weights import WeightsUnavailable, find_weights
@@ -270,7 +271,7 @@ def check_dimensions(entry: ModelEntry, dataset: Dataset) -> None:
     dims = max(dataset.dimensions, default=2)
     if entry.dims == dims:
         return
-    fitting = [e.title for e in MODELS.values() if e.dims == dims]
+    fitting = [e.title for e in MODELS.values() if e.dims == dims and e.task == entry.task]
     held = "volumes (3D)" if dims == 3 else "2D images"
     raise ServiceError(f"{entry.title} is a {entry.dims}D network and this dataset holds {held}: choose a {dims}D network "
                        f"({', '.join(fitting)}).", field="model.architecture")
@@ -367,13 +368,24 @@ def check_patch_fits(spec: TrainingSpec, dataset: Dataset) -> None:
         check_image_patch(plan, shapes)
         return
     smallest = [min(shape[axis] for shape in shapes) for axis in range(3)]
-    if all(p <= s for p, s in zip(plan["patch_size"], smallest)):
+    if all(p <= s for p, s in zip(plan["patch_size"], padded_sides(spec, smallest))):
         return
     smaller = sum(any(p > n for p, n in zip(plan["patch_size"], shape)) for shape in shapes)
     raise ServiceError(f"The patch ({'×'.join(map(str, plan['patch_size']))} voxels) is larger than {smaller} of the volumes at "
                        f"{'×'.join(f'{v:g}' for v in plan['target_spacing'])} mm (the smallest is "
                        f"{'×'.join(map(str, smallest))}); choose a patch of at most that size, or a finer spacing.",
                        field="data.plan.patch_size")
+
+
+def padded_sides(spec: TrainingSpec, sides: list[int]) -> list[int]:
+    """The sides a patch may reach over volumes of these sides (the volumes padded to it): their own, at least the
+    smallest patch side (6 slices train in a patch of 8), and for a network that takes multiples of a number (a U-Net's
+    8) and outputs a map, those rounded up to it (the spec rounds the plan's patch so: 10 slices in a patch of 16)."""
+    sides = [max(side, FEWEST_SIDE) for side in sides]
+    entry = MODELS.get(spec["model"]["architecture"])
+    if entry is None or entry.divisor <= 1 or not TASKS[spec["task"]].spatial_output:
+        return sides
+    return [math.ceil(side / entry.divisor) * entry.divisor for side in sides]
 
 
 def check_image_patch(plan: dict, shapes: list[list[int]]) -> None:

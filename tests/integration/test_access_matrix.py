@@ -19,10 +19,11 @@ from backend.experiments.models import Comparison, GroupMember, RunGroup
 from backend.pipelines.models import Aggregation
 from backend.pipelines.services import create_pipeline
 from backend.projects.models import Project, ProjectMember, Role
-from backend.runs.models import Evaluation, Explanation, MetricPoint, RateSearch, TrainingRun
+from backend.runs.models import Evaluation, Explanation, MetricPoint, RateSearch, SegmentationCase, TrainingRun
+from backend.runs.segmentations import mask_dir
 from backend.zoo.models import ImportedModel
 from tests.conftest import demo_entries, make_zip, png_bytes
-from tests.factories import ready_dataset, training_spec
+from tests.factories import ready_dataset, training_spec, volumes_with_masks
 from tests.model_files import if_onnx
 
 ROLES = ("anonymous", "outsider", "viewer", "owner")
@@ -84,6 +85,8 @@ MATRIX = {
         "project": w["project"], "files": [SimpleUploadedFile("a.zip", make_zip(demo_entries(per_class=2)))]}),
     ("GET", "/api/datasets/{pk}/"): Case(READ, ids=dataset_id),
     ("DELETE", "/api/datasets/{pk}/"): Case((401, 404, 403, 204), ids=lambda w: {"pk": w["unused_dataset"]}),
+    ("PATCH", "/api/datasets/{pk}/"): Case((401, 404, 403, 200), ids=lambda w: {"pk": w["segmented_dataset"]},
+                                           data=lambda w: {"label_names": {"1": "lesion"}}),
     ("GET", "/api/datasets/{pk}/deletion/"): Case(READ, ids=dataset_id),
     ("GET", "/api/datasets/{pk}/report/"): Case(READ, ids=dataset_id),
     ("GET", "/api/datasets/{pk}/plan/"): Case(READ, ids=dataset_id),
@@ -129,6 +132,8 @@ MATRIX = {
     ("GET", "/api/evaluations/{pk}/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/predictions/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
     ("GET", "/api/evaluations/{pk}/export/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
+    ("GET", "/api/evaluations/{pk}/cases/"): Case(READ, ids=lambda w: {"pk": w["evaluation"]}),
+    ("GET", "/api/evaluations/{pk}/cases/{sample}/mask/"): Case(READ, ids=lambda w: {"pk": w["evaluation"], "sample": w["sample"]}),
     ("POST", "/api/evaluations/{pk}/stop/"): Case((401, 404, 403, 409), ids=lambda w: {"pk": w["evaluation"]},
                                                   notes="the evaluation has ended: nothing to stop"),
     ("GET", "/api/evaluations/class-mapping/"): Case(READ, data=lambda w: {"run": w["kept_run"], "dataset": w["unused_dataset"]},
@@ -142,6 +147,9 @@ MATRIX = {
         "imported_model": w["imported_model"], "file": SimpleUploadedFile("slice.png", png_bytes(np.zeros((32, 32), np.uint8)))},
         notes="reading a file against a model changes nothing but is the step before a job: owners only"),
     ("GET", "/api/explanations/{pk}/image/"): Case(READ, ids=lambda w: {"pk": w["uploaded_explanation"]}),
+    ("GET", "/api/explanations/{pk}/mask/"): Case(READ, ids=lambda w: {"pk": w["masked_explanation"]}),
+    ("GET", "/api/explanations/{pk}/download/"): Case(READ, ids=lambda w: {"pk": w["masked_explanation"]},
+                                                      notes="a mask is read like its explanation"),
     ("GET", "/api/groups/"): Case(LIST),
     ("POST", "/api/groups/"): Case((401, 400, 403, 202), data=lambda w: {"partition": w["partition"], "seeds": 2,
                                                                         "spec": {"epochs": 1}}),
@@ -228,10 +236,19 @@ def world(django_user_model, tmp_path):
     queued = TrainingRun.objects.create(project=project, partition=partition, name="queued", spec=training_spec(epochs=1))
     search = RateSearch.objects.create(partition=partition, spec=training_spec())
     evaluation = Evaluation.objects.create(run=run, status=Evaluation.Status.DONE)
+    np.save(project.storage_dir / "case.npy", np.zeros((64, 64), np.uint8))  # a segmentation case's predicted map
+    SegmentationCase.objects.create(evaluation=evaluation, sample=sample, dice={"lesion": 1.0}, iou={"lesion": 1.0}, hd95={"lesion": 0.0},
+                                    nsd={"lesion": 1.0}, predicted_volume={"lesion": 0.0}, reference_volume={"lesion": 0.0},
+                                    empty={"lesion": "both"}, mean_dice=1.0, tolerance_mm=1.0, mask="case.npy")
     explanation = Explanation.objects.create(run=run, sample=sample, status=Explanation.Status.DONE,
                                              results={"heat_map_shape": [1, 64, 64]})
     explanation.heat_map_path.parent.mkdir(parents=True)
     np.save(explanation.heat_map_path, np.zeros((1, 64, 64), np.float16))
+    masked = Explanation.objects.create(run=run, sample=sample, status=Explanation.Status.DONE, results={
+        "label_map_shape": [1, 64, 64], "classes": ["background", "lesion"], "label_values": [0, 1], "files": {"png": "mask.png"}})
+    mask_dir(masked).mkdir(parents=True)
+    np.save(mask_dir(masked) / "labels.npy", np.zeros((1, 64, 64), np.uint8))
+    (mask_dir(masked) / "mask.png").write_bytes(png_bytes(np.zeros((64, 64), np.uint8)))
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
     GroupMember.objects.create(group=group, run=run, seed=0)
     comparison = Comparison.objects.create(project=project, name="Run against its group", metric="loss")
@@ -239,6 +256,8 @@ def world(django_user_model, tmp_path):
     comparison.groups.set([group])
     unused = ready_dataset(project)
     ingesting = Dataset.objects.create(project=project, name="Busy", status=Dataset.Status.INGESTING)
+    segmented = volumes_with_masks(project)
+    Dataset.objects.filter(pk=segmented.pk).update(mask_values=[0, 1])
     pipeline = create_pipeline(users["owner"], project, "Augment", "augmentation", [{"op": "flip"}])
     preprocessing = create_pipeline(users["owner"], project, "Prepare", "preprocessing", [{"op": "min_max"}])
     measuring = create_pipeline(users["owner"], project, "Measure", "aggregation", [], ["mean"])
@@ -255,12 +274,12 @@ def world(django_user_model, tmp_path):
         "height": 32, "width": 32, "spacing": [], "meta": {}, "array": "uploaded.npy", "original": ""})
     np.save(project.storage_dir / "uploaded.npy", np.zeros((32, 32), np.uint8))
     return {
-        "uploaded_explanation": uploaded.pk,
+        "uploaded_explanation": uploaded.pk, "masked_explanation": masked.pk,
         "imported_model": imported.pk, "importing_model": importing.pk, "onnx_bytes": branchy.read_bytes(),
         "users": users, "project": project.pk, "member": member.pk, "dataset": dataset.pk, "sample": sample.pk,
         "partition": partition.pk, "run": run.pk, "queued_run": queued.pk, "rate_search": search.pk, "evaluation": evaluation.pk, "unused_dataset": unused.pk,
         "explanation": explanation.pk, "group": group.pk, "comparison": comparison.pk, "kept_run": kept.pk,
-        "ingesting_dataset": ingesting.pk, "pipeline": pipeline.pk,
+        "ingesting_dataset": ingesting.pk, "segmented_dataset": segmented.pk, "pipeline": pipeline.pk,
         "preprocessing": preprocessing.pk, "aggregation_pipeline": measuring.pk, "aggregation": aggregation.pk,
     }
 

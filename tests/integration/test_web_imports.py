@@ -79,7 +79,7 @@ def make_rows() -> tuple[object, dict]:
     from backend.experiments.models import Comparison, GroupMember, RunGroup
     from backend.pipelines.services import create_pipeline, start_aggregation
     from backend.projects.models import Project
-    from backend.runs.models import Evaluation, Explanation, SamplePrediction
+    from backend.runs.models import Evaluation, Explanation, SamplePrediction, SegmentationCase
     from backend.runs.services import launch_run, start_rate_search
     from backend.zoo.models import ImportedModel
     from tests.factories import ready_dataset, volumes_with_masks
@@ -97,6 +97,13 @@ def make_rows() -> tuple[object, dict]:
     evaluation = Evaluation.objects.create(run=run, subset="test", status=Evaluation.Status.DONE)
     SamplePrediction.objects.create(evaluation=evaluation, sample=dataset.samples.first(), truth="0", predicted="0",
                                     probabilities=[0.9, 0.1], truth_probability=0.9, confidence=0.9, correct=True)
+    # A segmentation case of it with its predicted map (the cases list, the map's plane and file read them).
+    project.storage_dir.mkdir(parents=True, exist_ok=True)
+    numpy.save(project.storage_dir / "case.npy", numpy.zeros((64, 64), numpy.uint8))
+    SegmentationCase.objects.create(evaluation=evaluation, sample=dataset.samples.first(), dice={"lesion": 1.0}, iou={"lesion": 1.0},
+                                    hd95={"lesion": 0.0}, nsd={"lesion": 1.0}, predicted_volume={"lesion": 0.0},
+                                    reference_volume={"lesion": 0.0}, empty={"lesion": "both"}, mean_dice=1.0, tolerance_mm=1.0,
+                                    mask="case.npy")
     explanation = Explanation.objects.create(run=run, sample=dataset.samples.first(), status=Explanation.Status.QUEUED)
     group = RunGroup.objects.create(project=project, partition=partition, kind=RunGroup.Kind.SEEDS, name="Seeds", seeds=1)
     GroupMember.objects.create(group=group, run=run, seed=0)
@@ -142,7 +149,9 @@ def readable_urls(ids: dict) -> list[str]:
         groups = pattern.pattern.regex.groupindex
         if "get" in getattr(pattern.callback, "actions", {}) and "format" not in groups:
             basename = pattern.name.split("-")[0]  # names are "<basename>-<action>"
-            urls.append(reverse(pattern.name, kwargs={"pk": ids[basename]} if "pk" in groups else {}))
+            # a route of one sample's part of a row (a segmentation case's mask) takes the sample's id too
+            kwargs = {**({"pk": ids[basename]} if "pk" in groups else {}), **({"sample": ids["sample"]} if "sample" in groups else {})}
+            urls.append(reverse(pattern.name, kwargs=kwargs))
     plain = [p for p in api_urls if isinstance(p, URLPattern) and p.name and not p.pattern.converters]
     # A network's layer summary: the engine answers it in a child process, so torch stays out of this one.
     summary = reverse("architecture-summary", kwargs={"name": "resnet18"}) + f"?dataset={ids['dataset']}&frozen_blocks=2"

@@ -21,6 +21,7 @@ VOXELS_PER_IMAGE = 10_000      # foreground voxels drawn from each volume for th
 MOST_SAMPLES_MEASURED = 200     # samples whose intensities are measured (evenly spread); shapes and spacings of all
 ANISOTROPY = 3.0               # a coarse axis this many times the finest makes a dataset "strongly anisotropic"
 DIVISOR = 8                    # patch sides are multiples of this: the 3D networks halve the grid three times or more
+FEWEST_SIDE = 8                # the least a patch side may be (check_plan): a model learns nothing from fewer voxels
 SMALLEST_SIDE = 16
 NORMALISATIONS = ("ct", "dataset", "zscore", "none")
 ONE_SCALE = 0.10  # samples whose foreground 99.5th percentiles vary less than this (std / mean) share one intensity scale
@@ -184,7 +185,8 @@ def patch_and_batch(median_shape: list[int], smallest_shape: list[int], budget_v
     """The patch: the median shape at the target spacing, no side past the smallest sample's (a patch must fit in
     every one), each a multiple of DIVISOR, its largest side halved until it fits the budget; the batch: as many
     patches as the budget holds for `batch_of` of them, from 2 to `most_in_batch`."""
-    start = [max(min(SMALLEST_SIDE, small), (min(side, small) // DIVISOR) * DIVISOR)
+    # A side of the smallest sample under FEWEST_SIDE (6 slices) still gets FEWEST_SIDE: the sample is padded to it.
+    start = [max(FEWEST_SIDE, min(SMALLEST_SIDE, small), (min(side, small) // DIVISOR) * DIVISOR)
              for side, small in zip(median_shape, smallest_shape)]
     patch = list(start)
     while math.prod(patch) > budget_voxels and max(patch) > SMALLEST_SIDE:
@@ -350,8 +352,9 @@ def check_plan(plan: dict) -> dict[str, str]:
         errors["target_spacing"] = f"The target spacing is {count} numbers of millimetres ({axes}), each above 0 and at most {widest}."
     patch = plan.get("patch_size")
     largest = 512 if dims == 3 else 2048
-    if not (isinstance(patch, list) and len(patch) == dims and all(isinstance(v, int) and 8 <= v <= largest for v in patch)):
-        errors["patch_size"] = f"The patch size is {count} whole numbers of {'voxels' if dims == 3 else 'pixels'} ({axes}), each from 8 to {largest}."
+    if not (isinstance(patch, list) and len(patch) == dims and all(isinstance(v, int) and FEWEST_SIDE <= v <= largest for v in patch)):
+        errors["patch_size"] = (f"The patch size is {count} whole numbers of {'voxels' if dims == 3 else 'pixels'} ({axes}), "
+                                f"each from {FEWEST_SIDE} to {largest}.")
     if plan.get("normalisation") not in NORMALISATIONS:
         errors["normalisation"] = f"The normalisation is one of {', '.join(NORMALISATIONS)}."
     if plan.get("normalisation") in CLIPPED:

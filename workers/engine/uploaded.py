@@ -96,7 +96,7 @@ def check_fits(kind: str, channels: int, shape: list[int], spacing: list[float],
 
     `expect`: who (the model in words), dims (the spatial dimensions it takes: [2], [3]), channels, grey_to_colour (a
     grayscale file may go to a colour model: the training cache repeats it), modalities (the DICOM modalities it learnt
-    on; [] when unknown), plan ({target_spacing, dims, normalisation} or None), size ([H, W] a 2D input is resized to,
+    on; [] when unknown), plan ({target_spacing, dims, normalisation[, patch_size]} or None), size ([H, W] a 2D input is resized to,
     or None)."""
     who = expect["who"]
     dims = 3 if kind == "volume" else 2
@@ -136,7 +136,10 @@ def check_fits(kind: str, channels: int, shape: list[int], spacing: list[float],
         if int(np.prod(grid)) > MAX_VOXELS:
             raise Refusal(f"This file is {' × '.join(map(str, shape))}; {at}, over the {MAX_VOXELS // 1024**2} million "
                           f"voxels an explanation takes. Crop it to the region of interest and upload it again.")
-        return f"{at}, normalised as the model's training samples were."
+        patch = [int(v) for v in plan.get("patch_size") or []]
+        padded = (f" It is smaller than the model's patch ({' × '.join(map(str, patch))}) on a side: the prediction pads it, "
+                  "as a sliding window does." if patch and any(g < p for g, p in zip(grid, patch)) else "")
+        return f"{at}, normalised as the model's training samples were.{padded}"
     if int(np.prod(shape)) > MAX_PIXELS:
         raise Refusal(f"This image is {' × '.join(map(str, shape))} pixels, over the {MAX_PIXELS // 1000**2} million an "
                       "explanation reads. Downscale it and upload it again.")
@@ -164,6 +167,8 @@ def read_upload(path: str, file_name: str, expect: dict, folder: str | None = No
              "depth": shape[0] if kind == "volume" else 1, "height": shape[-2], "width": shape[-1], "spacing": spacing,
              "meta": meta, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data), "notes": decoded.notes,
              "fits": fits, "array": ARRAY, "original": ""}
+    if decoded.format == "NIfTI":
+        facts["nifti_codes"] = nifti_codes(data)
     if folder:
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
@@ -173,6 +178,25 @@ def read_upload(path: str, file_name: str, expect: dict, folder: str | None = No
             (target / "original.dcm").write_bytes(decoded.original)
             facts["original"] = "original.dcm"
     return facts
+
+
+def nifti_codes(data: bytes) -> dict:
+    """The qform and sform codes of a NIfTI file's header (what space its affine maps to: scanner, aligned, a
+    template...): a mask of the file is written with them (tasks/segmentation/mask_files.py); {} when unreadable."""
+    import gzip
+    import io
+
+    import nibabel as nib
+
+    head = gzip.GzipFile(fileobj=io.BytesIO(data)).read(540) if data[:2] == b"\x1f\x8b" else data[:540]
+    for header_class, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
+        try:  # the header alone, its extensions left out (4 zero bytes say there are none)
+            header = header_class.from_fileobj(io.BytesIO(head[:size] + b"\0" * 4), check=False)
+        except Exception:  # noqa: BLE001 (not this version's header: the other is tried)
+            continue
+        if int(header["sizeof_hdr"]) == size:
+            return {"qform_code": int(header["qform_code"]), "sform_code": int(header["sform_code"])}
+    return {}
 
 
 # ------------------------------------------------------------------------------------------- the worker's side

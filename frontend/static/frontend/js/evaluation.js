@@ -12,6 +12,7 @@
 import { api, ApiError } from "./api.js";
 import { drawChart } from "./charts.js";
 import { el } from "./dom.js";
+import { segmentationResults } from "./segmentation_results.js";
 
 const POLL_MS = 2000;
 const NONE = "—";
@@ -78,6 +79,8 @@ export function evaluationView(section, runId, shown = null) {
     const chosen = state.listed.find((one) => String(one.id) === event.target.value);
     if (chosen) show(chosen);
   });
+  // A segmentation's results have cards of their own (per label, per case): segmentation_results.js draws them.
+  const segmentation = segmentationResults(part("segmentation"), { get, withInterval, formatValue });
   part("order").addEventListener("change", (event) => { state.order = event.target.value; showPredictions(); });
   part("wrong").addEventListener("change", (event) => { state.wrongOnly = event.target.checked; showPredictions(); });
 
@@ -197,6 +200,16 @@ export function evaluationView(section, runId, shown = null) {
     const results = evaluation.results || {};
     part("body").hidden = false;
     const level = results.level || 0.95;
+    // The results say which task made them: a segmentation's replace the classifier's cards (ROC, calibration, confusion).
+    const segmented = results.task === "segmentation";
+    part("segmentation").hidden = !segmented;
+    part("classification").hidden = segmented;
+    if (segmented) {
+      part("summary").textContent = `${results.samples} ${evaluation.subset} cases${patientWords(results)}; `
+        + `${Math.round(level * 100)}% intervals from ${results.resamples} bootstrap resamples of ${bootstrapUnit(results)}.`;
+      segmentation.show(evaluation);
+      return;
+    }
     const samples = evaluation.dataset ? `samples of dataset ${evaluation.dataset_name}` : `${evaluation.subset} samples`;
     const leftOut = Object.entries(evaluation.class_mapping || {}).filter(([, to]) => !to).map(([from]) => from);
     const left = leftOut.length ? ` (classes left out: ${leftOut.join(", ")})` : "";

@@ -114,6 +114,13 @@ export function explainPanel({ sampleId, projectId, datasetId }) {
     const { classes, probabilities, predicted, explained_class: explained, layer, windows, note } = explanation.results;
     say(explanation.message);
     result.hidden = false;
+    document.getElementById("probabilities").hidden = Boolean(explanation.mask_url);
+    if (explanation.mask_url) { // a segmentation run's model: its labels over the plane, the sizes in the message
+      controls.hidden = false;
+      document.getElementById("heat-legend-words").textContent = "The model's label for each voxel, in the classes' colours.";
+      draw(state.plane.axis, state.plane.index);
+      return;
+    }
     document.querySelector("#probabilities tbody").replaceChildren(...probabilityRows(classes, probabilities, predicted));
     controls.hidden = !explanation.heat_map_url;
     if (!explanation.heat_map_url) {
@@ -133,13 +140,16 @@ export function explainPanel({ sampleId, projectId, datasetId }) {
   function draw(axis, index) {
     state.plane = { axis, index };
     const explanation = state.explanation;
-    if (!explanation || !explanation.heat_map_url) return;
-    heat.src = `${explanation.heat_map_url}?${new URLSearchParams({ axis, index })}`;
+    const overlay = explanation && (explanation.heat_map_url || explanation.mask_url);
+    if (!overlay) return;
+    heat.src = `${overlay}?${new URLSearchParams({ axis, index })}`;
     heat.hidden = !showHeat.checked;
   }
 
   opacity.addEventListener("input", () => { heat.style.opacity = opacity.value; });
-  showHeat.addEventListener("change", () => { heat.hidden = !showHeat.checked || !state.explanation?.heat_map_url; });
+  showHeat.addEventListener("change", () => {
+    heat.hidden = !showHeat.checked || !(state.explanation?.heat_map_url || state.explanation?.mask_url);
+  });
   heat.style.opacity = opacity.value;
   form.addEventListener("submit", () => { if (runField.value) explainWith(Number(runField.value)); });
   window.addEventListener("pagehide", () => { state.leaving = true; stopPolling(); });

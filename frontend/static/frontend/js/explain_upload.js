@@ -4,10 +4,16 @@
    dataset's sample: the class probabilities, and the heat map over the file's own picture, plane by plane for a
    volume (axial, coronal, sagittal), with an opacity slider and a legend; or the prediction alone and why.
 
+   A segmentation run's card ("Segment a file", data-segments) is the same upload, check and job, whose result is the
+   predicted label map (mask_url) over the file in the classes' colours, a table of each class's volume (ml; mm² for a
+   2D image), the mask's downloads (NIfTI, PNG, DICOM SEG), and, when the file is one of the dataset's samples with a
+   mask, its ground truth beside it on the same plane (GET /api/samples/{id}/slice/?mask=1).
+
    explainUploadCard() sets the card up when the page has one; the page opens with ?explain=<id> showing it. */
 import { api } from "./api.js";
 import { clearErrors, el, setProgress, showErrors } from "./dom.js";
 import { probabilityRows } from "./explain.js";
+import { downloadLinks, sizeRows } from "./segment_upload.js";
 
 const POLL_MS = 1500;
 const UNFINISHED = ["queued", "running"];
@@ -30,6 +36,9 @@ export function explainUploadCard() {
   const controls = document.getElementById("upload-heat-controls");
   const opacity = controls.querySelector('[name="opacity"]');
   const showHeat = controls.querySelector('[name="show-heat"]');
+  const truth = document.getElementById("upload-truth");
+  const truthPicture = document.getElementById("upload-truth-plane");
+  const segments = Boolean(card.dataset.segments);
   const model = card.dataset.run ? { run: card.dataset.run } : { imported_model: card.dataset.imported };
   const state = { explanation: null, timer: null, leaving: false, checked: null, planes: { axial: 1 } };
 
@@ -92,14 +101,14 @@ export function explainUploadCard() {
       progress.hidden = false;
       setProgress(progress, explanation.progress, explanation.status === "queued" ? "Waiting for a worker…"
         : explanation.progress_message || "Working…");
-      say(`Explaining ${name}: ${explanation.status}.`);
+      say(`${segments ? "Segmenting" : "Explaining"} ${name}: ${explanation.status}.`);
       state.timer = setTimeout(() => poll(explanation.id), POLL_MS);
       return;
     }
     progress.hidden = true;
     if (explanation.status !== "done") {
       result.hidden = true;
-      say(`The explanation of ${name} ${explanation.status}: ${explanation.message}`);
+      say(`The ${segments ? "segmentation" : "explanation"} of ${name} ${explanation.status}: ${explanation.message}`);
       return;
     }
     showResults(explanation);
@@ -111,12 +120,22 @@ export function explainUploadCard() {
   }
 
   function showResults(explanation) {
-    const { classes, probabilities, predicted, explained_class: explained, layer, windows, note } = explanation.results;
     say(`${explanation.upload.name}: ${explanation.message}`);
     result.hidden = false;
+    const legend = document.getElementById("upload-legend");
+    if (explanation.mask_url) showMask(explanation, legend);
+    else showHeatMap(explanation, legend);
+    if (explanation.upload.fits) legend.append(el("span", { class: "upload-fits", text: ` The file went in ${explanation.upload.fits}` }));
+    state.planes = explanation.upload.planes;
+    axisField.replaceChildren(...Object.keys(state.planes).map((axis) => el("option", { value: axis, text: axis })));
+    axisField.closest("label").hidden = explanation.upload.kind !== "volume";
+    setAxis();
+  }
+
+  function showHeatMap(explanation, legend) {
+    const { classes, probabilities, predicted, explained_class: explained, layer, windows, note } = explanation.results;
     document.querySelector("#upload-probabilities tbody").replaceChildren(...probabilityRows(classes, probabilities, predicted));
     controls.hidden = !explanation.heat_map_url;
-    const legend = document.getElementById("upload-legend");
     if (!explanation.heat_map_url) {
       legend.textContent = `No heat map: ${note || "this model gives none."}`;
     } else {
@@ -125,11 +144,25 @@ export function explainUploadCard() {
         + `evidence for ${explained}, blue the least, nothing where none. Scaled to this image's own peak. It shows where `
         + `the model looked, not a finding.${stitched}`;
     }
-    if (explanation.upload.fits) legend.append(el("span", { class: "upload-fits", text: ` The file went in ${explanation.upload.fits}` }));
-    state.planes = explanation.upload.planes;
-    axisField.replaceChildren(...Object.keys(state.planes).map((axis) => el("option", { value: axis, text: axis })));
-    axisField.closest("label").hidden = explanation.upload.kind !== "volume";
-    setAxis();
+  }
+
+  /* A segmentation: the mask over the file, the classes' sizes and colours, the downloads, the ground truth beside. */
+  function showMask(explanation, legend) {
+    const results = explanation.results;
+    const volume = results.label_map_shape[0] > 1 || explanation.upload.kind === "volume";
+    document.getElementById("upload-probabilities").hidden = true;
+    document.getElementById("upload-segmentation").hidden = false;
+    document.getElementById("upload-plane-caption").hidden = !results.ground_truth_sample;
+    document.getElementById("upload-volume-unit").textContent = volume ? "Volume (ml)" : "Area (mm²)";
+    document.querySelector("#upload-volumes tbody").replaceChildren(...sizeRows(results, volume));
+    document.getElementById("upload-downloads").replaceChildren(...downloadLinks(explanation.downloads));
+    controls.hidden = false;
+    truth.hidden = !results.ground_truth_sample;
+    document.getElementById("upload-truth-sample").textContent = results.ground_truth_sample
+      ? `(sample ${results.ground_truth_sample}: this file is one of the dataset's)` : "";
+    const sized = volume && !results.sizes.some((size) => "ml" in size) ? " Its spacing is unknown, so no volume in ml: voxels only." : "";
+    legend.textContent = `Each ${volume ? "voxel" : "pixel"} labelled by the model, on the file's own grid, in the colours `
+      + `of the table.${sized}${results.seg_note ? ` No DICOM SEG: ${results.seg_note}` : ""}`;
   }
 
   /* A new plane opens on its middle slice. */
@@ -147,8 +180,11 @@ export function explainUploadCard() {
     const params = new URLSearchParams({ axis: axisField.value, index: indexField.value });
     picture.src = `${explanation.image_url}?${params}`;
     document.getElementById("upload-index-label").textContent = `${Number(indexField.value) + 1} of ${Number(indexField.max) + 1}`;
-    if (explanation.heat_map_url) heat.src = `${explanation.heat_map_url}?${params}`;
-    heat.hidden = !explanation.heat_map_url || !showHeat.checked;
+    const overlay = explanation.heat_map_url || explanation.mask_url;
+    if (overlay) heat.src = `${overlay}?${params}`;
+    heat.hidden = !overlay || !showHeat.checked;
+    const sample = explanation.results.ground_truth_sample;
+    if (sample) truthPicture.src = `/api/samples/${sample}/slice/?${params}&mask=1`;
   }
 
   fileField.addEventListener("change", check);
@@ -156,7 +192,9 @@ export function explainUploadCard() {
   axisField.addEventListener("change", setAxis);
   indexField.addEventListener("input", draw);
   opacity.addEventListener("input", () => { heat.style.opacity = opacity.value; });
-  showHeat.addEventListener("change", () => { heat.hidden = !showHeat.checked || !state.explanation?.heat_map_url; });
+  showHeat.addEventListener("change", () => {
+    heat.hidden = !showHeat.checked || !(state.explanation?.heat_map_url || state.explanation?.mask_url);
+  });
   heat.style.opacity = opacity.value;
   window.addEventListener("pagehide", () => { state.leaving = true; clearTimeout(state.timer); });
 

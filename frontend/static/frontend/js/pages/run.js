@@ -145,8 +145,11 @@ function showResults(run) {
   if (hint) hint.hidden = !(run.status !== "succeeded" && run.has_checkpoint);
   document.getElementById("results").hidden = false;
   const test = (run.results && run.results.test) || {};
-  document.getElementById("test-accuracy").textContent =
-    test.accuracy !== undefined ? `${(test.accuracy * 100).toFixed(1)}%` : "not measured";
+  // A classifier's headline is its accuracy; a segmentation's (no accuracy) its mean foreground Dice.
+  const dice = test.accuracy === undefined && test.mean_dice !== undefined && test.mean_dice !== null;
+  document.getElementById("test-metric").textContent = dice ? "mean Dice" : "accuracy";
+  document.getElementById("test-accuracy").textContent = dice ? test.mean_dice.toFixed(3)
+    : test.accuracy !== undefined ? `${(test.accuracy * 100).toFixed(1)}%` : "not measured";
   document.getElementById("test-detail").textContent = test.loss !== undefined ? `(test loss ${test.loss.toFixed(4)}, measured as training ended)` : "";
   const link = document.getElementById("model-download");
   if (run.model_url) link.href = run.model_url; else link.hidden = true;

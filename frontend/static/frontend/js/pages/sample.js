@@ -3,6 +3,7 @@
 import { api } from "../api.js";
 import { el } from "../dom.js";
 import { explainPanel } from "../explain.js";
+import { casePanel } from "../segmentation_case.js";
 
 const viewer = document.getElementById("viewer");
 const id = viewer.dataset.sample;
@@ -13,12 +14,15 @@ const field = (name) => controls.querySelector(`[name="${name}"]`);
 let planes = {};
 const explanation = explainPanel({ sampleId: Number(id), projectId: Number(viewer.dataset.project),
   datasetId: Number(viewer.dataset.dataset) });
+// A segmentation evaluation's case (?evaluation=<id>): its predicted mask over the plane.
+const predictedCase = casePanel({ sampleId: Number(id) });
 
 function draw() {
   const params = new URLSearchParams({ axis: field("axis").value, index: field("index").value, frame: field("frame").value,
     center: field("center").value, width: field("width").value, mask: field("mask").checked ? "true" : "false" });
   image.src = `/api/samples/${id}/slice/?${params}`;
   explanation.draw(field("axis").value, field("index").value); // its heat map follows the plane shown
+  predictedCase.draw(field("axis").value, field("index").value); // and the case's predicted mask
   document.getElementById("index-label").textContent = `${Number(field("index").value) + 1} of ${Number(field("index").max) + 1}`;
 }
 
