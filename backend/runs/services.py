@@ -119,6 +119,12 @@ def check_segmentable(partition: Partition) -> None:
     if len(dataset.segmentation_labels) < 2:
         raise ServiceError(f"The masks of '{dataset.name}' hold only the background (0): there is no structure to "
                            "outline. Upload masks that mark it with a value other than 0.", field="task")
+    unnamed = dataset.unnamed_label_values
+    if dataset.label_names and unnamed:
+        values = ", ".join(map(str, unnamed))
+        raise ServiceError(f"The masks of '{dataset.name}' hold label value{'s' if len(unnamed) > 1 else ''} {values}, which its "
+                           f"label names do not declare (they name {', '.join(sorted(dataset.label_names, key=int))}): name "
+                           "them in the dataset's Labels card, or correct the masks, before training on them.", field="partition")
     masked = PartitionMember.objects.filter(partition=partition, subset="train").exclude(sample__mask="").count()
     if not masked:
         raise ServiceError("No sample of the partition's training subset has a mask; make a partition whose training "

@@ -1,6 +1,7 @@
 """Segmentation refused or fitted at launch, before any worker (issue 23, "Bad input"): thin volumes get a patch
 rounded up to the U-Net's multiples of 8 and are padded, a typed patch far past them is refused beside the patch;
-masks that hold only the background, a dataset without masks asked to segment, a segmentation network for a
+masks that hold only the background, masks holding a value their declared label names leave out, a dataset without
+masks asked to segment, a segmentation network for a
 dataset of classes and a classifier for a dataset of masks are each refused with the field that is wrong; nothing
 is created."""
 import pytest
@@ -55,7 +56,9 @@ def test_what_cannot_be_segmented_is_refused_with_its_field(api, project, thin):
     outlines = create_partition(project.owner, shapes_with_masks(project, count=8), "", 50, 25, 25, 3)
     refused(launch(api, outlines, task="classification"), "task", "holds masks and no classes to classify by")
     refused(launch(api, thin, task="classification"), "model.architecture", "choose a 3D network (Small 3D CNN, ResNet-18 (3D), ResNet-50 (3D), SE-ResNet-50 (3D), DenseNet-121 (3D)).")
-    Dataset.objects.filter(pk=thin.dataset_id).update(mask_values=[0])
+    Dataset.objects.filter(pk=thin.dataset_id).update(mask_values=[0, 1, 3], label_names={"1": "liver"})
+    refused(launch(api, thin), "partition", "hold label value 3, which its label names do not declare (they name 1)")
+    Dataset.objects.filter(pk=thin.dataset_id).update(mask_values=[0], label_names={})
     refused(launch(api, thin), "task", "hold only the background")
 
     classes = create_partition(project.owner, ready_dataset(project, per_class=6), "", 50, 25, 25, 3)
