@@ -5,6 +5,7 @@ not design: nothing here is downloaded.
   its grey- and white-matter probability maps; thresholded, they make a real 0/1/2 tissue label map.
 - nibabel's `anatomical.nii`: a real T1 MR volume (33 x 41 x 25 at 2 mm, LAS, big-endian int16).
 - pydicom's `CT_small.dcm`: a real CT slice (128 x 128, signed 16-bit, Hounsfield units via rescale).
+- StarDist's nuclei image with its hand-drawn instance mask (requirements-data.txt).
 """
 from __future__ import annotations
 
@@ -110,3 +111,13 @@ def write_tiles_zip(path: Path, tiles) -> Path:
         for name, label, _, volume, affine in tiles:
             archive.writestr(f"tiles/{label}/{name}.nii.gz", nifti(volume, affine))
     return path
+
+
+def stardist_nuclei() -> tuple[Path, Path]:
+    """StarDist's fluorescence image of cell nuclei and its hand-drawn instance mask (125 nuclei, each its own number;
+    2018 Data Science Bowl, BBBC038v1, CC0), both 512 x 512 TIFFs, from the stardist package of requirements-data.txt
+    (installed for its data, never imported: found without importing it)."""
+    import importlib.util
+
+    images = Path(importlib.util.find_spec("stardist").submodule_search_locations[0]) / "data" / "images"
+    return images / "img2d.tif", images / "mask2d.tif"

@@ -412,3 +412,22 @@ def test_a_binary_nifti_mask_saved_as_0_255_is_the_same_as_0_1():
     volume[0, 0, 0] = 2
     labels, values, _ = make_labels(volume, "NIfTI", "volume")
     assert values == [0, 2, 255] and labels.max() == 255
+
+
+def test_a_real_instance_mask_of_nuclei_is_read_as_one_label_and_a_label_map_of_touching_structures_is_not(tmp_path):
+    """StarDist's real nuclei image and its hand-drawn mask (data we did not make): 125 nuclei each numbered on its own
+    would make a 126-label segmentation; they are one label, the note says how many objects. Forty touching stripes
+    numbered 1 to 40 are a label map and keep their labels."""
+    from tests.real_data import stardist_nuclei
+    from workers.engine.ingest.masks import make_labels
+
+    image, mask = stardist_nuclei()
+    ingested = Ingested(tmp_path, {"images/nuclei.tif": image.read_bytes(), "masks/nuclei.tif": mask.read_bytes()})
+    assert ingested.outcomes["masks/nuclei.tif"].status == ACCEPTED
+    assert ingested.summary.samples[0].meta["mask_values"] == [0, 1]
+    assert set(np.unique(ingested.mask("images/nuclei.tif")).tolist()) == {0, 1}
+    assert "an instance mask (125 objects, each its own number) read as one label" in ingested.reason("masks/nuclei.tif")
+
+    stripes = np.repeat(np.arange(1, 41, dtype=np.uint8), 3)[None, :].repeat(20, axis=0)
+    labels, values, note = make_labels(stripes, "PNG", "image")
+    assert values == list(range(1, 41)) and np.array_equal(labels, stripes) and "instance" not in note

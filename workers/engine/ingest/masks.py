@@ -124,6 +124,11 @@ def make_labels(mask: np.ndarray, file_format: str, kind: str) -> tuple[np.ndarr
         # A binary mask saved as 0/255 (a picture's white, or a NIfTI written from one) is the same as 0/1.
         mask, values = (mask > 0).astype(np.uint8), np.unique((values > 0).astype(np.uint8))
         note = note or f"0/255 {'picture' if picture else 'mask'} read as 0 (background) and 1"
+    objects = instances_in(mask, values)
+    if objects:
+        mask, values = (mask > 0).astype(np.uint8), np.array([0, 1])
+        note = (f"an instance mask ({objects:,} objects, each its own number) read as one label, 1 for every object "
+                "and 0 the background: the toolkit outlines structures, it does not tell touching objects apart")
     if values.size > MOST_LABELS:
         raise Rejected(f"the mask holds {values.size:,} different values; a mask holds a few label numbers "
                        "(is it an image? a JPEG mask blurs them: save masks as PNG or NIfTI)")
@@ -131,6 +136,25 @@ def make_labels(mask: np.ndarray, file_format: str, kind: str) -> tuple[np.ndarr
         raise Rejected(f"label {values[-1]:g} is too large; labels go up to {np.iinfo(np.uint16).max}")
     dtype = np.uint8 if not values.size or values[-1] < 256 else np.uint16
     return mask.astype(dtype), [int(v) for v in values], note
+
+
+def instances_in(mask: np.ndarray, values: np.ndarray) -> int:
+    """How many objects an instance mask numbers (cell nuclei 1 to 125, as StarDist's and the Data Science Bowl's masks
+    are), or 0 for a label map. Instance masks hold many values that run nearly consecutively, each the number of one
+    separate piece: more than INSTANCE_VALUES values, numbered at least half as densely as 1..N, whose foreground falls
+    into at least half as many connected pieces as there are values (touching objects make fewer)."""
+    objects = int(values.size - (values.size and values[0] == 0))
+    if objects <= INSTANCE_VALUES or values[-1] > 2 * objects:
+        return 0
+    from scipy import ndimage
+
+    _, pieces = ndimage.label(mask > 0)
+    return objects if pieces >= objects / 2 else 0
+
+
+# More labels than this are rare in a label map, and its structures touch (a body's organs: far fewer pieces than
+# labels, even TotalSegmentator's 117); an image of cells or nuclei numbers many more objects, mostly apart.
+INSTANCE_VALUES = 32
 
 
 def colours_to_labels(mask: np.ndarray) -> tuple[np.ndarray, str]:
