@@ -3,11 +3,13 @@
 What a comparison shows, computed when it is read (so it follows runs still training and groups still pooling):
 - the curves of one chosen metric per epoch, each run's (every subset that recorded it) and each group's mean;
 - the test metrics: a run's value with its 95% bootstrap interval, a group's mean ± SD across its members beside its
-  pooled evaluation's interval; the figure each bar of the page's bar charts draws (`shown`);
-- the ROC curves of each run's newest finished test evaluation (a group's pooled one);
-- per metric, the items whose classes make them not comparable, each with the reason (`refused`);
+  pooled evaluation's interval; the figure each bar of the page's bar charts draws (`shown`). A classifier's headline
+  metrics and a segmentation's mean Dice and IoU: a row per metric some item has, empty cells for the others;
+- the ROC curves of each run's newest finished test evaluation (a group's pooled one); a segmentation has none;
+- per metric, the items whose classes (a segmentation's labels) make them not comparable, each with the reason
+  (`refused`): each item is measured against the items of its own task;
 - paired tests between two of its runs on the test samples both were measured on (DeLong for AUC, McNemar for
-  accuracy: workers/engine/paired.py, NumPy only).
+  accuracy; Wilcoxon's signed-rank test on two segmentations' per-case mean Dice: workers/engine/paired.py, NumPy only).
 
 A selection with nothing in common (another project's run, no metric shared) is refused whole, with its field."""
 from __future__ import annotations
@@ -20,14 +22,16 @@ from django.db import transaction
 from backend.audit.services import Action, record
 from backend.core.errors import ServiceError
 from backend.projects.access import projects_for, require_owner
-from backend.runs.models import Evaluation, MetricPoint, SamplePrediction, TrainingRun
-from workers.engine.paired import delong, mcnemar
+from backend.runs.models import Evaluation, MetricPoint, SamplePrediction, SegmentationCase, TrainingRun
+from workers.engine.paired import delong, mcnemar, wilcoxon
 
 from .models import Comparison, RunGroup
 from .services import epoch_bands, test_spread
 
 MOST_ITEMS = 30  # runs and groups in one comparison: more lines than a chart can tell apart
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "auc", "average_precision", "brier", "ece")
+SEGMENTATION_HEADLINE = ("mean_dice", "mean_iou")  # workers/engine/tasks/segmentation/results.py's "metrics"
+TASK_METRICS = {"classification": HEADLINE, "segmentation": SEGMENTATION_HEADLINE}
 # For two classes these are of the positive class (the second): comparable only where both name the same one second.
 POSITIVE_CLASS_METRICS = {"auc", "average_precision", "brier"}
 PREFERRED_CURVES = ("accuracy", "loss")
@@ -124,6 +128,11 @@ def classes_of_run(run: TrainingRun, evaluation: Evaluation | None) -> list[str]
     return list(run.provenance.get("dataset", {}).get("classes") or [])
 
 
+def task_of(run: TrainingRun | None, results: dict) -> str:
+    """classification or segmentation: what the evaluation says it measured, else what the run was set to learn."""
+    return results.get("task") or (run.spec.get("task") if run is not None else None) or "classification"
+
+
 def item_key(kind: str, pk: int) -> str:
     return f"{kind}-{pk}"
 
@@ -147,7 +156,7 @@ def comparison_view(runs: list[TrainingRun], groups: list[RunGroup], metric: str
         results = evaluation.results if evaluation else {}
         items.append({"key": item_key("run", run.pk), "kind": "run", "id": run.pk, "name": run.name, "status": run.status,
                       "partition": run.partition_id, "evaluation": evaluation.pk if evaluation else None,
-                      "classes": classes_of_run(run, evaluation), "samples": results.get("samples"),
+                      "task": task_of(run, results), "classes": classes_of_run(run, evaluation), "samples": results.get("samples"),
                       "level": results.get("level", 0.95)})
         curve_names.append(recorded.get(run.pk, set()))
         test_names.append({n for n, v in results.get("metrics", {}).items() if v.get("value") is not None})
@@ -158,6 +167,7 @@ def comparison_view(runs: list[TrainingRun], groups: list[RunGroup], metric: str
         items.append({"key": item_key("group", group.pk), "kind": "group", "id": group.pk, "name": group.name,
                       "group_kind": group.kind, "subset": group.evaluated_subset, "partition": group.partition_id,
                       "members": len(members[group.pk]), "evaluated": len(group_evaluations[group.pk]),
+                      "task": task_of(None, first),  # before a member is evaluated it has no figure to be of a task
                       "classes": list(pooled.get("classes") or first.get("classes") or []),
                       "samples": pooled.get("samples"), "level": pooled.get("level", 0.95)})
         curve_names.append(set().union(*(recorded.get(pk, set()) for pk in members[group.pk])))
@@ -213,23 +223,29 @@ def metric_curves(runs, groups, members, metric: str) -> list[dict]:
     return curves
 
 
-def reference_classes(items: list[dict]) -> list[str]:
-    """The class list most items share (ties: the first item's), the one the others are compared against."""
-    counted = Counter(tuple(item["classes"]) for item in items if item["classes"])
-    if not counted:
-        return []
-    best = max(counted.values())
-    return list(next(tuple(item["classes"]) for item in items if counted.get(tuple(item["classes"])) == best))
+def reference_classes(items: list[dict]) -> dict[str, list[str]]:
+    """Per task, the class list most of its items share (ties: the first item's), the one the others are compared
+    against: a classifier is not refused for having other classes than a segmentation's labels."""
+    references = {}
+    for task in dict.fromkeys(item["task"] for item in items):
+        counted = Counter(tuple(item["classes"]) for item in items if item["task"] == task and item["classes"])
+        if counted:
+            best = max(counted.values())
+            references[task] = list(next(tuple(item["classes"]) for item in items
+                                         if item["task"] == task and counted.get(tuple(item["classes"])) == best))
+    return references
 
 
-def class_refusal(metric: str, item: dict, reference: list[str]) -> str | None:
-    """Why an item's figure of a metric cannot be compared with the others' (their classes differ), or None."""
-    classes = item["classes"]
+def class_refusal(metric: str, item: dict, references: dict[str, list[str]]) -> str | None:
+    """Why an item's figure of a metric cannot be compared with the others' of its task (their classes or labels
+    differ), or None."""
+    classes, reference = item["classes"], references.get(item["task"], [])
     if not classes or not reference or classes == reference:
         return None
     title = metric.replace("_", " ")
     if set(classes) != set(reference):
-        return (f"Not comparable: {title} of '{item['name']}' is over the classes {', '.join(classes)}; the others' over "
+        what = "labels" if item["task"] == "segmentation" else "classes"
+        return (f"Not comparable: {title} of '{item['name']}' is over the {what} {', '.join(classes)}; the others' over "
                 f"{', '.join(reference)}.")
     if metric in POSITIVE_CLASS_METRICS and len(classes) == 2:
         return (f"Not comparable: {title} of '{item['name']}' takes '{classes[1]}' as the positive class; the others take "
@@ -238,14 +254,15 @@ def class_refusal(metric: str, item: dict, reference: list[str]) -> str | None:
 
 
 def test_table(items: list[dict], evaluations: dict[int, Evaluation], runs: list[TrainingRun]) -> list[dict]:
-    """A row per headline metric any item has: each item's cell ({value, low, high} of a run; {mean, std, n, pooled} of
-    a group; `shown`, the figure its bar draws; or `refused` with the reason)."""
-    reference = reference_classes(items)
+    """A row per headline metric (a classifier's, then a segmentation's) any item has: each item's cell ({value, low,
+    high} of a run; {mean, std, n, pooled} of a group; `shown`, the figure its bar draws; or `refused` with the reason).
+    An item of another task has the row's cell empty (its figures None), never refused."""
+    references = reference_classes(items)
     rows = []
-    for metric in HEADLINE:
+    for metric in HEADLINE + SEGMENTATION_HEADLINE:
         cells, any_value = [], False
         for item in items:
-            refused = class_refusal(metric, item, reference)
+            refused = class_refusal(metric, item, references) if metric in TASK_METRICS.get(item["task"], ()) else None
             if item["kind"] == "run":
                 evaluation = evaluations.get(item["id"])
                 figure = (evaluation.results.get("metrics", {}).get(metric) if evaluation else None) or {}
@@ -272,8 +289,8 @@ def test_table(items: list[dict], evaluations: dict[int, Evaluation], runs: list
 
 def roc_curves(items, evaluations, runs, groups) -> list[dict]:
     """Each item's ROC curves (a run's newest test evaluation; a group's pooled one): for two classes the positive
-    class's; an item whose classes differ from the others' is refused with the reason."""
-    reference = reference_classes(items)
+    class's; an item whose classes differ from the others' is refused with the reason, and so is a segmentation."""
+    references = reference_classes(items)
     curves = []
     for item in items:
         if item["kind"] == "run":
@@ -281,9 +298,12 @@ def roc_curves(items, evaluations, runs, groups) -> list[dict]:
             results = evaluation.results if evaluation else {}
         else:
             results = item["_pooled"]
-        refused = class_refusal("auc", item, reference)
+        refused = class_refusal("auc", item, references)
         entry = {"item": item["key"], "auc": ((results.get("metrics") or {}).get("auc") or {}).get("value")}
-        if refused:
+        if item["task"] == "segmentation":
+            entry["refused"] = ("A segmentation has no ROC curve: its masks are compared by Dice and IoU (the table above) "
+                                "and by Wilcoxon's test (below).")
+        elif refused:
             entry["refused"] = refused.replace("auc", "the ROC curve", 1)
         elif not results.get("roc"):
             entry["refused"] = "No finished evaluation on the test subset yet." if item["kind"] == "run" else \
@@ -304,10 +324,17 @@ def predictions_of(evaluation: Evaluation) -> dict[int, tuple]:
     return {sample: (truth, predicted, probabilities) for sample, truth, predicted, probabilities in rows}
 
 
+def mean_dice_of(evaluation: Evaluation) -> dict[int, float]:
+    """sample id -> the case's mean foreground Dice, of a segmentation's evaluation (cases whose sample still exists)."""
+    rows = SegmentationCase.objects.filter(evaluation=evaluation, sample__isnull=False).values_list("sample_id", "mean_dice")
+    return {sample: mean_dice for sample, mean_dice in rows if mean_dice == mean_dice}  # a NaN (no foreground label) pairs nothing
+
+
 def paired_tests(comparison: Comparison, a_id: int | None, b_id: int | None) -> dict:
-    """DeLong's test of the two runs' AUCs and McNemar's test of their accuracies, on the test samples both were
-    evaluated on (joined by sample). A test that cannot be made says why (`refused`); two runs that share no test
-    sample are refused whole (400)."""
+    """Two classifiers: DeLong's test of their AUCs and McNemar's test of their accuracies; two segmentations:
+    Wilcoxon's signed-rank test of their per-case mean Dice. On the test samples both were evaluated on (joined by
+    sample). A test that cannot be made says why (`refused`); two runs that share no test sample, or of different
+    tasks, are refused whole (400)."""
     runs = {run.pk: run for run in comparison.runs.all()}
     for field, pk in (("a", a_id), ("b", b_id)):
         if pk is None:
@@ -323,16 +350,54 @@ def paired_tests(comparison: Comparison, a_id: int | None, b_id: int | None) -> 
             raise ServiceError(f"The run '{runs[pk].name}' has no finished evaluation on its test subset yet.", field=field)
     a_run, b_run = runs[a_id], runs[b_id]
     a_eval, b_eval = evaluations[a_id], evaluations[b_id]
+    a_task, b_task = task_of(a_run, a_eval.results), task_of(b_run, b_eval.results)
+    if a_task != b_task:
+        raise ServiceError(f"'{a_run.name}' is a {a_task} and '{b_run.name}' a {b_task}: no paired test compares the two. "
+                           "Choose two runs of the same task.", field="b", code="different_tasks")
+    pair = paired_segmentations if a_task == "segmentation" else paired_classifiers
+    return pair(a_run, b_run, a_eval, b_eval)
+
+
+def no_shared_samples(a_run: TrainingRun, b_run: TrainingRun) -> ServiceError:
+    return ServiceError(f"'{a_run.name}' and '{b_run.name}' share no test sample (they were tested on different samples: "
+                        "another dataset or another partition), so no paired test can be made.", field="b",
+                        code="no_shared_samples")
+
+
+def paired_answer(a_run, b_run, a_eval, b_eval, a_count: int, b_count: int, shared: int, classes: list[str]) -> dict:
+    return {"a": {"id": a_run.pk, "name": a_run.name, "evaluation": a_eval.pk, "samples": a_count},
+            "b": {"id": b_run.pk, "name": b_run.name, "evaluation": b_eval.pk, "samples": b_count},
+            "samples": shared, "classes": classes, "task": task_of(a_run, a_eval.results)}
+
+
+def paired_segmentations(a_run, b_run, a_eval, b_eval) -> dict:
+    """Wilcoxon's signed-rank test on the per-case mean Dice of the cases both segmentations were evaluated on; AUC
+    and accuracy are a classifier's, refused with the reason."""
+    a_dice, b_dice = mean_dice_of(a_eval), mean_dice_of(b_eval)
+    shared = sorted(set(a_dice) & set(b_dice))
+    if not shared:
+        raise no_shared_samples(a_run, b_run)
+    a_labels, b_labels = classes_of_run(a_run, a_eval), classes_of_run(b_run, b_eval)
+    answer = paired_answer(a_run, b_run, a_eval, b_eval, len(a_dice), len(b_dice), len(shared), a_labels)
+    answer["auc"] = {"refused": "DeLong's test compares classifiers' AUCs: a segmentation has no ROC curve."}
+    answer["accuracy"] = {"refused": "McNemar's test compares classifiers' right and wrong answers: a segmentation's cases "
+                                     "are scored by Dice, compared by Wilcoxon's test."}
+    if set(a_labels) != set(b_labels):
+        answer["mean_dice"] = {"refused": f"The runs' labels differ ({', '.join(a_labels)} against {', '.join(b_labels)}): "
+                                          "their mean Dice is not over the same structures."}
+    else:
+        answer["mean_dice"] = wilcoxon([a_dice[s] for s in shared], [b_dice[s] for s in shared])
+    return answer
+
+
+def paired_classifiers(a_run, b_run, a_eval, b_eval) -> dict:
+    """DeLong's test of the two classifiers' AUCs and McNemar's test of their accuracies on their shared samples."""
     a_pred, b_pred = predictions_of(a_eval), predictions_of(b_eval)
     shared = sorted(set(a_pred) & set(b_pred))
     if not shared:
-        raise ServiceError(f"'{a_run.name}' and '{b_run.name}' share no test sample (they were tested on different samples: "
-                           "another dataset or another partition), so no paired test can be made.", field="b",
-                           code="no_shared_samples")
+        raise no_shared_samples(a_run, b_run)
     a_classes, b_classes = classes_of_run(a_run, a_eval), classes_of_run(b_run, b_eval)
-    answer = {"a": {"id": a_id, "name": a_run.name, "evaluation": a_eval.pk, "samples": len(a_pred)},
-              "b": {"id": b_id, "name": b_run.name, "evaluation": b_eval.pk, "samples": len(b_pred)},
-              "samples": len(shared), "classes": a_classes}
+    answer = paired_answer(a_run, b_run, a_eval, b_eval, len(a_pred), len(b_pred), len(shared), a_classes)
     disagree = sum(a_pred[s][0] != b_pred[s][0] for s in shared)
     if set(a_classes) != set(b_classes) or disagree:
         why = (f"The runs' classes differ ({', '.join(a_classes)} against {', '.join(b_classes)})" if set(a_classes) != set(b_classes)

@@ -1,7 +1,9 @@
 """A run's report (docs/results.md, "Export"): one self-contained HTML file, printable to PDF, holding enough to
 reproduce the run and judge its model: the full spec (also as JSON in `<script type="application/json" id="spec">`,
 to launch again), the plan, the dataset, partition and pipeline versions, the code and package versions, the curves,
-the test metrics with intervals, the confusion matrix, ROC with the operating points and the reliability diagram.
+the test metrics with intervals, the confusion matrix, ROC with the operating points and the reliability diagram; for a
+segmentation run, in their place, its labels' scores, empty references, worst cases and postprocessing
+(segmentation_report.py). `TASK_REPORTS` is the one place these parts are chosen.
 
 Self-contained: no address outside the file. The charts are drawn by the plotly.js this server serves to its pages,
 inlined; the heat maps (the run's explained samples, and any an evaluation carries) are images inside the file (data:
@@ -12,6 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -27,6 +31,7 @@ from backend.datasets.viewer import render
 from .explanations import heat_map_png
 from .export import metrics_table
 from .models import Evaluation, Explanation, TrainingRun
+from .segmentation_report import segmentation_context
 from .services import package_versions
 
 log = logging.getLogger(__name__)
@@ -169,6 +174,47 @@ def plotly_js() -> str:
         return script.read().replace("</script", "<\\/script")  # cannot end its <script> element early
 
 
+def classification_context(run: TrainingRun, evaluation: Evaluation | None, results: dict) -> dict:
+    """What the classification sections show: the metrics table, the positive class, the confusion matrix, the
+    operating points, the ROC curve and reliability diagram's data (drawn by the report's script), the heat maps, and the
+    dataset's classes as the run recorded them."""
+    classes = results.get("classes", [])
+    explained, explanations = explained_maps(run)
+    recorded = run.provenance.get("dataset", {}).get("classes") or run.partition.dataset.labels
+    return {
+        "dataset_labels": f"classes {', '.join(recorded)}",
+        "metric_rows": metric_rows(results), "positive_class": classes[1] if len(classes) == 2 else None,
+        "confusion_rows": confusion_rows(results),
+        "operating_points": [{**point, "title": POINT_TITLES.get(point["name"], point["name"])}
+                             for point in results.get("operating_points", [])],
+        "heat_maps": heat_maps_of(results), "explained_maps": explained, "explanations": explanations,
+        "charts": {"roc": results.get("roc", []), "operating_marks": operating_marks(results.get("operating_points", [])),
+                   "calibration": results.get("calibration", {}).get("bins", []), "classes": classes},
+    }
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """What a kind of run adds to the report: the template of its results (inside the section "Results on the test
+    subset", shown when an evaluation is done), the sections that follow it, and the context they read (with
+    `dataset_labels`, what the data section says the dataset is labelled with: classes, or a mask's label values)."""
+    results: str
+    sections: tuple[str, ...]
+    context: Callable[[TrainingRun, Evaluation | None, dict], dict]
+
+
+# The one place the report's parts are chosen: by the evaluation's own `task` (classification results carry none), or,
+# before any evaluation is done, by the run's spec.
+TASK_REPORTS = {
+    "classification": TaskReport("runs/report/classification_results.html", ("runs/report/heat_maps.html",), classification_context),
+    "segmentation": TaskReport("runs/report/segmentation_results.html", ("runs/report/postprocessing.html",), segmentation_context),
+}
+
+
+def task_report(run: TrainingRun, results: dict) -> TaskReport:
+    return TASK_REPORTS[results.get("task") or run.spec.get("task") or "classification"]
+
+
 def report_context(run: TrainingRun) -> dict:
     evaluation = report_evaluation(run)
     results = evaluation.results if evaluation else {}
@@ -178,8 +224,10 @@ def report_context(run: TrainingRun) -> dict:
     kept = dict(run.results.get("kept", {}))
     if kept.get("reason"):
         kept["reason"] = kept["reason"].rstrip(".")  # it sits in brackets before the sentence's own full stop
-    explained, explanations = explained_maps(run)
-    classes = results.get("classes", [])
+    report = task_report(run, results)
+    parts = report.context(run, evaluation, results)
+    charts = {"curves": curves_of(run), "titles": {name: curve_title(name) for name in curves_of_names(run)},
+              "subsets": SUBSET_TITLES, **parts.pop("charts", {})}
     return {
         "run": run, "project": run.project, "partition": run.partition, "dataset": run.partition.dataset,
         "spec": run.spec, "spec_text": json.dumps(run.spec, indent=2, sort_keys=True),
@@ -190,15 +238,8 @@ def report_context(run: TrainingRun) -> dict:
         "code_version": code if code != "unknown" else f"no git commit recorded; toolkit version {toolkit_version()}",
         "packages": sorted(packages.items()), "packages_source": packages_source,
         "kept": kept, "dataset_made": human_date(run.provenance.get("dataset", {}).get("created_at")),
-        "evaluation": evaluation, "results": results, "metric_rows": metric_rows(results), "samples_words": sample_words(results),
-        "positive_class": classes[1] if len(classes) == 2 else None,
-        "confusion_rows": confusion_rows(results),
-        "operating_points": [{**point, "title": POINT_TITLES.get(point["name"], point["name"])}
-                             for point in results.get("operating_points", [])],
-        "heat_maps": heat_maps_of(results), "explained_maps": explained, "explanations": explanations,
-        "charts": {"curves": curves_of(run), "titles": {name: curve_title(name) for name in curves_of_names(run)},
-                   "subsets": SUBSET_TITLES, "roc": results.get("roc", []), "operating_marks": operating_marks(results.get("operating_points", [])),
-                   "calibration": results.get("calibration", {}).get("bins", []), "classes": results.get("classes", [])},
+        "evaluation": evaluation, "results": results, "samples_words": sample_words(results),
+        "results_template": report.results, "sections": report.sections, **parts, "charts": charts,
         "made_at": timezone.now(),
         "plotly_js": mark_safe(plotly_js()),  # the server's own file, inlined whole
     }

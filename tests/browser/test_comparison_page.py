@@ -131,3 +131,69 @@ def test_a_refusal_is_shown_beside_the_button_and_an_outsider_gets_404(page, liv
     page.click("#compare-button")
     expect(page.locator("#compare-error")).to_contain_text("nothing in common")
     assert "/projects/" in page.url
+
+
+def test_two_segmentations_are_compared_by_dice_and_wilcoxon(page, live_server, clinician):
+    from backend.datasets.services import create_partition
+    from backend.experiments.comparisons import create_comparison
+    from backend.projects.models import Project
+    from tests.comparison_factories import evaluated_run, segmentation_run
+    from tests.factories import ready_dataset
+
+    project = Project.objects.create(owner=clinician, name="Livers")
+    partition = create_partition(clinician, ready_dataset(project, name="CT slices", per_class=20), "", 60, 20, 20, 1)
+    unet = segmentation_run(project, partition, "U-Net", skill=0.78, seed=1, epochs=8)
+    segresnet = segmentation_run(project, partition, "SegResNet", skill=0.83, seed=2, epochs=8)
+    classifier = evaluated_run(project, partition, "Lesion classifier", seed=3, epochs=8)
+    comparison = create_comparison(clinician, [unet.pk, segresnet.pk, classifier.pk], [])
+    log_in(page, live_server.url)
+    problems = record_problems(page)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{live_server.url}/comparisons/{comparison.pk}/")
+
+    # Mean Dice and IoU with their intervals for the segmentations, a dash for the classifier; and the reverse.
+    for metric in ("mean_dice", "mean_iou"):
+        row = page.locator(f'#comparison-metrics tr[data-metric="{metric}"]')
+        figure = segresnet.evaluations.get().results["metrics"][metric]
+        expect(row.locator(f'td[data-item="run-{segresnet.pk}"]')).to_have_text(
+            f"{figure['value']:.3f} ({figure['low']:.3f}–{figure['high']:.3f})")
+        expect(row.locator(f'td[data-item="run-{classifier.pk}"]')).to_have_text("—")
+    expect(page.locator('#comparison-metrics tr[data-metric="mean_dice"] td').first).to_have_text("Mean Dice")
+    expect(page.locator(f'#comparison-metrics tr[data-metric="accuracy"] td[data-item="run-{unet.pk}"]')).to_have_text("—")
+    expect(page.locator("#comparison-refusals li")).to_have_count(0)
+    expect(page.locator('#comparison-bars [data-metric="mean_dice"] .main-svg').first).to_be_visible()
+    # No ROC curve for a segmentation: the notes say why; the classifier's is drawn.
+    for run in (unet, segresnet):
+        expect(page.locator(f'#comparison-roc-notes li[data-item="run-{run.pk}"]')).to_contain_text("A segmentation has no ROC curve")
+    expect(page.locator("#comparison-roc .scatterlayer .trace")).to_have_count(2)  # chance + the classifier
+
+    # Wilcoxon's test on the cases' mean Dice: the page's numbers are the API's.
+    page.select_option('#paired-form select[name="a"]', str(unet.pk))
+    page.select_option('#paired-form select[name="b"]', str(segresnet.pk))
+    page.click('#paired-form button[type="submit"]')
+    expect(page.locator("#paired-result")).to_be_visible()
+    answer = page.evaluate(f"fetch('/api/comparisons/{comparison.pk}/paired/?a={unet.pk}&b={segresnet.pk}').then((r) => r.json())")
+    dice = page.locator('#paired-result tr[data-test="mean_dice"]')
+    expect(dice).to_contain_text("Wilcoxon signed-rank (exact)")
+    expect(dice).to_contain_text(f"W = {answer['mean_dice']['statistic']:g}")
+    assert float(dice.locator("td[data-p]").get_attribute("data-p")) == pytest.approx(answer["mean_dice"]["p_value"])
+    assert float(dice.locator("td[data-median]").get_attribute("data-median")) == pytest.approx(answer["mean_dice"]["median_difference"])
+    expect(page.locator('#paired-result tr[data-test="auc"]')).to_contain_text("no ROC curve")
+    # A segmentation against a classifier: refused beside the form.
+    page.select_option('#paired-form select[name="b"]', str(classifier.pk))
+    page.click('#paired-form button[type="submit"]')
+    expect(page.locator("#paired-error")).to_contain_text("no paired test compares the two")
+    refusal = f"/api/comparisons/{comparison.pk}/paired/?a={unet.pk}&b={classifier.pk}"
+    assert any(p.startswith("400: ") and p.endswith(refusal) for p in problems), problems
+    problems[:] = [p for p in problems if not p.endswith(refusal) and "status of 400" not in p]  # the refusal asked for
+    page.select_option('#paired-form select[name="b"]', str(segresnet.pk))
+    page.click('#paired-form button[type="submit"]')
+    expect(page.locator('#paired-result tr[data-test="mean_dice"]')).to_be_visible()
+
+    for width, height in ((1366, 768), (1920, 1080), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / f"comparison-segmentation-{width}.png"), full_page=True)
+        if width == 390:
+            no_sideways_scroll(page)
+    assert not problems, problems

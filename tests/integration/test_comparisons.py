@@ -1,6 +1,7 @@
 """Comparisons (issue 22, R3; docs/results.md "Compare") through the API on the real database: saving one, reading it
 as a member, 404 for an outsider, the refusals (another project, nothing in common, another class set per metric),
-and paired tests whose numbers are those of workers/engine/paired.py on the stored predictions."""
+and paired tests whose numbers are those of workers/engine/paired.py on the stored predictions; segmentation runs
+(issue 23) with their mean Dice and IoU, no ROC curve, and Wilcoxon's test whose numbers are SciPy's on the cases."""
 import numpy as np
 import pytest
 from rest_framework.test import APIClient
@@ -8,8 +9,8 @@ from rest_framework.test import APIClient
 from backend.datasets.services import create_partition
 from backend.experiments.models import Comparison, GroupMember, RunGroup
 from backend.projects.models import Project, ProjectMember, Role
-from backend.runs.models import SamplePrediction, TrainingRun
-from tests.comparison_factories import evaluated_run
+from backend.runs.models import SamplePrediction, SegmentationCase, TrainingRun
+from tests.comparison_factories import evaluated_run, segmentation_run
 from tests.factories import ready_dataset, training_spec
 from workers.engine.paired import delong, mcnemar
 from workers.groups import pool
@@ -192,3 +193,83 @@ def test_paired_tests_are_the_functions_on_the_stored_predictions(api, project, 
     assert "two classes" in not_binary["auc"]["refused"] and not_binary["accuracy"]["n"] == 30
     other_classes = api.get(f"/api/comparisons/{apart['id']}/paired/?a={first_half.pk}&b={three.pk}").json()
     assert "classes differ" in other_classes["accuracy"]["refused"] and other_classes["samples"] == 15
+
+
+@pytest.fixture
+def two_segmentations(project, partition):
+    return (segmentation_run(project, partition, "U-Net", skill=0.78, seed=11),
+            segmentation_run(project, partition, "SegResNet", skill=0.83, seed=12))
+
+
+def test_segmentations_show_mean_dice_and_iou_beside_classifiers_and_have_no_roc(api, project, partition, two_runs,
+                                                                                 two_segmentations):
+    classifier, _ = two_runs
+    unet, segresnet = two_segmentations
+    liver_only = segmentation_run(project, partition, "Liver only", labels=("background", "liver"), seed=13)
+    keys = {run.pk: f"run-{run.pk}" for run in (classifier, unet, segresnet, liver_only)}
+
+    only_segmentations = api.get(f"/api/comparisons/preview/?runs={unet.pk},{segresnet.pk}").json()
+    assert [row["metric"] for row in only_segmentations["test"]] == ["mean_dice", "mean_iou"], "no classifier's rows"
+    assert [item["task"] for item in only_segmentations["items"]] == ["segmentation", "segmentation"]
+
+    view = api.get(f"/api/comparisons/preview/?runs={classifier.pk},{unet.pk},{segresnet.pk},{liver_only.pk}").json()
+    rows = {row["metric"]: {cell["item"]: cell for cell in row["cells"]} for row in view["test"]}
+    assert {"accuracy", "auc", "mean_dice", "mean_iou"} <= set(rows)
+    for run in (unet, segresnet):
+        figures = run.evaluations.get().results["metrics"]
+        for metric in ("mean_dice", "mean_iou"):
+            cell = rows[metric][keys[run.pk]]
+            assert (cell["value"], cell["low"], cell["high"]) == (figures[metric]["value"], figures[metric]["low"], figures[metric]["high"])
+            assert cell["low"] < cell["value"] < cell["high"] and cell["shown"]["bars"] == "interval"
+        # A segmentation's cell of a classifier's metric is empty, not refused; and the reverse.
+        assert rows["accuracy"][keys[run.pk]]["value"] is None and "refused" not in rows["accuracy"][keys[run.pk]]
+    assert rows["mean_dice"][keys[classifier.pk]]["value"] is None and "refused" not in rows["mean_dice"][keys[classifier.pk]]
+    assert rows["accuracy"][keys[classifier.pk]]["value"] is not None, "a classifier is measured against classifiers only"
+    # Other labels: refused per metric with the labels named.
+    for metric in ("mean_dice", "mean_iou"):
+        assert "labels background, liver;" in rows[metric][keys[liver_only.pk]]["refused"]
+        assert "background, liver, tumour" in rows[metric][keys[liver_only.pk]]["refused"]
+    roc = {entry["item"]: entry for entry in view["roc"]}
+    for run in (unet, segresnet, liver_only):
+        assert roc[keys[run.pk]]["refused"].startswith("A segmentation has no ROC curve"), roc[keys[run.pk]]
+    assert "curves" in roc[keys[classifier.pk]]
+
+
+def test_two_segmentations_are_paired_by_wilcoxon_on_their_cases_mean_dice(api, project, partition, dataset, two_runs,
+                                                                          two_segmentations):
+    from scipy import stats
+
+    unet, segresnet = two_segmentations
+    samples = list(dataset.samples.order_by("pk"))
+    part = segmentation_run(project, partition, "Part", skill=0.8, seed=14, samples=samples[5:])
+    liver_only = segmentation_run(project, partition, "Liver only", labels=("background", "liver"), seed=13)
+    classifier, _ = two_runs
+    comparison = api.post("/api/comparisons/", {"runs": [unet.pk, segresnet.pk, part.pk, liver_only.pk, classifier.pk]},
+                          format="json").json()
+
+    def per_case(run):
+        return dict(SegmentationCase.objects.filter(evaluation__run=run).values_list("sample_id", "mean_dice"))
+
+    for a, b in ((unet, segresnet), (unet, part)):
+        response = api.get(f"/api/comparisons/{comparison['id']}/paired/?a={a.pk}&b={b.pk}")
+        assert response.status_code == 200, response.content
+        paired = response.json()
+        mine, theirs = per_case(a), per_case(b)
+        shared = sorted(set(mine) & set(theirs))
+        assert paired["samples"] == len(shared) == (30 if b == segresnet else 25)
+        ours, others = [mine[s] for s in shared], [theirs[s] for s in shared]
+        expected = stats.wilcoxon(ours, others, zero_method="wilcox", alternative="two-sided")
+        dice = paired["mean_dice"]
+        assert dice["test"] == "Wilcoxon signed-rank (exact)" and dice["n"] == len(shared)
+        assert dice["statistic"] == pytest.approx(expected.statistic) and dice["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert dice["median_difference"] == pytest.approx(np.median(np.subtract(ours, others)))
+        assert dice["a"] == pytest.approx(np.mean(ours)) and paired["task"] == "segmentation"
+        assert "no ROC curve" in paired["auc"]["refused"] and "Wilcoxon" in paired["accuracy"]["refused"]
+    assert paired["a"]["samples"] == 30 and paired["b"]["samples"] == 25
+    # The better model by 0.05 Dice on 30 cases: the test sees it.
+    assert api.get(f"/api/comparisons/{comparison['id']}/paired/?a={unet.pk}&b={segresnet.pk}").json()["mean_dice"]["p_value"] < 0.01
+
+    other_labels = api.get(f"/api/comparisons/{comparison['id']}/paired/?a={unet.pk}&b={liver_only.pk}").json()
+    assert "labels differ" in other_labels["mean_dice"]["refused"]
+    mixed = api.get(f"/api/comparisons/{comparison['id']}/paired/?a={unet.pk}&b={classifier.pk}")
+    assert mixed.status_code == 400 and mixed.json()["code"] == "different_tasks" and mixed.json()["field"] == "b"

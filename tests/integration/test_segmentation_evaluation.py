@@ -128,7 +128,11 @@ def test_a_segmentation_run_is_evaluated_case_by_case_on_each_samples_own_grid(a
     metrics = api.get(f"/api/evaluations/{evaluation.pk}/export/?table=metrics&file=csv").content.decode()
     assert "hd95,tumour," in metrics and "mean_dice,," in metrics
 
-    assert api.get(f"/api/runs/{run.pk}/report/").status_code == 200, "the run's report reads a segmentation's results"
+    report = api.get(f"/api/runs/{run.pk}/report/")
+    assert report.status_code == 200, "the run's report reads a segmentation's results"
+    words = report.content.decode().split('<script id="spec"')[0]
+    assert '<table id="report-labels">' in words and f"{dice['value']:.4f}" in words and 'id="report-confusion"' not in words
+    assert "<li>tumour: " in words.split('<section id="postprocessing">')[1], "the trained run's postprocessing choice, in words"
 
     from rest_framework.test import APIClient
     stranger = APIClient()

@@ -1,6 +1,7 @@
 """The paired tests of a comparison (workers/engine/paired.py): DeLong's test of two correlated AUCs against a
 hand-worked example and against its definition computed pair by pair, and McNemar's test against the hand-worked
-binomial sums and scipy.stats.binomtest."""
+binomial sums and scipy.stats.binomtest, and Wilcoxon's signed-rank test against hand-worked examples and
+scipy.stats.wilcoxon."""
 import math
 import subprocess
 import sys
@@ -10,7 +11,16 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from workers.engine.paired import EXACT_UP_TO, binomial_two_sided, delong, mcnemar, midranks
+from workers.engine.paired import (
+    EXACT_UP_TO,
+    WILCOXON_EXACT_UP_TO,
+    binomial_two_sided,
+    delong,
+    mcnemar,
+    midranks,
+    signed_rank_counts,
+    wilcoxon,
+)
 
 
 def test_midranks_give_ties_the_mean_of_their_ranks():
@@ -103,6 +113,59 @@ def test_large_discordant_counts_use_the_chi_square_with_continuity():
     assert result["test"].startswith("McNemar (chi-square") and result["statistic"] == pytest.approx(chi2)
     assert result["p_value"] == pytest.approx(stats.chi2.sf(chi2, 1), rel=1e-9)
     assert result["p_value"] == pytest.approx(stats.binomtest(a_only, n, 0.5).pvalue, rel=0.05), "close to the exact test"
+
+
+def test_wilcoxon_exact_on_a_hand_worked_example():
+    # Differences 0.3, -0.1, 0.2, 0.4: ranks of |d| 3, 1, 2, 4; positive rank sum 9, negative 1 (the statistic).
+    # Of the 2^4 = 16 signings, sums 9 and 10 are reached once each ({2, 3, 4}, {1, 2, 3, 4}) and 0, 1 once each:
+    # p = 2 * 2 / 16 = 0.25.
+    assert signed_rank_counts(4) == [1, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1] and sum(signed_rank_counts(10)) == 2**10
+    result = wilcoxon([0.3, -0.1, 0.2, 0.4], [0, 0, 0, 0])
+    assert (result["statistic"], result["p_value"], result["n"], result["z"]) == (1.0, 0.25, 4, None)
+    assert result["test"] == "Wilcoxon signed-rank (exact)" and result["median_difference"] == pytest.approx(0.25)
+    assert result["p_value"] == stats.wilcoxon([0.3, -0.1, 0.2, 0.4]).pvalue
+
+
+def test_wilcoxon_normal_approximation_on_a_hand_worked_example_with_ties_and_a_zero():
+    # Differences 1, 1, -2, 3, 3, 3, 0: the zero dropped (n = 6); |d| ranks 1.5, 1.5, 3, 5, 5, 5; positive sum 18, negative 3.
+    # Mean 6·7/4 = 10.5; variance (6·7·13 − ((2³−2) + (3³−3)) / 2) / 24 = (546 − 15) / 24 = 22.125; z = 7.5 / √22.125.
+    result = wilcoxon([1, 1, -2, 3, 3, 3, 0], [0] * 7)
+    z = 7.5 / math.sqrt(22.125)
+    assert (result["n"], result["zeros"], result["statistic"]) == (6, 1, 3.0)
+    assert result["test"] == "Wilcoxon signed-rank (normal approximation)"
+    assert result["z"] == pytest.approx(z) and result["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))
+    expected = stats.wilcoxon([1, 1, -2, 3, 3, 3, 0], zero_method="wilcox", method="asymptotic")
+    assert result["p_value"] == pytest.approx(expected.pvalue, rel=1e-12) and result["statistic"] == expected.statistic
+
+
+@pytest.mark.parametrize("n, seed, rounding, zeros", [
+    (5, 0, None, 0), (12, 1, None, 0), (25, 2, None, 0), (40, 3, None, 0), (WILCOXON_EXACT_UP_TO, 4, None, 0),
+    (WILCOXON_EXACT_UP_TO + 1, 5, None, 0), (300, 6, None, 0), (30, 7, 2, 0), (80, 8, 1, 0), (30, 9, None, 4), (200, 10, 2, 20)])
+def test_wilcoxon_equals_scipys(n, seed, rounding, zeros):
+    # Per-case mean Dice of two models: B a little better, with noise; some rounded (ties), some cases scored alike (zeros).
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.5, 0.95, n)
+    b = np.clip(a + rng.normal(0.02, 0.05, n), 0, 1)
+    if rounding:
+        a, b = np.round(a, rounding), np.round(b, rounding)
+    b[:zeros] = a[:zeros]
+    result = wilcoxon(a, b)
+    # SciPy's default: exact up to 50 cases with no zero and no tie, else the normal approximation (SciPy runs a
+    # permutation test for 13 cases or fewer with a zero or a tie; none of these is such a case).
+    expected = stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    assert result["p_value"] == pytest.approx(expected.pvalue, rel=1e-9), result
+    assert result["statistic"] == pytest.approx(expected.statistic)
+    assert result["n"] == int(np.count_nonzero(a - b)) and result["zeros"] >= zeros
+    exact = n <= WILCOXON_EXACT_UP_TO and not rounding and not zeros
+    assert result["test"].endswith("(exact)" if exact else "(normal approximation)"), result["test"]
+    assert result["median_difference"] == pytest.approx(np.median(a - b))
+
+
+def test_wilcoxon_of_identical_scores_is_no_difference_and_refuses_unpaired_input():
+    same = wilcoxon([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
+    assert (same["n"], same["zeros"], same["p_value"], same["statistic"]) == (0, 3, 1.0, 0.0)
+    with pytest.raises(ValueError, match="same cases"):
+        wilcoxon([0.8, 0.7], [0.8])
 
 
 def test_importing_the_tests_pulls_no_heavy_library():

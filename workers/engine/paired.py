@@ -6,10 +6,16 @@
 - **McNemar's test** for the difference of two accuracies on the same samples: only the discordant samples (one model
   right, the other wrong) count. Exact two-sided binomial test on them (p = 0.5) up to EXACT_UP_TO discordant pairs;
   above, the chi-square with Yates's continuity correction, whose approximation is then very close.
+- **Wilcoxon's signed-rank test** for two segmentation models' per-case scores (mean Dice) on the same cases, as
+  scipy.stats.wilcoxon(zero_method="wilcox") computes it: zero differences dropped; up to WILCOXON_EXACT_UP_TO cases
+  with no zero and no tie the exact null distribution (counted, not simulated), else the normal approximation with
+  the tie correction and no continuity correction (SciPy's defaults; where SciPy would run a permutation test, up to
+  13 cases with a zero or a tie, this stays with the normal approximation).
 
 NumPy and the standard library only, so the web process can compute them without SciPy (scipy.stats has neither
-test for paired AUCs; statsmodels' McNemar would bring SciPy and pandas). tests/unit/test_paired.py checks both against
-hand-worked examples, a brute-force DeLong and scipy.stats.binomtest.
+test for paired AUCs; statsmodels' McNemar would bring SciPy and pandas; SciPy's Wilcoxon would bring SciPy).
+tests/unit/test_paired.py checks them against hand-worked examples, a brute-force DeLong, scipy.stats.binomtest and
+scipy.stats.wilcoxon.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ import math
 import numpy as np
 
 EXACT_UP_TO = 5000  # discordant pairs: the exact binomial test up to here, the chi-square with continuity above
+# Cases: Wilcoxon's exact distribution up to here when no difference is zero and no two tie, the normal approximation
+# above (the bound scipy.stats.wilcoxon's method="auto" uses in SciPy 1.13+, so that its default answers and ours agree).
+WILCOXON_EXACT_UP_TO = 50
 
 
 def midranks(values: np.ndarray) -> np.ndarray:
@@ -94,3 +103,43 @@ def mcnemar(correct_a, correct_b) -> dict:
     return {"test": test, "n": int(len(a)), "discordant": discordant, "a_only": a_only, "b_only": b_only,
             "a": float(a.mean()), "b": float(b.mean()), "difference": float(a.mean() - b.mean()),
             "statistic": statistic, "p_value": float(p_value)}
+
+
+def signed_rank_counts(n: int) -> list[int]:
+    """How many of the 2**n ways of signing the ranks 1..n give each sum of positive ranks (0 .. n(n+1)/2): Wilcoxon's
+    null distribution, counted in whole numbers by adding one rank at a time (a subset-sum recurrence)."""
+    counts = [1] + [0] * (n * (n + 1) // 2)
+    for rank in range(1, n + 1):
+        for total in range(rank * (rank + 1) // 2, rank - 1, -1):
+            counts[total] += counts[total - rank]
+    return counts
+
+
+def wilcoxon(scores_a, scores_b) -> dict:
+    """Wilcoxon's signed-rank test that two models' per-case scores on the same cases (paired by position) differ by
+    no more than chance, two-sided. Returns {test, n (non-zero differences ranked), cases, zeros, a, b (the mean
+    scores), median_difference (of a - b over every case), statistic (the smaller of the positive and negative rank
+    sums, as SciPy reports), z (None when exact), p_value}."""
+    a = np.asarray(scores_a, dtype=np.float64)
+    b = np.asarray(scores_b, dtype=np.float64)
+    if a.shape != b.shape or not len(a):
+        raise ValueError(f"Wilcoxon's test needs the same cases for both models; got {len(a)} and {len(b)}")
+    differences = a - b
+    ranked = differences[differences != 0]  # zero_method="wilcox": a case on which the models agree says nothing
+    n = len(ranked)
+    ranks = midranks(np.abs(ranked))
+    positive_sum = float(ranks[ranked > 0].sum())
+    statistic = min(positive_sum, n * (n + 1) / 2 - positive_sum)
+    ties = np.unique(np.abs(ranked), return_counts=True)[1]
+    answer = {"n": n, "cases": int(len(a)), "zeros": int(len(a) - n), "a": float(a.mean()), "b": float(b.mean()),
+              "median_difference": float(np.median(differences)), "statistic": statistic}
+    if n == 0:
+        return {**answer, "test": "Wilcoxon signed-rank", "z": None, "p_value": 1.0}
+    if len(a) <= WILCOXON_EXACT_UP_TO and n == len(a) and ties.max() == 1:
+        counts = signed_rank_counts(n)
+        rank_sum = round(positive_sum)  # whole without ties
+        tail = min(sum(counts[:rank_sum + 1]), sum(counts[rank_sum:]))
+        return {**answer, "test": "Wilcoxon signed-rank (exact)", "z": None, "p_value": min(1.0, 2 * tail / 2**n)}
+    variance = (n * (n + 1) * (2 * n + 1) - float((ties**3 - ties).sum()) / 2) / 24
+    z = (positive_sum - n * (n + 1) / 4) / math.sqrt(variance)
+    return {**answer, "test": "Wilcoxon signed-rank (normal approximation)", "z": z, "p_value": math.erfc(abs(z) / math.sqrt(2))}

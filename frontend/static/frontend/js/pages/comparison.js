@@ -1,6 +1,8 @@
 /* A comparison (docs/results.md, "Compare"): runs and groups of one project side by side. The curves of a chosen metric
    overlaid (a group as its mean with a band of ± one SD), the test metrics with their intervals in a table and as a bar
-   chart per metric, the ROC curves overlaid, and a paired test between two runs (DeLong for AUC, McNemar for accuracy).
+   chart per metric, the ROC curves overlaid, and a paired test between two runs (DeLong for AUC, McNemar for accuracy;
+   Wilcoxon's signed-rank test on two segmentations' per-case mean Dice). A segmentation's rows are its mean Dice and
+   IoU (a classifier's cells there are empty, and the reverse); it has no ROC curve, which its ROC note says.
    The page draws at once from the comparison's JSON (GET /api/comparisons/<id>/); another metric asks for it again
    with ?metric=, a paired test asks GET /api/comparisons/<id>/paired/?a=&b=. Everything the page keeps is in one `state`. */
 import { api } from "../api.js";
@@ -13,6 +15,10 @@ import { METRICS, formatValue, withInterval } from "../evaluation.js";
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
 const RATES = new Set(["accuracy", "balanced_accuracy", "macro_f1", "auc", "average_precision"]); // drawn on 0 to 100%
+// A segmentation's headline figures (workers/engine/tasks/segmentation/results.py): scores from 0 to 1.
+const SEGMENTATION_METRICS = [["mean_dice", "Mean Dice", "score"], ["mean_iou", "Mean IoU (Jaccard)", "score"]];
+const UNIT_SCORES = new Set(SEGMENTATION_METRICS.map(([key]) => key)); // drawn on 0 to 1
+const TESTS = [["mean_dice", "Mean Dice"], ["auc", "AUC"], ["accuracy", "Accuracy"]]; // the paired tests' rows, in order
 const DASH = { validation: "solid", train: "dot" };
 
 const root = document.getElementById("comparison-root");
@@ -25,8 +31,9 @@ const state = {
 
 const view = () => state.comparison.view;
 const itemsByKey = () => new Map(view().items.map((item, k) => [item.key, { ...item, colour: COLOURS[k % COLOURS.length] }]));
-const metricTitle = (name) => (METRICS.find(([key]) => key === name) || [name, name.replace(/_/g, " ")])[1];
-const metricKind = (name) => (METRICS.find(([key]) => key === name) || [name, name, "score"])[2];
+const metricOf = (name) => [...METRICS, ...SEGMENTATION_METRICS].find(([key]) => key === name);
+const metricTitle = (name) => (metricOf(name) || [name, name.replace(/_/g, " ")])[1];
+const metricKind = (name) => (metricOf(name) || [name, name, "score"])[2];
 
 document.getElementById("comparison-metric").addEventListener("change", (event) => chooseMetric(event.target.value));
 document.getElementById("paired-form").addEventListener("submit", (event) => { event.preventDefault(); pairedTest(); });
@@ -51,13 +58,19 @@ function showItems() {
   document.getElementById("comparison-items").replaceChildren(...items.map((item) => el("li", { "data-item": item.key }, [
     el("span", { class: "swatch", style: `background:${item.colour}` }), " ", itemLink(item), " ",
     el("small", { class: "muted", text: item.kind === "run"
-      ? `run · ${item.status}${item.samples ? ` · ${item.samples} test samples` : " · not evaluated yet"}`
+      ? `${item.task === "segmentation" ? "segmentation " : ""}run · ${item.status}${item.samples ? ` · ${item.samples} test samples` : " · not evaluated yet"}`
       : `group of ${item.members} runs · ${item.evaluated} evaluated on the ${item.subset} subset` }),
   ])));
-  const classes = new Set(items.map((item) => item.classes.join(", ")).filter(Boolean));
-  document.getElementById("comparison-classes").textContent = classes.size > 1
-    ? `The runs have different classes (${[...classes].map((c) => `{${c}}`).join(" · ")}): a figure that depends on them is refused where they differ.`
-    : classes.size ? `Classes: ${[...classes][0]}.` : "";
+  // Per task: a classifier's classes and a segmentation's labels are compared only with their own kind's.
+  const lines = [["classification", "classes"], ["segmentation", "labels"]].map(([task, what]) => {
+    const sets = new Set(items.filter((item) => item.task === task).map((item) => item.classes.join(", ")).filter(Boolean));
+    if (sets.size > 1) {
+      return `The ${task === "segmentation" ? "segmentations" : "classifiers"} have different ${what} (${[...sets].map((c) => `{${c}}`).join(" · ")}): `
+        + "a figure that depends on them is refused where they differ.";
+    }
+    return sets.size ? `${what[0].toUpperCase()}${what.slice(1)}: ${[...sets][0]}.` : "";
+  }).filter(Boolean);
+  document.getElementById("comparison-classes").textContent = lines.join(" ");
 }
 
 /* ---- curves of one metric ---- */
@@ -133,7 +146,10 @@ window.addEventListener("resize", () => {
 
 function cellContent(cell, kind, item) {
   if (cell.refused) return [el("span", { class: "muted refused", title: cell.refused, text: "refused*" })];
-  if (item.kind === "run") return withInterval(cell, kind, item.level, { prefix: false });
+  if (item.kind === "run") {
+    if (cell.value === null || cell.value === undefined) return [el("span", { class: "muted", title: "Not measured for this run's task, or not yet.", text: "—" })];
+    return withInterval(cell, kind, item.level, { prefix: false });
+  }
   const parts = [];
   if (cell.mean !== null && cell.mean !== undefined) {
     const sd = cell.std === null || cell.std === undefined ? "" : ` ± ${kind === "percent" ? `${(cell.std * 100).toFixed(1)}%` : cell.std.toFixed(3)}`;
@@ -193,7 +209,8 @@ function showBars() {
     drawChart(cells[k], [trace], {
       title: { text: title }, height: 280, showlegend: false, margin: { t: 40, r: 10, b: 70, l: 50 },
       xaxis: { automargin: true, tickangle: shown.length > 4 ? -30 : 0 },
-      yaxis: RATES.has(row.metric) ? { range: [0, 1.05], tickformat: ".0%" } : { rangemode: "tozero" },
+      yaxis: RATES.has(row.metric) ? { range: [0, 1.05], tickformat: ".0%" } : UNIT_SCORES.has(row.metric) ? { range: [0, 1.05] }
+        : { rangemode: "tozero" },
     });
   });
 }
@@ -260,9 +277,10 @@ async function pairedTest() {
   error.textContent = "";
   try {
     const answer = await api("GET", `/api/comparisons/${state.id}/paired/?a=${a}&b=${b}`);
-    const rows = [["auc", "AUC"], ["accuracy", "Accuracy"]].map(([key, title]) => {
+    const rows = TESTS.filter(([key]) => answer[key]).map(([key, title]) => {
       const result = answer[key];
       if (result.refused) return el("tr", { "data-test": key }, [el("td", { text: title }), el("td", { colspan: "6", class: "muted", text: result.refused })]);
+      if (key === "mean_dice") return wilcoxonRow(result, title);
       const kind = key === "accuracy" ? "percent" : "score";
       const n = key === "accuracy" ? `${result.n} (${result.discordant} discordant)` : `${result.n} (${result.positives} positive)`;
       return el("tr", { "data-test": key }, [
@@ -279,4 +297,17 @@ async function pairedTest() {
     table.hidden = true;
     error.textContent = problem.message;
   }
+}
+
+/* Wilcoxon's signed-rank test of two segmentations: the mean of each one's per-case mean Dice, the median of the
+   per-case differences (what the test is about), the statistic (the smaller rank sum) and the cases ranked. */
+function wilcoxonRow(result, title) {
+  const n = `${result.n}${result.zeros ? ` (${result.zeros} tied at 0 dropped)` : ""}`;
+  return el("tr", { "data-test": "mean_dice" }, [
+    el("td", { text: title }), el("td", { text: `${result.test}, W = ${result.statistic}` }), el("td", { class: "number", text: n }),
+    el("td", { class: "number", title: "mean over the shared cases", text: formatValue(result.a, "score") }),
+    el("td", { class: "number", title: "mean over the shared cases", text: formatValue(result.b, "score") }),
+    el("td", { class: "number", "data-median": String(result.median_difference), text: `${number(result.median_difference)} (median)` }),
+    el("td", { class: "number", "data-p": String(result.p_value), text: pValue(result.p_value) }),
+  ]);
 }
