@@ -89,3 +89,61 @@ def test_the_rate_finder_sweeps_a_segmentation_network_on_its_masks(tmp_path):
     losses = [loss for loss in found["losses"] if loss is not None and math.isfinite(loss)]
     assert len(losses) >= 20 and min(losses) < losses[0], found
     assert found["suggestion"] is not None and 1e-6 < found["suggestion"] < 1, found
+
+
+def test_an_imported_file_of_a_segmentation_networks_weights_is_read_and_starts_a_run(tmp_path):
+    """A safetensors file of a U-Net (as the toolkit writes them, or anyone saving a MONAI U-Net under our keys): its
+    channels and label count are read off the first convolution and the output layer (a map network has no single
+    head), its label names off the metadata; a run starts from it as from an earlier run. DynUNet's weights alone do
+    not say how to build it: refused with the reason."""
+    import json
+
+    import pytest
+
+    from workers.engine.call import Refusal
+    from workers.engine.export import write_safetensors
+    from workers.engine.training.spec import SpecInvalid, resolve_spec
+    from workers.engine.zoo.imports import inspect_safetensors
+
+    labels = ("background", "liver", "tumour")
+    torch.manual_seed(3)
+    network = build_network("unet_3d", 1, 3)
+    path = write_safetensors(network, {"classes": json.dumps(labels)}, tmp_path / "unet.safetensors")
+    facts = inspect_safetensors(str(path), "unet_3d")
+    assert (facts["channels"], facts["class_count"], facts["classes"]) == (1, 3, list(labels))
+    with pytest.raises(Refusal, match="another|not"):
+        inspect_safetensors(str(path), "unet_2d")  # a 3D network's weights are not a 2D one's
+    model = starting_model({"architecture": "unet_3d", "weights": "imported"}, 1, 3,
+                           ModelStart(state_path=str(path), classes=labels), classes=labels)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in network.state_dict().items())
+
+    dynunet = build_network("dynunet_3d", 1, 3, plan={"patch_size": [16, 64, 64], "target_spacing": [3.0, 1.0, 1.0]})
+    planned = write_safetensors(dynunet, {}, tmp_path / "dynunet.safetensors")
+    with pytest.raises(Refusal, match="built from a dataset's plan"):
+        inspect_safetensors(str(planned), "dynunet_3d")
+    spec = {"task": "segmentation", "model": {"architecture": "unet_3d", "weights": "imported", "imported_model": 1}}
+    assert resolve_spec(spec)["model"]["weights"] == "imported"
+    with pytest.raises(SpecInvalid) as refused:
+        resolve_spec({**spec, "model": {**spec["model"], "architecture": "dynunet_3d"}})
+    assert "built from the plan" in refused.value.errors["model.weights"]
+
+
+def test_a_dynunet_run_exports_its_weights_and_onnx_file(tmp_path):
+    """DynUNet registers its stages twice (its stages and its skip chain share tensors): safetensors refused the aliases,
+    which ended a DynUNet run at its export. Each shared tensor is written once more; the file loads back whole, and
+    the ONNX export with dynamic sides agrees with PyTorch."""
+    from safetensors.torch import load_file
+
+    from workers.engine.export import export_onnx, parity_check, write_safetensors
+
+    plan = {"patch_size": [16, 32, 32], "target_spacing": [3.0, 1.0, 1.0]}
+    torch.manual_seed(0)
+    model = build_network("dynunet_3d", 1, 3, plan=plan).eval()
+    path = write_safetensors(model, {"task": "segmentation"}, tmp_path / "dynunet.safetensors")
+    again = build_network("dynunet_3d", 1, 3, plan=plan).eval()
+    again.load_state_dict(load_file(str(path)))
+    images = torch.randn(2, 1, 16, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(again(images), model(images))
+    onnx = export_onnx(model, images, tmp_path / "dynunet.onnx", {"task": "segmentation"}, dynamic_sides=True)
+    assert parity_check(model, onnx, images)["passed"]

@@ -156,13 +156,25 @@ def check_fits_one_file(model: nn.Module) -> None:
         raise ExportTooLarge(f"the model's weights take {weight_bytes / 2**30:.1f} GiB; one ONNX file holds less than 2 GiB")
 
 
+def unshared(state: dict) -> dict:
+    """The state's tensors on the CPU, those that share memory with one before them copied: safetensors refuses
+    aliases, and MONAI's DynUNet registers its encoder and decoder twice (as its stages and as its skip chain), while
+    every key must stay for the state to load back whole."""
+    tensors, seen = {}, set()
+    for key, value in state.items():
+        tensor = value.detach().cpu()
+        where = tensor.untyped_storage().data_ptr()
+        tensors[key] = (tensor.clone() if where in seen and tensor.numel() else tensor).contiguous()
+        seen.add(where)
+    return tensors
+
+
 def write_safetensors(model: nn.Module, metadata: dict[str, str], path: str | Path) -> Path:
     """The model's state dict (the ZooModel's keys: `mean`, `std`, `network.…`) as safetensors with the metadata:
     nothing in it is executable, unlike a pickle."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"format": "pt", **metadata})
+    save_file(unshared(model.state_dict()), str(path), metadata={"format": "pt", **metadata})
     return path
 
 

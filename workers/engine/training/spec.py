@@ -481,7 +481,8 @@ def fit_patch_to_network(settings: dict, errors: dict) -> None:
 
 def check_network_fits(settings: dict, errors: dict) -> None:
     """The network must learn what the task asks (a classifier gives one vector per sample, a segmentation network a
-    map) and take samples of the plan's dimensions; a segmentation network starts from random weights or an earlier run."""
+    map) and take samples of the plan's dimensions; a segmentation network starts from random weights, an earlier run, or
+    an imported file of its weights (not one shaped by the plan: DynUNet)."""
     model, task = settings.get("model") or {}, settings["task"]
     entry = MODELS.get(model.get("architecture"))
     if entry is None or "model.architecture" in errors:
@@ -501,9 +502,9 @@ def check_network_fits(settings: dict, errors: dict) -> None:
           and patch_problem(entry, plan.get("patch_size"))):
         errors["model.architecture"] = (f"{patch_problem(entry, plan['patch_size'])}; the plan's patch is "
                                         f"{'×'.join(map(str, plan['patch_size']))}: change the patch size or the network.")
-    elif task != "classification" and model.get("weights") == "imported":
-        errors["model.weights"] = (f"{entry.title} starts from random weights or an earlier run of it: an imported file "
-                                   f"cannot start a {task} network yet.")
+    elif task != "classification" and model.get("weights") == "imported" and entry.planned:
+        errors["model.weights"] = (f"{entry.title} is built from the plan, so an imported file of its weights cannot say how "
+                                   "to build it: start from the run that trained it, or from random weights.")
 
 
 def check_mirroring(settings: dict, errors: dict) -> None:

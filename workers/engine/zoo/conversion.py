@@ -852,7 +852,7 @@ def import_safetensors(path: str | Path, architecture: str, mean=None, std=None,
     raw = load_file(str(path))
     mapped = zoo_keys(raw, architecture)
     state = {mapped[name]: tensor for name, tensor in raw.items() if name in mapped}
-    first_key, head_key = first_and_head_keys(architecture)
+    first_key, head_key, _ = first_and_head_keys(architecture)
     channels, classes = state[first_key].shape[1], state[head_key].shape[0]
     model = build_network(architecture, channels, classes, input_size=input_size)
     if mean and std:
@@ -879,7 +879,7 @@ def zoo_model_from_state(architecture: str, state: dict, input_size: int = 0) ->
     """The ZooModel a copied state dict (mean, std, network.*) belongs to, for this state's channels and classes."""
     from .imports import first_and_head_keys
 
-    first_key, head_key = first_and_head_keys(architecture)
+    first_key, head_key, _ = first_and_head_keys(architecture)
     channels = state[first_key].shape[1]
     model = build_network(architecture, channels, state[head_key].shape[0], input_size=input_size)
     model.load_state_dict(state)

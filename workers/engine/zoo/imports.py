@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 from ..call import Refusal, question
+from ..tasks import TASKS
 from .registry import MODELS
 
 MAX_CHANNELS = 16
@@ -316,14 +317,23 @@ def expected_shapes(architecture: str, channels: int, classes: int) -> dict[str,
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def first_and_head_keys(architecture: str) -> tuple[str, str]:
+def first_and_head_keys(architecture: str) -> tuple[str, str, int]:
+    """The state keys of the first convolution's weight and of a tensor shaped by the class count, and the axis of
+    that tensor which is the count: a classifier's head (rows), or a map network's output layer (found by building it
+    for two label counts: no single module is its head)."""
     import torch
 
     from .networks import build_network, first_conv
+    from .start import label_shaped_keys
 
+    entry = MODELS[architecture]
     with torch.device("meta"):
         model = build_network(architecture, 3, 10)
-    return f"network.{first_conv(model.network)[0]}.weight", f"network.{MODELS[architecture].head}.weight"
+    first = f"network.{first_conv(model.network)[0]}.weight"
+    if not TASKS[entry.task].spatial_output:
+        return first, f"network.{entry.head}.weight", 0
+    key, axis = sorted(label_shaped_keys(architecture, None).items())[0]
+    return first, f"network.{key}", axis
 
 
 @question
@@ -336,11 +346,16 @@ def inspect_safetensors(path: str, architecture: str, field: str = "file") -> di
     header, metadata = safetensors_header(path)
     mapped = zoo_keys(header, architecture)
     shapes = {mapped[name]: tuple(header[name]["shape"]) for name in mapped}
-    first_key, head_key = first_and_head_keys(architecture)
-    if first_key not in shapes or head_key not in shapes or len(shapes[first_key]) != 4 or len(shapes[head_key]) != 2:
+    if entry.planned:
+        raise Refusal(f"{entry.title} is built from a dataset's plan (its depth and kernels follow the patch and spacing), so "
+                      "its weights alone do not say how to build it: start from the run that trained it instead.")
+    first_key, head_key, head_axis = first_and_head_keys(architecture)
+    head_rank = 2 if not TASKS[entry.task].spatial_output else None  # a map network's output layer is a convolution
+    if (first_key not in shapes or head_key not in shapes or len(shapes[first_key]) != entry.dims + 2
+            or (head_rank and len(shapes[head_key]) != head_rank)):
         missing = [k for k in (first_key, head_key) if k not in shapes]
         raise another_architecture(entry.title, missing=missing or [first_key], unexpected=sorted(set(shapes) - {first_key, head_key}), wrong=[])
-    channels, classes = shapes[first_key][1], shapes[head_key][0]
+    channels, classes = shapes[first_key][1], shapes[head_key][head_axis]
     if not 1 <= channels <= MAX_CHANNELS or classes < 1:
         raise another_architecture(entry.title, [], [], [f"{first_key} takes {channels} channels"])
     expected = expected_shapes(architecture, channels, classes)
