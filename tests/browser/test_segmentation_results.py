@@ -75,7 +75,7 @@ def an_evaluated_segmentation_run(user):
     project = Project.objects.create(owner=user, name="Abdomen")
     dataset = organ_volumes(project)
     run = a_finished_run(user, project, name="U-Net on livers")
-    run.spec["task"] = "segmentation"
+    run.spec["task"], run.spec["monitor"] = "segmentation", "validation.mean_dice"
     run.results = {"test": {"mean_dice": 0.842, "loss": 0.21}, "kept": {"epoch": 5, "reason": "Epoch 5: the highest validation mean_dice."}}
     run.save(update_fields=["spec", "results"])
     evaluation = Evaluation.objects.create(run=run, subset="test", status="done")
@@ -97,12 +97,25 @@ def an_evaluated_segmentation_run(user):
 
 
 def test_a_segmentation_runs_results_and_a_cases_overlay(page, live_server, clinician):
+    from backend.runs.models import MetricPoint
+
     run, evaluation, cases = an_evaluated_segmentation_run(clinician)
     results = evaluation.results
+    # Its curves: the monitored mean Dice and the Dice of each label, which the page draws in one chart.
+    MetricPoint.objects.bulk_create([MetricPoint(run=run, epoch=epoch, subset="validation", name=name, value=value)
+                                     for epoch in range(1, 4) for name, value in (("mean_dice", 0.3 * epoch),
+                                                                                  ("class_dice.liver", 0.3 * epoch),
+                                                                                  ("class_dice.tumour", 0.2 * epoch))])
     log_in(page, live_server.url)
     problems = record_problems(page)
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto(f"{live_server.url}/runs/{run.pk}/")
+    expect(page.locator("#metric-chart-mean_dice .scatterlayer .point")).to_have_count(3)
+    labels = page.evaluate("document.getElementById('metric-chart-class_dice').data.map((trace) => trace.name)")
+    assert labels == ["liver (validation)", "tumour (validation)"], labels
+    expect(page.locator('#metric-picker input[value="class_dice"]')).to_be_checked()
+    expect(page.locator("#metric-picker")).to_contain_text("Dice per label")
+    page.locator("#metric-charts").screenshot(path=str(ARTIFACTS / "segmentation-curves-1366.png"))
     section = page.locator("#evaluation")
     expect(page.locator("#test-metric")).to_have_text("mean Dice")
     expect(page.locator("#test-accuracy")).to_have_text("0.842")

@@ -12,6 +12,11 @@ const SYSTEM = [
   ["memory_mb", "Memory (MB)", { rangemode: "tozero" }],
 ];
 const RATES = new Set(["accuracy", "balanced_accuracy", "macro_f1", "auc"]); // drawn on 0 to 100%
+const OVERLAPS = new Set(["mean_dice", "class_dice", "iou", "pixel_accuracy", "case_dice"]); // drawn on 0 to 1
+/* A metric with a value per class is recorded as "<metric>.<class>" (class_dice.liver): one chart, a line per class. */
+const metricOf = (name) => name.split(".")[0];
+const TITLES = { class_dice: "Dice per label", mean_dice: "mean Dice" };
+const titleOf = (name) => TITLES[name] ?? name.replace(/_/g, " ");
 
 export class MetricSeries {
   constructor() {
@@ -28,14 +33,20 @@ export class MetricSeries {
     return changed;
   }
 
-  /* The metrics measured on the training or validation subset, loss first. */
+  /* The metrics measured on the training or validation subset, loss first (a per-class metric once, by its name). */
   metricNames() {
     const names = new Set();
     for (const key of this.points.keys()) {
       const [subset, name] = key.split("/");
-      if (subset !== "system") names.add(name);
+      if (subset !== "system") names.add(metricOf(name));
     }
     return [...names].sort((a, b) => (a === "loss" ? -1 : b === "loss" ? 1 : a.localeCompare(b)));
+  }
+
+  /* The classes a per-class metric was recorded for on a subset, in the order first seen ([] for another metric). */
+  classesOf(subset, metric) {
+    const prefix = `${subset}/${metric}.`;
+    return [...this.points.keys()].filter((key) => key.startsWith(prefix)).map((key) => key.slice(prefix.length));
   }
 
   xy(subset, name) {
@@ -56,7 +67,19 @@ export function smooth(values, weight) {
   });
 }
 
+/* A per-class metric's lines: one per class, on the validation subset where it was measured (else the training one). */
+function classTraces(series, metric, smoothing) {
+  const subset = series.classesOf("validation", metric).length ? "validation" : "train";
+  return series.classesOf(subset, metric).map((label) => {
+    const xy = series.xy(subset, `${metric}.${label}`);
+    return { x: xy.x, y: smooth(xy.y, smoothing), name: `${label} (${subset})`, mode: "lines+markers", marker: { size: 5 } };
+  });
+}
+
 function metricTraces(series, name, smoothing) {
+  if (series.classesOf("validation", name).length || series.classesOf("train", name).length) {
+    return classTraces(series, name, smoothing);
+  }
   const traces = [];
   for (const subset of ["train", "validation"]) {
     const xy = series.xy(subset, name);
@@ -99,9 +122,9 @@ export function drawMetricCharts(container, series, { picked, smoothing = 0, kep
     (name) => el("div", { class: "chart", "data-metric": name, id: `metric-chart-${name}` }));
   for (const [k, name] of wanted.entries()) {
     drawChart(charts[k], metricTraces(series, name, smoothing), {
-      title: { text: name.replace(/_/g, " ") }, datarevision: `${revision}-${smoothing}-${keptEpoch}`,
+      title: { text: titleOf(name) }, datarevision: `${revision}-${smoothing}-${keptEpoch}`,
       xaxis: { title: { text: "epoch" }, rangemode: "tozero" },
-      yaxis: RATES.has(name) ? { range: [0, 1.02], tickformat: ".0%" } : { rangemode: "tozero" },
+      yaxis: RATES.has(name) ? { range: [0, 1.02], tickformat: ".0%" } : OVERLAPS.has(name) ? { range: [0, 1.02] } : { rangemode: "tozero" },
       ...keptEpochLine(keptEpoch),
     });
   }
@@ -129,6 +152,6 @@ export function renderMetricPicker(container, names, picked, onChange) {
     const box = el("input", { type: "checkbox", value: name, name: "metric" });
     box.checked = picked.includes(name);
     box.addEventListener("change", () => onChange([...container.querySelectorAll("input:checked")].map((b) => b.value)));
-    return el("label", { class: "radio" }, [box, ` ${name.replace(/_/g, " ")}`]);
+    return el("label", { class: "radio" }, [box, ` ${titleOf(name)}`]);
   }));
 }

@@ -16,7 +16,11 @@ const LOG_LINES = 200; // the tail of the log the page keeps
 
 const id = document.getElementById("run-root").dataset.run;
 const series = new MetricSeries();
-const view = { picked: ["loss", "accuracy"], smoothing: 0, keptEpoch: null, revision: 0 };
+// Drawn first: the loss and the metric that picks the kept epoch (a segmentation's Dice per label beside it).
+const root = document.getElementById("run-root").dataset;
+const monitored = (root.monitor || "validation.accuracy").split(".")[1];
+const firstPicked = ["loss", monitored === "loss" ? "accuracy" : monitored, ...(root.task === "segmentation" ? ["class_dice"] : [])];
+const view = { picked: firstPicked, smoothing: 0, keptEpoch: null, revision: 0 };
 // The results on the test subset: the evaluation the page was drawn with, if any.
 const evaluation = evaluationView(document.getElementById("evaluation"), id,
   JSON.parse(document.getElementById("evaluation-data").textContent));
