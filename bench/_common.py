@@ -70,3 +70,14 @@ def median_request_ms(client, urls: dict[str, str], repeats: int) -> dict[str, f
             assert response.status_code == 200, (url, response.status_code, response.content[:300])
         timings[name] = statistics.median(runs)
     return timings
+
+
+def samples_per_second(step, steps: int, batch: int) -> float:
+    """A training step's rate in samples a second: called once first (first-call costs), then `steps` times timed."""
+    import time
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import report, scratch, size  # noqa: E402
+from bench._common import report, samples_per_second, scratch, size  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
 from workers.engine.planning import PATCH_BUDGET_CPU, patch_and_batch  # noqa: E402
 from workers.engine.store import VolumeRecords, mask_path  # noqa: E402
@@ -102,11 +102,7 @@ def training_rate() -> float:
         loss_fn(model(images), masks).backward()
         optimiser.step()
 
-    step()  # first-call costs
-    start = time.perf_counter()
-    for _ in range(TRAINING_STEPS):
-        step()
-    return TRAINING_STEPS * BATCH / (time.perf_counter() - start)
+    return samples_per_second(step, TRAINING_STEPS, BATCH)
 
 
 def main():

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import report, scratch, size  # noqa: E402
+from bench._common import report, samples_per_second, scratch, size  # noqa: E402
 from workers.engine.pipelines import Pipeline  # noqa: E402
 from workers.engine.store import VolumeRecords  # noqa: E402
 from workers.engine.zoo.networks import build_network  # noqa: E402
@@ -99,11 +99,7 @@ def training_rate() -> float:
         loss.backward()
         optimiser.step()
 
-    step()  # first-call costs
-    start = time.perf_counter()
-    for _ in range(TRAINING_STEPS):
-        step()
-    return TRAINING_STEPS * BATCH / (time.perf_counter() - start)
+    return samples_per_second(step, TRAINING_STEPS, BATCH)
 
 
 def main():

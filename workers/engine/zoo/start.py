@@ -80,17 +80,28 @@ def from_earlier_model(name: str, state: dict, in_channels: int, num_classes: in
     filter_rank = entry.dims + 2
     conv_weights = [value for key, value in state.items() if key.endswith(".weight") and value.dim() == filter_rank]
     its_channels, its_class_count = conv_weights[0].shape[1], head_weight.shape[0]
-    # Weights saved before models carried their normalisation took images as they are.
-    statistics_shape = (1, -1) + (1,) * entry.dims
-    mean = state.get("mean", torch.zeros(its_channels)).flatten().tolist()
-    std = state.get("std", torch.ones(its_channels)).flatten().tolist()
+    mean, std = input_statistics(state, its_channels)
     model = build_network(name, its_channels, its_class_count)
-    model.load_state_dict({"mean": torch.tensor(mean).view(statistics_shape), "std": torch.tensor(std).view(statistics_shape), **state})
+    model.load_state_dict(with_statistics(state, mean, std, entry.dims))
     fit_first_layer(model.network, in_channels)
     fit_head(model.network, entry.head, num_classes, its_classes, classes)
     fitted = ZooModel(model.network, per_channel(tuple(mean), in_channels), per_channel(tuple(std), in_channels), input_size,
                       entry.dims)
     return fitted
+
+
+def input_statistics(state: dict, channels: int) -> tuple[list[float], list[float]]:
+    """The mean and std an earlier model's input was normalised by; weights saved before models carried them took
+    images as they are (0 and 1)."""
+    mean = state.get("mean", torch.zeros(channels)).flatten().tolist()
+    std = state.get("std", torch.ones(channels)).flatten().tolist()
+    return mean, std
+
+
+def with_statistics(state: dict, mean: list[float], std: list[float], dims: int) -> dict:
+    """The state, given the mean and std shaped as a ZooModel of `dims` spatial dimensions holds them where it has none."""
+    shape = (1, -1) + (1,) * dims
+    return {"mean": torch.tensor(mean).view(shape), "std": torch.tensor(std).view(shape), **state}
 
 
 def from_earlier_map_model(name: str, state: dict, in_channels: int, num_classes: int, plan: dict | None = None, *,
@@ -108,11 +119,8 @@ def from_earlier_map_model(name: str, state: dict, in_channels: int, num_classes
     by_labels = label_shaped_keys(name, plan)
     its_count = len(its_classes) if its_classes else label_count_of(state, by_labels)
     earlier = build_network(name, its_channels, its_count, plan=plan)
-    statistics_shape = (1, -1) + (1,) * entry.dims
-    mean = state.get("mean", torch.zeros(its_channels)).flatten().tolist()
-    std = state.get("std", torch.ones(its_channels)).flatten().tolist()
-    earlier.load_state_dict({"mean": torch.tensor(mean).view(statistics_shape), "std": torch.tensor(std).view(statistics_shape),
-                             **state})
+    mean, std = input_statistics(state, its_channels)
+    earlier.load_state_dict(with_statistics(state, mean, std, entry.dims))
     fit_first_layer(earlier.network, in_channels)
     same_labels = its_classes is not None and classes is not None and list(its_classes) == list(classes)
     fitted = build_network(name, in_channels, num_classes, plan=plan)
